@@ -1,0 +1,4 @@
+from tregsim.cli import main
+import sys
+
+sys.exit(main())

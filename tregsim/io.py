@@ -1,0 +1,146 @@
+"""Atomic file writes, content hashes and run manifests.
+
+Every output folder of tregsim carries ``manifest.json``: the command line, seed, hashes of
+the model / experiment / data files that went in, and the versions of the packages used.
+Files are written atomically (temporary file in the same folder, then ``os.replace``), so an
+interrupted run never leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+
+_VERSIONED = (
+    "tregsim",
+    "numpy",
+    "scipy",
+    "sympy",
+    "xarray",
+    "matplotlib",
+    "SALib",
+    "dask",
+    "distributed",
+    "torch",
+    "sbi",
+    "arviz",
+)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    Use for writers that take a filename (``Dataset.to_netcdf``, ``savefig``)::
+
+        with atomic_path(out / "cohort.nc") as tmp:
+            ds.to_netcdf(tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically. Returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically. Returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: object) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(names: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
+    """Installed versions of the packages that shape results (absent ones are skipped)."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def build_manifest(
+    *,
+    command: str,
+    seed: int | None,
+    inputs: dict[str, str | os.PathLike] | None = None,
+    settings: dict | None = None,
+    argv: list[str] | None = None,
+) -> dict:
+    """A manifest dict for an output folder.
+
+    Parameters
+    ----------
+    command : the tregsim command (``"cohort"``, ``"power"`` …).
+    seed : the master seed, or ``None`` for deterministic commands.
+    inputs : role → path of each input file (model, experiment, data, posterior); each is
+        hashed with SHA-256.
+    settings : everything else that determines the result (n, budgets, chunking-independent
+        options). Two runs with equal ``command``, ``seed``, input hashes and ``settings``
+        produce identical results; resume logic compares exactly these.
+    argv : the command line (defaults to ``sys.argv``).
+    """
+    hashes = {}
+    for role, p in (inputs or {}).items():
+        hashes[role] = {"path": str(p), "sha256": file_sha256(p)}
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "command": command,
+        "seed": seed,
+        "inputs": hashes,
+        "settings": settings or {},
+        "command_line": " ".join(argv if argv is not None else sys.argv),
+        "versions": package_versions(),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def identity(manifest: dict) -> dict:
+    """The part of a manifest that determines results (for resume / overwrite checks)."""
+    return {
+        "command": manifest.get("command"),
+        "seed": manifest.get("seed"),
+        "inputs": {k: v.get("sha256") for k, v in manifest.get("inputs", {}).items()},
+        "settings": manifest.get("settings"),
+    }

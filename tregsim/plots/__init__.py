@@ -1,0 +1,5 @@
+"""Figures. Plotting never computes; it draws arrays computed elsewhere (backend Agg)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
