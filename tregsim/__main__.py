@@ -1,4 +1,5 @@
-from tregsim.cli import main
 import sys
+
+from tregsim.cli import main
 
 sys.exit(main())

@@ -32,6 +32,10 @@ class TregsimError(ValueError):
         self.fix = fix
         super().__init__(self._format())
 
+    def __reduce__(self):
+        # keep file / field / fix when the error crosses a process boundary (Dask workers)
+        return (_rebuild, (type(self), self.problem, self.file, self.field, self.fix))
+
     def _format(self) -> str:
         where = self.file or "<input>"
         parts = [where + ":"]
@@ -42,6 +46,10 @@ class TregsimError(ValueError):
         if self.fix:
             msg += f"; fix: {self.fix}"
         return msg
+
+
+def _rebuild(cls, problem, file, field, fix):
+    return cls(problem, file=file, field=field, fix=fix)
 
 
 class ModelFileError(TregsimError):

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from tregsim.errors import ModelFileError
     from tregsim.model import compile_model, load_model, load_spec
 
@@ -32,5 +34,5 @@ def run(args) -> int:
             print(f"{f}: ok ({len(m.state_names)} states, {len(m.parameter_names)} parameters)")
         except ModelFileError as e:
             bad += 1
-            print(f"{e}")
+            print(f"tregsim model: error: {e}", file=sys.stderr)
     return 2 if bad else 0

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="override a model parameter, e.g. --set phi=20 --set age=12",
     )
-    p.add_argument("--rtol", type=float, default=1e-8, help="relative tolerance (default 1e-8)")
+    p.add_argument("--rtol", type=float, default=1e-7, help="relative tolerance (default 1e-7)")
 
 
 def _parse_sets(items, model):
@@ -88,6 +88,12 @@ def run(args) -> int:
     model = load_model(args.model)
     days = args.infusion_day or [DEFAULT_INFUSION_DAY]
     horizon = args.months * MONTH_DAYS
+    if not (np.isfinite(args.months) and 0 < args.months <= 240):
+        raise ArgumentError(
+            f"horizon must be in (0, 240] months, got {args.months}",
+            field="--months",
+            fix="give e.g. --months 24",
+        )
     for d in days:
         if not (np.isfinite(d) and 0 <= d <= horizon):
             raise ArgumentError(
@@ -100,12 +106,6 @@ def run(args) -> int:
             f"dose must be finite and ≥ 0 cells/kg, got {args.dose_per_kg}",
             field="--dose-per-kg",
             fix="give e.g. --dose-per-kg 2e7",
-        )
-    if not (np.isfinite(args.months) and 0 < args.months <= 240):
-        raise ArgumentError(
-            f"horizon must be in (0, 240] months, got {args.months}",
-            field="--months",
-            fix="give e.g. --months 24",
         )
     overrides = _parse_sets(args.set, model)
     if "X" not in model.spec.doses:

@@ -54,9 +54,13 @@ def _piecewise(*args):
             f"(an odd number ≥ 3 of arguments), got {len(args)}"
         )
     pairs = [(args[i], args[i + 1]) for i in range(0, len(args) - 1, 2)]
-    for _, c in pairs:
-        if not isinstance(c, sp.logic.boolalg.Boolean):
+    for v, c in pairs:
+        if not _is_condition(c):
             raise ValueError(f"piecewise condition must be a comparison, got {c}")
+        if not _is_value(v):
+            raise ValueError(f"piecewise value must be a number or expression, got {v}")
+    if not _is_value(args[-1]):
+        raise ValueError(f"piecewise otherwise-value must be an expression, got {args[-1]}")
     return sp.Piecewise(*pairs, (args[-1], True))
 
 
@@ -128,6 +132,14 @@ def _fold(op: str, a: float, b: float) -> float:
     if not math.isfinite(v):
         raise ValueError(f"constant arithmetic {a} {op} {b} is not finite")
     return v
+
+
+def _is_condition(e) -> bool:
+    return isinstance(e, (sp.core.relational.Relational, sp.And, sp.Or))
+
+
+def _is_value(e) -> bool:
+    return isinstance(e, sp.Expr) and not _is_condition(e)
 
 
 def _number(v: float) -> sp.Expr:
@@ -212,6 +224,10 @@ def parse_expression(
             )
         if isinstance(node, ast.UnaryOp):
             operand = conv(node.operand, depth + 1)
+            if not _is_value(operand):
+                raise fail(
+                    "a comparison is not a value", "use piecewise(value, condition, otherwise)"
+                )
             if isinstance(node.op, ast.USub):
                 return _number(-float(operand)) if operand.is_Number else -operand
             if isinstance(node.op, ast.UAdd):
@@ -222,7 +238,7 @@ def parse_expression(
             if op is None:
                 raise fail(f"operator {type(node.op).__name__} is not allowed")
             a, b = conv(node.left, depth + 1), conv(node.right, depth + 1)
-            if not isinstance(a, sp.Expr) or not isinstance(b, sp.Expr):
+            if not _is_value(a) or not _is_value(b):
                 raise fail("comparisons may only appear as piecewise conditions")
             if a.is_Number and b.is_Number:
                 try:
@@ -240,10 +256,21 @@ def parse_expression(
             if len(node.ops) != 1 or type(node.ops[0]) not in _CMPOPS:
                 raise fail("only single comparisons <, <=, >, >= are allowed")
             a, b = conv(node.left, depth + 1), conv(node.comparators[0], depth + 1)
-            return _CMPOPS[type(node.ops[0])](a, b)
+            if not _is_value(a) or not _is_value(b):
+                raise fail("a comparison can only compare values", "compare two expressions")
+            try:
+                rel = _CMPOPS[type(node.ops[0])](a, b)
+            except TypeError as e:
+                raise fail(f"invalid comparison ({e})") from None
+            if not _is_condition(rel):
+                raise fail(
+                    "comparison of constants is always true or false",
+                    "compare expressions that depend on names",
+                )
+            return rel
         if isinstance(node, ast.BoolOp):
             vals = [conv(v, depth + 1) for v in node.values]
-            if not all(isinstance(v, sp.logic.boolalg.Boolean) for v in vals):
+            if not all(_is_condition(v) for v in vals):
                 raise fail("and/or combine comparisons only")
             return sp.And(*vals) if isinstance(node.op, ast.And) else sp.Or(*vals)
         if isinstance(node, ast.Call):
@@ -256,13 +283,15 @@ def parse_expression(
                 raise fail(f"keyword arguments in call to {name!r}")
             ctor, arity = FUNCTIONS[name]
             args = [conv(a, depth + 1) for a in node.args]
+            if name != "piecewise" and not all(_is_value(a) for a in args):
+                raise fail(f"{name} takes values, not comparisons")
             if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
                 need = arity if arity > 0 else f"at least {-arity}"
                 raise fail(f"{name} takes {need} argument(s), got {len(args)}")
             try:
                 return ctor(*args)
-            except (ValueError, TypeError) as e:
-                raise fail(f"invalid call to {name}: {e}") from None
+            except (ValueError, TypeError, ArithmeticError) as e:
+                raise fail(f"invalid call to {name}: {type(e).__name__} {e}") from None
         what = _DESCRIBE.get(type(node), type(node).__name__)
         raise fail(f"{what} is not allowed")
 
@@ -270,6 +299,35 @@ def parse_expression(
         out = conv(tree, 0)
     except RecursionError:
         raise fail("expression too deeply nested", "split it into named expressions") from None
-    if isinstance(out, sp.logic.boolalg.Boolean) and not isinstance(out, sp.Expr):
+    except ArithmeticError as e:  # sympy/mpmath on absurd constants, e.g. exp(1e308)
+        raise fail(
+            f"constant arithmetic fails ({type(e).__name__})", "use finite constants"
+        ) from None
+    if not _is_value(out):
         raise fail("a comparison is not a value", "use piecewise(value, condition, otherwise)")
+    # constant sub-expressions that sympy evaluated: they must be real and finite
+    try:
+        _check_constants(out)
+    except ArithmeticError:
+        raise fail(
+            "a constant part is complex, infinite or undefined (e.g. log(0), sqrt(-1), exp(1e308))",
+            "use arguments inside each function's domain",
+        ) from None
     return out
+
+
+def _check_constants(out) -> None:
+    fail = _ConstantError
+    if out.has(sp.I, sp.zoo, sp.oo, -sp.oo, sp.nan):
+        raise fail("complex")
+    for atom in out.atoms(sp.Number):
+        try:
+            ok = math.isfinite(float(atom))
+        except (OverflowError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise fail(str(atom))
+
+
+class _ConstantError(ArithmeticError):
+    pass

@@ -96,7 +96,7 @@ def parse_prior(table: object, *, file: object, key: str) -> Prior:
             fix='write e.g. prior = { dist = "lognormal", median = 1, sdlog = 0.5 }',
         )
     dist = table.get("dist")
-    if dist not in DISTRIBUTIONS:
+    if not isinstance(dist, str) or dist not in DISTRIBUTIONS:
         raise ModelFileError(
             f"unknown prior distribution {dist!r}",
             file=file,

@@ -196,6 +196,13 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
             "schema_version",
             f"add schema_version = {SCHEMA_VERSION}",
         )
+    if doc.get("time_unit", "day") != "day":
+        raise _err(
+            f'time_unit must be "day", got {doc.get("time_unit")!r}',
+            path,
+            "time_unit",
+            'tregsim works in days since diagnosis: write time_unit = "day" and rates per day',
+        )
     name = doc.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise _err(
@@ -283,7 +290,7 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
                 "missing unit", path, key + ".unit", 'write unit = "1/day" (or "1" for none)'
             )
         role = tbl.get("role", "fixed")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise _err(
                 f"role must be one of {ROLES}, got {role!r}",
                 path,
@@ -308,7 +315,7 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
                     "use a value inside the prior's support",
                 )
         iiv = tbl.get("iiv_sd")
-        if iiv is not None and (iiv not in params_raw):
+        if iiv is not None and (not isinstance(iiv, str) or iiv not in params_raw):
             raise _err(
                 f"iiv_sd names unknown parameter {iiv!r}",
                 path,
@@ -448,8 +455,15 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
                 key,
                 'write expr = "..." and unit = "..."',
             )
+        if n == "cpeptide" and tbl.get("unit") != "nmol/L":
+            raise _err(
+                f"the cpeptide observable must be in nmol/L, got {tbl.get('unit')!r}",
+                path,
+                key + ".unit",
+                'MMTT 2-h AUC mean C-peptide is in nmol/L: write unit = "nmol/L"',
+            )
         noise = tbl.get("noise", "none")
-        if noise not in NOISE_MODELS:
+        if not isinstance(noise, str) or noise not in NOISE_MODELS:
             raise _err(
                 f"noise must be one of {NOISE_MODELS}, got {noise!r}",
                 path,
@@ -457,7 +471,7 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
                 f"use one of {', '.join(NOISE_MODELS)}",
             )
         for k in ("sigma", "lloq"):
-            if k in tbl and tbl[k] not in parameters:
+            if k in tbl and (not isinstance(tbl[k], str) or tbl[k] not in parameters):
                 raise _err(
                     f"{k} names unknown parameter {tbl[k]!r}",
                     path,

@@ -397,8 +397,8 @@ def integrate(
     dose_clock,
     *,
     t0=0.0,
-    rtol=1e-8,
-    atol=1e-10,
+    rtol=1e-7,
+    atol=1e-9,
     h0=1e-2,
     max_steps=100_000,
 ) -> rb.SolveResult:

@@ -101,8 +101,8 @@ def integrate(
     dose_clock: np.ndarray,
     *,
     t0: float = 0.0,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
     h0: float = 1e-2,
     max_steps: int = 100_000,
 ) -> SolveResult:

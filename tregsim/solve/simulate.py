@@ -10,8 +10,8 @@ from tregsim.errors import ArgumentError
 from tregsim.model.compile import CompiledModel, ParameterBatch
 from tregsim.solve.rosenbrock import STATUS_OK, STATUS_TEXT, integrate
 
-DEFAULT_RTOL = 1e-8
-DEFAULT_ATOL = 1e-10
+DEFAULT_RTOL = 1e-7
+DEFAULT_ATOL = 1e-9
 MONTH_DAYS = 365.25 / 12
 
 
@@ -196,7 +196,7 @@ def simulate_arrays(
         raise ArgumentError(
             f"tolerances must be > 0, got rtol={rtol}, atol={atol}",
             field="rtol/atol",
-            fix="use e.g. rtol=1e-8, atol=1e-10",
+            fix="use e.g. rtol=1e-7, atol=1e-9",
         )
     n = params.n
     p = model.param_matrix(params)

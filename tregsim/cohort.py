@@ -1,0 +1,715 @@
+"""Virtual cohorts: the same virtual patients simulated in every arm of an experiment.
+
+Every arm sees the same patients (same covariates and individual parameters), so
+treatment − control differences are paired. A cohort of N patients runs in chunks through
+:func:`tregsim.parallel.run_chunks`; memory stays bounded whatever N because only per-visit
+summaries are kept:
+
+* exact moments — per-block sums (blocks of :data:`tregsim.rng.BLOCK` patients; chunk sizes are
+  rounded up to a multiple of it so a block never straddles two chunks) folded in block order at
+  the end, so every number is bitwise identical whatever the chunk size or worker count;
+* exact minimum / maximum per arm × visit;
+* quantiles from fixed fine histograms (:data:`EDGES_NMOL_L`, bins of 0.0005 nmol/L; differences
+  on :data:`DIFF_EDGES_NMOL_L`), linearly interpolated inside the bin and clipped to the exact
+  min/max: absolute error ≤ 0.0005 nmol/L within [0, 10] nmol/L.
+
+Per-patient results (covariates, individual parameters, C-peptide at each visit) are kept for the
+first ``keep`` patients (default :data:`KEEP_DEFAULT`; ``keep=None`` keeps everyone, which grows
+memory with N by about 0.2 kB per patient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tregsim import rng as _rng
+from tregsim.errors import ArgumentError, DataFileError
+
+EDGES_NMOL_L = np.linspace(0.0, 10.0, 20001)
+DIFF_EDGES_NMOL_L = np.linspace(-5.0, 5.0, 20001)
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+THRESHOLD_NMOL_L = 0.2  # "responder" threshold of the TrialNet literature (≥ 0.2 nmol/L)
+KEEP_DEFAULT = 100_000
+SPAGHETTI_N = 50
+
+
+class CohortArms(dict):
+    """arm name → ``(n, n_visits)`` noise-free MMTT C-peptide (nmol/L); NaN where the solve
+    failed. ``.status``: arm → ``(n,)`` int8 solver status (0 = ok); ``.times``: ``(n_visits,)``
+    days since diagnosis."""
+
+    status: dict
+    times: np.ndarray
+
+
+def simulate_arms(exp, pop, *, arms: dict | None = None, times=None, **solver_kw) -> CohortArms:
+    """Simulate the same patients in every arm.
+
+    Parameters
+    ----------
+    exp : loaded experiment.
+    pop : :class:`~tregsim.population.Population` of ``n`` patients.
+    arms : name → :class:`~tregsim.experiment.Arm` (default: ``exp.arms``).
+    times : output times, days since diagnosis (default: ``exp.visits_days``).
+    solver_kw : passed to :func:`tregsim.solve.simulate_arrays` (rtol, atol, ...).
+
+    Returns
+    -------
+    :class:`CohortArms`: arm → ``(n, n_times)`` C-peptide, nmol/L, plus ``.status``.
+    """
+    from tregsim.solve import simulate_arrays
+
+    arms = exp.arms if arms is None else arms
+    times = exp.visits_days if times is None else np.asarray(times, dtype=float)
+    out = CohortArms()
+    out.status, out.times = {}, times
+    for name, arm in arms.items():
+        r = simulate_arrays(
+            exp.model, pop.params, doses=arm.regimen.doses(pop), times=times, **solver_kw
+        )
+        c = np.asarray(r.observables["cpeptide"], dtype=float)
+        bad = r.status != 0
+        if bad.any():
+            c = c.copy()
+            c[bad] = np.nan
+        out[name] = c
+        out.status[name] = np.asarray(r.status, dtype=np.int8)
+    return out
+
+
+# ------------------------------------------------------------------------- chunk work
+def _hist(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of finite ``x`` in ``len(edges)-1`` bins plus underflow (first) / overflow (last)."""
+    x = x[np.isfinite(x)]
+    idx = np.searchsorted(edges, x, side="right")  # 0 = below, len(edges) = at/above top
+    idx = np.where(x == edges[-1], len(edges) - 1, idx)
+    return np.bincount(idx, minlength=len(edges) + 1)
+
+
+def _block_moments(v: np.ndarray, blocks: np.ndarray, n_blocks: int) -> dict:
+    """Per-block moments of ``v`` (n, a, t) → arrays (n_blocks, a, t); NaN = missing."""
+    ok = np.isfinite(v)
+    z = np.where(ok, v, 0.0)
+    out = {"n": np.zeros((n_blocks, *v.shape[1:]), np.int64)}
+    for k in ("sum", "sumsq", "sumlog"):
+        out[k] = np.zeros((n_blocks, *v.shape[1:]))
+    out["ge"] = np.zeros((n_blocks, *v.shape[1:]), np.int64)
+    out["min"] = np.full((n_blocks, *v.shape[1:]), np.inf)
+    out["max"] = np.full((n_blocks, *v.shape[1:]), -np.inf)
+    for b in range(n_blocks):
+        sel = blocks == b
+        zb, okb = z[sel], ok[sel]
+        out["n"][b] = okb.sum(axis=0)
+        out["sum"][b] = zb.sum(axis=0)
+        out["sumsq"][b] = (zb * zb).sum(axis=0)
+        out["sumlog"][b] = np.log1p(zb).sum(axis=0)
+        out["ge"][b] = (okb & (zb >= THRESHOLD_NMOL_L)).sum(axis=0)
+        if okb.any():
+            out["min"][b] = np.where(okb, zb, np.inf).min(axis=0)
+            out["max"][b] = np.where(okb, zb, -np.inf).max(axis=0)
+    return out
+
+
+def cohort_chunk(
+    start: int, stop: int, exp, seed: int, posterior: dict | None, keep: int | None
+) -> dict:
+    """Chunk function for :func:`tregsim.parallel.run_chunks`: patients ``[start, stop)``.
+
+    Returns per-block summaries, histograms and (for patients ``< keep``) per-patient rows.
+    ``start`` must be a multiple of :data:`tregsim.rng.BLOCK` (see the module docstring).
+    """
+    from tregsim.population.sampling import sample_population
+
+    n = stop - start
+    arm_names = list(exp.arms)
+    treat = exp.treatment_arms
+    theta = None
+    if posterior:
+        n_draws = len(next(iter(posterior.values())))
+        pick = np.arange(start, stop) % n_draws  # patient i uses posterior draw i mod n_draws
+        theta = {k: np.asarray(v)[pick] for k, v in posterior.items()}
+    pop = sample_population(exp, n, seed, start=start, theta=theta)
+    res = simulate_arms(exp, pop)
+    c = np.stack([res[a] for a in arm_names], axis=1)  # (n, arms, visits)
+    d = (
+        np.stack([res[a] - res[exp.control_arm] for a in treat], axis=1)
+        if treat
+        else np.zeros((n, 0, c.shape[2]))
+    )
+    b_first = start // _rng.BLOCK
+    blocks = np.arange(start, stop) // _rng.BLOCK - b_first
+    nb = int(blocks[-1]) + 1 if n else 0
+    out = {"block_index": np.arange(b_first, b_first + nb, dtype=np.int64)}
+    for k, v in _block_moments(c, blocks, nb).items():
+        out[f"m_{k}"] = v
+    for k, v in _block_moments(d, blocks, nb).items():
+        out[f"d_{k}"] = v
+    out["hist"] = np.stack(
+        [
+            np.stack([_hist(c[:, a, t], EDGES_NMOL_L) for t in range(c.shape[2])])
+            for a in range(c.shape[1])
+        ]
+    )
+    out["hist_diff"] = (
+        np.stack(
+            [
+                np.stack([_hist(d[:, a, t], DIFF_EDGES_NMOL_L) for t in range(d.shape[2])])
+                for a in range(d.shape[1])
+            ]
+        )
+        if treat
+        else np.zeros((0, c.shape[2], len(DIFF_EDGES_NMOL_L) + 1), np.int64)
+    )
+    out["n_failed"] = np.array([(res.status[a] != 0).sum() for a in arm_names], np.int64)
+    m = n if keep is None else int(np.clip(keep - start, 0, n))
+    out["keep_patient"] = pop.patient_index[:m]
+    out["keep_cpeptide"] = c[:m]
+    out["keep_status"] = np.stack([res.status[a] for a in arm_names], axis=1)[:m]
+    for k, v in pop.covariates.items():
+        out[f"keep_cov_{k}"] = np.asarray(v)[:m]
+    for k, v in pop.individual.items():
+        out[f"keep_ind_{k}"] = np.asarray(v)[:m]
+    if theta:
+        for k, v in theta.items():
+            out[f"keep_theta_{k}"] = v[:m]
+    return out
+
+
+def combine_cohort(acc: dict, part: dict) -> dict:
+    """``combine`` hook: add histograms and counts; concatenate block and per-patient rows."""
+    out = {}
+    for k in acc:
+        if k in ("hist", "hist_diff", "n_failed"):
+            out[k] = acc[k] + part[k]
+        else:
+            out[k] = np.concatenate([acc[k], part[k]])
+    return out
+
+
+# ---------------------------------------------------------------------------- summary
+def hist_quantiles(counts: np.ndarray, edges: np.ndarray, qs, lo: float, hi: float) -> np.ndarray:
+    """Quantiles from histogram ``counts`` (with under/overflow bins) on ``edges``, linearly
+    interpolated within the bin and clipped to the exact ``[lo, hi]`` of the data."""
+    inner = counts[1:-1].astype(float)
+    total = counts.sum()
+    out = np.full(len(qs), np.nan)
+    if total == 0:
+        return out
+    cum = np.concatenate([[counts[0]], counts[0] + np.cumsum(inner)])  # count ≤ edges[i]
+    for j, q in enumerate(qs):
+        target = q * total
+        i = int(np.searchsorted(cum, target, side="left"))
+        if i == 0:
+            v = edges[0]
+        elif i >= len(cum):
+            v = edges[-1]
+        else:
+            frac = (target - cum[i - 1]) / max(inner[i - 1], 1.0)
+            v = edges[i - 1] + frac * (edges[i] - edges[i - 1])
+        out[j] = min(max(v, lo), hi)
+    return out
+
+
+def _fold(acc: dict, prefix: str) -> dict:
+    order = np.argsort(acc["block_index"], kind="stable")
+    r = {k: acc[f"{prefix}_{k}"][order] for k in ("n", "sum", "sumsq", "sumlog", "ge")}
+    r = {k: v.sum(axis=0) for k, v in r.items()}  # same block array → same result, any chunking
+    r["min"] = acc[f"{prefix}_min"].min(axis=0) if len(order) else None
+    r["max"] = acc[f"{prefix}_max"].max(axis=0) if len(order) else None
+    return r
+
+
+def summarize(acc: dict, exp) -> list[dict]:
+    """Rows (per arm × visit) of the cohort summary from folded chunk results."""
+    arm_names = list(exp.arms)
+    m, d = _fold(acc, "m"), _fold(acc, "d")
+    rows = []
+    for a, arm in enumerate(arm_names):
+        for t, month in enumerate(exp.visit_months):
+            n = int(m["n"][a, t])
+            mean = m["sum"][a, t] / n if n else np.nan
+            var = ((m["sumsq"][a, t] - n * mean * mean) / (n - 1)) if n > 1 else np.nan
+            q = (
+                hist_quantiles(
+                    acc["hist"][a, t], EDGES_NMOL_L, QUANTILES, m["min"][a, t], m["max"][a, t]
+                )
+                if n
+                else np.full(5, np.nan)
+            )
+            row = {
+                "arm": arm,
+                "visit_month": float(month),
+                "visit_day": float(exp.visits_days[t]),
+                "n_patients": n,
+                "n_failed": int(acc["n_failed"][a]),
+                "mean_nmol_L": mean,
+                "sd_nmol_L": float(np.sqrt(max(var, 0.0))),
+                "median_nmol_L": q[2],
+                "q05_nmol_L": q[0],
+                "q25_nmol_L": q[1],
+                "q75_nmol_L": q[3],
+                "q95_nmol_L": q[4],
+                "min_nmol_L": m["min"][a, t] if n else np.nan,
+                "max_nmol_L": m["max"][a, t] if n else np.nan,
+                "frac_ge_0_2_nmol_L": m["ge"][a, t] / n if n else np.nan,
+                "mean_ln_x_plus_1": m["sumlog"][a, t] / n if n else np.nan,
+            }
+            diff = {
+                k: np.nan
+                for k in (
+                    "diff_n",
+                    "diff_mean_nmol_L",
+                    "diff_sd_nmol_L",
+                    "diff_ci95_low_nmol_L",
+                    "diff_ci95_high_nmol_L",
+                    "diff_q05_nmol_L",
+                    "diff_median_nmol_L",
+                    "diff_q95_nmol_L",
+                )
+            }
+            if arm in exp.treatment_arms:
+                j = exp.treatment_arms.index(arm)
+                nd = int(d["n"][j, t])
+                dm = d["sum"][j, t] / nd if nd else np.nan
+                dv = (d["sumsq"][j, t] - nd * dm * dm) / (nd - 1) if nd > 1 else np.nan
+                dsd = float(np.sqrt(max(dv, 0.0)))
+                half = 1.959963984540054 * dsd / np.sqrt(nd) if nd else np.nan
+                dq = hist_quantiles(
+                    acc["hist_diff"][j, t],
+                    DIFF_EDGES_NMOL_L,
+                    QUANTILES,
+                    d["min"][j, t],
+                    d["max"][j, t],
+                )
+                diff = {
+                    "diff_n": nd,
+                    "diff_mean_nmol_L": dm,
+                    "diff_sd_nmol_L": dsd,
+                    "diff_ci95_low_nmol_L": dm - half,
+                    "diff_ci95_high_nmol_L": dm + half,
+                    "diff_q05_nmol_L": dq[0],
+                    "diff_median_nmol_L": dq[2],
+                    "diff_q95_nmol_L": dq[4],
+                }
+            row.update(diff)
+            rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------ results
+@dataclass
+class CohortResult:
+    """A virtual cohort: summary rows, kept per-patient data, spaghetti trajectories.
+
+    summary : list of dicts, one per arm × visit (columns documented in ``docs/experiments.md``).
+    patients : dict of per-patient arrays for the first ``n_kept`` patients
+        (``cpeptide`` (n_kept, n_arms, n_visits) nmol/L, ``status``, ``cov_*``, ``ind_*``).
+    spaghetti : arm → (n_spaghetti, n_grid) C-peptide nmol/L on ``spaghetti_days``.
+    """
+
+    exp: object
+    n: int
+    seed: int
+    summary: list
+    patients: dict
+    acceptance_rate: float
+    spaghetti: dict = field(default_factory=dict)
+    spaghetti_days: np.ndarray | None = None
+
+    def summary_frame(self):
+        import pandas as pd
+
+        df = pd.DataFrame(self.summary)
+        df["diff_n"] = df["diff_n"].astype("Int64")  # empty (not NaN-float) for control rows
+        return df
+
+    def to_dataset(self):
+        """Per-patient results as an ``xarray.Dataset`` (dims patient, arm, visit)."""
+        import xarray as xr
+
+        p = self.patients
+        arms = list(self.exp.arms)
+        data = {
+            "cpeptide": (
+                ("patient", "arm", "visit"),
+                p["cpeptide"],
+                {
+                    "units": "nmol/L",
+                    "long_name": "MMTT 2-h AUC mean C-peptide (noise-free model value)",
+                },
+            ),
+            "status": (("patient", "arm"), p["status"], {"long_name": "solver status, 0 = ok"}),
+        }
+        from tregsim.population.distributions import COVARIATE_UNITS
+
+        for k, v in p.items():
+            if k.startswith("cov_"):
+                name = k[4:]
+                data[name] = (("patient",), v, {"units": COVARIATE_UNITS.get(name, "")})
+            elif k.startswith("ind_") or k.startswith("theta_"):
+                name = k.split("_", 1)[1]
+                unit = self.exp.model.spec.parameters[name].unit
+                data[name] = (("patient",), v, {"units": unit})
+        ds = xr.Dataset(
+            data,
+            coords={
+                "patient": p["patient"],
+                "arm": arms,
+                "visit_month": (
+                    "visit",
+                    self.exp.visit_months,
+                    {"units": "month", "long_name": "months after the baseline visit"},
+                ),
+                "visit_day": (
+                    "visit",
+                    self.exp.visits_days,
+                    {"units": "day", "long_name": "days since diagnosis"},
+                ),
+            },
+        )
+        ds.attrs.update(
+            schema_version=1,
+            experiment=self.exp.name,
+            seed=self.seed,
+            n_total_patients=self.n,
+            n_patients_in_file=int(p["patient"].size),
+            control_arm=self.exp.control_arm,
+            acceptance_rate=self.acceptance_rate,
+        )
+        return ds
+
+    def save(self, out_dir) -> list:
+        """Write ``summary.csv`` and ``cohort.nc`` atomically into ``out_dir``."""
+        from pathlib import Path
+
+        from tregsim import io
+
+        out = Path(out_dir)
+        paths = [io.write_text(out / "summary.csv", self.summary_frame().to_csv(index=False))]
+        ds = self.to_dataset()
+        with io.atomic_path(out / "cohort.nc") as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf")
+        paths.append(out / "cohort.nc")
+        return paths
+
+
+def load_posterior_draws(path, model) -> dict:
+    """Posterior draws of population parameters from a netCDF file.
+
+    Accepts an ArviZ InferenceData file (group ``posterior``, dims chain × draw) or a plain
+    dataset whose variables are draws along their first dimension(s). Variables that are not
+    population/fixed parameters of ``model`` are ignored. Returns name → ``(n_draws,)``.
+    """
+    import xarray as xr
+
+    try:
+        try:
+            ds = xr.open_dataset(path, group="posterior", engine="h5netcdf")
+        except OSError:
+            ds = xr.open_dataset(path, engine="h5netcdf")
+    except (OSError, ValueError) as e:
+        raise DataFileError(
+            f"cannot read posterior: {e}",
+            file=path,
+            fix="pass the posterior.nc written by `tregsim calibrate`",
+        ) from e
+    spec = model.spec.parameters
+    out = {}
+    with ds:
+        for name, var in ds.data_vars.items():
+            if name in spec and spec[name].role in ("population", "fixed"):
+                out[name] = np.asarray(var.values, dtype=float).reshape(-1)
+    if not out:
+        raise DataFileError(
+            "no variable named after a population parameter of the model",
+            file=path,
+            fix="the file needs variables such as lambda_ref, q",
+        )
+    sizes = {v.size for v in out.values()}
+    if len(sizes) != 1:
+        raise DataFileError(
+            f"posterior variables have different numbers of draws {sizes}",
+            file=path,
+            fix="store every parameter with the same draws",
+        )
+    return out
+
+
+def run_cohort(
+    exp,
+    n: int,
+    seed: int,
+    *,
+    chunk_size: int = 4096,
+    keep: int | None = KEEP_DEFAULT,
+    posterior: dict | None = None,
+    out_dir=None,
+    workers=None,
+    scheduler=None,
+    progress: bool = True,
+    spaghetti_n: int = SPAGHETTI_N,
+) -> CohortResult:
+    """Simulate ``n`` eligible patients in every arm, streamed in chunks.
+
+    Parameters
+    ----------
+    exp : loaded experiment.
+    n : number of patients (≥ 1).
+    seed : master seed.
+    chunk_size : patients per chunk; rounded up to a multiple of :data:`tregsim.rng.BLOCK`
+        so that summaries are bitwise chunk-invariant.
+    keep : per-patient rows kept for patients ``< keep`` (``None``: all).
+    posterior : name → ``(n_draws,)`` population-parameter draws; patient i uses draw
+        ``i mod n_draws`` (so uncertainty in θ propagates into the cohort).
+    out_dir : a folder prepared by :func:`tregsim.checkpoint.prepare_output_dir` for
+        checkpoint / resume, or ``None``.
+    workers, scheduler : see :func:`tregsim.parallel.run_chunks`.
+    """
+    from tregsim.parallel import run_chunks
+    from tregsim.population.sampling import acceptance_rate, sample_population
+
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ArgumentError(
+            f"n must be an integer ≥ 1, got {n!r}",
+            field="n",
+            fix="pass the number of virtual patients, e.g. --n 1000",
+        )
+    if chunk_size < 1:
+        raise ArgumentError(
+            f"chunk_size must be ≥ 1, got {chunk_size}",
+            field="chunk_size",
+            fix="pass a positive chunk size",
+        )
+    cs = int(-(-chunk_size // _rng.BLOCK) * _rng.BLOCK)
+    acc = run_chunks(
+        cohort_chunk,
+        int(n),
+        chunk_size=cs,
+        args=(exp, int(seed), posterior, keep),
+        out_dir=out_dir,
+        workers=workers,
+        scheduler=scheduler,
+        combine=combine_cohort,
+        stage="cohort",
+        progress=progress,
+        desc="cohort",
+    )
+    rows = summarize(acc, exp)
+    patients = {k[5:]: v for k, v in acc.items() if k.startswith("keep_")}
+    res = CohortResult(exp, int(n), int(seed), rows, patients, acceptance_rate(exp, seed, n))
+    m = min(spaghetti_n, int(n))
+    if m:
+        pop = sample_population(
+            exp,
+            m,
+            seed,
+            start=0,
+            theta=(
+                {k: np.asarray(v)[np.arange(m) % len(v)] for k, v in posterior.items()}
+                if posterior
+                else None
+            ),
+        )
+        grid = np.unique(
+            np.concatenate([np.arange(0.0, exp.horizon_days + 1e-9, 7.0), exp.visits_days])
+        )
+        res.spaghetti = dict(simulate_arms(exp, pop, times=grid))
+        res.spaghetti_days = grid
+    return res
+
+
+# ------------------------------------------------------------------ natural history
+AGE_GROUPS = {"<13": (0.0, 13.0), "13-17": (13.0, 18.0), ">=18": (18.0, 121.0)}
+
+
+def read_placebo_table(path) -> list[dict]:
+    """Rows of ``placebo_cpeptide_by_age_month.csv`` (per age group × month)."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(
+            "not found",
+            file=path,
+            fix="pass --data with the path of placebo_cpeptide_by_age_month.csv (../shared/data/)",
+        )
+    need = (
+        "age_group",
+        "month",
+        "n",
+        "mean",
+        "sd",
+        "median",
+        "q25",
+        "q75",
+        "frac_above_0_2",
+        "mean_ln_x_plus_1",
+    )
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or any(k not in rows[0] for k in need):
+        raise DataFileError(
+            f"missing columns; need {', '.join(need)}",
+            file=path,
+            field="header",
+            fix="use the curated table from ../shared/data/",
+        )
+    out = []
+    for r in rows:
+
+        def num(k, r=r):
+            return float(r[k]) if r[k] not in ("", "NA") else np.nan
+
+        out.append(
+            {
+                "age_group": r["age_group"],
+                "month": num("month"),
+                "n": int(num("n")),
+                "mean": num("mean"),
+                "sd": num("sd"),
+                "median": num("median"),
+                "q25": num("q25"),
+                "q75": num("q75"),
+                "frac_ge_0_2": num("frac_above_0_2"),
+                "mean_ln_x_plus_1": num("mean_ln_x_plus_1"),
+            }
+        )
+    return out
+
+
+@dataclass
+class NaturalHistory:
+    """Simulated routine-care arm beside the placebo table.
+
+    rows : per age group × month: observed and simulated n, mean, SD, median, quartiles,
+        fraction ≥ 0.2 nmol/L, mean ln(x+1) (nmol/L).
+    sim : age group → (n_g, n_months) simulated observed C-peptide (nmol/L, with residual noise).
+    months : (n_months,) months after baseline.
+    """
+
+    rows: list
+    sim: dict
+    months: np.ndarray
+    obs: list
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+def natural_history(
+    exp, data_path, seed: int, *, scale: int = 10, noise: bool = True, progress: bool = False
+) -> NaturalHistory:
+    """Simulate the control arm for the placebo data's age mix and compare by age group.
+
+    The month-0 ``n`` of each age group (<13, 13–17, ≥18 y) times ``scale`` patients are drawn
+    from the experiment's eligible population (stratified by age group: the first patients of
+    each group in the global patient sequence) and simulated under the control regimen at
+    ``baseline_day + 30.4375 · month`` for the table's months. With ``noise`` the model's
+    log-normal residual (parameter ``sigma``) is added, so spreads compare with data spreads.
+    """
+    from tregsim.population.sampling import sample_population
+
+    obs = read_placebo_table(data_path)
+    months = np.array(sorted({r["month"] for r in obs}))
+    n0 = {r["age_group"]: r["n"] for r in obs if r["month"] == 0 and r["age_group"] in AGE_GROUPS}
+    if set(n0) != set(AGE_GROUPS):
+        raise DataFileError(
+            f"month-0 rows for age groups {sorted(AGE_GROUPS)} needed, found {sorted(n0)}",
+            file=data_path,
+            field="age_group",
+            fix="use the curated table from ../shared/data/",
+        )
+    want = {g: n0[g] * scale for g in AGE_GROUPS}
+    # enough candidates to fill every group; grow until filled
+    pool = max(sum(want.values()) * 4, 4096)
+    while True:
+        base = sample_population(exp, pool, seed, start=0)
+        age = base.covariates["age"]
+        idx = {
+            g: np.flatnonzero((age >= lo) & (age < hi))[: want[g]]
+            for g, (lo, hi) in AGE_GROUPS.items()
+        }
+        if all(len(idx[g]) == want[g] for g in AGE_GROUPS):
+            break
+        if pool > 2_000_000:
+            short = [g for g in AGE_GROUPS if len(idx[g]) < want[g]]
+            raise DataFileError(
+                f"the experiment's population has (almost) no patients in age group(s) {short}",
+                file=exp.path,
+                field="population.age",
+                fix="use an experiment whose ages cover 8–65 y",
+            )
+        pool *= 4
+    sel = np.concatenate([idx[g] for g in AGE_GROUPS])
+    group_of = np.concatenate([[g] * want[g] for g in AGE_GROUPS])
+    from tregsim.population.sampling import Population
+
+    sub = Population(
+        {k: v[sel] for k, v in base.covariates.items()},
+        exp.model.parameters(len(sel), **{k: np.asarray(v)[sel] for k, v in base.params.items()}),
+        {k: v[sel] for k, v in base.individual.items()},
+        base.candidate_index[sel],
+        base.acceptance_rate,
+        0,
+        seed,
+    )
+    times = exp.baseline_day + 30.4375 * months
+    control = {exp.control_arm: exp.arms[exp.control_arm]}
+    c = simulate_arms(exp, sub, arms=control, times=times)[exp.control_arm]
+    if noise:
+        sigma = np.asarray(sub.params["sigma"])[:, None]
+        z = _rng.draw(
+            seed,
+            "check.natural_history.residual",
+            0,
+            c.shape[0],
+            lambda g, m: g.standard_normal((m, len(times))),
+        )
+        c = c * np.exp(sigma * z)
+    sim = {g: c[group_of == g] for g in AGE_GROUPS}
+    rows = []
+    for r in obs:
+        g = r["age_group"]
+        if g == "all":
+            x = c[:, months == r["month"]][:, 0]
+        elif g in sim:
+            x = sim[g][:, months == r["month"]][:, 0]
+        else:
+            continue
+        x = x[np.isfinite(x)]
+        q25, med, q75 = np.quantile(x, [0.25, 0.5, 0.75]) if x.size else (np.nan,) * 3
+        sd_obs = r["sd"]
+        rows.append(
+            {
+                "age_group": g,
+                "month": r["month"],
+                "obs_n": r["n"],
+                "obs_mean_nmol_L": r["mean"],
+                "obs_sd_nmol_L": sd_obs,
+                "obs_median_nmol_L": r["median"],
+                "obs_q25_nmol_L": r["q25"],
+                "obs_q75_nmol_L": r["q75"],
+                "obs_frac_ge_0_2": r["frac_ge_0_2"],
+                "obs_mean_ln_x_plus_1": r["mean_ln_x_plus_1"],
+                "sim_n": int(x.size),
+                "sim_mean_nmol_L": float(x.mean()) if x.size else np.nan,
+                "sim_sd_nmol_L": float(x.std(ddof=1)) if x.size > 1 else np.nan,
+                "sim_median_nmol_L": med,
+                "sim_q25_nmol_L": q25,
+                "sim_q75_nmol_L": q75,
+                "sim_frac_ge_0_2": float((x >= THRESHOLD_NMOL_L).mean()) if x.size else np.nan,
+                "sim_mean_ln_x_plus_1": float(np.log1p(x).mean()) if x.size else np.nan,
+                # how many standard errors of the observed mean the simulated mean is away
+                "z_mean": (
+                    (x.mean() - r["mean"]) / (sd_obs / np.sqrt(r["n"]))
+                    if x.size and r["n"] > 1 and sd_obs > 0
+                    else np.nan
+                ),
+            }
+        )
+    return NaturalHistory(rows, sim, months, obs)

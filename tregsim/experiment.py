@@ -1,0 +1,400 @@
+"""Experiment files (``experiments/*.toml``): a validated, runnable scenario.
+
+An experiment names a model, a virtual population (covariates, inter-individual variability,
+eligibility), arms with regimens, the MMTT visit schedule, the trial design and the run budgets.
+:func:`load_experiment` validates everything before anything runs: unknown keys are rejected
+with the valid ones listed, numbers are range-checked, and every error is an
+:class:`~tregsim.errors.ExperimentFileError` naming the file, the dotted field and the fix.
+The key-by-key reference is ``docs/experiments.md``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tregsim.errors import ExperimentFileError, TregsimError
+from tregsim.population.distributions import CovariateModel, parse_population
+from tregsim.population.eligibility import Eligibility, parse_eligibility
+from tregsim.population.fields import Table
+from tregsim.regimen import RoutineCare, TregInfusion, parse_adjuncts, parse_regimen
+
+SCHEMA_VERSION = 1
+DAYS_PER_MONTH = 30.4375  # 365.25 / 12
+RUN_SECTIONS = ("cohort", "natural_history", "power", "sweep", "sensitivity")
+_RUN_KEYS = (
+    "sections",
+    "n_patients",
+    "n_trials",
+    "n_per_arm",
+    "sweep_doses",
+    "sweep_days",
+    "sensitivity_n",
+)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: ``regimen.doses(pop)`` gives its :class:`tregsim.Doses` (``None`` = no cells)."""
+
+    name: str
+    label: str
+    regimen: RoutineCare | TregInfusion
+    control: bool = False
+
+
+@dataclass(frozen=True)
+class Variability:
+    """Log-normal IIV: ``p_i = typical_i · exp(sd_i · (L z_i))`` with ``L L' = correlation``.
+
+    ``sd_log[name]`` is a number, or the name of the model parameter that holds it
+    (``"omega_lambda"`` for ``f_lambda`` when the file says ``sd_log = "model"``).
+    """
+
+    names: tuple[str, ...]
+    sd_log: dict
+    correlation: np.ndarray
+    cholesky: np.ndarray
+
+
+@dataclass
+class Experiment:
+    """A loaded experiment; see the module docstring and ``docs/experiments.md``.
+
+    Attributes
+    ----------
+    path : the experiment file.
+    model : the compiled model (``tregsim.load_model``); ``model_ref`` as written in the file.
+    population : covariate distributions (:class:`~tregsim.population.CovariateModel`).
+    variability : log-normal IIV of individual parameters (:class:`Variability`).
+    eligibility : rules over covariates (:class:`~tregsim.population.Eligibility`).
+    arms : name → :class:`Arm`; ``control_arm`` (str) and ``treatment_arms`` (list of str).
+    visit_months : ``(n_visits,)`` months after the baseline visit (first = 0);
+        ``visits_days`` : ``(n_visits,)`` days since diagnosis; ``baseline_day``,
+        ``horizon_days`` : days since diagnosis.
+    trial : ``{"n_total", "allocation", "n_per_arm": {arm: n}}``.
+    sections : the ``[run]`` table (``sections``, ``n_patients``, ``n_trials``, ``n_per_arm``,
+        ``sweep_doses``, ``sweep_days``, ``sensitivity_n``) with ``[run.quick]`` under
+        ``"quick"``; ``run_quick`` merges the quick budget over it.
+    """
+
+    path: Path
+    name: str
+    description: str
+    model: object
+    model_ref: str
+    population: CovariateModel
+    variability: Variability
+    eligibility: Eligibility
+    arms: dict[str, Arm]
+    control_arm: str
+    treatment_arms: list[str]
+    visit_months: np.ndarray
+    baseline_day: float
+    horizon_days: float
+    trial: dict
+    sections: dict = field(default_factory=dict)
+
+    @property
+    def visits_days(self) -> np.ndarray:
+        """MMTT visit times, days since diagnosis, ``(n_visits,)``; the first is the baseline."""
+        return self.baseline_day + DAYS_PER_MONTH * self.visit_months
+
+    @property
+    def run_quick(self) -> dict:
+        """Budgets of ``[run.quick]`` (falls back to ``[run]``)."""
+        return {
+            **{k: v for k, v in self.sections.items() if k != "quick"},
+            **self.sections.get("quick", {}),
+        }
+
+    def input_files(self) -> dict[str, Path]:
+        """role → path of every input file, for :func:`tregsim.io.build_manifest`."""
+        out = {"experiment": self.path}
+        mp = getattr(getattr(self.model, "spec", None), "path", None)
+        if mp is not None and Path(mp).exists():
+            out["model"] = Path(mp)
+        return out
+
+
+def _load_model(ref: str, exp_path: Path, t: Table):
+    from tregsim.model import load_model
+
+    candidate = (exp_path.parent / ref) if ref.endswith(".toml") else None
+    target = str(candidate) if candidate is not None and candidate.exists() else ref
+    try:
+        return load_model(target)
+    except TregsimError as e:
+        try:
+            from tregsim.model import list_models
+
+            known = ", ".join(list_models())
+        except Exception:  # listing is only a hint for the message
+            known = "the names in models/"
+        raise ExperimentFileError(
+            f"cannot load model {ref!r}: {e.problem}",
+            file=exp_path,
+            field="model",
+            fix=f"use one of: {known}, or a path to a model .toml",
+        ) from e
+    except (FileNotFoundError, KeyError) as e:
+        raise ExperimentFileError(
+            f"unknown model {ref!r}",
+            file=exp_path,
+            field="model",
+            fix="use a model name from `tregsim models` or a path to a model .toml",
+        ) from e
+
+
+def _parse_variability(t: Table, model) -> Variability:
+    spec = model.spec.parameters
+    individual = [n for n, p in spec.items() if p.role == "individual"]
+    names, sds = [], {}
+    corr_rows = t.data.get("correlations", [])
+    for name in t.data:
+        if name == "correlations":
+            continue
+        if name not in individual:
+            raise t.error(
+                f"{name!r} is not an individual parameter of model {model.spec.name!r}",
+                key=name,
+                fix=f"use one of: {', '.join(individual) or '(none)'}; or `correlations`",
+            )
+        pt = t.table(name)
+        pt.check_keys(("sd_log",))
+        raw = pt.data.get("sd_log", "model")
+        if raw == "model":
+            omega = getattr(spec[name], "iiv_sd", None) or "omega_" + name.removeprefix("f_")
+            if omega not in spec:
+                raise pt.error(
+                    f"model declares no SD parameter ({omega!r}) for {name!r}",
+                    key="sd_log",
+                    fix="give sd_log as a number (SD of the log)",
+                )
+            sds[name] = omega
+        else:
+            sds[name] = pt.number("sd_log", lo=0.0, hi=5.0)
+        names.append(name)
+    if not t.data:  # default: every individual parameter with a declared iiv_sd
+        for name in individual:
+            omega = getattr(spec[name], "iiv_sd", None)
+            if omega in spec:
+                names.append(name)
+                sds[name] = omega
+    k = len(names)
+    corr = np.eye(k)
+    if not isinstance(corr_rows, list):
+        raise t.error(
+            "expected a list of [name, name, rho] triples",
+            key="correlations",
+            fix='write correlations = [["f_lambda", "f_x", 0.3]]',
+        )
+    for i, row in enumerate(corr_rows):
+        key = f"correlations[{i}]"
+        if (
+            not isinstance(row, list)
+            or len(row) != 3
+            or row[0] not in names
+            or row[1] not in names
+            or row[0] == row[1]
+            or isinstance(row[2], bool)
+            or not isinstance(row[2], int | float)
+            or not -1 < row[2] < 1
+        ):
+            raise t.error(
+                f"bad correlation entry {row!r}",
+                key=key,
+                fix=f"write [name, other_name, rho] with names from {names} and -1 < rho < 1",
+            )
+        a, b = names.index(row[0]), names.index(row[1])
+        corr[a, b] = corr[b, a] = float(row[2])
+    try:
+        chol = np.linalg.cholesky(corr)
+    except np.linalg.LinAlgError as e:
+        raise t.error(
+            "the correlation matrix is not positive definite",
+            key="correlations",
+            fix="reduce the magnitude of the correlations",
+        ) from e
+    return Variability(tuple(names), sds, corr, chol)
+
+
+def _parse_run(t: Table, arms: list[str], nested: bool) -> dict:
+    t.check_keys((*_RUN_KEYS, "quick") if nested else _RUN_KEYS)
+    out: dict = {}
+    if t.has("sections"):
+        out["sections"] = t.strings("sections", choices=RUN_SECTIONS)
+    for k in ("n_patients", "n_trials", "sensitivity_n"):
+        if t.has(k):
+            out[k] = t.integer(k, lo=1, hi=10**9)
+    if t.has("n_per_arm"):
+        v = t.data["n_per_arm"]
+        if (
+            not isinstance(v, list)
+            or not v
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
+        ):
+            raise t.error(
+                f"expected a list of positive integers, got {v!r}",
+                key="n_per_arm",
+                fix="write n_per_arm = [10, 20, 40]",
+            )
+        out["n_per_arm"] = list(v)
+    if t.has("sweep_doses"):
+        out["sweep_doses"] = t.numbers("sweep_doses", lo=0.0, unit="cells/kg")
+    if t.has("sweep_days"):
+        out["sweep_days"] = t.numbers("sweep_days", lo=0.0, unit="days")
+    if nested and t.has("quick"):
+        out["quick"] = _parse_run(t.table("quick"), arms, nested=False)
+    return out
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Load and validate an experiment file.
+
+    Parameters
+    ----------
+    path : path to ``experiments/<name>.toml``.
+
+    Raises
+    ------
+    ExperimentFileError : naming the file, the dotted field and the fix.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ExperimentFileError(
+            "file not found",
+            file=path,
+            fix="check the path (experiment files live in experiments/)",
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ExperimentFileError(
+            f"not valid TOML: {e}", file=path, fix="fix the TOML syntax at the reported line"
+        ) from e
+    top = Table(data, path, "")
+    top.check_keys(
+        (
+            "schema_version",
+            "name",
+            "description",
+            "model",
+            "visits_months",
+            "baseline_day",
+            "horizon_days",
+            "population",
+            "variability",
+            "eligibility",
+            "arms",
+            "trial",
+            "run",
+        ),
+        required=("schema_version", "model", "visits_months", "population", "arms"),
+    )
+    sv = top.integer("schema_version")
+    if sv != SCHEMA_VERSION:
+        raise top.error(
+            f"unsupported schema_version {sv}",
+            key="schema_version",
+            fix=f"set schema_version = {SCHEMA_VERSION}",
+        )
+    months = np.asarray(
+        top.numbers("visits_months", lo=0.0, hi=600.0, increasing=True, unit="months")
+    )
+    if months[0] != 0.0:
+        raise top.error(
+            f"the first visit must be the baseline (month 0), got {months[0]:g}",
+            key="visits_months",
+            fix="start the list with 0",
+        )
+    baseline_day = top.number("baseline_day", default=0.0, lo=0.0, hi=3650.0, unit="days")
+    last_visit = baseline_day + DAYS_PER_MONTH * months[-1]
+    horizon = top.number(
+        "horizon_days", default=float(np.ceil(last_visit)), lo=0.0, hi=36525.0, unit="days"
+    )
+    if horizon < last_visit:
+        raise top.error(
+            f"{horizon:g} days ends before the last visit on day {last_visit:.1f}",
+            key="horizon_days",
+            fix=f"set horizon_days ≥ {np.ceil(last_visit):g}",
+        )
+
+    model_ref = top.string("model")
+    model = _load_model(model_ref, path, top)
+
+    population = parse_population(top.table("population"))
+    variability = _parse_variability(top.table("variability", default={}), model)
+    eligibility = parse_eligibility(top.table("eligibility", default={}))
+
+    arms_t = top.table("arms")
+    if len(arms_t.data) < 1:
+        raise arms_t.error("no arms", fix="add [arms.<name>] sections")
+    arms: dict[str, Arm] = {}
+    has_il2 = any(n.lower().startswith("il2") for n in model.parameter_names)
+    for name in arms_t.data:
+        at = arms_t.table(name)
+        at.check_keys(("label", "control", "regimen", "adjuncts"), required=("regimen",))
+        adj = parse_adjuncts(at.table("adjuncts", default={}))
+        if adj.active and not has_il2:
+            raise at.error(
+                f"IL-2 adjunct requested but model {model.spec.name!r} has no IL-2 axis",
+                key="adjuncts.il2_dose_iu",
+                fix="set il2_dose_iu = 0 or use a model with an IL-2 axis (V1)",
+            )
+        regimen = parse_regimen(at.table("regimen"), adj, horizon_days=horizon)
+        arms[name] = Arm(
+            name, at.string("label", default=name), regimen, at.boolean("control", default=False)
+        )
+    controls = [a for a in arms.values() if a.control]
+    if len(controls) != 1:
+        raise arms_t.error(
+            f"{len(controls)} arms are marked control = true; exactly one must be",
+            fix="add `control = true` to the routine-care arm only",
+        )
+    control = controls[0].name
+    treatment = [n for n in arms if n != control]
+
+    trial_t = top.table("trial", default={})
+    trial_t.check_keys(("n_total", "allocation", "n_per_arm"))
+    n_total = trial_t.integer("n_total", default=20, lo=1, hi=10**7)
+    allocation = trial_t.string(
+        "allocation", default="randomized", choices=("randomized", "non-randomized")
+    )
+    npa_t = trial_t.table("n_per_arm", default={a: n_total // len(arms) for a in arms})
+    npa_t.check_keys(list(arms), required=list(arms))
+    n_per_arm = {a: npa_t.integer(a, lo=1, hi=10**7) for a in arms}
+    if sum(n_per_arm.values()) != n_total:
+        raise npa_t.error(
+            f"arm sizes sum to {sum(n_per_arm.values())}, n_total is {n_total}",
+            fix="make the arm sizes add up to n_total",
+        )
+    trial = {"n_total": n_total, "allocation": allocation, "n_per_arm": n_per_arm}
+
+    run = _parse_run(top.table("run", default={}), list(arms), nested=True)
+
+    exp = Experiment(
+        path=path,
+        name=top.string("name", default=path.stem),
+        description=top.string("description", default=""),
+        model=model,
+        model_ref=model_ref,
+        population=population,
+        variability=variability,
+        eligibility=eligibility,
+        arms=arms,
+        control_arm=control,
+        treatment_arms=treatment,
+        visit_months=months,
+        baseline_day=baseline_day,
+        horizon_days=horizon,
+        trial=trial,
+        sections=run,
+    )
+    from tregsim.population.sampling import check_feasible
+
+    check_feasible(exp)
+    return exp

@@ -1,0 +1,222 @@
+"""Sample eligible virtual patients, chunk-invariantly.
+
+Chunk-invariance with rejection sampling
+---------------------------------------
+Candidates are numbered 0, 1, 2, … Everything random about candidate ``c`` (covariates and
+IIV draws) comes from :func:`tregsim.rng.draw` streams at index ``c``, so it never depends on
+chunking. **Patient i is the i-th eligible candidate of this global sequence.** To start a
+chunk at patient ``start`` we need the number of eligible candidates in each earlier block of
+:data:`tregsim.rng.BLOCK` candidates; those counts are computed once per process (covariates
+only, ~1 µs per candidate) and cached, keyed by (covariate model, eligibility rules, seed).
+Hence ``sample_population(exp, n, seed, start)`` returns the same patients whatever the chunk
+sizes, the order of chunks or the worker that computes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tregsim import rng as _rng
+from tregsim.errors import ArgumentError, ExperimentFileError
+
+PROBE_CANDIDATES = 16 * _rng.BLOCK
+_COUNTS_CACHE: dict = {}
+_COUNT_BATCH_BLOCKS = 64
+
+
+@dataclass
+class Population:
+    """Eligible virtual patients ``[start, start + n)``.
+
+    Attributes
+    ----------
+    covariates : dict name → ``(n,)`` array; see :mod:`tregsim.population.distributions`
+        for names and units.
+    params : ``ParameterBatch`` ``(n,)`` for :func:`tregsim.simulate` (covariates, IIV draws,
+        population parameters or ``theta``).
+    individual : dict name → ``(n,)`` individual parameter values (e.g. ``f_lambda``).
+    candidate_index : ``(n,)`` int64, index of each patient in the global candidate sequence.
+    acceptance_rate : fraction of candidates eligible among all candidates examined so far
+        (``[0, last candidate of this chunk]``).
+    """
+
+    covariates: dict
+    params: object
+    individual: dict
+    candidate_index: np.ndarray
+    acceptance_rate: float
+    start: int
+    seed: int
+
+    @property
+    def n(self) -> int:
+        return int(self.candidate_index.shape[0])
+
+    @property
+    def patient_index(self) -> np.ndarray:
+        """Absolute patient numbers ``start … start + n − 1``, ``(n,)``."""
+        return np.arange(self.start, self.start + self.n)
+
+
+def _eligible(exp, seed: int, lo: int, hi: int) -> tuple[dict, np.ndarray]:
+    cov = exp.population.sample(seed, lo, hi)
+    return cov, exp.eligibility(cov)
+
+
+def _block_counts(exp, seed: int, need: int) -> np.ndarray:
+    """Eligible counts per candidate block until their sum reaches ``need``."""
+    key = (exp.population, exp.eligibility, int(seed))
+    counts = _COUNTS_CACHE.setdefault(key, [])
+    total = int(sum(counts))
+    while total < need:
+        b0 = len(counts)
+        b1 = b0 + _COUNT_BATCH_BLOCKS
+        _, ok = _eligible(exp, seed, b0 * _rng.BLOCK, b1 * _rng.BLOCK)
+        new = ok.reshape(-1, _rng.BLOCK).sum(axis=1)
+        counts.extend(int(c) for c in new)
+        total += int(new.sum())
+        if total == 0 and len(counts) * _rng.BLOCK >= 100 * PROBE_CANDIDATES:
+            raise ExperimentFileError(
+                f"no eligible patient among {len(counts) * _rng.BLOCK} candidates",
+                file=exp.path,
+                field="eligibility",
+                fix="widen the eligibility rules",
+            )
+    return np.asarray(counts, dtype=np.int64)
+
+
+def check_feasible(exp) -> float:
+    """Acceptance rate on a probe of candidates; raise if (nearly) nobody is eligible."""
+    _, ok = _eligible(exp, 0, 0, PROBE_CANDIDATES)
+    rate = float(ok.mean())
+    if rate < exp.eligibility.min_acceptance:
+        raise ExperimentFileError(
+            f"only {ok.sum()} of {ok.size} sampled candidates meet the rules "
+            f"({exp.eligibility.describe()}); acceptance {rate:.2g} < min_acceptance "
+            f"{exp.eligibility.min_acceptance:g}",
+            file=exp.path,
+            field="eligibility",
+            fix="widen the eligibility rules or change [population] so patients can qualify",
+        )
+    return rate
+
+
+def _theta_overrides(exp, theta: dict | None, n: int) -> dict:
+    if not theta:
+        return {}
+    spec = exp.model.spec.parameters
+    out = {}
+    for name, v in theta.items():
+        if name not in spec:
+            raise ArgumentError(
+                f"theta has unknown parameter {name!r}",
+                field="theta",
+                fix="use population parameter names of the model",
+            )
+        if spec[name].role in ("covariate", "individual"):
+            raise ArgumentError(
+                f"theta sets {spec[name].role} parameter {name!r}",
+                field="theta",
+                fix="theta holds population parameters; covariates and "
+                "individual parameters come from the experiment",
+            )
+        a = np.asarray(v, dtype=float)
+        if a.ndim == 0:
+            a = np.full(n, float(a))
+        if a.shape != (n,):
+            raise ArgumentError(
+                f"theta[{name!r}] has shape {a.shape}, expected () or ({n},)",
+                field="theta",
+                fix="pass a scalar or one value per patient",
+            )
+        out[name] = a
+    return out
+
+
+def sample_population(
+    exp, n: int, seed: int, start: int = 0, theta: dict | None = None
+) -> Population:
+    """Eligible patients ``[start, start + n)`` of the experiment's virtual population.
+
+    Parameters
+    ----------
+    exp : a loaded :class:`~tregsim.experiment.Experiment`.
+    n : number of patients.
+    seed : master seed; the same seed gives the same patients.
+    start : absolute index of the first patient (for chunks).
+    theta : population parameters, name → scalar or ``(n,)`` (e.g. posterior draws);
+        defaults to the model's values.
+
+    Returns
+    -------
+    :class:`Population` with covariates and ``params`` of shape ``(n,)``.
+    """
+    if n < 0 or start < 0:
+        raise ArgumentError(
+            f"n={n}, start={start} must be ≥ 0", field="n", fix="pass non-negative n and start"
+        )
+    counts = _block_counts(exp, seed, start + n)
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    # blocks [b_lo, b_hi) contain patients start … start+n-1
+    b_lo = int(np.searchsorted(cum, start, side="right") - 1)
+    b_hi = int(np.searchsorted(cum, start + n, side="left")) if n else b_lo
+    b_hi = max(b_hi, b_lo + 1)
+    lo, hi = b_lo * _rng.BLOCK, b_hi * _rng.BLOCK
+    cov_all, ok = _eligible(exp, seed, lo, hi)
+    cand = np.flatnonzero(ok)
+    offset = start - int(cum[b_lo])
+    sel = cand[offset : offset + n]
+    cov = {k: v[sel] for k, v in cov_all.items()}
+    cand_index = (lo + sel).astype(np.int64)
+
+    ov = _theta_overrides(exp, theta, n)
+    model = exp.model
+    defaults = model.defaults()
+    var = exp.variability
+    individual = {}
+    if var.names:
+        k = len(var.names)
+        z = _rng.draw(seed, "population.iiv", lo, hi, lambda g, m: g.standard_normal((m, k)))[sel]
+        eta = z @ var.cholesky.T
+        for j, name in enumerate(var.names):
+            sd = var.sd_log[name]
+            if isinstance(sd, str):
+                sd = ov.get(sd, np.full(n, defaults[sd]))
+            typical = ov.get(name, np.full(n, defaults[name]))
+            individual[name] = typical * np.exp(sd * eta[:, j])
+    cov_over = {k: v.astype(float) for k, v in cov.items() if k in model.parameter_names}
+    params = model.parameters(n, **{**ov, **cov_over, **individual})
+    if n and exp.baseline_day > 0 and "cpep0" in params and "cpep_baseline" in cov:
+        params["cpep0"] = _cpep0_for_baseline(model, params, cov["cpep_baseline"], exp.baseline_day)
+        cov["cpep0"] = params["cpep0"].copy()
+    rate = float(cum[b_hi] / hi) if hi else float("nan")
+    return Population(cov, params, individual, cand_index, rate, int(start), int(seed))
+
+
+def _cpep0_for_baseline(model, params, cpep_baseline: np.ndarray, baseline_day: float):
+    """C-peptide at diagnosis (nmol/L) that makes the untreated model reproduce the sampled
+    baseline MMTT at ``baseline_day``.
+
+    The trajectory is homogeneous of degree one in ``cpep0`` (β-cell states scale with M₀;
+    effectors see only (B+S)/M₀), so one batched simulation with ``cpep0 = 1`` gives the ratio
+    C(baseline_day)/cpep0 for every patient; stunning recovery in the first weeks (the
+    honeymoon) would otherwise put the simulated baseline above the sampled one.
+    """
+    from tregsim.solve import simulate_arrays
+
+    unit = params.replace(cpep0=1.0)
+    r = simulate_arrays(model, unit, None, np.array([0.0, float(baseline_day)]))
+    ratio = r.observables["cpeptide"][:, -1]
+    ok = np.isfinite(ratio) & (ratio > 0)
+    # a patient whose short solve fails keeps cpep0 = baseline; the cohort flags it later
+    return np.where(ok, cpep_baseline / np.where(ok, ratio, 1.0), cpep_baseline)
+
+
+def acceptance_rate(exp, seed: int, n: int) -> float:
+    """Eligible fraction of the candidates examined to find patients ``[0, n)``."""
+    counts = _block_counts(exp, seed, n)
+    cum = np.cumsum(counts)
+    b_hi = int(np.searchsorted(cum, n, side="left")) + 1
+    return float(cum[b_hi - 1] / (b_hi * _rng.BLOCK))

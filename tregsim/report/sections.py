@@ -1,0 +1,519 @@
+"""The sections of ``tregsim run``: how each project command is called and how its files read.
+
+Each section calls one command (``tregsim cohort``, ``check natural-history``, ``power``,
+``sweep``, ``sensitivity``) with arguments built from the run budget, then turns the CSV and
+PNG files it wrote into a report :class:`~tregsim.report.html.Section` and lines of the summary
+box. Nothing here simulates or plots; numbers are read from the commands' CSVs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tregsim.report.html import Figure, KeyNumber, Section, SummaryItem, Table
+from tregsim.report.run import RunPlan, SectionSpec, _fmt_list, register_section
+
+TITLES = {
+    "cohort": "Virtual cohort per arm",
+    "natural_history": "Natural history check against placebo data",
+    "power": "Power, assurance and sample size",
+    "sweep": "Dose × timing sweep",
+    "sensitivity": "What drives the 12-month effect (sensitivity)",
+}
+
+SUMMARY_ORDER = (
+    "Predicted C-peptide by arm",
+    "Treatment effect",
+    "Power and sample size",
+    "Natural history",
+    "Dose and timing",
+    "What drives the result",
+)
+
+SWEEP_MAX_PATIENTS = 1000
+"""Patients per sweep grid point: ``min(n_patients, 1000)`` (the paired difference needs far
+fewer patients than an arm summary; keeps the 30-point default sweep within budget)."""
+
+SENSITIVITY_PATIENTS = 16
+"""Fixed virtual patients per sensitivity design point (``tregsim sensitivity`` default)."""
+
+
+def _read_csv(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path, comment="#")
+
+
+def _endpoint_months(exp) -> list[float]:
+    months = [float(m) for m in exp.visit_months]
+    chosen = [m for m in (12.0, 24.0) if m in months]
+    return chosen or [months[-1]]
+
+
+def _arm_label(exp, arm: str) -> str:
+    return exp.arms[arm].label if arm in exp.arms else arm
+
+
+def _phi_text(exp) -> str:
+    p = exp.model.spec.parameters.get("phi")
+    if p is None:
+        return "its model value"
+    prior = f" (prior {p.prior.describe()})" if p.prior is not None else ""
+    return f"the model default {p.value:g}{prior}"
+
+
+def _unit(u: object) -> str:
+    return "dimensionless" if str(u) in ("", "1", "-", "nan") else str(u)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+# --------------------------------------------------------------------------------------------
+# cohort
+# --------------------------------------------------------------------------------------------
+def _cohort_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
+    return [
+        str(plan.experiment),
+        "--n", str(plan.n_patients),
+        "--seed", str(plan.seed),
+        "--out", str(folder),
+    ]  # fmt: skip
+
+
+def _cohort_collect(plan: RunPlan, folder: Path, exp):
+    df = _read_csv(folder / "summary.csv")
+    months = _endpoint_months(exp)
+    ctrl = exp.control_arm
+    numbers, arm_txt, eff_txt = [], [], []
+    for m in months:
+        rows = df[df["visit_month"] == m]
+        parts = []
+        for _, r in rows.iterrows():
+            label = _arm_label(exp, r["arm"])
+            numbers.append(
+                KeyNumber(
+                    f"mean C-peptide at {m:g} months, {label}",
+                    float(r["mean_nmol_L"]),
+                    "nmol/L",
+                    (float(r["q05_nmol_L"]), float(r["q95_nmol_L"])),
+                    "5th to 95th percentile of patients",
+                )
+            )
+            parts.append(
+                f"{label} {r['mean_nmol_L']:.3f} nmol/L (90 % of patients "
+                f"{r['q05_nmol_L']:.2f}–{r['q95_nmol_L']:.2f})"
+            )
+        arm_txt.append(f"at {m:g} months: " + "; ".join(parts))
+        for _, r in rows[rows["arm"] != ctrl].iterrows():
+            label = _arm_label(exp, r["arm"])
+            ctrl_mean = float(rows.loc[rows["arm"] == ctrl, "mean_nmol_L"].iloc[0])
+            d = float(r["diff_mean_nmol_L"])
+            numbers.append(
+                KeyNumber(
+                    f"paired Δ C-peptide at {m:g} months, {label} − {_arm_label(exp, ctrl)}",
+                    d,
+                    "nmol/L",
+                    (float(r["diff_q05_nmol_L"]), float(r["diff_q95_nmol_L"])),
+                    "5th to 95th percentile of patients",
+                )
+            )
+            eff_txt.append(
+                f"{m:g} months: {d:+.3g} nmol/L ({100 * d / ctrl_mean:+.2f} % of the routine-care "
+                f"mean; 95 % CI of the mean {r['diff_ci95_low_nmol_L']:+.3g} to "
+                f"{r['diff_ci95_high_nmol_L']:+.3g}; 90 % of patients between "
+                f"{r['diff_q05_nmol_L']:+.3g} and {r['diff_q95_nmol_L']:+.3g})"
+            )
+    keep = {
+        "arm": "arm",
+        "visit_month": "visit (months after baseline)",
+        "n_patients": "patients (n)",
+        "n_failed": "failed solves (n)",
+        "mean_nmol_L": "mean (nmol/L)",
+        "q05_nmol_L": "5th percentile (nmol/L)",
+        "median_nmol_L": "median (nmol/L)",
+        "q95_nmol_L": "95th percentile (nmol/L)",
+        "frac_ge_0_2_nmol_L": "fraction ≥ 0.2 nmol/L",
+        "diff_mean_nmol_L": "paired Δ vs control, mean (nmol/L)",
+        "diff_q05_nmol_L": "paired Δ, 5th percentile (nmol/L)",
+        "diff_q95_nmol_L": "paired Δ, 95th percentile (nmol/L)",
+    }
+    tab = df[list(keep)].rename(columns=keep)
+    man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    acc = man.get("results", {}).get("acceptance_rate")
+    section = Section(
+        TITLES["cohort"],
+        f"{plan.n_patients:,} virtual patients, each simulated in every arm (the same patient "
+        "under routine care and under Tregs, so the difference is paired). Values are the MMTT "
+        "2-h AUC mean C-peptide predicted by the model without assay noise.",
+        numbers=numbers,
+        tables=[
+            Table.from_frame(tab, "C-peptide by arm and visit", source="summary.csv", max_rows=60)
+        ],
+        figures=[Figure(folder / "cpeptide_by_arm.png", "C-peptide over time by arm")],
+        notes=[f"Eligibility acceptance rate of the sampled population: {acc:.1%}."]
+        if acc is not None
+        else [],
+    )
+    summary = [
+        SummaryItem("Predicted C-peptide by arm", "; ".join(arm_txt)),
+        SummaryItem(
+            "Treatment effect",
+            "Paired difference, Tregs − routine care, at "
+            + "; ".join(eff_txt)
+            + f". φ (potency × homing of the infused cells) is fixed at {_phi_text(exp)}: "
+            "the size of this effect is an assumption, not a measurement.",
+        ),
+    ]
+    return section, summary
+
+
+# --------------------------------------------------------------------------------------------
+# natural history
+# --------------------------------------------------------------------------------------------
+def _nh_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
+    return [
+        "natural-history",
+        str(plan.experiment),
+        "--seed", str(plan.seed),
+        "--out", str(folder),
+    ]  # fmt: skip
+
+
+def _nh_collect(plan: RunPlan, folder: Path, exp):
+    df = _read_csv(folder / "natural_history.csv")
+    allg = df[df["age_group"] == "all"]
+    numbers, txt = [], []
+    for m in _endpoint_months(exp):
+        r = allg[allg["month"] == m]
+        if r.empty:
+            continue
+        r = r.iloc[0]
+        numbers.append(
+            KeyNumber(
+                f"simulated routine-care mean at {m:g} months",
+                float(r["sim_mean_nmol_L"]),
+                "nmol/L",
+            )
+        )
+        numbers.append(
+            KeyNumber(
+                f"observed placebo mean at {m:g} months (n = {int(r['obs_n'])})",
+                float(r["obs_mean_nmol_L"]),
+                "nmol/L",
+            )
+        )
+        z = float(r["z_mean"])
+        verdict = "within" if abs(z) <= 2 else "outside"
+        txt.append(
+            f"{m:g} months: simulated {r['sim_mean_nmol_L']:.3f} vs observed "
+            f"{r['obs_mean_nmol_L']:.3f} nmol/L (z = {z:+.1f}, {verdict} 2 standard errors)"
+        )
+    keep = {
+        "age_group": "age group (years)",
+        "month": "month after baseline",
+        "obs_n": "observed (n)",
+        "obs_mean_nmol_L": "observed mean (nmol/L)",
+        "sim_mean_nmol_L": "simulated mean (nmol/L)",
+        "obs_median_nmol_L": "observed median (nmol/L)",
+        "sim_median_nmol_L": "simulated median (nmol/L)",
+        "obs_frac_ge_0_2": "observed fraction ≥ 0.2 nmol/L",
+        "sim_frac_ge_0_2": "simulated fraction ≥ 0.2 nmol/L",
+        "z_mean": "z of the mean difference (1)",
+    }
+    tab = df[[c for c in keep if c in df.columns]].rename(columns=keep)
+    section = Section(
+        TITLES["natural_history"],
+        "Does the routine-care arm decline like the placebo arms of five new-onset trials "
+        "(AbATE, START, T1DAL, TN02, TN05; Dufort et al. 2019)? The simulated cohort is matched "
+        "to the observed month-0 age mix; z compares the means in units of their standard "
+        "error.",
+        numbers=numbers,
+        tables=[
+            Table.from_frame(
+                tab,
+                "Simulated vs observed, by age group and month",
+                source="natural_history.csv",
+                max_rows=60,
+            )
+        ],
+        figures=[
+            Figure(
+                folder / "natural_history_vpc.png",
+                "Visual predictive check: routine-care arm vs placebo data",
+            )
+        ],
+    )
+    return section, [SummaryItem("Natural history", "Routine-care arm vs placebo data at "
+                                 + "; ".join(txt) + ".")]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# power
+# --------------------------------------------------------------------------------------------
+def _planned_n(exp) -> int | None:
+    n = exp.trial.get("n_per_arm") if isinstance(exp.trial, dict) else None
+    if isinstance(n, dict) and exp.treatment_arms and exp.treatment_arms[0] in n:
+        return int(n[exp.treatment_arms[0]])
+    if isinstance(n, int):
+        return n
+    return None
+
+
+def _power_grid(plan: RunPlan, exp) -> list[int]:
+    grid = set(plan.n_per_arm)
+    planned = _planned_n(exp)
+    if planned is not None:
+        grid.add(planned)
+    return sorted(grid)
+
+
+def _power_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
+    return [
+        str(plan.experiment),
+        "--n-per-arm", _fmt_list(_power_grid(plan, exp)),
+        "--trials", str(plan.n_trials),
+        "--seed", str(plan.seed),
+        "--out", str(folder),
+    ]  # fmt: skip
+
+
+def _power_collect(plan: RunPlan, folder: Path, exp):
+    df = _read_csv(folder / "power.csv")
+    man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    test = man["settings"]["tests"][0]
+    planned = _planned_n(exp) or int(df["n_per_arm"].min())
+    grid_max = int(df["n_per_arm"].max())
+    numbers, txt = [], []
+    for curve, what in (("fixed", "power"), ("assurance", "assurance")):
+        sub = df[df["curve"] == curve]
+        if sub.empty:
+            continue
+        r = sub[sub["n_per_arm"] == planned].iloc[0]
+        p, lo, hi = (
+            float(r[f"power_{test}"]),
+            float(r[f"power_{test}_mc_low"]),
+            float(r[f"power_{test}_mc_high"]),
+        )
+        numbers.append(
+            KeyNumber(
+                f"{what} at {planned} per arm ({test}; {r['effect_assumption']})",
+                100 * p,
+                "%",
+                (100 * lo, 100 * hi),
+                "95 % Monte-Carlo interval",
+            )
+        )
+        n80 = man.get("summary", {}).get(curve, {}).get("n_per_arm_for_80pct")
+        numbers.append(
+            KeyNumber(
+                f"N per arm for 80 % {what}",
+                n80 if n80 is not None else f"more than {grid_max} (not reached)",
+                "participants per arm",
+            )
+        )
+        n80_txt = f"{n80} per arm" if n80 is not None else f"not reached by {grid_max} per arm"
+        txt.append(
+            f"{what} at {planned} per arm {_pct(p)} (Monte-Carlo 95 % "
+            f"{_pct(lo)}–{_pct(hi)}); N for 80 % {what}: {n80_txt}"
+        )
+    keep = {
+        "curve": "curve",
+        "n_per_arm": "participants per arm (n)",
+        "n_trials": "simulated trials (n)",
+        f"power_{test}": f"power, {test} (fraction)",
+        f"power_{test}_mc_low": "Monte-Carlo 95 % low (fraction)",
+        f"power_{test}_mc_high": "Monte-Carlo 95 % high (fraction)",
+        "mean_true_effect_percent_auc_plus_1": "mean true effect (% of AUC+1)",
+    }
+    for t in man["settings"]["tests"][1:]:
+        keep[f"power_{t}"] = f"power, {t} (fraction)"
+    tab = df[[c for c in keep if c in df.columns]].rename(columns=keep)
+    endpoint = str(df["endpoint"].iloc[0])
+    alloc = str(df["allocation"].iloc[0])
+    section = Section(
+        TITLES["power"],
+        f"How often would a trial like this one detect the effect? {plan.n_trials:,} simulated "
+        f"trials per sample size, each analysed as the real trial would be ({test} on "
+        f"ln(AUC + 1), two-sided α = {df['alpha'].iloc[0]:g}). Power assumes φ fixed at its "
+        "default; assurance draws φ from its prior for every simulated trial, so it includes "
+        "the uncertainty about whether the cells work at all.",
+        notes=[f"Endpoint: {endpoint}. Allocation: {alloc}."],
+        numbers=numbers,
+        tables=[Table.from_frame(tab, "Power by sample size", source="power.csv", max_rows=60)],
+        figures=[
+            Figure(folder / "power_curve.png", "Power and assurance vs participants per arm"),
+            Figure(
+                folder / "effect_distribution.png",
+                "Distribution of the true effect across simulated trials",
+            ),
+        ],
+    )
+    return section, [SummaryItem("Power and sample size", "; ".join(txt) + ".")]
+
+
+# --------------------------------------------------------------------------------------------
+# sweep
+# --------------------------------------------------------------------------------------------
+def _sweep_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
+    return [
+        str(plan.experiment),
+        "--grid", "dose_per_kg=" + _fmt_list(plan.sweep_doses),
+        "--grid", "infusion_day=" + _fmt_list(plan.sweep_days),
+        "--n", str(min(plan.n_patients, SWEEP_MAX_PATIENTS)),
+        "--seed", str(plan.seed),
+        "--out", str(folder),
+    ]  # fmt: skip
+
+
+def _sweep_collect(plan: RunPlan, folder: Path, exp):
+    df = _read_csv(folder / "sweep.csv")
+    col = "delta_cpeptide_12mo_median_nmol_L"
+    best = df.loc[df[col].idxmax()]
+    worst = df.loc[df[col].idxmin()]
+    numbers = [
+        KeyNumber(
+            f"largest median paired Δ at 12 months: {best['dose_per_kg_cells_per_kg']:.3g} "
+            f"cells/kg on day {best['infusion_day_days']:g}",
+            float(best[col]),
+            "nmol/L",
+            (
+                float(best["delta_cpeptide_12mo_p05_nmol_L"]),
+                float(best["delta_cpeptide_12mo_p95_nmol_L"]),
+            ),
+            "5th to 95th percentile of patients",
+        ),
+        KeyNumber(
+            f"smallest: {worst['dose_per_kg_cells_per_kg']:.3g} cells/kg on day "
+            f"{worst['infusion_day_days']:g}",
+            float(worst[col]),
+            "nmol/L",
+        ),
+    ]
+    keep = {
+        "dose_per_kg_cells_per_kg": "dose (cells/kg)",
+        "infusion_day_days": "infusion day (days since diagnosis)",
+        col: "median paired Δ at 12 months (nmol/L)",
+        "delta_cpeptide_12mo_p05_nmol_L": "5th percentile Δ at 12 months (nmol/L)",
+        "delta_cpeptide_12mo_p95_nmol_L": "95th percentile Δ at 12 months (nmol/L)",
+        "rel_preservation_12mo_pct": "relative preservation at 12 months (%)",
+        "responder_fraction_12mo": "responder fraction at 12 months (fraction)",
+        "delta_cpeptide_24mo_median_nmol_L": "median paired Δ at 24 months (nmol/L)",
+        "n_failed": "failed solves (n)",
+    }
+    tab = df[[c for c in keep if c in df.columns]].rename(columns=keep)
+    figs = [Figure(p, "Median paired ΔC-peptide at 12 months over dose × infusion day")
+            for p in sorted(folder.glob("*.png"))]  # fmt: skip
+    n = min(plan.n_patients, SWEEP_MAX_PATIENTS)
+    section = Section(
+        TITLES["sweep"],
+        f"The same {n:,} virtual patients receive every combination of dose and infusion day; "
+        "each is compared with themselves under routine care. This shows which regimen the "
+        "model favours; the absolute size still rests on φ.",
+        numbers=numbers,
+        tables=[
+            Table.from_frame(
+                tab, "Paired effect by dose and infusion day", source="sweep.csv", max_rows=60
+            )
+        ],
+        figures=figs,
+    )
+    text = (
+        f"Of {len(df)} dose × day combinations, the largest median 12-month gain is "
+        f"{best[col]:+.3g} nmol/L at {best['dose_per_kg_cells_per_kg']:.3g} cells/kg on day "
+        f"{best['infusion_day_days']:g}; the smallest {worst[col]:+.3g} nmol/L at "
+        f"{worst['dose_per_kg_cells_per_kg']:.3g} cells/kg on day {worst['infusion_day_days']:g}."
+    )
+    return section, [SummaryItem("Dose and timing", text)]
+
+
+# --------------------------------------------------------------------------------------------
+# sensitivity
+# --------------------------------------------------------------------------------------------
+def _sens_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
+    return [
+        str(plan.experiment),
+        "--n", str(plan.sensitivity_n),
+        "--patients", str(SENSITIVITY_PATIENTS),
+        "--seed", str(plan.seed),
+        "--out", str(folder),
+    ]  # fmt: skip
+
+
+def _sens_collect(plan: RunPlan, folder: Path, exp):
+    df = _read_csv(folder / "indices.csv")
+    index = "ST" if "ST" in df.columns else "mu_star"
+    sub = df[(df["output"] == "delta_cpeptide") & (df["month"] == 12)]
+    if sub.empty:  # no 12-month visit: the last month
+        last = df.loc[df["output"] == "delta_cpeptide", "month"].max()
+        sub = df[(df["output"] == "delta_cpeptide") & (df["month"] == last)]
+    sub = sub.sort_values(index, ascending=False)
+    month = float(sub["month"].iloc[0])
+    top = sub.head(3)
+    numbers = [
+        KeyNumber(
+            f"{'total Sobol index' if index == 'ST' else 'Morris μ*'} of {r['parameter']} "
+            f"({r['low']:.3g}–{r['high']:.3g} {_unit(r['parameter_unit'])})",
+            float(r[index]),
+            "dimensionless" if index == "ST" else "nmol/L",
+            (float(r[index] - r[f"{index}_conf"]), float(r[index] + r[f"{index}_conf"]))
+            if f"{index}_conf" in r
+            else None,
+            "bootstrap 95 % interval",
+        )
+        for _, r in top.iterrows()
+    ]
+    keep = {
+        "parameter": "parameter",
+        "parameter_unit": "parameter unit",
+        "low": "range low (parameter unit)",
+        "high": "range high (parameter unit)",
+        "scale": "sampling scale",
+    }
+    for c in ("S1", "S1_conf", "ST", "ST_conf", "mu_star", "mu_star_conf", "sigma"):
+        if c in sub.columns:
+            keep[c] = f"{c} (dimensionless)" if c.startswith("S") else f"{c} (nmol/L)"
+    tab = sub[[c for c in keep if c in sub.columns]].rename(columns=keep)
+    tab["parameter unit"] = tab["parameter unit"].map(_unit)
+    figs = [Figure(p, "") for p in sorted(folder.glob("bars_delta*.png"))]
+    figs += [Figure(p, "") for p in sorted(folder.glob("time_delta*.png"))]
+    figs += [Figure(p, "") for p in sorted(folder.glob("*.png")) if "delta" not in p.name]
+    names = ", ".join(f"{r['parameter']} ({r[index]:.2f})" for _, r in top.iterrows())
+    phi_note = (
+        " φ is prior-driven (see the assumption ledger)." if "phi" in set(top["parameter"]) else ""
+    )
+    section = Section(
+        TITLES["sensitivity"],
+        f"Which uncertain inputs move the paired 12-month effect most, each varied over its "
+        f"prior range together with the others ({'Sobol' if index == 'ST' else 'Morris'}; "
+        f"{plan.sensitivity_n} base samples × {SENSITIVITY_PATIENTS} patients). A total index "
+        "near 1 means that parameter alone accounts for most of the spread.",
+        numbers=numbers,
+        tables=[
+            Table.from_frame(
+                tab,
+                f"Sensitivity of paired ΔC-peptide at {month:g} months",
+                source="indices.csv",
+                max_rows=60,
+            )
+        ],
+        figures=figs,
+    )
+    text = (
+        f"The {month:g}-month effect is driven most by {names} "
+        f"({'total Sobol index' if index == 'ST' else 'Morris μ*'}).{phi_note}"
+    )
+    return section, [SummaryItem("What drives the result", text)]
+
+
+register_section(SectionSpec("cohort", TITLES["cohort"], "cohort", _cohort_argv, _cohort_collect))
+register_section(
+    SectionSpec("natural_history", TITLES["natural_history"], "check", _nh_argv, _nh_collect, False)
+)
+register_section(SectionSpec("power", TITLES["power"], "power", _power_argv, _power_collect))
+register_section(SectionSpec("sweep", TITLES["sweep"], "sweep", _sweep_argv, _sweep_collect))
+register_section(
+    SectionSpec("sensitivity", TITLES["sensitivity"], "sensitivity", _sens_argv, _sens_collect)
+)
