@@ -25,7 +25,9 @@ import tregsim
 from tregsim.model.compile import _numeric_ready
 from tregsim.solve import MONTH_DAYS
 
-RTOL, ATOL = 1e-8, 1e-10
+from tregsim.solve import DEFAULT_ATOL, DEFAULT_RTOL
+
+RTOL, ATOL = DEFAULT_RTOL, DEFAULT_ATOL  # the batched solver's defaults, for both
 
 
 def cohort(model, n, seed=1):

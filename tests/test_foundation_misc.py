@@ -79,3 +79,10 @@ def test_simulate_cli_writes_files_and_effect_grows_with_phi(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--dose-per-kg" in err[0] and "fix:" in err[0]
     assert not (tmp_path / "b").exists()
+
+
+def test_every_public_name_resolves():
+    import tregsim
+
+    for name in tregsim.__all__:
+        assert getattr(tregsim, name) is not None, name

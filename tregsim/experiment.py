@@ -33,6 +33,7 @@ _RUN_KEYS = (
     "sweep_doses",
     "sweep_days",
     "sensitivity_n",
+    "effect_phi",
 )
 
 
@@ -230,6 +231,8 @@ def _parse_run(t: Table, arms: list[str], nested: bool) -> dict:
     for k in ("n_patients", "n_trials", "sensitivity_n"):
         if t.has(k):
             out[k] = t.integer(k, lo=1, hi=10**9)
+    if t.has("effect_phi"):
+        out["effect_phi"] = t.number("effect_phi", lo=0.0, hi=1e6)
     if t.has("n_per_arm"):
         v = t.data["n_per_arm"]
         if (

@@ -69,6 +69,9 @@ def run(args) -> int:
             fix=f"pass --data PATH/{DATA_NAME}",
         )
     exp = load_experiment(args.experiment)
+    from tregsim.cohort import read_placebo_table
+
+    read_placebo_table(data)  # validate the table before anything is written
     manifest = io.build_manifest(
         command="check natural-history",
         seed=args.seed,

@@ -72,7 +72,16 @@ def run(args) -> int:
                 field="header",
                 fix="use `tregsim data export` to convert a long table",
             )
-        long = nm.nonmem_to_long(nm.read_nonmem(args.file), extra_covariates=True)
+        table = nm.read_nonmem(args.file)
+        if "AGE" not in table.columns or table["AGE"].isna().any():
+            # the long format needs an age per individual (calibration covariate)
+            raise DataFileError(
+                "no AGE for every individual: the long format needs age (years)",
+                file=args.file,
+                field="AGE",
+                fix="add an AGE column (years) to the NONMEM table",
+            )
+        long = nm.nonmem_to_long(table, extra_covariates=True)
         nm.write_long(long, args.out)
         print(
             f"wrote {args.out}: {len(long)} observations of {long['id'].nunique()} "

@@ -112,6 +112,17 @@ def run(args) -> int:
 
         days = _floats(args.dose_day, "--dose-day")
         amounts = _floats(args.dose_per_kg, "--dose-per-kg")
+        for flag, vals, what in (
+            ("--dose-day", days, "days after diagnosis"),
+            ("--dose-per-kg", amounts, "cells/kg"),
+        ):
+            bad = [v for v in vals if v < 0]
+            if bad:
+                raise ArgumentError(
+                    f"must be ≥ 0 ({what}), got {bad[0]:g}",
+                    field=flag,
+                    fix=f"give non-negative {what}",
+                )
         if bool(days) != bool(amounts):
             raise ArgumentError(
                 "give both --dose-day and --dose-per-kg, or neither",

@@ -536,9 +536,20 @@ def parse_range(spec: str, model) -> ParameterRange:
         lo, hi = float(m.group(2)), float(m.group(3))
     except ValueError as e:
         raise ArgumentError(f"cannot parse range {spec!r}", field="--range", fix=fix) from e
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ArgumentError(
+            f"range of {name} must have finite LOW < HIGH, got {lo:g}..{hi:g}",
+            field="--range",
+            fix=f"write {name}={min(lo, hi):g}..{max(lo, hi):g}" if lo != hi else fix,
+        )
+    scale = m.group(4) or "linear"
+    if scale == "log" and lo <= 0:
+        raise ArgumentError(
+            f"a log range of {name} needs LOW > 0, got {lo:g}", field="--range", fix=fix
+        )
     p = model.spec.parameters.get(name)
     unit = p.unit if p is not None else "-"
-    return ParameterRange(name, lo, hi, m.group(4) or "linear", unit)
+    return ParameterRange(name, lo, hi, scale, unit)
 
 
 def experiment_outputs(months: Sequence[float]) -> tuple[Output, ...]:

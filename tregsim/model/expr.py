@@ -77,6 +77,22 @@ FUNCTIONS = {
 }
 """Function name → (sympy constructor, arity; negative = at least that many)."""
 
+
+def _logistic_float(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+_FLOAT_FUNCS = {
+    "exp": math.exp,
+    "log": math.log,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "tanh": math.tanh,
+    "logistic": _logistic_float,
+    "min": min,
+    "max": max,
+}
+
 RESERVED = frozenset(FUNCTIONS) | {
     "t",
     "tau",
@@ -288,6 +304,19 @@ def parse_expression(
             if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
                 need = arity if arity > 0 else f"at least {-arity}"
                 raise fail(f"{name} takes {need} argument(s), got {len(args)}")
+            if name != "piecewise" and all(a.is_Number for a in args):
+                # constant call: evaluate in doubles (sympy would work in arbitrary precision,
+                # and exp(exp(exp(10.5))) would never finish)
+                try:
+                    v = _FLOAT_FUNCS[name](*[float(a) for a in args])
+                except (OverflowError, ValueError, ZeroDivisionError):
+                    raise fail(
+                        f"{name} of a constant is not a finite real number",
+                        "use arguments inside the function's domain",
+                    ) from None
+                if not math.isfinite(v):
+                    raise fail(f"{name} of a constant is not finite", "use finite constants")
+                return _number(v)
             try:
                 return ctor(*args)
             except (ValueError, TypeError, ArithmeticError) as e:

@@ -435,6 +435,15 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
         equation_texts[n] = str(eqs_raw[n])
 
     # --- doses and observables ---------------------------------------------------------------
+    for d, t in doses_raw.items():
+        if t.get("unit") != states[d].unit:
+            raise _err(
+                f"dose unit {t.get('unit')!r} differs from the unit of state {d} "
+                f"({states[d].unit!r})",
+                path,
+                f"doses.{d}.unit",
+                f'a bolus adds to the state: write unit = "{states[d].unit}"',
+            )
     doses = {
         d: DoseTarget(
             d,

@@ -379,8 +379,9 @@ def parse_population(t: Table) -> CovariateModel:
         required=("ages_years", "median_male_kg", "median_female_kg"),
     )
     ages = w.numbers("ages_years", lo=lo, hi=hi, increasing=True, unit="years")
-    mm = w.numbers("median_male_kg", lo=0.0, lo_open=True, unit="kg")
-    mf = w.numbers("median_female_kg", lo=0.0, lo_open=True, unit="kg")
+    # plausible human body weights (the heaviest recorded adults are < 650 kg)
+    mm = w.numbers("median_male_kg", lo=0.0, lo_open=True, hi=300.0, unit="kg")
+    mf = w.numbers("median_female_kg", lo=0.0, lo_open=True, hi=300.0, unit="kg")
     for key, v in (("median_male_kg", mm), ("median_female_kg", mf)):
         if len(v) != len(ages):
             raise w.error(

@@ -151,7 +151,16 @@ def _parse_rule(t: Table):
             key=kinds[0],
             fix="write equals = true or in = [0, 1]",
         )
+    if name in BOOLEAN_COVARIATES and not all(isinstance(v, bool) or v in (0, 1) for v in vals):
+        raise t.error(
+            f"{name} is true/false, got {raw!r}",
+            key=kinds[0],
+            fix=f"write equals = true (or false) for {name}",
+        )
     return OneOf(name, tuple(float(v) for v in vals))
+
+
+BOOLEAN_COVARIATES = ("aab_positive",)
 
 
 def parse_eligibility(t: Table) -> Eligibility:

@@ -50,11 +50,13 @@ DEFAULT_BUDGET: dict[str, object] = {
     "sweep_doses": [1e6, 5e6, 10e6, 20e6, 50e6, 100e6],
     "sweep_days": [14.0, 30.0, 60.0, 90.0, 180.0],
     "sensitivity_n": 128,
+    "effect_phi": None,
 }
 """Budget of a full run when the experiment file's ``[run]`` table omits a key.
 Units: n_patients (virtual patients per arm), n_trials (simulated trials per sample size),
 n_per_arm (participants per arm), sweep_doses (cells/kg), sweep_days (days since diagnosis),
-sensitivity_n (Sobol' base sample size, a power of two)."""
+sensitivity_n (Sobol' base sample size, a power of two), effect_phi (the φ of the power section's
+fixed-effect curve; None = the model file's value)."""
 
 QUICK_BUDGET: dict[str, object] = {
     "sections": ["cohort", "natural_history", "power"],
@@ -64,6 +66,7 @@ QUICK_BUDGET: dict[str, object] = {
     "sweep_doses": [1e6, 20e6],
     "sweep_days": [30.0, 90.0],
     "sensitivity_n": 16,
+    "effect_phi": None,
 }
 """Budget of ``--quick`` when ``[run.quick]`` omits a key (finishes in < 2 min on 2 cores)."""
 
@@ -88,6 +91,7 @@ class RunPlan:
     sweep_doses: tuple[float, ...]
     sweep_days: tuple[float, ...]
     sensitivity_n: int
+    effect_phi: float | None = None
     # How the work runs, not what it computes (kept out of settings()):
     overwrite: bool = False
     workers: int | None = None
@@ -111,6 +115,7 @@ class RunPlan:
             "sweep_doses_cells_per_kg": list(self.sweep_doses),
             "sweep_days": list(self.sweep_days),
             "sensitivity_n": self.sensitivity_n,
+            "effect_phi": self.effect_phi,
         }
 
 
@@ -217,6 +222,18 @@ def plan_run(
             out.append(kind(x))
         return tuple(out)
 
+    def _phi(v):
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+            raise ExperimentFileError(
+                f"must be a number ≥ 0, got {v!r}",
+                file=exp.path,
+                field=f"{where}.effect_phi",
+                fix="write e.g. effect_phi = 70",
+            )
+        return float(v)
+
     sections = src["sections"]
     if not isinstance(sections, list | tuple) or not sections:
         raise ExperimentFileError(
@@ -245,6 +262,7 @@ def plan_run(
         sweep_doses=_list("sweep_doses", float, positive=False),
         sweep_days=_list("sweep_days", float, positive=False),
         sensitivity_n=_posint("sensitivity_n"),
+        effect_phi=_phi(src.get("effect_phi")),
         overwrite=bool(overwrite),
         workers=workers,
     )

@@ -277,6 +277,7 @@ def _power_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
         "--trials", str(plan.n_trials),
         "--seed", str(plan.seed),
         "--out", str(folder),
+        *(["--effect-phi", repr(plan.effect_phi)] if plan.effect_phi is not None else []),
     ]  # fmt: skip
 
 
@@ -315,9 +316,11 @@ def _power_collect(plan: RunPlan, folder: Path, exp):
             )
         )
         n80_txt = f"{n80} per arm" if n80 is not None else f"not reached by {grid_max} per arm"
+        eff = float(r["mean_true_effect_percent_auc_plus_1"])
         txt.append(
             f"{what} at {planned} per arm {_pct(p)} (Monte-Carlo 95 % "
-            f"{_pct(lo)}–{_pct(hi)}); N for 80 % {what}: {n80_txt}"
+            f"{_pct(lo)}–{_pct(hi)}; {r['effect_assumption']}, mean true effect "
+            f"{eff:+.2g} % of AUC+1); N for 80 % {what}: {n80_txt}"
         )
     keep = {
         "curve": "curve",

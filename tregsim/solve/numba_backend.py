@@ -102,7 +102,36 @@ def _kernel_sources(model) -> tuple[list[str], int]:
     targets_j = [f"J[{i}, {j}]" for i, j in jac_nz]
     targets_d = [f"fdt[{i}]" for i in dt_nz]
     exprs, params = _renamed(model, exprs)
+    # hoist parameter-only sub-trees (and the parameter-only factors/terms of mixed products
+    # and sums) into once-per-patient constants before CSE
+    hoisted: dict[sp.Expr, sp.Symbol] = {}
+
+    def is_static(e):
+        return not e.is_Number and e.free_symbols and e.free_symbols <= params
+
+    def const(e):
+        if e not in hoisted:
+            hoisted[e] = sp.Symbol(f"_h{len(hoisted)}", real=True)
+        return hoisted[e]
+
+    def hoist(e):
+        if is_static(e):
+            return const(e)
+        if not e.args:
+            return e
+        if e.is_Mul or e.is_Add:
+            st = [a for a in e.args if is_static(a)]
+            rest = [hoist(a) for a in e.args if not is_static(a)]
+            if st:
+                return e.func(const(e.func(*st)) if len(st) > 1 else const(st[0]), *rest)
+            return e.func(*rest)
+        return e.func(*[hoist(a) for a in e.args])
+
+    exprs = [hoist(e) for e in exprs]
+    pre_repl = [(sym, ex) for ex, sym in hoisted.items()]
     repl, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_c"), optimizations="basic")
+    repl = pre_repl + list(repl)
+    params = params | set(hoisted.values())
     static: dict[sp.Symbol, int] = {}
     dyn = []
     for a, b in repl:
