@@ -23,9 +23,7 @@ from scipy.integrate import solve_ivp
 
 import tregsim
 from tregsim.model.compile import _numeric_ready
-from tregsim.solve import MONTH_DAYS
-
-from tregsim.solve import DEFAULT_ATOL, DEFAULT_RTOL
+from tregsim.solve import DEFAULT_ATOL, DEFAULT_RTOL, MONTH_DAYS
 
 RTOL, ATOL = DEFAULT_RTOL, DEFAULT_ATOL  # the batched solver's defaults, for both
 
