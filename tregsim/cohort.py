@@ -602,7 +602,14 @@ class NaturalHistory:
 
 
 def natural_history(
-    exp, data_path, seed: int, *, scale: int = 10, noise: bool = True, progress: bool = False
+    exp,
+    data_path,
+    seed: int,
+    *,
+    scale: int = 10,
+    noise: bool = True,
+    progress: bool = False,
+    posterior: dict | None = None,
 ) -> NaturalHistory:
     """Simulate the control arm for the placebo data's age mix and compare by age group.
 
@@ -611,6 +618,9 @@ def natural_history(
     each group in the global patient sequence) and simulated under the control regimen at
     ``baseline_day + 30.4375 · month`` for the table's months. With ``noise`` the model's
     log-normal residual (parameter ``sigma``) is added, so spreads compare with data spreads.
+    With ``posterior`` (name → ``(n_draws,)``, e.g. :func:`load_posterior_draws`), candidate
+    patient i uses draw ``i mod n_draws`` of the population parameters: a posterior predictive
+    check.
     """
     from tregsim.population.sampling import sample_population
 
@@ -628,7 +638,11 @@ def natural_history(
     # enough candidates to fill every group; grow until filled
     pool = max(sum(want.values()) * 4, 4096)
     while True:
-        base = sample_population(exp, pool, seed, start=0)
+        theta = None
+        if posterior:
+            nd = len(next(iter(posterior.values())))
+            theta = {k: np.asarray(v)[np.arange(pool) % nd] for k, v in posterior.items()}
+        base = sample_population(exp, pool, seed, start=0, theta=theta)
         age = base.covariates["age"]
         idx = {
             g: np.flatnonzero((age >= lo) & (age < hi))[: want[g]]

@@ -23,6 +23,11 @@ def add_arguments(parser) -> None:
         help="simulated patients per observed month-0 patient (default 10)",
     )
     parser.add_argument(
+        "--posterior",
+        help="posterior netCDF (from `tregsim calibrate`, e.g. "
+        "calibration/posteriors/natural_history.nc): a posterior predictive check",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace results of a different run in --out instead of refusing",
@@ -72,15 +77,29 @@ def run(args) -> int:
     from tregsim.cohort import read_placebo_table
 
     read_placebo_table(data)  # validate the table before anything is written
+    posterior = None
+    inputs = {**{k: str(v) for k, v in exp.input_files().items()}, "data": str(data)}
+    if args.posterior:
+        from tregsim.cohort import load_posterior_draws
+
+        if not Path(args.posterior).exists():
+            raise DataFileError(
+                "posterior file not found",
+                file=args.posterior,
+                field="--posterior",
+                fix="pass the posterior.nc written by `tregsim calibrate`",
+            )
+        posterior = load_posterior_draws(args.posterior, exp.model)
+        inputs["posterior"] = str(args.posterior)
     manifest = io.build_manifest(
         command="check natural-history",
         seed=args.seed,
-        inputs={**{k: str(v) for k, v in exp.input_files().items()}, "data": str(data)},
+        inputs=inputs,
         settings={"scale": args.scale},
         argv=["tregsim", *sys.argv[1:]],
     )
     out = prepare_output_dir(args.out, manifest, overwrite=args.overwrite)
-    nh = natural_history(exp, data, args.seed, scale=args.scale)
+    nh = natural_history(exp, data, args.seed, scale=args.scale, posterior=posterior)
     io.write_text(out / "natural_history.csv", nh.frame().to_csv(index=False))
     from tregsim.plots.cohort import plot_natural_history, save
 

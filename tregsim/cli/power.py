@@ -46,17 +46,17 @@ def add_arguments(parser) -> None:
         "(default ancova,welch,ranksum,responder_0.2)",
     )
     eff = parser.add_argument_group("effect assumption (model-based)")
-    what = eff.add_mutually_exclusive_group()
-    what.add_argument(
+    eff.add_argument(
         "--effect-phi",
         type=float,
         help="fixed φ (potency × homing of infused Tregs, dimensionless) for the power curve; "
-        "default: the model's value",
+        "default: the posterior median if the posterior has φ, else the model's value",
     )
-    what.add_argument(
+    eff.add_argument(
         "--posterior",
-        help="posterior.nc of `tregsim calibrate`: the power curve uses its posterior-median "
-        "φ, the assurance curve one posterior draw per replicate trial",
+        help="posterior.nc of `tregsim calibrate`: the power curve uses posterior medians of its "
+        "parameters, the assurance curve one posterior draw per replicate trial (φ from its "
+        "prior when the posterior does not hold it)",
     )
     parser.add_argument(
         "--no-assurance",
@@ -252,31 +252,48 @@ def _effect_assumption(args, exp):
             field="--endpoint-month",
             fix=f"use one of {', '.join(f'{m:g}' for m in months[1:])}",
         )
-    assurance_text = ""
     phi_spec = exp.model.spec.parameters.get("phi")
-    draws = None
+    theta: dict = {}
+    draws: dict = {}
+    post_names: list[str] = []
     if args.posterior:
         from tregsim.cohort import load_posterior_draws
 
-        draws = load_posterior_draws(args.posterior, exp.model)
+        post = load_posterior_draws(args.posterior, exp.model)
+        post_names = sorted(post)
+        nd = len(next(iter(post.values())))
         # the fixed curve: every posterior parameter at its posterior median
-        theta = {k: float(np.median(v)) for k, v in draws.items()}
+        theta.update({k: float(np.median(v)) for k, v in post.items()})
+        # assurance: replicate trial r uses posterior draw r mod n_draws (as cohorts do)
+        pick = np.arange(args.trials) % nd
+        draws.update({k: np.asarray(v, dtype=float)[pick] for k, v in post.items()})
+    if args.effect_phi is not None:
+        theta["phi"] = float(args.effect_phi)
+    elif "phi" not in theta and phi_spec is not None:
+        theta["phi"] = float(phi_spec.value)
+    if post_names:
         fixed_text = (
             "posterior medians ("
-            + ", ".join(f"{k} = {v:.3g}" for k, v in sorted(theta.items()))
+            + ", ".join(f"{k} = {theta[k]:.3g}" for k in post_names)
             + ")"
+            + (f"; φ = {theta['phi']:g}" if "phi" in theta and "phi" not in post_names else "")
         )
-        assurance_text = f"posterior draws of {', '.join(sorted(draws))} ({args.posterior})"
+        if args.effect_phi is not None and "phi" in post_names:
+            fixed_text += f"; φ = {args.effect_phi:g} (given)"
     else:
-        phi_fixed = args.effect_phi
-        if phi_fixed is None and phi_spec is not None:
-            phi_fixed = float(phi_spec.value)
-        theta = {"phi": phi_fixed} if phi_fixed is not None else None
-        fixed_text = f"φ = {phi_fixed:g}" if phi_fixed is not None else "model defaults"
-        if phi_spec is not None and phi_spec.prior is not None and not args.no_assurance:
+        fixed_text = f"φ = {theta['phi']:g}" if "phi" in theta else "model defaults"
+    assurance_text = ""
+    if not args.no_assurance:
+        parts = []
+        if "phi" not in draws and phi_spec is not None and phi_spec.prior is not None:
             g = block_generator(args.seed, "trial.prior.phi", 0)
-            draws = {"phi": np.asarray(phi_spec.prior.sample(g, args.trials), dtype=float)}
-            assurance_text = f"φ ~ prior {phi_spec.prior.describe()}"
+            draws["phi"] = np.asarray(phi_spec.prior.sample(g, args.trials), dtype=float)
+            parts.append(f"φ ~ prior {phi_spec.prior.describe()}")
+        if post_names:
+            parts.append(f"{', '.join(post_names)} ~ posterior ({args.posterior})")
+        assurance_text = "; ".join(parts)
+    theta = theta or None
+    draws = draws or None
     return theta, fixed_text, draws, assurance_text
 
 

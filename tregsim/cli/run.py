@@ -23,6 +23,13 @@ def add_arguments(parser) -> None:
         "(without it, rerunning the same run resumes its checkpoints)",
     )
     parser.add_argument(
+        "--posterior",
+        metavar="FILE",
+        help="population posterior (netCDF) for the cohort, natural-history and power sections "
+        "(default: the shipped calibration/posteriors/natural_history.nc; 'none' = the model "
+        "file's values)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         metavar="N",
@@ -45,9 +52,27 @@ def run(args) -> int:
             field="--workers",
             fix="give a whole number ≥ 1, or omit it to run in this process",
         )
+    from pathlib import Path
+
+    from tregsim.errors import DataFileError
+    from tregsim.posterior import DEFAULT_POSTERIOR
+
+    posterior = args.posterior
+    if posterior is None:
+        posterior = str(DEFAULT_POSTERIOR) if DEFAULT_POSTERIOR.exists() else None
+    elif posterior.lower() == "none":
+        posterior = None
+    elif not Path(posterior).exists():
+        raise DataFileError(
+            "posterior file not found",
+            file=posterior,
+            field="--posterior",
+            fix="give a posterior.nc from `tregsim calibrate`, or 'none'",
+        )
     outcomes = run_experiment(
         args.experiment,
         args.out,
+        posterior=posterior,
         quick=args.quick,
         seed=args.seed,
         overwrite=args.overwrite,

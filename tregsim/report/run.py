@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tregsim.errors import ExperimentFileError, TregsimError
 from tregsim.report.html import (
     LedgerEntry,
@@ -92,6 +94,7 @@ class RunPlan:
     sweep_days: tuple[float, ...]
     sensitivity_n: int
     effect_phi: float | None = None
+    posterior: str | None = None
     # How the work runs, not what it computes (kept out of settings()):
     overwrite: bool = False
     workers: int | None = None
@@ -116,6 +119,7 @@ class RunPlan:
             "sweep_days": list(self.sweep_days),
             "sensitivity_n": self.sensitivity_n,
             "effect_phi": self.effect_phi,
+            "posterior": self.posterior,
         }
 
 
@@ -140,6 +144,7 @@ def plan_run(
     seed: int = 0,
     overwrite: bool = False,
     workers: int | None = None,
+    posterior: str | None = None,
 ) -> RunPlan:
     """Read the budgets of ``exp``'s ``[run]`` / ``[run.quick]`` table and validate them.
 
@@ -263,6 +268,7 @@ def plan_run(
         sweep_days=_list("sweep_days", float, positive=False),
         sensitivity_n=_posint("sensitivity_n"),
         effect_phi=_phi(src.get("effect_phi")),
+        posterior=None if posterior is None else str(posterior),
         overwrite=bool(overwrite),
         workers=workers,
     )
@@ -416,14 +422,34 @@ def assumption_ledger(exp, manifests: Mapping[str, dict]) -> list[LedgerEntry]:
     by_role: dict[str, list[str]] = {}
     for name, p in params.items():
         by_role.setdefault(p.role, []).append(name)
-    rows.append(
-        LedgerEntry(
-            "calibrated population parameters",
-            "none in this run",
-            "no posterior was given: population parameters stay at the model file's "
-            "default values; their priors are shown below",
+    post = manifests.get("run", {}).get("inputs", {}).get("posterior")
+    if post:
+        from tregsim.cohort import load_posterior_draws
+
+        draws = load_posterior_draws(post["path"], exp.model)
+        rows.append(
+            LedgerEntry(
+                "calibrated population parameters",
+                ", ".join(
+                    f"{k} {np.median(v):.3g} [{np.quantile(v, 0.05):.3g}, "
+                    f"{np.quantile(v, 0.95):.3g}]"
+                    for k, v in draws.items()
+                ),
+                f"posterior median [90 % interval] from {Path(post['path']).name} (sha256 "
+                f"{post['sha256'][:12]}…), NPE on the placebo natural history: cohort, natural "
+                "history and power draw population parameters from it; sweep and sensitivity use "
+                "the model file's values",
+            )
         )
-    )
+    else:
+        rows.append(
+            LedgerEntry(
+                "calibrated population parameters",
+                "none in this run",
+                "no posterior was given: population parameters stay at the model file's "
+                "default values; their priors are shown below",
+            )
+        )
     for name in by_role.get("population", []):
         p = params[name]
         if name == "phi":
@@ -469,6 +495,7 @@ def run_experiment(
     overwrite: bool = False,
     workers: int | None = None,
     argv: list[str] | None = None,
+    posterior: str | None = None,
 ) -> list[SectionOutcome]:
     """Run every section ``experiment`` enables into ``out`` and write ``out/report.html``.
 
@@ -482,6 +509,8 @@ def run_experiment(
         section; without it a rerun of the same run resumes the sections' checkpoints).
     workers : run the sections' chunks on a local Dask cluster of this many processes
         (results do not depend on it).
+    posterior : a population posterior (netCDF from ``tregsim calibrate``) for the cohort,
+        natural-history and power sections, or ``None`` for the model file's values.
 
     Returns
     -------
@@ -494,8 +523,12 @@ def run_experiment(
     from tregsim.experiment import load_experiment
 
     exp = load_experiment(experiment)
-    plan = plan_run(exp, out, quick=quick, seed=seed, overwrite=overwrite, workers=workers)
+    plan = plan_run(
+        exp, out, quick=quick, seed=seed, overwrite=overwrite, workers=workers, posterior=posterior
+    )
     inputs = exp.input_files()
+    if posterior is not None:
+        inputs = {**inputs, "posterior": posterior}
     manifest = io.build_manifest(
         command="run", seed=plan.seed, inputs=inputs, settings=plan.settings(), argv=argv
     )

@@ -80,6 +80,7 @@ def _cohort_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
         "--n", str(plan.n_patients),
         "--seed", str(plan.seed),
         "--out", str(folder),
+        *(["--posterior", plan.posterior] if plan.posterior else []),
     ]  # fmt: skip
 
 
@@ -179,6 +180,7 @@ def _nh_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
         str(plan.experiment),
         "--seed", str(plan.seed),
         "--out", str(folder),
+        *(["--posterior", plan.posterior] if plan.posterior else []),
     ]  # fmt: skip
 
 
@@ -278,6 +280,7 @@ def _power_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
         "--seed", str(plan.seed),
         "--out", str(folder),
         *(["--effect-phi", repr(plan.effect_phi)] if plan.effect_phi is not None else []),
+        *(["--posterior", plan.posterior] if plan.posterior else []),
     ]  # fmt: skip
 
 

@@ -1,0 +1,362 @@
+"""Calibration: config validation, cohort simulator, posterior files, NPE, likelihood, kinetics.
+
+References are independent: scipy distributions for priors, hand-written numpy summaries,
+direct ODE solves for the curve table, scipy.integrate for the marginal likelihood, the exact
+Gaussian posterior for NPE.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import integrate, special, stats
+
+import tregsim
+from tregsim.calibrate.config import load_config
+from tregsim.calibrate.data import PatientData
+from tregsim.calibrate.simulator import build_problem, simulate_cohorts, simulate_summaries
+from tregsim.errors import ConfigFileError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "calibration" / "natural_history_npe.toml"
+SHIPPED = ROOT / "calibration" / "posteriors" / "natural_history.nc"
+SHIPPED_NET = ROOT / "calibration" / "posteriors" / "natural_history_estimator.pt"
+MODEL = tregsim.load_model("treg_t1d")
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return build_problem(load_config(CONFIG))
+
+
+# ------------------------------------------------------------------------------- config
+def _write(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    (tmp_path / "natural_history_summary.csv").write_text(
+        (ROOT / "calibration" / "natural_history_summary.csv").read_text()
+    )
+    return p
+
+
+def test_config_loads_with_model_priors():
+    cfg = load_config(CONFIG)
+    assert cfg.calibrate == ("lambda_ref", "gamma_a", "omega_lambda", "q", "sigma")
+    assert cfg.months[0] == 0 and cfg.n_simulations == 30000
+
+
+@pytest.mark.parametrize(
+    "old,new,field",
+    [
+        ("seed = 20261130", "seed = 20261130\nsede = 1", "sede"),
+        ("chunk_size = 100", "chunk_size = 100\nchunks = 3", "budget.chunks"),
+        ("seed = 20261130", 'seed = "x"', "seed"),
+        ('"q", "sigma"]', '"q", "sigmaa"]', "parameters.calibrate"),
+        ('below_lloq = "half_lloq"', 'below_lloq = "zero"', "observation.below_lloq"),
+        ("months = [0, 3, 6, 12, 18, 24, 30]", "months = [3, 6]", "data.months"),
+    ],
+)
+def test_config_rejects_bad_input(tmp_path, old, new, field):
+    text = CONFIG.read_text()
+    assert old in text
+    with pytest.raises(ConfigFileError) as e:
+        load_config(_write(tmp_path, text.replace(old, new, 1)))
+    assert e.value.field == field and e.value.fix and "c.toml" in str(e.value)
+
+
+# ---------------------------------------------------------------------------- simulator
+def test_prior_transform_matches_scipy_priors(problem):
+    z = problem.prior_z(7, 0, 4000)
+    th = problem.theta_from_z(z)
+    for j, p in enumerate(problem.priors):
+        assert stats.kstest(th[:, j], p.frozen().cdf).pvalue > 1e-3
+    np.testing.assert_allclose(problem.z_from_theta(th), z, atol=1e-6)
+
+
+def test_prior_draws_do_not_depend_on_chunking(problem):
+    a = problem.prior_z(3, 0, 2100)
+    b = np.concatenate([problem.prior_z(3, 0, 1000), problem.prior_z(3, 1000, 2100)])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_summaries_match_hand_computation_and_chunks(problem):
+    th = problem.theta_from_z(problem.prior_z(11, 0, 4))
+    sim = simulate_cohorts(problem, th, 11, 0)
+    y = sim["cpeptide_nmol_l"]
+    x = simulate_summaries(problem, th, 11, 0)
+    d = problem.data
+    # hand-computed: group 13-17 (patients 29..73), month 12 (index 3), its n visits
+    gi, mi = 1, 3
+    k = d.n_visit[gi, mi]
+    block = y[:, 29 : 29 + k, mi]
+    names = d.feature_names
+    np.testing.assert_allclose(
+        x[:, names.index("mean_ln_x_plus_1|13-17|12")], np.log1p(block).mean(1), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        x[:, names.index("sd_ln_x_plus_1|13-17|12")], np.log1p(block).std(1, ddof=1), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        x[:, names.index("frac_above_threshold|13-17|12")], (block >= 0.2).mean(1)
+    )
+    # censoring: nothing below LLOQ except LLOQ/2 substitutes
+    assert np.all((y >= 0.017) | (y == 0.0085))
+    # chunk independence: items 2..3 alone equal items 2..3 of the batch (solver tolerance)
+    x2 = simulate_summaries(problem, th[2:], 11, 2)
+    np.testing.assert_allclose(x2, x[2:], rtol=1e-3, atol=1e-4)
+
+
+def test_baseline_matches_observed_month0(problem):
+    """Simulated month-0 observed C-peptide reproduces the table's month-0 mean and SD."""
+    th = np.repeat(problem.theta_from_z(np.zeros((1, 5))), 60, axis=0)
+    y0 = simulate_cohorts(problem, th, 5, 0)["cpeptide_nmol_l"][:, :, 0]
+    offs = np.r_[0, np.cumsum(problem.n_group)]
+    for gi in range(3):
+        v = y0[:, offs[gi] : offs[gi + 1]].ravel()
+        m, s = problem.data.baseline_mean_nmol_l[gi], problem.data.baseline_sd_nmol_l[gi]
+        assert abs(v.mean() - m) < 4 * s / np.sqrt(v.size)
+        assert abs(v.std() / s - 1) < 0.1
+
+
+def test_model_output_is_proportional_to_cpep0():
+    """The exact scaling the likelihood path relies on (C ∝ cpep0, λ0 the only age route)."""
+    days = np.array([0.0, 100.0, 400.0, 900.0])
+    n = 5
+    rng = np.random.default_rng(2)
+    base = dict(lambda_ref=rng.uniform(5e-4, 5e-3, n), q=rng.uniform(0.1, 0.9, n))
+    c1 = tregsim.simulate_arrays(MODEL, MODEL.parameters(n, cpep0=1.0, **base), times=days)
+    c2 = tregsim.simulate_arrays(MODEL, MODEL.parameters(n, cpep0=0.3, **base), times=days)
+    np.testing.assert_allclose(
+        c2.observables["cpeptide"], 0.3 * c1.observables["cpeptide"], rtol=1e-6
+    )
+
+
+# ---------------------------------------------------------------------------- posterior
+def test_shipped_posterior_round_trips_through_arviz(tmp_path):
+    import arviz as az
+
+    from tregsim.posterior import load_posterior, sample_theta, save_posterior
+
+    idata = az.from_netcdf(SHIPPED)
+    post = idata.posterior
+    assert set(post.data_vars) == {"lambda_ref", "gamma_a", "omega_lambda", "q", "sigma"}
+    assert post["lambda_ref"].dims == ("chain", "draw") and post.sizes["draw"] == 2000
+    assert post["lambda_ref"].attrs["units"] == "1/day"
+    assert len(post.attrs["data_sha256"]) == 64 and "natural_history" in post.attrs["config"]
+    draws = load_posterior(SHIPPED)
+    np.testing.assert_array_equal(draws["q"], post["q"].values.ravel())
+    # write → read through ArviZ again, with 2 chains
+    two = {k: v.reshape(2, -1) for k, v in draws.items()}
+    out = save_posterior(tmp_path / "p.nc", two, units={k: "1" for k in two}, attrs={"x": "y"})
+    back = az.from_netcdf(out).posterior
+    np.testing.assert_array_equal(back["gamma_a"].values, two["gamma_a"])
+    # sample_theta: joint rows, chunk independent
+    s = sample_theta(draws, 1500, seed=4)
+    s2 = sample_theta(draws, 500, seed=4, start=1000)
+    np.testing.assert_array_equal(s["q"][1000:], s2["q"])
+    idx = np.searchsorted(np.sort(draws["q"]), s["q"])
+    assert np.all(np.sort(draws["q"])[idx] == s["q"])
+
+
+def test_loaded_estimator_reproduces_shipped_posterior(problem):
+    from tregsim.calibrate.npe import load_estimator
+    from tregsim.posterior import load_posterior
+
+    est = load_estimator(SHIPPED_NET)
+    z = est.sample_z(problem.data.observed, 4000, seed=99)
+    th = problem.theta_from_z(z)
+    shipped = load_posterior(SHIPPED)
+    for j, n in enumerate(problem.names):
+        se = np.sqrt(th[:, j].var() / 4000 + shipped[n].var() / 2000)
+        assert abs(th[:, j].mean() - shipped[n].mean()) < 5 * se, n
+
+
+def test_sbc_smoke_with_shipped_estimator(problem):
+    """30 fresh synthetic datasets with known θ: 90 % intervals cover loosely."""
+    from tregsim.calibrate import diagnostics as diag
+    from tregsim.calibrate.npe import load_estimator
+
+    est = load_estimator(SHIPPED_NET)
+    z = problem.prior_z(123, 0, 30)
+    x = simulate_summaries(problem, problem.theta_from_z(z), 123, 0)
+    ok = np.all(np.isfinite(x), axis=1)
+    zs = est.sample_z_batched(x[ok], 200, seed=1)
+    cov90 = diag.central_coverage(z[ok], zs, 0.9)
+    assert np.all(cov90 >= 0.7), cov90
+    ranks = diag.sbc_ranks(z[ok], zs)
+    assert ranks.min() >= 0 and ranks.max() <= 200
+
+
+def test_npe_matches_exact_gaussian_posterior():
+    """Linear-Gaussian toy: z ~ N(0, I), x = A z + noise; exact posterior is Gaussian."""
+    from tregsim.calibrate.npe import train_npe
+
+    rng = np.random.default_rng(0)
+    n, d = 3000, 2
+    A = np.array([[1.0, 0.5], [0.0, 1.0], [0.3, -0.4]])
+    s = 0.5
+    z = rng.standard_normal((n, d))
+    x = z @ A.T + s * rng.standard_normal((n, 3))
+    # (a 2-transform MAF with 20 hidden units was measured to miss the x-dependence of
+    # the first coordinate here; the project's default architecture recovers it)
+    est, info = train_npe(
+        z,
+        x,
+        method={
+            "density_estimator": "maf",
+            "hidden_features": 50,
+            "num_transforms": 5,
+            "training_batch_size": 200,
+            "learning_rate": 5e-4,
+            "stop_after_epochs": 20,
+            "max_num_epochs": 300,
+        },
+        seed=0,
+        names=["a", "b"],
+        feature_names=["x1", "x2", "x3"],
+        progress=False,
+    )
+    assert info["n_used"] == n and info["n_dropped_nonfinite"] == 0
+    x_o = np.array([0.8, -0.5, 1.0])
+    cov = np.linalg.inv(np.eye(d) + A.T @ A / s**2)
+    mean = cov @ A.T @ x_o / s**2
+    draws = est.sample_z(x_o, 4000, seed=1)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=0.1)
+    np.testing.assert_allclose(draws.std(0), np.sqrt(np.diag(cov)), rtol=0.2)
+
+
+# ---------------------------------------------------------------------------- likelihood
+@pytest.fixture(scope="module")
+def small_table():
+    from tregsim.calibrate.likelihood import CurveTable
+
+    return CurveTable(MODEL, n_loglam=81, n_q=21, max_day=800.0, day_step=10.0)
+
+
+def test_curve_table_matches_direct_solves(small_table):
+    rng = np.random.default_rng(3)
+    n = 40
+    ll = rng.uniform(np.log(3e-4), np.log(1e-2), n)
+    q = rng.uniform(0.05, 0.95, n)
+    age = rng.uniform(8, 45, n)
+    gam = rng.uniform(0, 1, n)
+    days = np.array([0.0, 95.0, 370.0, 733.0])
+    ref = tregsim.simulate_arrays(
+        MODEL,
+        MODEL.parameters(
+            n, lambda_ref=np.exp(ll) * (age / 10) ** gam, gamma_a=gam, age=age, q=q, cpep0=0.8
+        ),
+        times=days,
+    ).observables["cpeptide"]
+    approx = 0.8 * np.exp(small_table(ll[:, None], q[:, None], days[None, :]))
+    big = ref > 0.02
+    assert np.max(np.abs(approx[big] / ref[big] - 1)) < 0.03
+
+
+def test_marginal_likelihood_matches_scipy_quadrature(small_table):
+    """Two patients (one with a censored visit) against nested scipy.integrate.quad."""
+    from tregsim.calibrate.likelihood import HierarchicalLikelihood
+
+    data = PatientData(
+        ids=np.array(["a", "b"]),
+        age_years=np.array([12.0, 30.0]),
+        visit_patient=np.array([0, 0, 0, 1, 1, 1]),
+        visit_day=np.array([0.0, 180.0, 700.0, 0.0, 365.0, 730.0]),
+        cpeptide_nmol_l=np.array([0.5, 0.3, 0.0085, 0.9, 0.7, 0.6]),
+    )
+    th = np.array([2e-3, 0.6, 0.5, 0.5, 0.25, np.log(0.6), 0.4])
+    L = HierarchicalLikelihood(small_table, data, n_zeta=40)
+    got = L(th[None])[0]
+    lam, gam, om, q, sig, mu, sc = th
+    ref = 0.0
+    for i in range(2):
+        sel = data.visit_patient == i
+        y, day = data.cpeptide_nmol_l[sel], data.visit_day[sel]
+        base = np.log(lam) - gam * np.log(data.age_years[i] / 10)
+
+        # brute force: dense trapezoid grids over η (on the table's support, where the
+        # implementation normalises) and ζ, no closed form
+        lo = max((small_table.loglam[0] - base) / om, -8)
+        hi = min((small_table.loglam[-1] - base) / om, 8)
+        eta = np.linspace(lo, hi, 4001)[:, None, None]
+        zeta = np.linspace(-8, 8, 801)[None, :, None]
+        logc = small_table(base + om * eta, q, day[None, None, :])
+        logmu = mu + sc * zeta + logc
+        ll = np.where(
+            y < 0.017,
+            special.log_ndtr((np.log(0.017) - logmu) / sig),
+            stats.norm.logpdf(np.log(y), logmu, sig) - np.log(y),
+        ).sum(-1)
+        f = np.exp(ll) * stats.norm.pdf(zeta[..., 0]) * stats.norm.pdf(eta[..., 0])
+        val = integrate.trapezoid(integrate.trapezoid(f, zeta[0, :, 0], axis=1), eta[:, 0, 0])
+        mass = stats.norm.cdf(hi) - stats.norm.cdf(lo)
+        ref += np.log(val / mass)
+    assert abs(got - ref) < 0.02
+
+
+def test_long_format_loader_errors(tmp_path):
+    from tregsim.calibrate.data import load_patient_data
+    from tregsim.errors import DataFileError
+
+    p = tmp_path / "d.csv"
+    p.write_text("id,day,cpeptide_nmol_l\nA,0,0.5\n")
+    with pytest.raises(DataFileError, match="age"):
+        load_patient_data(p)
+    p.write_text("id,day,cpeptide_nmol_l,age\nA,0,0.0,12\n")
+    with pytest.raises(DataFileError, match="LLOQ/2"):
+        load_patient_data(p)
+
+
+# ---------------------------------------------------------------------------- kinetics
+def test_treg_kinetics_abc_respects_persistence_bounds():
+    from tregsim.calibrate.kinetics import load_targets, treg_kinetics_abc
+
+    tg = load_targets(ROOT / "calibration" / "treg_persistence.csv")
+    r = treg_kinetics_abc(MODEL, tg, 400, seed=1)
+    f91 = r.frac_of_peak[:, np.searchsorted(r.days, 91.0)]
+    f365 = r.frac_of_peak[:, np.searchsorted(r.days, 365.0)]
+    assert np.all(f91[r.accepted] <= 0.5) and np.all(f365[r.accepted] <= 0.25)
+    assert np.all(f365[r.accepted] >= 0.01)
+    assert np.any(~r.accepted) and 0.2 < r.acceptance_rate < 1.0
+    # closed form check of one curve with FX = 1 (no expansion): X+M after the gate
+    assert np.all(r.frac_of_peak <= 1.0 + 1e-12)
+
+
+# --------------------------------------------------------------------------------- CLI
+def test_cli_help_does_not_import_torch():
+    code = (
+        "import sys; from tregsim.cli import build_parser; build_parser(); "
+        "import tregsim.cli.calibrate; assert 'torch' not in sys.modules; "
+        "assert 'sbi' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_bad_config_is_one_line_exit_2(tmp_path):
+    p = _write(tmp_path, CONFIG.read_text().replace("seed = 20261130", "sed = 1"))
+    r = subprocess.run(
+        [sys.executable, "-m", "tregsim", "calibrate", str(p), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "sed" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_bank_resumes_and_extends(problem, tmp_path):
+    from tregsim.calibrate.pipeline import simulate_bank
+    from tregsim.errors import OutputFolderError
+
+    path = tmp_path / "bank.npz"
+    a = simulate_bank(problem, 3, 8, path=path, chunk_size=2, progress=False)
+    b = simulate_bank(problem, 5, 8, path=path, chunk_size=2, progress=False)
+    np.testing.assert_array_equal(b["x"][:3], a["x"])  # reused from the file, not recomputed
+    fresh = simulate_bank(problem, 5, 8, chunk_size=5, progress=False)
+    np.testing.assert_allclose(b["x"], fresh["x"], rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(b["theta"], fresh["theta"])
+    with pytest.raises(OutputFolderError):
+        simulate_bank(problem, 5, 9, path=path, progress=False)  # other seed
