@@ -427,7 +427,7 @@ def integrate(
     *,
     t0=0.0,
     rtol=1e-7,
-    atol=1e-9,
+    atol=1e-10,
     h0=1e-2,
     max_steps=100_000,
 ) -> rb.SolveResult:

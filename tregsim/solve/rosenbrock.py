@@ -102,7 +102,7 @@ def integrate(
     *,
     t0: float = 0.0,
     rtol: float = 1e-7,
-    atol: float = 1e-9,
+    atol: float = 1e-10,
     h0: float = 1e-2,
     max_steps: int = 100_000,
 ) -> SolveResult:

@@ -11,7 +11,7 @@ from tregsim.model.compile import CompiledModel, ParameterBatch
 from tregsim.solve.rosenbrock import STATUS_OK, STATUS_TEXT, integrate
 
 DEFAULT_RTOL = 1e-7
-DEFAULT_ATOL = 1e-9
+DEFAULT_ATOL = 1e-10
 MONTH_DAYS = 365.25 / 12
 
 
@@ -196,7 +196,7 @@ def simulate_arrays(
         raise ArgumentError(
             f"tolerances must be > 0, got rtol={rtol}, atol={atol}",
             field="rtol/atol",
-            fix="use e.g. rtol=1e-7, atol=1e-9",
+            fix="use e.g. rtol=1e-7, atol=1e-10",
         )
     n = params.n
     p = model.param_matrix(params)
