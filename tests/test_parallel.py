@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -294,3 +295,56 @@ def test_cohort_chunks_same_everywhere(dask_scheduler):
     )
     assert ref["keep_cpeptide"].shape[0] == 1100
     np.testing.assert_array_equal(ref["keep_patient"], np.arange(1100))
+
+
+def _csv_body(path):
+    return "\n".join(
+        line for line in path.read_text().splitlines() if not line.startswith("# created")
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "out_file", "chunks"),
+    [
+        (
+            "power",
+            ["--n-per-arm", "4,8", "--trials", "24", "--effect-phi", "50", "--seed", "3"],
+            "power.csv",
+            ("5", "7"),
+        ),
+        (
+            "sweep",
+            [
+                "--grid",
+                "dose_per_kg=1e6,1e8",
+                "--grid",
+                "infusion_day=30,90",
+                "--n",
+                "40",
+                "--seed",
+                "3",
+            ],
+            "sweep.csv",
+            ("64", "37"),
+        ),
+    ],
+)
+def test_power_and_sweep_same_on_cluster_and_any_chunk_size(
+    tmp_path, dask_scheduler, command, args, out_file, chunks
+):
+    """A power run and a sweep give identical files in-process (two chunk sizes) and on a real
+    dask.distributed LocalCluster."""
+    from tregsim.cli import main
+
+    exp = str(Path(__file__).resolve().parents[1] / "experiments" / "nct06708780.toml")
+    runs = {
+        "a": [*args, "--chunk-size", chunks[0]],
+        "b": [*args, "--chunk-size", chunks[1]],
+        "cluster": [*args, "--chunk-size", chunks[1], "--scheduler", dask_scheduler],
+    }
+    bodies = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        assert main([command, exp, *extra, "--out", str(out)]) == 0
+        bodies[name] = _csv_body(out / out_file)
+    assert bodies["a"] == bodies["b"] == bodies["cluster"]
