@@ -31,9 +31,20 @@ _GROUP = "posterior"
 
 
 def save_posterior(
-    path, draws: dict[str, np.ndarray], *, units: dict[str, str], attrs: dict | None = None
+    path,
+    draws: dict[str, np.ndarray],
+    *,
+    units: dict[str, str],
+    attrs: dict | None = None,
+    posterior_predictive: dict[str, np.ndarray] | None = None,
+    predictive_dims: dict[str, tuple[str, ...]] | None = None,
+    predictive_coords: dict[str, np.ndarray] | None = None,
+    predictive_units: dict[str, str] | None = None,
 ) -> Path:
-    """Write posterior draws atomically.
+    """Write posterior draws (and optionally posterior-predictive draws) atomically.
+
+    The file is an ArviZ-readable netCDF: ``arviz.from_netcdf(path)`` gives an InferenceData
+    with a ``posterior`` group (and a ``posterior_predictive`` group when given).
 
     Parameters
     ----------
@@ -41,6 +52,11 @@ def save_posterior(
     units : name → unit string (every parameter needs one).
     attrs : extra group attributes (``data_sha256``, ``config``, ``model``, ``method`` …);
         values must be str, int or float.
+    posterior_predictive : name → (n_chains, n_draws, *shape) simulated observables, e.g.
+        ``cpeptide`` (nmol/L) at the visit months.
+    predictive_dims : name → names of the trailing dims (default ``<name>_dim_<i>``).
+    predictive_coords : dim name → coordinate values (e.g. ``month``).
+    predictive_units : name → unit string.
     """
     import xarray as xr
 
@@ -61,8 +77,31 @@ def save_posterior(
         "inference_library": "tregsim",
         **(attrs or {}),
     }
+    pp = None
+    if posterior_predictive:
+        pvars = {}
+        for name, v in posterior_predictive.items():
+            v = np.asarray(v, float)
+            if v.ndim < 2:
+                raise ValueError(f"posterior_predictive[{name!r}] must be (chains, draws, ...)")
+            extra = (predictive_dims or {}).get(name) or tuple(
+                f"{name}_dim_{i}" for i in range(v.ndim - 2)
+            )
+            if len(extra) != v.ndim - 2:
+                raise ValueError(f"predictive_dims[{name!r}] must name {v.ndim - 2} dims")
+            unit = (predictive_units or {}).get(name, "")
+            pvars[name] = (("chain", "draw", *extra), v, {"units": unit} if unit else {})
+        pp = xr.Dataset(pvars)
+        pp = pp.assign_coords(
+            chain=np.arange(pp.sizes["chain"]),
+            draw=np.arange(pp.sizes["draw"]),
+            **{k: np.asarray(c) for k, c in (predictive_coords or {}).items() if k in pp.dims},
+        )
+        pp.attrs = {"created_utc": ds.attrs["created_utc"], "inference_library": "tregsim"}
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, group=_GROUP, engine="h5netcdf", mode="w")
+        if pp is not None:
+            pp.to_netcdf(tmp, group="posterior_predictive", engine="h5netcdf", mode="a")
     return Path(path)
 
 
