@@ -112,6 +112,23 @@ class Experiment:
             **self.sections.get("quick", {}),
         }
 
+    def treatment_arm(self, name: str | None = None, *, field: str = "--arm") -> str:
+        """``name`` checked to be a treatment arm (default: the first treatment arm).
+
+        Raises ArgumentError naming ``field`` and the valid arms otherwise.
+        """
+        from tregsim.errors import ArgumentError
+
+        arm = name or (self.treatment_arms[0] if self.treatment_arms else None)
+        if arm not in self.arms or arm == self.control_arm:
+            raise ArgumentError(
+                f"arm {arm!r} is not a treatment arm of {self.name}",
+                file=self.path,
+                field=field,
+                fix=f"use one of: {', '.join(self.treatment_arms)}",
+            )
+        return arm
+
     def input_files(self) -> dict[str, Path]:
         """role → path of every input file, for :func:`tregsim.io.build_manifest`."""
         out = {"experiment": self.path}

@@ -71,14 +71,7 @@ def run(args) -> int:
             "--target-pct must be finite", field="--target-pct", fix="give a percentage, e.g. 10"
         )
     exp = load_experiment(args.experiment)
-    arm = args.arm or exp.treatment_arms[0]
-    if arm not in exp.treatment_arms:
-        raise ArgumentError(
-            f"arm {arm!r} is not a treatment arm of {exp.name}",
-            file=exp.path,
-            field="--arm",
-            fix=f"use one of: {', '.join(exp.treatment_arms)}",
-        )
+    arm = exp.treatment_arm(args.arm)
     settings = {
         "n": args.n,
         "n_phi": args.n_phi,

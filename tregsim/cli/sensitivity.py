@@ -98,14 +98,7 @@ def run(args) -> int:
         sa.check_sample_size(args.n, "--n", power_of_two=True)
     else:
         sa.check_sample_size(args.n, "--n", power_of_two=False)
-    arm = args.arm or exp.treatment_arms[0]
-    if arm not in exp.treatment_arms:
-        raise ArgumentError(
-            f"arm {arm!r} is not a treatment arm of {exp.name}",
-            file=exp.path,
-            field="--arm",
-            fix=f"use one of: {', '.join(exp.treatment_arms)}",
-        )
+    arm = exp.treatment_arm(args.arm)
     settings = {
         "method": args.method,
         "n": args.n,

@@ -344,13 +344,7 @@ def _validated_points(exp, arm: str, names: list[str], points: np.ndarray):
             else:
                 why = f"unknown name {nme!r}"
             raise ArgumentError(why, field=f"--grid {nme}", fix=f"sweep one of: {', '.join(valid)}")
-    if arm not in exp.arms or arm == exp.control_arm:
-        raise ArgumentError(
-            f"arm {arm!r} is not a treatment arm of {exp.name}",
-            file=exp.path,
-            field="--arm",
-            fix=f"use one of: {', '.join(exp.treatment_arms)}",
-        )
+    arm = exp.treatment_arm(arm)
     reg = exp.arms[arm].regimen
     reg_axes = [i for i, nme in enumerate(names) if nme in REGIMEN_FIELDS]
     if not isinstance(reg, TregInfusion):

@@ -266,13 +266,7 @@ def virtual_trials(
             field="endpoint_month",
             fix=f"use one of {[float(x) for x in months[1:]]}",
         )
-    arm_name = treatment_arm or (exp.treatment_arms[0] if exp.treatment_arms else None)
-    if arm_name not in exp.arms or arm_name == exp.control_arm:
-        raise ArgumentError(
-            f"treatment arm {arm_name!r} is not a treatment arm of {exp.path}",
-            field="treatment_arm",
-            fix=f"use one of {exp.treatment_arms}",
-        )
+    arm_name = exp.treatment_arm(treatment_arm, field="treatment_arm")
     m = pool_size(exp, seed, n_trials, n_max_per_arm, allocation)
     res = run_chunks(
         trial_chunk,
