@@ -423,6 +423,7 @@ def assumption_ledger(exp, manifests: Mapping[str, dict]) -> list[LedgerEntry]:
     for name, p in params.items():
         by_role.setdefault(p.role, []).append(name)
     post = manifests.get("run", {}).get("inputs", {}).get("posterior")
+    draws: dict = {}
     if post:
         from tregsim.cohort import load_posterior_draws
 
@@ -459,7 +460,14 @@ def assumption_ledger(exp, manifests: Mapping[str, dict]) -> list[LedgerEntry]:
             LedgerEntry(
                 f"{name} ({p.description or 'population parameter'})",
                 f"{p.value:g} {unit(p)}; prior {prior}",
-                "prior-driven" + (f"; {p.source}" if p.source else ""),
+                (
+                    "calibrated: drawn from the posterior above in cohort, natural history and "
+                    "power (file value and prior shown for reference; sweep and sensitivity use "
+                    "the file value)"
+                    if name in draws
+                    else "prior-driven"
+                )
+                + (f"; {p.source}" if p.source else ""),
             )
         )
     for role, label in (
