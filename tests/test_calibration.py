@@ -45,7 +45,8 @@ def _write(tmp_path, text):
 
 def test_config_loads_with_model_priors():
     cfg = load_config(CONFIG)
-    assert cfg.calibrate == ("lambda_ref", "gamma_a", "omega_lambda", "q", "sigma")
+    assert cfg.calibrate == ("lambda_ref", "gamma_a", "omega_lambda", "q", "sigma", "s0", "k_re")
+    assert cfg.baseline_day == 60.0
     assert cfg.months[0] == 0 and cfg.n_simulations == 30000
 
 
@@ -55,7 +56,8 @@ def test_config_loads_with_model_priors():
         ("seed = 20261130", "seed = 20261130\nsede = 1", "sede"),
         ("chunk_size = 100", "chunk_size = 100\nchunks = 3", "budget.chunks"),
         ("seed = 20261130", 'seed = "x"', "seed"),
-        ('"q", "sigma"]', '"q", "sigmaa"]', "parameters.calibrate"),
+        ('"s0", "k_re"]', '"s0", "k_ree"]', "parameters.calibrate"),
+        ("baseline_day = 60.0", "baseline_day = -5.0", "cohort.baseline_day"),
         ('below_lloq = "half_lloq"', 'below_lloq = "zero"', "observation.below_lloq"),
         ("months = [0, 3, 6, 12, 18, 24, 30]", "months = [3, 6]", "data.months"),
     ],
@@ -112,7 +114,7 @@ def test_summaries_match_hand_computation_and_chunks(problem):
 
 def test_baseline_matches_observed_month0(problem):
     """Simulated month-0 observed C-peptide reproduces the table's month-0 mean and SD."""
-    th = np.repeat(problem.theta_from_z(np.zeros((1, 5))), 60, axis=0)
+    th = np.repeat(problem.theta_from_z(np.zeros((1, len(problem.names)))), 60, axis=0)
     y0 = simulate_cohorts(problem, th, 5, 0)["cpeptide_nmol_l"][:, :, 0]
     offs = np.r_[0, np.cumsum(problem.n_group)]
     for gi in range(3):
@@ -120,6 +122,36 @@ def test_baseline_matches_observed_month0(problem):
         m, s = problem.data.baseline_mean_nmol_l[gi], problem.data.baseline_sd_nmol_l[gi]
         assert abs(v.mean() - m) < 4 * s / np.sqrt(v.size)
         assert abs(v.std() / s - 1) < 0.1
+
+
+def test_simulator_frame_matches_the_experiments_cohorts(problem):
+    """Month m is day baseline_day + 30.4375·m and month 0 hits the drawn baseline, exactly as
+    tregsim.population derives cpep0 for experiment cohorts (independent code path: a solve
+    for cpep0 at diagnosis, then a direct simulation)."""
+    from tregsim.population.sampling import _cpep0_for_baseline
+
+    cfg = problem.config
+    assert cfg.baseline_day == 60.0
+    values = dict(lambda_ref=2.5e-3, gamma_a=0.7, omega_lambda=0.8, q=0.3, sigma=0.15)
+    values |= dict(s0=0.4, k_re=0.02)
+    theta = np.array([[values[n] for n in problem.names]])
+    sim = simulate_cohorts(problem, theta, 5, 0)
+    mean = sim["cpeptide_mean_nmol_l"][0]  # (P, T)
+    P = problem.n_patients
+    f_lambda = np.exp(0.8 * problem_draws(problem, 5)["z_lambda"][0])
+    model_values = {k: v for k, v in values.items() if k in problem.names}
+    del model_values["omega_lambda"], model_values["sigma"]
+    params = MODEL.parameters(P, **model_values, age=sim["age_years"][0], f_lambda=f_lambda)
+    params = params.replace(cpep0=_cpep0_for_baseline(MODEL, params, mean[:, 0], 60.0))
+    days = 60.0 + 30.4375 * np.asarray(problem.data.months, float)
+    ref = tregsim.simulate_arrays(MODEL, params, times=days).observables["cpeptide"]
+    np.testing.assert_allclose(mean, ref, rtol=1e-4)
+
+
+def problem_draws(problem, seed):
+    from tregsim.calibrate.simulator import _cohort_draws
+
+    return _cohort_draws(problem, seed, 0, 1)
 
 
 def test_model_output_is_proportional_to_cpep0():
@@ -143,7 +175,9 @@ def test_shipped_posterior_round_trips_through_arviz(tmp_path):
 
     idata = az.from_netcdf(SHIPPED)
     post = idata.posterior
-    assert set(post.data_vars) == {"lambda_ref", "gamma_a", "omega_lambda", "q", "sigma"}
+    assert set(post.data_vars) == {
+        *("lambda_ref", "gamma_a", "omega_lambda", "q", "sigma", "s0", "k_re")
+    }
     assert post["lambda_ref"].dims == ("chain", "draw") and post.sizes["draw"] == 2000
     assert post["lambda_ref"].attrs["units"] == "1/day"
     assert len(post.attrs["data_sha256"]) == 64 and "natural_history" in post.attrs["config"]
@@ -229,6 +263,56 @@ def test_npe_matches_exact_gaussian_posterior():
     np.testing.assert_allclose(draws.std(0), np.sqrt(np.diag(cov)), rtol=0.2)
 
 
+def test_npe_ensemble_is_the_mixture_of_its_members(tmp_path):
+    """Two flows trained from different seeds: the ensemble density is their equal-weight
+    mixture (checked against each member on its own), draws come half from each, the mixture
+    still matches the exact Gaussian posterior, and save/load (weights_only) reproduces it."""
+    from tregsim.calibrate.npe import Estimator, load_estimator, save_estimator, train_npe
+
+    rng = np.random.default_rng(1)
+    n, d = 3000, 2  # at 2,000 one member was measured to miss the x-dependence
+    A = np.array([[1.0, 0.5], [0.0, 1.0], [0.3, -0.4]])
+    s = 0.5
+    z = rng.standard_normal((n, d))
+    x = z @ A.T + s * rng.standard_normal((n, 3))
+    method = {
+        "density_estimator": "maf",
+        "hidden_features": 50,
+        "num_transforms": 5,
+        "training_batch_size": 200,
+        "learning_rate": 5e-4,
+        "stop_after_epochs": 20,
+        "max_num_epochs": 300,
+        "n_ensemble": 2,
+    }
+    est, info = train_npe(
+        z,
+        x,
+        method=method,
+        seed=0,
+        names=["a", "b"],
+        feature_names=["x1", "x2", "x3"],
+        progress=False,
+    )
+    assert len(est.nets) == 2 and info["n_members"] == 2 and len(info["epochs"]) == 2
+    x_o = np.array([0.8, -0.5, 1.0])
+    zq = rng.standard_normal((50, d))
+    members = [Estimator(nets=[net], meta=est.meta).log_prob_z(zq, x_o) for net in est.nets]
+    assert np.max(np.abs(members[0] - members[1])) > 1e-4  # different seeds, different flows
+    np.testing.assert_allclose(
+        est.log_prob_z(zq, x_o), np.logaddexp(*members) - np.log(2), rtol=1e-5, atol=1e-5
+    )
+    cov = np.linalg.inv(np.eye(d) + A.T @ A / s**2)
+    mean = cov @ A.T @ x_o / s**2
+    draws = est.sample_z(x_o, 4000, seed=1)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=0.1)
+    np.testing.assert_allclose(draws.std(0), np.sqrt(np.diag(cov)), rtol=0.2)
+    save_estimator(est, tmp_path / "e.pt")
+    back = load_estimator(tmp_path / "e.pt")
+    assert len(back.nets) == 2
+    np.testing.assert_array_equal(back.sample_z(x_o, 100, seed=4), est.sample_z(x_o, 100, seed=4))
+
+
 # ---------------------------------------------------------------------------- likelihood
 @pytest.fixture(scope="module")
 def small_table():
@@ -255,6 +339,30 @@ def test_curve_table_matches_direct_solves(small_table):
     approx = 0.8 * np.exp(small_table(ll[:, None], q[:, None], days[None, :]))
     big = ref > 0.02
     assert np.max(np.abs(approx[big] / ref[big] - 1)) < 0.03
+
+
+def test_likelihood_baseline_frame_matches_direct_solves(small_table):
+    """With baseline_day b the per-visit curve is C(b + d)/C(b) (direct solves as reference)."""
+    from tregsim.calibrate.likelihood import HierarchicalLikelihood
+
+    days = np.array([-20.0, 0.0, 91.0, 365.0, 700.0])
+    data = PatientData(
+        ids=np.array(["a"]),
+        age_years=np.array([10.0]),
+        visit_patient=np.zeros(5, int),
+        visit_day=days,
+        cpeptide_nmol_l=np.full(5, 0.5),
+    )
+    L = HierarchicalLikelihood(small_table, data, baseline_day=60.0)
+    il, iq = 40, 6  # a table node: no interpolation error in λ0, q
+    lam, q = np.exp(small_table.loglam[il]), small_table.q[iq]
+    ref = tregsim.simulate_arrays(
+        MODEL, MODEL.parameters(1, lambda_ref=lam, gamma_a=0.0, q=q, cpep0=1.0), times=60 + days
+    ).observables["cpeptide"][0]
+    got = L._logc_v[:, il, iq]
+    # linear interpolation in time on a 10-day grid: ~1e-3 on log C
+    np.testing.assert_allclose(got, np.log(ref / ref[1]), atol=2e-3)
+    assert abs(got[1]) < 1e-12  # normalised to 1 at the baseline visit
 
 
 def test_marginal_likelihood_matches_scipy_quadrature(small_table):

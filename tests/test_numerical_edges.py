@@ -136,11 +136,14 @@ def _avx512() -> bool:
 
 NUMPY_ULP_BUG = pytest.mark.xfail(
     _avx512(),
-    strict=True,
+    # not strict: whether a patient lands on a different SIMD lane depends on the model and
+    # the batch (seen with round 1's model, gone after the θ_R change); the guarantee that
+    # does hold is tested below (within 1e-13 relative)
+    strict=False,
     reason="tregsim/solve/rosenbrock.py (numpy backend): compacting the active set when "
-    "pathological patients keep integrating changes where a plausible patient sits in the "
-    "SIMD vectors of numpy's transcendental functions, so its C-peptide differs by 1 ulp "
-    "(patient 207 here); the numba backend is bitwise independent",
+    "pathological patients keep integrating can change where a plausible patient sits in the "
+    "SIMD vectors of numpy's transcendental functions, so its C-peptide can differ by 1 ulp; "
+    "the numba backend is bitwise independent",
 )
 
 

@@ -36,7 +36,7 @@ def reference_rhs(t, y, p, t_last):
         -lam * B - k_in * g * B + p["k_re"] * S,
         k_in * g * B - p["k_re"] * S - lam * S,
         p["delta_E"] * (((B + S) / M0) ** p["q"] * Phi ** (1 - p["w"]) - E),
-        p["delta_R"] * R * (1 - R - p["psi"] * (X + M) / p["T_ref"]),
+        p["delta_R"] * ((p["theta_R"] + R) * (1 - R) - p["psi"] * R * (X + M) / p["T_ref"]),
         (rho * chi - p["alpha_X"] * (1 - chi)) * X,
         (1 - chi) * p["F_M"] * (p["alpha_X"] - p["beta_M"]) * X - p["beta_M"] * M,
     ]

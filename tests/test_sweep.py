@@ -169,48 +169,33 @@ def test_iiv_sd_sweep_rescales_individual_factor(exp):
     np.testing.assert_allclose(po.control[1], flat, rtol=1e-12)
 
 
-# ---------------------------------------------------------------- model properties
-def test_inert_cells_when_phi_and_psi_zero(exp):
-    po = simulate_paired(
+def test_sweep_with_posterior_matches_the_cohort_module(exp):
+    """Patients draw posterior parameters exactly as `run_cohort` does (draw i mod n_draws):
+    the sweep's paired control and Treg C-peptide equal the cohort's, patient by patient."""
+    from tregsim.cohort import run_cohort
+
+    post = {"lambda_ref": np.array([1e-3, 4e-3, 2e-3]), "k_re": np.array([0.02, 0.05, 0.01])}
+    reg = exp.arms[exp.treatment_arms[0]].regimen
+    dose = reg.dose_per_kg if reg.dose_per_kg is not None else 2e7
+    res = sweep(
         exp,
-        ["phi", "psi", "dose_per_kg"],
-        np.array([[0.0, 0.0, 2e7], [0.0, 0.0, 1e9]]),
-        n=20,
-        seed=5,
+        [parse_grid(f"dose_per_kg={dose:.10g}")],
+        n=8,
+        seed=3,
+        months=[12.0, 24.0],
+        posterior=post,
         progress=False,
     )
-    assert po.ok.all()
-    # Identical up to the solver tolerance (rtol 1e-8): the dose restarts the integrator,
-    # so the step sequences differ and bitwise equality is not expected. A real effect at
-    # φ = 2 is ~1e-3 nmol/L, five orders larger.
-    np.testing.assert_allclose(po.treg, po.control, rtol=1e-7, atol=1e-10)
-
-
-@pytest.mark.parametrize(("phi", "psi"), [(2.0, 0.5), (0.6, 0.5), (20.0, 0.9)])
-def test_dose_ladder_monotone_when_phi_gt_psi(exp, phi, psi):
-    doses = np.array([0.0, 1e6, 1e7, 5e7, 2e8])
-    pts = np.column_stack([doses, np.full(5, phi), np.full(5, psi)])
-    po = simulate_paired(
-        exp, ["dose_per_kg", "phi", "psi"], pts, n=12, seed=6, months=[12.0], progress=False
-    )
-    mean12 = po.treg[:, :, 0].mean(axis=1)
-    assert np.all(np.diff(mean12) > 0), mean12
-    np.testing.assert_allclose(mean12[0], po.control[0, :, 0].mean(), rtol=1e-7)
-
-
-def test_phi_equal_psi_large_dose_can_harm(exp):
-    # A model property found while testing the brief's "φ ≥ ψ ⇒ monotone" claim: at φ = ψ the
-    # quasi-steady state gives R_eff = max(1, ψ·u) ≥ 1, but a dose that drives R near 0 lets
-    # R regrow only logistically (∝ R) after the infused cells contract, so R_eff < 1 for
-    # weeks and mean C-peptide falls. Small doses stay monotone; strict φ > ψ stays monotone.
-    doses = np.array([0.0, 1e6, 1e7, 1e9])
-    pts = np.column_stack([doses, np.ones(4), np.ones(4)])
-    po = simulate_paired(
-        exp, ["dose_per_kg", "phi", "psi"], pts, n=12, seed=6, months=[12.0], progress=False
-    )
-    mean12 = po.treg[:, :, 0].mean(axis=1)
-    assert np.all(np.diff(mean12[:3]) >= 0), mean12
-    assert mean12[3] < mean12[0] - 1e-3, mean12
+    coh = run_cohort(exp, 8, 3, posterior=post, progress=False, spaghetti_n=0)
+    arms = list(exp.arms)
+    cols = [list(exp.visit_months).index(m) for m in (12.0, 24.0)]
+    ctrl = coh.patients["cpeptide"][:, arms.index(exp.control_arm)][:, cols]
+    treg = coh.patients["cpeptide"][:, arms.index(exp.treatment_arms[0])][:, cols]
+    np.testing.assert_allclose(res.outcomes.control[0], ctrl, rtol=1e-9)
+    np.testing.assert_allclose(res.outcomes.treg[0], treg, rtol=1e-9)
+    plain = sweep(exp, [parse_grid(f"dose_per_kg={dose:.10g}")], n=8, seed=3, progress=False)
+    assert not np.allclose(plain.outcomes.control[0], res.outcomes.control[0])
+    assert any("posterior draws" in ln for ln in res.ledger)
 
 
 # ---------------------------------------------------------------- CLI
@@ -248,9 +233,23 @@ def test_cli_sweep_writes_ledger_and_figures(tmp_path, capsys):
     man = json.loads((out / "manifest.json").read_text())
     assert man["command"] == "sweep" and man["seed"] == 1
     assert set(man["inputs"]) >= {"experiment", "model"}
-    # 1-D sweep → line plot
-    rc = main(["sweep", str(EXP), "--grid", "phi=1,10", "--n", "4", "--out", str(tmp_path / "l")])
+    # 1-D sweep → line plot; with the shipped posterior, named in the ledger and manifest
+    from tregsim.posterior import DEFAULT_POSTERIOR
+
+    rc = main(
+        ["sweep", str(EXP), "--grid", "phi=1,10", "--n", "4", "--out", str(tmp_path / "l"),
+         "--posterior", str(DEFAULT_POSTERIOR)]
+    )  # fmt: skip
     assert rc == 0 and (tmp_path / "l" / "lines.png").exists()
+    assert f"from {DEFAULT_POSTERIOR.name}" in (tmp_path / "l" / "sweep.csv").read_text()
+    man = json.loads((tmp_path / "l" / "manifest.json").read_text())
+    assert "posterior" in man["inputs"]
+    capsys.readouterr()
+    rc = main(["sweep", str(EXP), "--grid", "phi=1", "--out", str(tmp_path / "m"),
+               "--posterior", str(tmp_path / "missing.nc")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--posterior" in err[0]
+    assert not (tmp_path / "m").exists()
 
 
 def test_cli_sweep_bad_name_one_line_exit_2(tmp_path, capsys):
@@ -337,6 +336,16 @@ def test_cli_responders(tmp_path):
     text = (out / "phi_needed.csv").read_text()
     assert text.startswith("# model: treg_t1d") and "# phi: searched" in text
     assert (out / "partial_dependence.png").exists() and (out / "phi_curve.png").exists()
+    # with the shipped posterior its parameters join the predictors and the ledger names it
+    from tregsim.posterior import DEFAULT_POSTERIOR
+
+    out = tmp_path / "rp"
+    rc = main(["responders", str(EXP), "--out", str(out), "--n", "40", "--n-phi", "6",
+               "--target-pct", "5", "--posterior", str(DEFAULT_POSTERIOR)])  # fmt: skip
+    assert rc == 0
+    rank = pd.read_csv(out / "ranking.csv", comment="#")
+    assert "lambda_ref" in set(rank["predictor"])
+    assert f"from {DEFAULT_POSTERIOR.name}" in (out / "phi_needed.csv").read_text()
 
 
 def test_same_seed_same_table_other_seed_other_patients(exp):

@@ -395,6 +395,23 @@ class CohortResult:
         return paths
 
 
+def posterior_option(path, model) -> tuple[dict | None, str | None]:
+    """A CLI ``--posterior FILE`` → (draws, ledger label); ``(None, None)`` without a file."""
+    from pathlib import Path
+
+    if not path:
+        return None, None
+    if not Path(path).is_file():
+        raise DataFileError(
+            "posterior file not found",
+            file=path,
+            field="--posterior",
+            fix="pass the posterior.nc written by `tregsim calibrate`",
+        )
+    draws = load_posterior_draws(path, model)
+    return draws, f"posterior draws of {', '.join(draws)} from {Path(path).name}"
+
+
 def load_posterior_draws(path, model) -> dict:
     """Posterior draws of population parameters from a netCDF file.
 

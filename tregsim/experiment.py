@@ -277,18 +277,24 @@ def load_experiment(path: str | Path) -> Experiment:
 
     Parameters
     ----------
-    path : path to ``experiments/<name>.toml``.
+    path : path to an experiment file, or the name of a shipped one (``"nct06708780"`` is
+        ``experiments/nct06708780.toml``; works from any folder and in a wheel install).
 
     Raises
     ------
     ExperimentFileError : naming the file, the dotted field and the fix.
     """
+    from tregsim.resources import shipped_path
+
     path = Path(path)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        path = shipped_path(f"experiments/{path.name}.toml")
     if not path.exists():
+        names = sorted(p.stem for p in shipped_path("experiments").glob("*.toml"))
         raise ExperimentFileError(
             "file not found",
             file=path,
-            fix="check the path (experiment files live in experiments/)",
+            fix=f"check the path, or name a shipped experiment: {', '.join(names)}",
         )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

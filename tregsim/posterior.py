@@ -21,10 +21,9 @@ import numpy as np
 from tregsim import rng as trng
 from tregsim.errors import DataFileError
 from tregsim.io import atomic_path
+from tregsim.resources import shipped_path
 
-DEFAULT_POSTERIOR = (
-    Path(__file__).resolve().parent.parent / "calibration" / "posteriors" / "natural_history.nc"
-)
+DEFAULT_POSTERIOR = shipped_path("calibration/posteriors/natural_history.nc")
 """The natural-history posterior shipped with tregsim (NPE on the placebo summaries)."""
 
 _GROUP = "posterior"

@@ -4,6 +4,16 @@ A configuration names the model, the data, the calibrated parameters (priors com
 model file unless overridden), the summary statistics, the method, the simulation budget and
 the seed. Unknown keys are rejected with a :class:`~tregsim.errors.ConfigFileError` naming
 the file, the dotted field and the fix. See ``docs/calibration.md`` for every key.
+
+Two kinds of configuration, chosen by ``[method] kind``:
+
+* ``"npe"`` (default): population NPE on per-age-group × month summaries
+  (:class:`CalibrationConfig`, ``[data] summary``, ``[cohort] age_range_years``, ``[budget]``);
+* ``"likelihood"``: the individual-level hierarchical likelihood (MAP + emcee) on long-format
+  patient records (:class:`LikelihoodConfig`, ``[data] records`` and ``[data.columns]``,
+  ``[method] n_walkers, n_steps, burn, thin, n_starts, n_zeta, table``).
+
+A key of the other kind is rejected with a message saying which kind it belongs to.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ _SCHEMA: dict[str, dict] = {
     },
     "cohort": {
         "age_range_years": (dict, True, None),
+        "baseline_day": (float, False, 0.0),
     },
     "observation": {
         "lloq_nmol_l": (float, False, 0.017),
@@ -70,6 +81,7 @@ _SCHEMA: dict[str, dict] = {
         "max_num_epochs": (int, False, 500),
         "n_posterior_draws": (int, False, 2000),
         "n_sbc_datasets": (int, False, 200),
+        "n_ensemble": (int, False, 1),
         "n_predictive_draws": (int, False, 200),
     },
     "budget": {
@@ -82,8 +94,59 @@ _SCHEMA: dict[str, dict] = {
     },
 }
 
+# kind = "likelihood": individual-level hierarchical likelihood on long-format records
+_LIK_SCHEMA: dict[str, dict] = {
+    "": {
+        "schema_version": (int, True, None),
+        "name": (str, True, None),
+        "description": (str, False, ""),
+        "model": (str, True, None),
+        "seed": (int, True, None),
+        "data": (dict, True, None),
+        "cohort": (dict, False, {}),
+        "observation": (dict, False, {}),
+        "parameters": (dict, True, None),
+        "method": (dict, True, None),
+        "solver": (dict, False, {}),
+    },
+    "data": {
+        "records": (str, True, None),
+        "columns": (dict, False, {}),
+    },
+    "cohort": {
+        "baseline_day": (float, False, 0.0),
+    },
+    "observation": {
+        "lloq_nmol_l": (float, False, 0.017),
+    },
+    "parameters": _SCHEMA["parameters"],
+    "method": {
+        "kind": (str, True, None),
+        "n_walkers": (int, False, 32),
+        "n_steps": (int, False, 1500),
+        "burn": (int, False, 500),
+        "thin": (int, False, 5),
+        "n_starts": (int, False, 8),
+        "n_zeta": (int, False, 16),
+        "table": (dict, False, {}),
+    },
+    "solver": {
+        "rtol": (float, False, 1e-6),
+        "atol": (float, False, 1e-9),
+    },
+}
+_LIK_TABLE = {  # [method] table = {...}: resolution of the tabulated C-peptide curve
+    "n_loglam": (int, 321),
+    "n_q": (int, 41),
+    "day_step": (float, 5.0),
+}
+_LIK_POSITIVE = ("lambda_ref", "omega_lambda", "sigma", "sd_log_cpep0")
+"""Likelihood parameters whose prior must have support in [0, inf)."""
+_LIK_NOT_FIXABLE = ("age", "f_lambda", "cpep0")
+"""Set per participant by the likelihood (covariate, random effect, baseline)."""
+
 _BELOW_LLOQ = ("half_lloq", "lloq", "keep")
-_METHODS = ("npe",)
+_METHODS = ("npe", "likelihood")
 _ESTIMATORS = ("maf", "nsf", "mdn")
 
 
@@ -100,6 +163,7 @@ class CalibrationConfig:
     age_groups: tuple[str, ...]
     months: tuple[int, ...]
     age_range_years: dict[str, tuple[float, float]]
+    baseline_day: float
     lloq_nmol_l: float
     below_lloq: str
     threshold_nmol_l: float
@@ -114,20 +178,77 @@ class CalibrationConfig:
     atol: float = 1e-8
     raw: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def kind(self) -> str:
+        return self.method.get("kind", "npe")
+
     def settings(self) -> dict:
         """Everything that determines results (for manifests)."""
         return {k: v for k, v in self.raw.items() if k != "description"}
 
 
-def _check_table(table: dict, section: str, file: Path) -> dict:
-    schema = _SCHEMA[section]
+@dataclass(frozen=True)
+class LikelihoodConfig:
+    """A validated ``[method] kind = "likelihood"`` configuration (individual-level records).
+
+    ``method`` holds every sampler setting with its default filled in (``kind``,
+    ``n_walkers``, ``n_steps``, ``burn``, ``thin``, ``n_starts``, ``n_zeta`` and ``table``
+    = {``n_loglam``, ``n_q``, ``day_step``}); ``columns`` maps the long-format names
+    (``id``, ``day``, ``cpeptide_nmol_l``, ``age``) to the records' own column names.
+    """
+
+    path: Path
+    name: str
+    description: str
+    model: str
+    seed: int
+    records_path: Path
+    columns: dict[str, str]
+    baseline_day: float
+    lloq_nmol_l: float
+    calibrate: tuple[str, ...]
+    prior_overrides: dict[str, dict]
+    fixed: dict[str, float]
+    method: dict = field(default_factory=dict)
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "likelihood"
+
+    def settings(self) -> dict:
+        """Everything that determines results (for manifests), defaults filled in."""
+        out = {k: v for k, v in self.raw.items() if k != "description"}
+        out["method"] = dict(self.method)
+        out["solver"] = {"rtol": self.rtol, "atol": self.atol}
+        out["cohort"] = {"baseline_day": self.baseline_day}
+        out["observation"] = {"lloq_nmol_l": self.lloq_nmol_l}
+        return out
+
+
+def _check_table(
+    table: dict, section: str, file: Path, schema: dict | None = None, kind: str = "npe"
+) -> dict:
+    schema = (_SCHEMA if schema is None else schema)[section]
+    other, other_schema = ("likelihood", _LIK_SCHEMA) if kind == "npe" else ("npe", _SCHEMA)
     prefix = f"{section}." if section else ""
     unknown = sorted(set(table) - set(schema))
     if unknown:
+        key = unknown[0]
+        if key in other_schema.get(section, {}):
+            raise ConfigFileError(
+                f"key {key!r} is used only with method.kind = {other!r}, this file has "
+                f"method.kind = {kind!r}",
+                file=file,
+                field=prefix + key,
+                fix=f"remove it, or set [method] kind = {other!r} (see docs/calibration.md)",
+            )
         raise ConfigFileError(
-            f"unknown key {unknown[0]!r}",
+            f"unknown key {key!r}",
             file=file,
-            field=prefix + unknown[0],
+            field=prefix + key,
             fix=f"use one of {sorted(schema)} (see docs/calibration.md)",
         )
     out = {}
@@ -156,14 +277,19 @@ def _check_table(table: dict, section: str, file: Path) -> dict:
     return out
 
 
-def load_config(path: str | Path) -> CalibrationConfig:
+def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
     """Read and validate a calibration TOML file.
+
+    Returns a :class:`CalibrationConfig` for ``[method] kind = "npe"`` (the default) and a
+    :class:`LikelihoodConfig` for ``kind = "likelihood"``; both have ``.kind``.
 
     Raises
     ------
     ConfigFileError
         Unreadable TOML, unknown or missing keys, wrong types, parameters that are not
-        population parameters of the model, unknown statistics or age groups.
+        population parameters of the model, unknown statistics or age groups; for the
+        likelihood also missing records files, unknown column mappings, parameters the
+        likelihood cannot calibrate and inconsistent sampler settings.
     """
     path = Path(path)
     if not path.is_file():
@@ -177,6 +303,9 @@ def load_config(path: str | Path) -> CalibrationConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigFileError(f"not valid TOML ({e})", file=path, fix="fix the TOML syntax") from e
+    meth_raw = raw.get("method")
+    if isinstance(meth_raw, dict) and meth_raw.get("kind") == "likelihood":
+        return _load_likelihood(raw, path)
     top = _check_table(raw, "", path)
     if top["schema_version"] != 1:
         raise ConfigFileError(
@@ -319,6 +448,14 @@ def load_config(path: str | Path) -> CalibrationConfig:
             )
         ranges[g] = (float(r[0]), float(r[1]))
 
+    baseline_day = sec["cohort"]["baseline_day"]
+    if not (np.isfinite(baseline_day) and 0.0 <= baseline_day <= 365.0):
+        raise ConfigFileError(
+            f"baseline_day = {baseline_day}",
+            file=path,
+            field="cohort.baseline_day",
+            fix="give the days from diagnosis to the month-0 visit, in [0, 365] (e.g. 60)",
+        )
     obs = sec["observation"]
     if obs["below_lloq"] not in _BELOW_LLOQ:
         raise ConfigFileError(
@@ -348,6 +485,13 @@ def load_config(path: str | Path) -> CalibrationConfig:
             field="method.density_estimator",
             fix=f"use one of {_ESTIMATORS}",
         )
+    if meth["n_ensemble"] < 1 or meth["n_ensemble"] > 20:
+        raise ConfigFileError(
+            f"n_ensemble = {meth['n_ensemble']}",
+            file=path,
+            field="method.n_ensemble",
+            fix="give the number of flows to train and mix, 1-20 (e.g. 4)",
+        )
     for key in ("rtol", "atol"):
         v = sec["solver"][key]
         if not (np.isfinite(v) and 0 < v < 1):
@@ -376,6 +520,7 @@ def load_config(path: str | Path) -> CalibrationConfig:
         age_groups=groups,
         months=tuple(months),
         age_range_years=ranges,
+        baseline_day=float(baseline_day),
         lloq_nmol_l=obs["lloq_nmol_l"],
         below_lloq=obs["below_lloq"],
         threshold_nmol_l=obs["threshold_nmol_l"],
@@ -386,6 +531,279 @@ def load_config(path: str | Path) -> CalibrationConfig:
         method=meth,
         n_simulations=bud["n_simulations"],
         chunk_size=bud["chunk_size"],
+        rtol=sec["solver"]["rtol"],
+        atol=sec["solver"]["atol"],
+        raw=raw,
+    )
+
+
+def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
+    """Validate a ``[method] kind = "likelihood"`` configuration (see :func:`load_config`)."""
+    from tregsim.calibrate.data import LONG_FORMAT
+    from tregsim.calibrate.likelihood import BASELINE_NAMES, BASELINE_PRIORS, POP_NAMES
+    from tregsim.model import load_model
+    from tregsim.model.priors import parse_prior
+
+    def check(table, section):
+        return _check_table(table, section, path, _LIK_SCHEMA, kind="likelihood")
+
+    top = check(raw, "")
+    if top["schema_version"] != 1:
+        raise ConfigFileError(
+            f"schema_version {top['schema_version']} is not supported",
+            file=path,
+            field="schema_version",
+            fix="use schema_version = 1",
+        )
+    sec = {name: check(top[name], name) for name in _LIK_SCHEMA if name}
+
+    try:
+        model = load_model(top["model"])
+    except Exception as e:
+        raise ConfigFileError(
+            f"cannot load model {top['model']!r}: {e}",
+            file=path,
+            field="model",
+            fix="name a model in models/ or a model file",
+        ) from e
+
+    # parameters: the likelihood always calibrates the same five (+ two baseline ones)
+    params = sec["parameters"]
+    calibrate = tuple(params["calibrate"])
+    pop = ", ".join(POP_NAMES)
+    for name in calibrate:
+        if name not in POP_NAMES:
+            raise ConfigFileError(
+                f"{name!r} cannot be calibrated by the individual-level likelihood, which "
+                f"calibrates exactly {pop} (plus {', '.join(BASELINE_NAMES)}, always)",
+                file=path,
+                field="parameters.calibrate",
+                fix=f"use calibrate = {list(POP_NAMES)}, or method.kind = 'npe'",
+            )
+    missing = [n for n in POP_NAMES if n not in calibrate]
+    if missing or len(set(calibrate)) != len(calibrate):
+        raise ConfigFileError(
+            f"the likelihood calibrates all of {pop}; missing or repeated: "
+            f"{missing or sorted({n for n in calibrate if calibrate.count(n) > 1})}",
+            file=path,
+            field="parameters.calibrate",
+            fix=f"use calibrate = {list(POP_NAMES)} (each once)",
+        )
+    for name in POP_NAMES:
+        p = model.spec.parameters.get(name)
+        if p is None:
+            raise ConfigFileError(
+                f"{name!r} is not a parameter of model {top['model']!r}",
+                file=path,
+                field="model",
+                fix="use a model with the natural-history parameters (e.g. treg_t1d)",
+            )
+        if p.prior is None and name not in params["priors"]:
+            raise ConfigFileError(
+                f"{name!r} has no prior in the model file",
+                file=path,
+                field=f"parameters.priors.{name}",
+                fix="add a prior table, e.g. {dist='lognormal', ...}",
+            )
+    priors = dict(zip(BASELINE_NAMES, BASELINE_PRIORS)) | {
+        n: model.spec.parameters[n].prior for n in POP_NAMES
+    }
+    for name, table in params["priors"].items():
+        if name not in POP_NAMES + BASELINE_NAMES:
+            raise ConfigFileError(
+                f"prior for {name!r}, which the likelihood does not calibrate",
+                file=path,
+                field=f"parameters.priors.{name}",
+                fix=f"give priors only for {list(POP_NAMES + BASELINE_NAMES)}",
+            )
+        try:
+            priors[name] = parse_prior(table, file=path, key=f"parameters.priors.{name}")
+        except Exception as e:
+            raise ConfigFileError(
+                str(e),
+                file=path,
+                field=f"parameters.priors.{name}",
+                fix="see docs/calibration.md for prior tables",
+            ) from e
+    for name, prior in priors.items():
+        lo, hi = prior.bounds
+        if (name in _LIK_POSITIVE and lo < 0) or (name == "q" and (lo < 0 or hi > 1)):
+            where = "[0, 1]" if name == "q" else "[0, inf)"
+            raise ConfigFileError(
+                f"the prior of {name!r} has support [{lo:g}, {hi:g}], outside {where}",
+                file=path,
+                field=f"parameters.priors.{name}",
+                fix=f"give a prior on {where} (e.g. lognormal, halfnormal"
+                + (", beta" if name == "q" else "")
+                + ")",
+            )
+    for name, value in params["fixed"].items():
+        if (
+            name not in model.parameter_names
+            or not isinstance(value, int | float)
+            or isinstance(value, bool)
+        ):
+            raise ConfigFileError(
+                f"cannot fix {name!r} = {value!r}",
+                file=path,
+                field=f"parameters.fixed.{name}",
+                fix="give a model parameter name and a number",
+            )
+        if name in POP_NAMES:
+            raise ConfigFileError(
+                f"{name!r} is both fixed and calibrated (the likelihood calibrates {pop})",
+                file=path,
+                field=f"parameters.fixed.{name}",
+                fix="remove it from parameters.fixed, or use method.kind = 'npe'",
+            )
+        if name in _LIK_NOT_FIXABLE:
+            raise ConfigFileError(
+                f"{name!r} is set per participant by the likelihood (age from the records, "
+                "f_lambda and cpep0 are random effects)",
+                file=path,
+                field=f"parameters.fixed.{name}",
+                fix="remove it",
+            )
+
+    # data: the long-format records and the column mapping
+    data = sec["data"]
+    records = (path.parent / data["records"]).resolve()
+    if not records.is_file():
+        raise ConfigFileError(
+            f"records file {records} not found",
+            file=path,
+            field="data.records",
+            fix="give the long-format CSV's path relative to this file",
+        )
+    columns = {}
+    for key, col in data["columns"].items():
+        if key not in LONG_FORMAT:
+            raise ConfigFileError(
+                f"unknown column mapping key {key!r}",
+                file=path,
+                field=f"data.columns.{key}",
+                fix=f"map only {list(LONG_FORMAT)} to the CSV's column names",
+            )
+        if not isinstance(col, str) or not col:
+            raise ConfigFileError(
+                f"column name {col!r}",
+                file=path,
+                field=f"data.columns.{key}",
+                fix=f'give the CSV column that holds {key}, e.g. {key} = "{key}"',
+            )
+        columns[key] = col
+
+    baseline_day = sec["cohort"]["baseline_day"]
+    if not (np.isfinite(baseline_day) and 0.0 <= baseline_day <= 365.0):
+        raise ConfigFileError(
+            f"baseline_day = {baseline_day}",
+            file=path,
+            field="cohort.baseline_day",
+            fix="give the days from diagnosis to the visit at data day 0, in [0, 365] (e.g. 60)",
+        )
+    lloq = sec["observation"]["lloq_nmol_l"]
+    if not (np.isfinite(lloq) and lloq > 0):
+        raise ConfigFileError(
+            f"lloq_nmol_l = {lloq}",
+            file=path,
+            field="observation.lloq_nmol_l",
+            fix="give the assay's lower limit of quantification in nmol/L (e.g. 0.017)",
+        )
+
+    # sampler settings
+    meth = dict(sec["method"])
+    d = len(POP_NAMES) + len(BASELINE_NAMES)
+    limits = {  # key: (lowest, fix)
+        "n_walkers": (2 * d, f"give at least {2 * d} walkers (twice the {d} parameters)"),
+        "n_steps": (2, "give a positive number of steps, e.g. 1500"),
+        "burn": (0, "give a number of burn-in steps >= 0, e.g. 500"),
+        "thin": (1, "give a thinning interval >= 1, e.g. 5"),
+        "n_starts": (1, "give at least one MAP start, e.g. 8"),
+        "n_zeta": (2, "give the Gauss-Hermite nodes for censored visits, e.g. 16"),
+    }
+    for key, (lowest, fix) in limits.items():
+        if meth[key] < lowest:
+            raise ConfigFileError(
+                f"{key} = {meth[key]} (at least {lowest})",
+                file=path,
+                field=f"method.{key}",
+                fix=fix,
+            )
+    if meth["n_steps"] <= meth["burn"]:
+        raise ConfigFileError(
+            f"n_steps = {meth['n_steps']} is not larger than burn = {meth['burn']}",
+            file=path,
+            field="method.n_steps",
+            fix="make n_steps larger than burn (e.g. n_steps = 1500, burn = 500)",
+        )
+    if meth["n_steps"] - meth["burn"] < meth["thin"]:
+        raise ConfigFileError(
+            f"thin = {meth['thin']} keeps no step after burn-in "
+            f"({meth['n_steps'] - meth['burn']} steps)",
+            file=path,
+            field="method.thin",
+            fix="make thin smaller or n_steps larger",
+        )
+    table = {}
+    for key, val in meth["table"].items():
+        if key not in _LIK_TABLE:
+            raise ConfigFileError(
+                f"unknown key {key!r}",
+                file=path,
+                field=f"method.table.{key}",
+                fix=f"use keys from {sorted(_LIK_TABLE)}",
+            )
+        typ = _LIK_TABLE[key][0]
+        if typ is float and isinstance(val, int) and not isinstance(val, bool):
+            val = float(val)
+        if not isinstance(val, typ) or isinstance(val, bool):
+            raise ConfigFileError(
+                f"expected {typ.__name__}, got {type(val).__name__} {val!r}",
+                file=path,
+                field=f"method.table.{key}",
+                fix=f"give a {typ.__name__}",
+            )
+        table[key] = val
+    table = {k: table.get(k, default) for k, (_, default) in _LIK_TABLE.items()}
+    for key, lowest in (("n_loglam", 11), ("n_q", 3)):
+        if table[key] < lowest:
+            raise ConfigFileError(
+                f"{key} = {table[key]} (at least {lowest})",
+                file=path,
+                field=f"method.table.{key}",
+                fix=f"give at least {lowest} grid nodes (default {_LIK_TABLE[key][1]})",
+            )
+    if not (np.isfinite(table["day_step"]) and 0 < table["day_step"] <= 60):
+        raise ConfigFileError(
+            f"day_step = {table['day_step']}",
+            file=path,
+            field="method.table.day_step",
+            fix="give the curve table's time step in days, in (0, 60] (default 5)",
+        )
+    meth["table"] = table
+    for key in ("rtol", "atol"):
+        v = sec["solver"][key]
+        if not (np.isfinite(v) and 0 < v < 1):
+            raise ConfigFileError(
+                f"{key} must be in (0, 1), got {v}",
+                file=path,
+                field=f"solver.{key}",
+                fix="give a positive tolerance, e.g. rtol = 1e-6, atol = 1e-9",
+            )
+    return LikelihoodConfig(
+        path=path.resolve(),
+        name=top["name"],
+        description=top["description"],
+        model=top["model"],
+        seed=top["seed"],
+        records_path=records,
+        columns=columns,
+        baseline_day=float(baseline_day),
+        lloq_nmol_l=float(lloq),
+        calibrate=tuple(POP_NAMES),
+        prior_overrides=dict(params["priors"]),
+        fixed={k: float(v) for k, v in params["fixed"].items()},
+        method=meth,
         rtol=sec["solver"]["rtol"],
         atol=sec["solver"]["atol"],
         raw=raw,

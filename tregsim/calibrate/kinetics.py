@@ -126,9 +126,9 @@ def run_kinetics_abc(
     from tregsim.model import load_model
     from tregsim.plots.calibration import treg_persistence
     from tregsim.posterior import save_posterior
+    from tregsim.resources import shipped_path
 
-    root = Path(__file__).resolve().parent.parent.parent
-    targets_path = Path(targets_path or root / "calibration" / "treg_persistence.csv")
+    targets_path = Path(targets_path or shipped_path("calibration/treg_persistence.csv"))
     out = Path(out)
     m = load_model(model)
     tg = load_targets(targets_path)

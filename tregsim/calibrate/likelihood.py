@@ -7,7 +7,10 @@ Model for participant i, visit j (day t_ij, MMTT AUC mean y_ij in nmol/L):
 * log y_ij = log cpep0_i + log c(t_ij; λ0_i, q) + σ·ε_ij; values below the LLOQ
   (0.017 nmol/L) are left-censored: they contribute P(y < LLOQ).
 
-``c`` is the model's C-peptide curve normalised to 1 at diagnosis. It is exact that the model
+``c`` is the model's C-peptide curve normalised to 1 at the baseline visit: with
+``baseline_day`` b (days from diagnosis to the visit at data day 0, as in the experiment files
+and the NPE config), c(d) = C(b + d)/C(b) for data day d, and ``cpep0_i`` is the patient's
+noise-free C-peptide at that visit (at diagnosis when b = 0). It is exact that the model
 output is proportional to ``cpep0`` (all β-cell equations are homogeneous in B, S and the
 effector drive sees (B+S)/M₀), and ``age``/``f_lambda`` enter only through λ0; so ``c`` is a
 function of (log λ0, q, t) only, tabulated once with ``simulate_arrays`` and interpolated
@@ -58,7 +61,7 @@ class CurveTable:
         fixed: dict | None = None,
         n_loglam: int = 321,
         n_q: int = 41,
-        max_day: float = 1125.0,
+        max_day: float = 1250.0,
         day_step: float = 5.0,
         rtol: float = 1e-6,
         atol: float = 1e-9,
@@ -123,6 +126,7 @@ class HierarchicalLikelihood:
     data: PatientData
     lloq_nmol_l: float = 0.017
     n_zeta: int = 16
+    baseline_day: float = 0.0
 
     def __post_init__(self):
         d = self.data
@@ -145,15 +149,26 @@ class HierarchicalLikelihood:
         self._logage = np.log(d.age_years / 10.0)
         self._n_p = n_p
         # table at the visit days: (V, L, Q)
-        t = self.table
-        f = (np.clip(day, t.days[0], t.days[-1]) - t.days[0]) / (t.days[1] - t.days[0])
-        k = np.minimum(f.astype(int), len(t.days) - 2)
-        c = (f - k)[:, None, None]
-        self._logc_v = (1 - c) * np.moveaxis(t.logc[:, :, k], 2, 0) + c * np.moveaxis(
-            t.logc[:, :, k + 1], 2, 0
+        self._logc_v = self._table_at(self.baseline_day + day) - self._table_at(
+            np.array([self.baseline_day])
         )
         xz, wz = np.polynomial.hermite_e.hermegauss(self.n_zeta)
         self._zeta, self._logw_zeta = xz, np.log(wz / np.sqrt(2 * np.pi))
+
+    def _table_at(self, day: np.ndarray) -> np.ndarray:
+        """log c on the (log λ0, q) grid at model days ``day`` (V,) → (V, L, Q), linear in t."""
+        t = self.table
+        if np.any(day > t.days[-1] + 1e-9):
+            raise ValueError(
+                f"visit at model day {day.max():g} is beyond the curve table ({t.days[-1]:g} d); "
+                "build the CurveTable with a larger max_day"
+            )
+        f = (np.clip(day, t.days[0], t.days[-1]) - t.days[0]) / (t.days[1] - t.days[0])
+        k = np.minimum(f.astype(int), len(t.days) - 2)
+        c = (f - k)[:, None, None]
+        return (1 - c) * np.moveaxis(t.logc[:, :, k], 2, 0) + c * np.moveaxis(
+            t.logc[:, :, k + 1], 2, 0
+        )
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         theta = np.atleast_2d(theta)
@@ -230,6 +245,7 @@ class IndividualCalibration:
         lloq_nmol_l: float = 0.017,
         table: CurveTable | None = None,
         n_zeta: int = 16,
+        baseline_day: float = 0.0,
     ):
         self.names = POP_NAMES + BASELINE_NAMES
         self.priors = (
@@ -238,7 +254,8 @@ class IndividualCalibration:
             else tuple(model.spec.parameters[n].prior for n in POP_NAMES) + BASELINE_PRIORS
         )
         self.table = table if table is not None else CurveTable(model)
-        self.loglik = HierarchicalLikelihood(self.table, data, lloq_nmol_l, n_zeta)
+        self.baseline_day = float(baseline_day)
+        self.loglik = HierarchicalLikelihood(self.table, data, lloq_nmol_l, n_zeta, baseline_day)
 
     def theta_from_z(self, z):
         u = np.clip(special.ndtr(np.asarray(z, float)), _U, 1 - _U)

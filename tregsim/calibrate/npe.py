@@ -23,47 +23,61 @@ from tregsim.io import atomic_path, write_json
 
 @dataclass
 class Estimator:
-    """A trained conditional density estimator q(z | x) with its metadata."""
+    """A trained conditional density estimator q(z | x): one flow or an equal-weight ensemble.
 
-    net: object  # sbi ConditionalDensityEstimator (torch module)
+    With several members (``[method] n_ensemble``, trained on the same bank from different
+    seeds) q is their mixture: training-seed variability, which a single flow turns into a
+    confident but shifted posterior, becomes posterior width instead (as sbi's
+    ``NeuralPosteriorEnsemble``; Hermans et al. 2022 for why ensembles are more conservative).
+    """
+
+    nets: list  # sbi ConditionalDensityEstimator (torch modules)
     meta: dict  # architecture, parameter names, feature names
 
-    def posterior(self):
-        import torch
-        from sbi.inference import DirectPosterior
+    @property
+    def net(self):
+        """The first member (the estimator itself when there is one)."""
+        return self.nets[0]
 
-        d = len(self.meta["names"])
-        prior = torch.distributions.MultivariateNormal(torch.zeros(d), torch.eye(d))
-        return DirectPosterior(self.net, prior)
+    def _split(self, n: int, seed: int) -> tuple[list[int], np.random.Generator]:
+        """Stratified mixture sampling: n // K draws per member, the remainder to the first."""
+        k = len(self.nets)
+        counts = [n // k + (1 if m < n % k else 0) for m in range(k)]
+        return counts, np.random.default_rng([int(seed), 0x7E57])
 
     def sample_z(self, x: np.ndarray, n: int, seed: int) -> np.ndarray:
         """n draws of z | x (x: (n_features,)) → (n, d)."""
-        import torch
-
-        torch.manual_seed(int(seed))
-        xt = torch.as_tensor(np.asarray(x, np.float32))[None, :]
-        with torch.no_grad():
-            z = self.posterior().sample((int(n),), x=xt, show_progress_bars=False)
-        return z.numpy().astype(float)
+        return self.sample_z_batched(np.asarray(x, float)[None, :], n, seed)[0]
 
     def sample_z_batched(self, xs: np.ndarray, n: int, seed: int) -> np.ndarray:
-        """n draws of z | x for each row of xs (m, n_features) → (m, n, d), one net call."""
+        """n draws of z | x for each row of xs (m, n_features) → (m, n, d), one call per member.
+
+        Draws are shuffled along the draw axis so any prefix is a mixture sample.
+        """
         import torch
 
         torch.manual_seed(int(seed))
         xt = torch.as_tensor(np.asarray(xs, np.float32))
+        counts, rng = self._split(int(n), seed)
+        parts = []
         with torch.no_grad():
-            z = self.net.sample(torch.Size((int(n),)), condition=xt)  # (n, m, d)
-        return np.moveaxis(z.numpy().astype(float), 0, 1)
+            for net, c in zip(self.nets, counts):
+                if c:
+                    parts.append(net.sample(torch.Size((c,)), condition=xt).numpy())  # (c, m, d)
+        z = np.moveaxis(np.concatenate(parts, axis=0).astype(float), 0, 1)
+        if len(self.nets) > 1:
+            z = z[:, rng.permutation(z.shape[1])]
+        return z
 
     def log_prob_z(self, z: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """log q(z | x) for draws z (n, d) at one x: the mixture density over members."""
         import torch
 
+        zt = torch.as_tensor(np.asarray(z, np.float32))
+        xt = torch.as_tensor(np.asarray(x, np.float32))[None]
         with torch.no_grad():
-            lp = self.posterior().log_prob(
-                torch.as_tensor(np.asarray(z, np.float32)),
-                x=torch.as_tensor(np.asarray(x, np.float32))[None],
-            )
+            lp = torch.stack([net.log_prob(zt[:, None], condition=xt)[:, 0] for net in self.nets])
+        lp = torch.logsumexp(lp, dim=0) - np.log(len(self.nets))
         return lp.numpy().astype(float)
 
 
@@ -98,61 +112,94 @@ def train_npe(
     # A small flow gains nothing from intra-op threads; on a busy 2-core machine two torch
     # threads were measured 25x slower per batch than one (oversubscription).
     torch.set_num_threads(1)
-    torch.manual_seed(int(seed))
     d = z.shape[1]
+    n_members = int(method.get("n_ensemble", 1))
     meta = {
         "density_estimator": method["density_estimator"],
         "hidden_features": int(method["hidden_features"]),
         "num_transforms": int(method["num_transforms"]),
+        "n_members": n_members,
         "names": list(names),
         "feature_names": list(feature_names),
         "space": "z = Phi^-1(F_prior(theta))",
     }
     prior = torch.distributions.MultivariateNormal(torch.zeros(d), torch.eye(d))
-    inference = NPE(prior=prior, density_estimator=_builder(meta), show_progress_bars=progress)
-    inference.append_simulations(
-        torch.as_tensor(z[ok], dtype=torch.float32), torch.as_tensor(x[ok], dtype=torch.float32)
-    )
-    # sbi prints its epoch counter on stdout; progress belongs on stderr
-    with contextlib.redirect_stdout(sys.stderr):
-        net = inference.train(
-            training_batch_size=int(method["training_batch_size"]),
-            learning_rate=float(method["learning_rate"]),
-            stop_after_epochs=int(method["stop_after_epochs"]),
-            max_num_epochs=int(method["max_num_epochs"]),
-            show_train_summary=False,
+    zt = torch.as_tensor(z[ok], dtype=torch.float32)
+    xt = torch.as_tensor(x[ok], dtype=torch.float32)
+    nets, members = [], []
+    for m in range(n_members):
+        # member m: seed + m for the initial weights, the validation split and the batches
+        torch.manual_seed(int(seed) + m)
+        inference = NPE(prior=prior, density_estimator=_builder(meta), show_progress_bars=progress)
+        inference.append_simulations(zt, xt)
+        if progress and n_members > 1:
+            print(f"ensemble member {m + 1}/{n_members}", file=sys.stderr)
+        # sbi prints its epoch counter on stdout; progress belongs on stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            net = inference.train(
+                training_batch_size=int(method["training_batch_size"]),
+                learning_rate=float(method["learning_rate"]),
+                stop_after_epochs=int(method["stop_after_epochs"]),
+                max_num_epochs=int(method["max_num_epochs"]),
+                show_train_summary=False,
+            )
+        net.eval()
+        nets.append(net)
+        s = inference.summary
+        members.append(
+            {
+                "epochs": int(s["epochs_trained"][-1]),
+                "best_validation_log_prob": float(s["best_validation_loss"][-1]) * -1.0,
+            }
         )
-    net.eval()
-    s = inference.summary
+    vlp = [m["best_validation_log_prob"] for m in members]
+    if n_members > 1 and max(vlp) - min(vlp) > 0.5:
+        # a member stuck in a poor optimum widens (or shifts) the equal-weight mixture
+        print(
+            f"warning: ensemble members' best validation log-probabilities differ by "
+            f"{max(vlp) - min(vlp):.2f} nats ({', '.join(f'{v:.2f}' for v in vlp)}); "
+            "check the member posteriors or train with another seed",
+            file=sys.stderr,
+        )
     info = {
         "n_used": int(ok.sum()),
         "n_dropped_nonfinite": int((~ok).sum()),
-        "epochs": int(s["epochs_trained"][-1]),
-        "best_validation_log_prob": float(s["best_validation_loss"][-1]) * -1.0,
+        "n_members": n_members,
+        "epochs": members[0]["epochs"] if n_members == 1 else [m["epochs"] for m in members],
+        "best_validation_log_prob": members[0]["best_validation_log_prob"]
+        if n_members == 1
+        else [m["best_validation_log_prob"] for m in members],
     }
-    return Estimator(net=net, meta=meta), info
+    return Estimator(nets=nets, meta=meta), info
 
 
 def save_estimator(est: Estimator, path) -> Path:
-    """``<path>`` (torch state_dict) and ``<path>.json`` (architecture, names)."""
+    """``<path>`` (torch: a state_dict, or ``{"members": [state_dict, ...]}`` for an ensemble)
+    and ``<path>.json`` (architecture, names)."""
     import torch
 
     path = Path(path)
+    states = [net.state_dict() for net in est.nets]
     with atomic_path(path) as tmp:
-        torch.save(est.net.state_dict(), tmp)
+        torch.save(states[0] if len(states) == 1 else {"members": states}, tmp)
     write_json(path.with_suffix(path.suffix + ".json"), est.meta)
     return path
 
 
 def load_estimator(path) -> Estimator:
-    """Rebuild the network from the JSON sidecar and load weights (``weights_only=True``)."""
+    """Rebuild the network(s) from the JSON sidecar and load weights (``weights_only=True``)."""
     import torch
 
     path = Path(path)
     meta = json.loads(path.with_suffix(path.suffix + ".json").read_text())
     d, f = len(meta["names"]), len(meta["feature_names"])
-    g = torch.Generator().manual_seed(0)
-    net = _builder(meta)(torch.randn(16, d, generator=g), torch.randn(16, f, generator=g))
-    net.load_state_dict(torch.load(path, weights_only=True))
-    net.eval()
-    return Estimator(net=net, meta=meta)
+    stored = torch.load(path, weights_only=True)
+    states = stored["members"] if "members" in stored else [stored]
+    nets = []
+    for state in states:
+        g = torch.Generator().manual_seed(0)
+        net = _builder(meta)(torch.randn(16, d, generator=g), torch.randn(16, f, generator=g))
+        net.load_state_dict(state)
+        net.eval()
+        nets.append(net)
+    return Estimator(nets=nets, meta=meta)

@@ -204,7 +204,8 @@ def calibrate(
         units=units,
         attrs={
             "model": config.model,
-            "method": f"NPE (sbi, {meth['density_estimator']})",
+            "method": f"NPE (sbi, {meth['density_estimator']}"
+            + (f", ensemble of {meth['n_ensemble']})" if meth["n_ensemble"] > 1 else ")"),
             "config": config.path.read_text(encoding="utf-8"),
             "config_name": config.name,
             "data_sha256": file_sha256(config.summary_path),

@@ -6,7 +6,12 @@ LLOQ handling are added, and the cohort is reduced to the data table's summaries
 group × month after month 0: mean and SD of ln(x+1), fraction ≥ threshold), using at month m the first
 ``n[g, m]`` patients of group g, so the summaries carry the data's sampling noise.
 
-Baseline: each patient's ``cpep0`` (noise-free MMTT at diagnosis) is log-normal per age group
+Frame: data month m is model day ``baseline_day + 30.4375·m`` (``[cohort] baseline_day``, days
+from diagnosis to the month-0 visit, as ``baseline_day`` in experiment files), so the posterior
+applies unchanged to the experiments' cohorts.
+
+Baseline: each patient's noise-free month-0 MMTT (``cpep0`` at diagnosis when
+``baseline_day = 0``; otherwise the value at the baseline visit) is log-normal per age group
 with the log-mean of the observed month-0 distribution and log-SD
 ``sqrt(sdlog_obs² − sigma²)`` (floor 0.05), so that with assay noise the simulated month-0
 distribution matches the observed one: calibration is about the decline.
@@ -172,11 +177,17 @@ def simulate_cohorts(problem: Problem, theta: np.ndarray, seed: int, start: int)
     params = problem.model.parameters(n * P, **over)
     from tregsim.solve import simulate_arrays
 
-    times = np.asarray(d.months, float) * DAYS_PER_MONTH
+    times = cfg.baseline_day + np.asarray(d.months, float) * DAYS_PER_MONTH
     res = simulate_arrays(
         problem.model, params, doses=None, times=times, rtol=cfg.rtol, atol=cfg.atol
     )
     mean = res.observables["cpeptide"].reshape(n, P, len(times))
+    if cfg.baseline_day > 0:
+        # The drawn value is the month-0 (baseline-visit) MMTT, as in the experiments' cohorts
+        # (tregsim.population): the trajectory is homogeneous of degree 1 in cpep0, so scaling
+        # it to hit the draw at baseline is the same as solving for cpep0 at diagnosis.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = mean * (cpep0 / mean[:, :, 0])[:, :, None]
     y = mean * np.exp(sigma[:, :, None] * rnd["eps"])
     lloq = cfg.lloq_nmol_l
     if cfg.below_lloq == "half_lloq":

@@ -38,6 +38,13 @@ def add_arguments(parser) -> None:
         default=10.0,
         help="target mean relative C-peptide preservation, %% (default 10)",
     )
+    parser.add_argument(
+        "--posterior",
+        default=None,
+        help="posterior netCDF (from `tregsim calibrate`): patient i draws its population "
+        "parameters from draw i mod n_draws, and they join the ranked predictors "
+        "(default: the model file's values)",
+    )
     add_parallel_arguments(parser, chunk_size=16384)
 
 
@@ -79,9 +86,13 @@ def run(args) -> int:
         "month": args.month,
         "target_pct": args.target_pct,
     }
+    from tregsim.cohort import posterior_option
+
+    posterior, label = posterior_option(args.posterior, exp.model)
+    inputs = exp.input_files() | ({"posterior": args.posterior} if posterior else {})
     argv = ["tregsim", "responders", *sys.argv[2:]] if sys.argv[1:2] == ["responders"] else None
     manifest = build_manifest(
-        command="responders", seed=args.seed, inputs=exp.input_files(), settings=settings, argv=argv
+        command="responders", seed=args.seed, inputs=inputs, settings=settings, argv=argv
     )
     out = prepare_output_dir(args.out, manifest, overwrite=args.overwrite)
     opts = parallel_options(args)
@@ -92,14 +103,24 @@ def run(args) -> int:
         seed=args.seed,
         arm=arm,
         month=args.month,
+        posterior=posterior,
         out_dir=out,
         stage="ranking",
         **opts,
     )
-    pn = phi_needed(exp, args.target_pct, args.month, n=args.n_phi, seed=args.seed, arm=arm, **opts)
+    pn = phi_needed(
+        exp,
+        args.target_pct,
+        args.month,
+        n=args.n_phi,
+        seed=args.seed,
+        arm=arm,
+        posterior=posterior,
+        **opts,
+    )
     seconds = time.perf_counter() - t0
 
-    ledger = ledger_lines(exp, arm=arm, swept=[], n=args.n, seed=args.seed)
+    ledger = ledger_lines(exp, arm=arm, swept=[], n=args.n, seed=args.seed, posterior=label)
     buf = io.StringIO()
     ranking.table.to_csv(buf, index=False, float_format="%.6g")
     head = [*ledger, f"# outcome: {ranking.outcome} (paired Treg − control)"]
@@ -107,7 +128,9 @@ def run(args) -> int:
     write_text(out / "ranking.csv", "\n".join(head) + "\n" + buf.getvalue())
     ledger_phi = [
         ln
-        for ln in ledger_lines(exp, arm=arm, swept=[], n=args.n_phi, seed=args.seed)
+        for ln in ledger_lines(
+            exp, arm=arm, swept=[], n=args.n_phi, seed=args.seed, posterior=label
+        )
         if not ln.startswith("# phi:")
     ]
     ledger_phi.insert(1, "# phi: searched (the model default is replaced by each value tried)")

@@ -56,6 +56,12 @@ def add_arguments(parser) -> None:
         metavar="NMOL_L",
         help="responder: paired ΔC-peptide ≥ this, nmol/L (default 0.05)",
     )
+    parser.add_argument(
+        "--posterior",
+        default=None,
+        help="posterior netCDF (from `tregsim calibrate`): patient i draws its population "
+        "parameters from draw i mod n_draws (default: the model file's values)",
+    )
     add_parallel_arguments(parser, chunk_size=16384)
 
 
@@ -82,6 +88,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from tregsim.checkpoint import prepare_output_dir
+    from tregsim.cohort import posterior_option
     from tregsim.errors import ArgumentError
     from tregsim.experiment import load_experiment
     from tregsim.explore.sweep import parse_grid, sweep, validate_sweep
@@ -109,9 +116,13 @@ def run(args) -> int:
         "months": months,
         "responder_threshold_nmol_L": args.responder_threshold,
     }
+    inputs = exp.input_files()
+    posterior, label = posterior_option(args.posterior, exp.model)
+    if posterior:
+        inputs["posterior"] = args.posterior
     argv = ["tregsim", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"] else None
     manifest = build_manifest(
-        command="sweep", seed=args.seed, inputs=exp.input_files(), settings=settings, argv=argv
+        command="sweep", seed=args.seed, inputs=inputs, settings=settings, argv=argv
     )
     out = prepare_output_dir(args.out, manifest, overwrite=args.overwrite)
     t0 = time.perf_counter()
@@ -123,6 +134,8 @@ def run(args) -> int:
         arm=arm,
         months=months,
         threshold_nmol_L=args.responder_threshold,
+        posterior=posterior,
+        posterior_label=label,
         out_dir=out,
         **parallel_options(args),
     )

@@ -134,6 +134,7 @@ def responder_analysis(
     arm: str | None = None,
     month: float = 12.0,
     n_bins: int = 8,
+    posterior: dict | None = None,
     **run_options,
 ):
     """Paired Treg-arm cohort of ``n`` patients → :class:`PredictorRanking` of ΔC-peptide at
@@ -141,13 +142,13 @@ def responder_analysis(
 
     Predictors: numeric covariates of the population (age years, weight kg, cpep0 and
     cpep_baseline nmol/L, cpep_fasting pmol/L, sex and aab_positive as 0/1) and the individual
-    parameters (e.g. ``f_lambda``). Returns ``(ranking, outcomes)`` with the
-    :class:`tregsim.explore.sweep.PairedOutcomes`.
+    parameters (e.g. ``f_lambda``), and with ``posterior`` (name → ``(n_draws,)``; patient i
+    uses draw i mod n_draws) the population parameters drawn from it. Returns
+    ``(ranking, outcomes)`` with the :class:`tregsim.explore.sweep.PairedOutcomes`.
     """
-    from tregsim.explore.sweep import simulate_paired
-    from tregsim.population.sampling import sample_population
+    from tregsim.explore.sweep import population_for, simulate_paired
 
-    pop = sample_population(exp, n, seed)
+    pop = population_for(exp, n, seed, posterior)
     po = simulate_paired(
         exp, [], np.zeros((1, 0)), n=n, seed=seed, arm=arm, months=[month], pop=pop, **run_options
     )
@@ -178,6 +179,10 @@ def responder_analysis(
     for k, v in pop.individual.items():
         preds[k] = np.asarray(v, dtype=float)
         units[k] = exp.model.spec.parameters[k].unit
+    for k in posterior or {}:
+        if k in pop.params:
+            preds[k] = np.asarray(pop.params[k], dtype=float) * np.ones(n)
+            units[k] = exp.model.spec.parameters[k].unit
     # a covariate fixed by design (e.g. t_baseline) cannot distinguish anyone
     preds = {k: v for k, v in preds.items() if np.ptp(v[np.isfinite(v)]) > 0}
     ranking = rank_predictors(
@@ -218,6 +223,7 @@ def phi_needed(
     points_per_round: int = 8,
     rel_tol: float = 0.01,
     max_rounds: int = 8,
+    posterior: dict | None = None,
     **run_options,
 ) -> PhiNeeded:
     """The φ at which the cohort's mean relative preservation at ``month`` reaches the target.
@@ -228,10 +234,10 @@ def phi_needed(
     Treg pool), so the answer is bracketed on a log grid: each round simulates all patients
     at ``points_per_round`` φ values in one batched call and keeps the sub-interval where
     the curve crosses the target, until ``φ_high / φ_low − 1 < rel_tol``; the result is the
-    log-linear interpolation inside the last bracket.
+    log-linear interpolation inside the last bracket. ``posterior``: population-parameter
+    draws, patient i uses draw i mod n_draws (default: the model file's values).
     """
-    from tregsim.explore.sweep import simulate_paired
-    from tregsim.population.sampling import sample_population
+    from tregsim.explore.sweep import population_for, simulate_paired
 
     if "phi" not in exp.model.spec.parameters:
         raise ArgumentError(
@@ -256,7 +262,7 @@ def phi_needed(
         raise ArgumentError(
             "points_per_round must be ≥ 2", field="points_per_round", fix="use e.g. 8"
         )
-    pop = sample_population(exp, n, seed)
+    pop = population_for(exp, n, seed, posterior)
     t = float(target_preservation_pct)
     all_phi, all_pct = [], []
 

@@ -607,11 +607,33 @@ def summarize_delta(
     return out
 
 
-def ledger_lines(exp, *, arm: str, swept: list[str], n: int, seed: int) -> list[str]:
-    """The assumption ledger as ``# key: value`` lines for every arm-comparison CSV."""
+def population_for(exp, n: int, seed: int, posterior: dict | None = None):
+    """``sample_population(exp, n, seed)``; with ``posterior`` (name → ``(n_draws,)``) patient
+    i takes draw ``i mod n_draws`` of the population parameters, as cohorts do."""
+    from tregsim.population.sampling import sample_population
+
+    if not posterior:
+        return sample_population(exp, n, seed)
+    theta = {k: np.asarray(v)[np.arange(n) % len(v)] for k, v in posterior.items()}
+    return sample_population(exp, n, seed, theta=theta)
+
+
+def ledger_lines(
+    exp, *, arm: str, swept: list[str], n: int, seed: int, posterior: str | None = None
+) -> list[str]:
+    """The assumption ledger as ``# key: value`` lines for every arm-comparison CSV.
+
+    ``posterior``: a description of the population-parameter posterior the patients drew
+    from (``None``: the model file's values).
+    """
     spec = exp.model.spec
     variant = f"variant of {spec.variant_of}" if spec.variant_of else "core model"
     lines = [f"# model: {spec.name} ({variant})", f"# experiment: {exp.name}"]
+    lines.append(
+        f"# population parameters: {posterior} (patient i uses draw i mod n_draws)"
+        if posterior
+        else "# population parameters: the model file's values (no posterior)"
+    )
     if "phi" in spec.parameters:
         p = spec.parameters["phi"]
         prior = p.prior.describe() if p.prior is not None else "no prior"
@@ -702,6 +724,8 @@ def sweep(
     arm: str | None = None,
     months=DEFAULT_MONTHS,
     threshold_nmol_L: float = RESPONDER_THRESHOLD_NMOL_L,
+    posterior: dict | None = None,
+    posterior_label: str | None = None,
     **run_options,
 ) -> SweepResult:
     """Cartesian sweep of ``axes`` (see :func:`parse_grid`) with paired controls.
@@ -713,6 +737,10 @@ def sweep(
     n, seed : virtual patients (the same at every point).
     months : visit months (after the baseline visit) of the Δ endpoints.
     threshold_nmol_L : responder threshold on Δ (nmol/L).
+    posterior : name → ``(n_draws,)`` population-parameter draws (e.g.
+        :func:`tregsim.cohort.load_posterior_draws`); patient i uses draw ``i mod n_draws``, as
+        in cohorts, and swept model parameters override it. ``posterior_label`` names it in
+        the ledger.
     run_options : ``chunk_size``, ``out_dir``, ``workers``, ``scheduler``, ``progress``,
         ``rtol``, ``atol``, ``backend`` (see :func:`simulate_paired`).
     """
@@ -721,6 +749,8 @@ def sweep(
     arm = validate_sweep(exp, axes, arm=arm, n=n)
     names = [a.name for a in axes]
     points = grid_points(axes)
+    if posterior:
+        run_options["pop"] = population_for(exp, n, seed, posterior)
     po = simulate_paired(exp, names, points, n=n, seed=seed, arm=arm, months=months, **run_options)
     units = {nm: sweepable(exp)[nm] for nm in names}
     cols = {column_name(nm, units[nm]): points[:, i] for i, nm in enumerate(names)}
@@ -739,5 +769,6 @@ def sweep(
     cols["n_patients"] = np.full(len(points), po.ok.shape[1])
     cols["n_failed"] = (~po.ok).sum(axis=1)
     table = pd.DataFrame(cols)
-    ledger = ledger_lines(exp, arm=arm, swept=names, n=po.ok.shape[1], seed=seed)
+    label = posterior_label or ("posterior draws" if posterior else None)
+    ledger = ledger_lines(exp, arm=arm, swept=names, n=po.ok.shape[1], seed=seed, posterior=label)
     return SweepResult(tuple(axes), units, points, po, float(threshold_nmol_L), table, ledger)

@@ -398,11 +398,10 @@ def compile_model(spec: ModelSpec) -> CompiledModel:
     return CompiledModel(spec)
 
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-
-
 def _models_dir() -> Path:
-    return MODELS_DIR
+    from tregsim.resources import shipped_path
+
+    return shipped_path("models")
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

@@ -438,8 +438,8 @@ def assumption_ledger(exp, manifests: Mapping[str, dict]) -> list[LedgerEntry]:
                 ),
                 f"posterior median [90 % interval] from {Path(post['path']).name} (sha256 "
                 f"{post['sha256'][:12]}…), NPE on the placebo natural history: cohort, natural "
-                "history and power draw population parameters from it; sweep and sensitivity use "
-                "the model file's values",
+                "history, power and sweep draw these parameters from it; sensitivity varies "
+                "parameters over their priors",
             )
         )
     else:
@@ -451,7 +451,8 @@ def assumption_ledger(exp, manifests: Mapping[str, dict]) -> list[LedgerEntry]:
                 "default values; their priors are shown below",
             )
         )
-    for name in by_role.get("population", []):
+    calibrated_fixed = [n for n in by_role.get("fixed", []) if n in draws]
+    for name in by_role.get("population", []) + calibrated_fixed:
         p = params[name]
         if name == "phi":
             continue
@@ -461,9 +462,9 @@ def assumption_ledger(exp, manifests: Mapping[str, dict]) -> list[LedgerEntry]:
                 f"{name} ({p.description or 'population parameter'})",
                 f"{p.value:g} {unit(p)}; prior {prior}",
                 (
-                    "calibrated: drawn from the posterior above in cohort, natural history and "
-                    "power (file value and prior shown for reference; sweep and sensitivity use "
-                    "the file value)"
+                    "calibrated: drawn from the posterior above in cohort, natural history, "
+                    "power and sweep (file value and prior shown for reference; sensitivity "
+                    "varies it over its prior)"
                     if name in draws
                     else "prior-driven"
                 )
@@ -475,8 +476,9 @@ def assumption_ledger(exp, manifests: Mapping[str, dict]) -> list[LedgerEntry]:
         ("covariate", "covariates, sampled from the experiment's population"),
         ("fixed", "fixed parameters"),
     ):
-        if by_role.get(role):
-            rows.append(LedgerEntry(label, ", ".join(by_role[role]), role))
+        names = [n for n in by_role.get(role, []) if n not in draws]
+        if names:
+            rows.append(LedgerEntry(label, ", ".join(names), role))
     seen: set[str] = set()
     for section, man in manifests.items():
         for role, rec in sorted(man.get("inputs", {}).items()):
@@ -518,7 +520,7 @@ def run_experiment(
     workers : run the sections' chunks on a local Dask cluster of this many processes
         (results do not depend on it).
     posterior : a population posterior (netCDF from ``tregsim calibrate``) for the cohort,
-        natural-history and power sections, or ``None`` for the model file's values.
+        natural-history, power and sweep sections, or ``None`` for the model file's values.
 
     Returns
     -------

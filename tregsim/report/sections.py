@@ -371,6 +371,7 @@ def _sweep_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
         "--n", str(min(plan.n_patients, SWEEP_MAX_PATIENTS)),
         "--seed", str(plan.seed),
         "--out", str(folder),
+        *(["--posterior", plan.posterior] if plan.posterior else []),
     ]  # fmt: skip
 
 
