@@ -263,7 +263,8 @@ def test_example_config_points_at_shared_records():
     raw = tomllib.loads(p.read_text())
     assert raw["method"]["kind"] == "likelihood" and raw["cohort"]["baseline_day"] == 60.0
     target = (p.parent / raw["data"]["records"]).resolve()
-    assert target == (root.parent / "shared" / "data" / "placebo_cpeptide_individual.csv")
+    shared = (root.parent / "shared" / "data" / "placebo_cpeptide_individual.csv").resolve()
+    assert target == shared
     for d in ("calibration", "tests", "tregsim", "docs", "experiments", "benchmarks"):
         assert not list((root / d).rglob("placebo_cpeptide_individual.*")), d
     if target.is_file():
