@@ -333,3 +333,15 @@ def test_pathological_one_percent_of_ten_thousand(model):
     check_flagged(res_all, idx)
     assert_bitwise(res_all, res_clean, keep)
     assert elapsed < 300
+
+
+def test_zero_pivot_is_flagged_not_raised(model):
+    """Regression: one 'high' pathological patient of the 10,000-patient slow test (θ_R = 87,
+    ψ = 98, s0 = 88) made the numba kernels raise ZeroDivisionError (numba's default Python
+    error model) instead of flagging the patient; kernels now use numpy's error model."""
+    P = normal_batch(model, 10_000, seed=SEED + 5).subset(np.array([594, 595]))
+    vals = {k: v.copy() for k, v in P.items()}
+    for k, v in pathological_values(model, "high").items():
+        vals[k][0] = v
+    res = simulate_arrays(model, type(P)(vals, 2), doses_for(2), times=TIMES, max_steps=20_000)
+    assert res.status[0] != 0 and res.status[1] == 0

@@ -145,7 +145,7 @@ def _kernel_sources(model) -> tuple[list[str], int]:
     def show(e):
         return pr.doprint(e.xreplace(kname)) if kname else pr.doprint(e)
 
-    pre = ["@njit(cache=True)", "def precompute(p, k):"]
+    pre = ["@njit(cache=True, error_model='numpy')", "def precompute(p, k):"]
     pre += [f"    p_{p} = p[{i}]" for i, p in enumerate(model.parameter_names)]
     pre += [f"    {kname[a]} = {pr.doprint(b.xreplace(kname))}" for a, b in repl if a in static]
     pre.append("    return")
@@ -166,9 +166,13 @@ def _kernel_sources(model) -> tuple[list[str], int]:
         lines += [f"    {tg} = {show(e)}" for tg, e in zip(targets, outs)]
         return lines
 
-    rhs = ["@njit(cache=True)", "def rhs(t, y, p, k, tl, f):", *_unpack(model)]
+    rhs = ["@njit(cache=True, error_model='numpy')", "def rhs(t, y, p, k, tl, f):", *_unpack(model)]
     rhs += body(reduced[:ns], targets_f)
-    all3 = ["@njit(cache=True)", "def all3(t, y, p, k, tl, f, J, fdt):", *_unpack(model)]
+    all3 = [
+        "@njit(cache=True, error_model='numpy')",
+        "def all3(t, y, p, k, tl, f, J, fdt):",
+        *_unpack(model),
+    ]
     all3 += body(reduced, [*targets_f, *targets_j, *targets_d])
     return [*pre, "", *rhs, "", *all3, ""], max(len(static), 1)
 
@@ -184,14 +188,14 @@ def generate_source(model) -> str:
         "",
         f"NK = {nk}",
         "",
-        "@njit(cache=True, inline='always')",
+        "@njit(cache=True, inline='always', error_model='numpy')",
         "def _logistic(x):",
         "    if x >= 0.0:",
         "        return 1.0 / (1.0 + math.exp(-x))",
         "    e = math.exp(x)",
         "    return e / (1.0 + e)",
         "",
-        "@njit(cache=True, inline='always')",
+        "@njit(cache=True, inline='always', error_model='numpy')",
         "def _heaviside(x):",
         "    return 1.0 if x > 0.0 else (0.0 if x < 0.0 else 0.5)",
         "",
@@ -234,7 +238,7 @@ def generate_source(model) -> str:
 
 
 _INTEGRATOR = """
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _one(p, y0, t0, times, dt, da, ds, dc, ncl, atolv, rtol, h0, max_steps, out, stats):
     ns = y0.shape[0]
     nt = times.shape[0]
@@ -365,7 +369,7 @@ def _one(p, y0, t0, times, dt, da, ds, dc, ncl, atolv, rtol, h0, max_steps, out,
             return {MAXS}
 
 
-@njit(cache=True, inline='always')
+@njit(cache=True, inline='always', error_model="numpy")
 def _lusolve(LU, piv, b, x):
     ns = b.shape[0]
     for i in range(ns):
@@ -382,7 +386,7 @@ def _lusolve(LU, piv, b, x):
         x[i] = s / LU[i, i]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def integrate_batch(P, Y0, t0, times, DT, DA, DS, DC, ncl, atolv, rtol, h0, max_steps, out,
                     status, stats):
     n = P.shape[0]
