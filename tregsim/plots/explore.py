@@ -24,9 +24,19 @@ def _ax(ax):
 
 
 def add_footnote(fig, text: str) -> None:
-    """Write the assumption ledger (model variant, φ …) at the bottom of ``fig``."""
-    if text:
-        fig.text(0.01, 0.005, text, fontsize=7, color="0.35", ha="left", va="bottom")
+    """Write the assumption ledger (model variant, φ …) at the bottom of ``fig``, wrapped to the
+    figure width, and keep the axes above it (constrained layout ignores ``fig.text``)."""
+    import textwrap
+
+    if not text:
+        return
+    width_chars = int(fig.get_figwidth() * 72 / 4.2)  # ~4.2 pt per character at 7 pt
+    lines = [w for ln in text.splitlines() for w in textwrap.wrap(ln, width_chars) or [""]]
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="0.35", ha="left", va="bottom")
+    engine = fig.get_layout_engine()
+    if engine is not None and hasattr(engine, "set"):
+        frac = min(0.45, (len(lines) * 8.5 + 4) / (fig.get_figheight() * 72))
+        engine.set(rect=(0, frac, 1, 1 - frac))
 
 
 def save(fig, path) -> None:
@@ -264,6 +274,10 @@ def plot_phi_curve_lowlevel(
 
 def _ledger_footnote(ledger: Sequence[str]) -> str:
     keep = [ln.lstrip("# ") for ln in ledger if ln.startswith(("# model", "# phi", "# arm"))]
+    post = [ln for ln in ledger if ln.startswith("# population parameters") and " from " in ln]
+    if post:  # the long CSV line names every parameter; the figure names the file
+        src = post[0].split(" from ", 1)[1].split(" (patient", 1)[0]
+        keep.insert(1, f"population parameters: posterior draws from {src}")
     return "\n".join(keep)
 
 
@@ -312,7 +326,6 @@ def plot_sweep_heatmap(result, month: float = 12.0, stat: str = "median"):
     for ax in axes.flat[len(combos) :]:
         ax.set_visible(False)
     add_footnote(fig, _ledger_footnote(result.ledger))
-    fig.get_layout_engine().set(rect=(0, 0.06, 1, 0.94))
     return fig
 
 
@@ -345,7 +358,6 @@ def plot_sweep_lines(result, axis: int = 0):
         ax=ax,
     )
     add_footnote(fig, _ledger_footnote(result.ledger))
-    fig.get_layout_engine().set(rect=(0, 0.08, 1, 0.92))
     return fig
 
 
@@ -373,7 +385,6 @@ def plot_partial_dependence(ranking, *, ledger: Sequence[str] = (), max_panels: 
         f"(n = {ranking.n} virtual patients)",
     )
     add_footnote(fig, _ledger_footnote(ledger))
-    fig.get_layout_engine().set(rect=(0, 0.06, 1, 0.94))
     return fig
 
 
@@ -390,5 +401,4 @@ def plot_phi_needed(result, *, ledger: Sequence[str] = ()):
     )
     fig = ax.figure
     add_footnote(fig, _ledger_footnote(ledger))
-    fig.get_layout_engine().set(rect=(0, 0.08, 1, 0.92))
     return fig
