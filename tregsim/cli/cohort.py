@@ -31,11 +31,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     import time
-    from pathlib import Path
 
     from tregsim import io
     from tregsim.checkpoint import prepare_output_dir
-    from tregsim.cohort import KEEP_DEFAULT, load_posterior_draws, run_cohort
+    from tregsim.cohort import KEEP_DEFAULT, posterior_option, run_cohort
     from tregsim.errors import ArgumentError
     from tregsim.experiment import load_experiment
     from tregsim.parallel import parallel_options
@@ -52,15 +51,8 @@ def run(args) -> int:
         )
     exp = load_experiment(args.experiment)
     inputs = {k: str(v) for k, v in exp.input_files().items()}
-    posterior = None
-    if args.posterior:
-        if not Path(args.posterior).exists():
-            raise ArgumentError(
-                "file not found",
-                field="--posterior",
-                fix="pass the posterior.nc written by `tregsim calibrate`",
-            )
-        posterior = load_posterior_draws(args.posterior, exp.model)
+    posterior, _ = posterior_option(args.posterior, exp.model)
+    if posterior:
         inputs["posterior"] = args.posterior
     keep = None if args.save_trajectories else KEEP_DEFAULT
     opts = parallel_options(args)
