@@ -277,6 +277,70 @@ def _check_table(
     return out
 
 
+def _sections(raw: dict, path: Path, schema: dict, check) -> tuple[dict, dict, object]:
+    """Top level and sections checked by ``check(table, section)``; schema version; model."""
+    from tregsim.model import load_model
+
+    top = check(raw, "")
+    if top["schema_version"] != 1:
+        raise ConfigFileError(
+            f"schema_version {top['schema_version']} is not supported",
+            file=path,
+            field="schema_version",
+            fix="use schema_version = 1",
+        )
+    sec = {name: check(top[name], name) for name in schema if name}
+    try:
+        model = load_model(top["model"])
+    except Exception as e:
+        raise ConfigFileError(
+            f"cannot load model {top['model']!r}: {e}",
+            file=path,
+            field="model",
+            fix="name a model in models/ or a model file",
+        ) from e
+    return top, sec, model
+
+
+def _check_fixed_values(fixed: dict, model, path: Path) -> None:
+    for name, value in fixed.items():
+        if (
+            name not in model.parameter_names
+            or not isinstance(value, int | float)
+            or isinstance(value, bool)
+        ):
+            raise ConfigFileError(
+                f"cannot fix {name!r} = {value!r}",
+                file=path,
+                field=f"parameters.fixed.{name}",
+                fix="give a model parameter name and a number",
+            )
+
+
+def _baseline_day(sec: dict, path: Path, visit: str) -> float:
+    value = sec["cohort"]["baseline_day"]
+    if not (np.isfinite(value) and 0.0 <= value <= 365.0):
+        raise ConfigFileError(
+            f"baseline_day = {value}",
+            file=path,
+            field="cohort.baseline_day",
+            fix=f"give the days from diagnosis to {visit}, in [0, 365] (e.g. 60)",
+        )
+    return float(value)
+
+
+def _check_tolerances(sec: dict, path: Path, example: str) -> None:
+    for key in ("rtol", "atol"):
+        v = sec["solver"][key]
+        if not (np.isfinite(v) and 0 < v < 1):
+            raise ConfigFileError(
+                f"{key} must be in (0, 1), got {v}",
+                file=path,
+                field=f"solver.{key}",
+                fix=f"give a positive tolerance, e.g. {example}",
+            )
+
+
 def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
     """Read and validate a calibration TOML file.
 
@@ -306,28 +370,9 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
     meth_raw = raw.get("method")
     if isinstance(meth_raw, dict) and meth_raw.get("kind") == "likelihood":
         return _load_likelihood(raw, path)
-    top = _check_table(raw, "", path)
-    if top["schema_version"] != 1:
-        raise ConfigFileError(
-            f"schema_version {top['schema_version']} is not supported",
-            file=path,
-            field="schema_version",
-            fix="use schema_version = 1",
-        )
-    sec = {name: _check_table(top[name], name, path) for name in _SCHEMA if name}
-
-    # model and parameters
-    from tregsim.model import load_model
-
-    try:
-        model = load_model(top["model"])
-    except Exception as e:
-        raise ConfigFileError(
-            f"cannot load model {top['model']!r}: {e}",
-            file=path,
-            field="model",
-            fix="name a model in models/ or a model file",
-        ) from e
+    top, sec, model = _sections(
+        raw, path, _SCHEMA, lambda table, name: _check_table(table, name, path)
+    )
     params = sec["parameters"]
     calibrate = tuple(params["calibrate"])
     if not calibrate or len(set(calibrate)) != len(calibrate):
@@ -380,14 +425,8 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
                 field=f"parameters.priors.{name}",
                 fix="see docs/calibration.md for prior tables",
             ) from e
-    for name, value in params["fixed"].items():
-        if name not in model.parameter_names or not isinstance(value, int | float):
-            raise ConfigFileError(
-                f"cannot fix {name!r} = {value!r}",
-                file=path,
-                field=f"parameters.fixed.{name}",
-                fix="give a model parameter name and a number",
-            )
+    _check_fixed_values(params["fixed"], model, path)
+    for name in params["fixed"]:
         if name in calibrate:
             raise ConfigFileError(
                 f"{name!r} is both fixed and calibrated",
@@ -395,9 +434,6 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
                 field=f"parameters.fixed.{name}",
                 fix="choose one",
             )
-    for needed in ("omega_lambda", "sigma"):
-        if needed not in calibrate and needed not in params["fixed"]:
-            pass  # model default value is used
 
     data = sec["data"]
     groups = tuple(data["age_groups"])
@@ -448,14 +484,7 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
             )
         ranges[g] = (float(r[0]), float(r[1]))
 
-    baseline_day = sec["cohort"]["baseline_day"]
-    if not (np.isfinite(baseline_day) and 0.0 <= baseline_day <= 365.0):
-        raise ConfigFileError(
-            f"baseline_day = {baseline_day}",
-            file=path,
-            field="cohort.baseline_day",
-            fix="give the days from diagnosis to the month-0 visit, in [0, 365] (e.g. 60)",
-        )
+    baseline_day = _baseline_day(sec, path, "the month-0 visit")
     obs = sec["observation"]
     if obs["below_lloq"] not in _BELOW_LLOQ:
         raise ConfigFileError(
@@ -492,15 +521,7 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
             field="method.n_ensemble",
             fix="give the number of flows to train and mix, 1-20 (e.g. 4)",
         )
-    for key in ("rtol", "atol"):
-        v = sec["solver"][key]
-        if not (np.isfinite(v) and 0 < v < 1):
-            raise ConfigFileError(
-                f"{key} must be in (0, 1), got {v}",
-                file=path,
-                field=f"solver.{key}",
-                fix="give a positive tolerance, e.g. rtol = 1e-5, atol = 1e-8",
-            )
+    _check_tolerances(sec, path, "rtol = 1e-5, atol = 1e-8")
     bud = sec["budget"]
     for key in ("n_simulations", "chunk_size"):
         if bud[key] < 1:
@@ -520,7 +541,7 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
         age_groups=groups,
         months=tuple(months),
         age_range_years=ranges,
-        baseline_day=float(baseline_day),
+        baseline_day=baseline_day,
         lloq_nmol_l=obs["lloq_nmol_l"],
         below_lloq=obs["below_lloq"],
         threshold_nmol_l=obs["threshold_nmol_l"],
@@ -541,31 +562,12 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
     """Validate a ``[method] kind = "likelihood"`` configuration (see :func:`load_config`)."""
     from tregsim.calibrate.data import LONG_FORMAT
     from tregsim.calibrate.likelihood import BASELINE_NAMES, BASELINE_PRIORS, POP_NAMES
-    from tregsim.model import load_model
     from tregsim.model.priors import parse_prior
 
     def check(table, section):
         return _check_table(table, section, path, _LIK_SCHEMA, kind="likelihood")
 
-    top = check(raw, "")
-    if top["schema_version"] != 1:
-        raise ConfigFileError(
-            f"schema_version {top['schema_version']} is not supported",
-            file=path,
-            field="schema_version",
-            fix="use schema_version = 1",
-        )
-    sec = {name: check(top[name], name) for name in _LIK_SCHEMA if name}
-
-    try:
-        model = load_model(top["model"])
-    except Exception as e:
-        raise ConfigFileError(
-            f"cannot load model {top['model']!r}: {e}",
-            file=path,
-            field="model",
-            fix="name a model in models/ or a model file",
-        ) from e
+    top, sec, model = _sections(raw, path, _LIK_SCHEMA, check)
 
     # parameters: the likelihood always calibrates the same five (+ two baseline ones)
     params = sec["parameters"]
@@ -637,18 +639,8 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
                 + (", beta" if name == "q" else "")
                 + ")",
             )
-    for name, value in params["fixed"].items():
-        if (
-            name not in model.parameter_names
-            or not isinstance(value, int | float)
-            or isinstance(value, bool)
-        ):
-            raise ConfigFileError(
-                f"cannot fix {name!r} = {value!r}",
-                file=path,
-                field=f"parameters.fixed.{name}",
-                fix="give a model parameter name and a number",
-            )
+    _check_fixed_values(params["fixed"], model, path)
+    for name in params["fixed"]:
         if name in POP_NAMES:
             raise ConfigFileError(
                 f"{name!r} is both fixed and calibrated (the likelihood calibrates {pop})",
@@ -693,14 +685,7 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
             )
         columns[key] = col
 
-    baseline_day = sec["cohort"]["baseline_day"]
-    if not (np.isfinite(baseline_day) and 0.0 <= baseline_day <= 365.0):
-        raise ConfigFileError(
-            f"baseline_day = {baseline_day}",
-            file=path,
-            field="cohort.baseline_day",
-            fix="give the days from diagnosis to the visit at data day 0, in [0, 365] (e.g. 60)",
-        )
+    baseline_day = _baseline_day(sec, path, "the visit at data day 0")
     lloq = sec["observation"]["lloq_nmol_l"]
     if not (np.isfinite(lloq) and lloq > 0):
         raise ConfigFileError(
@@ -781,15 +766,7 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
             fix="give the curve table's time step in days, in (0, 60] (default 5)",
         )
     meth["table"] = table
-    for key in ("rtol", "atol"):
-        v = sec["solver"][key]
-        if not (np.isfinite(v) and 0 < v < 1):
-            raise ConfigFileError(
-                f"{key} must be in (0, 1), got {v}",
-                file=path,
-                field=f"solver.{key}",
-                fix="give a positive tolerance, e.g. rtol = 1e-6, atol = 1e-9",
-            )
+    _check_tolerances(sec, path, "rtol = 1e-6, atol = 1e-9")
     return LikelihoodConfig(
         path=path.resolve(),
         name=top["name"],
@@ -798,7 +775,7 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
         seed=top["seed"],
         records_path=records,
         columns=columns,
-        baseline_day=float(baseline_day),
+        baseline_day=baseline_day,
         lloq_nmol_l=float(lloq),
         calibrate=tuple(POP_NAMES),
         prior_overrides=dict(params["priors"]),
