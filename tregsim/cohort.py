@@ -125,11 +125,7 @@ def cohort_chunk(
     n = stop - start
     arm_names = list(exp.arms)
     treat = exp.treatment_arms
-    theta = None
-    if posterior:
-        n_draws = len(next(iter(posterior.values())))
-        pick = np.arange(start, stop) % n_draws  # patient i uses posterior draw i mod n_draws
-        theta = {k: np.asarray(v)[pick] for k, v in posterior.items()}
+    theta = posterior_rows(posterior, start, stop)
     pop = sample_population(exp, n, seed, start=start, theta=theta)
     res = simulate_arms(exp, pop)
     c = np.stack([res[a] for a in arm_names], axis=1)  # (n, arms, visits)
@@ -395,6 +391,19 @@ class CohortResult:
         return paths
 
 
+def posterior_rows(posterior: dict | None, start: int, stop: int) -> dict | None:
+    """Population parameters of items ``[start, stop)``: item i takes draw ``i mod n_draws``.
+
+    The one rule by which cohorts, sweeps, responders and power replicates share a posterior
+    (so the same patient index gets the same draw everywhere). ``None`` without a posterior.
+    """
+    if not posterior:
+        return None
+    n_draws = len(next(iter(posterior.values())))
+    pick = np.arange(start, stop) % n_draws
+    return {k: np.asarray(v, dtype=float)[pick] for k, v in posterior.items()}
+
+
 def posterior_option(path, model) -> tuple[dict | None, str | None]:
     """A CLI ``--posterior FILE`` → (draws, ledger label); ``(None, None)`` without a file."""
     from pathlib import Path
@@ -518,17 +527,7 @@ def run_cohort(
     res = CohortResult(exp, int(n), int(seed), rows, patients, acceptance_rate(exp, seed, n))
     m = min(spaghetti_n, int(n))
     if m:
-        pop = sample_population(
-            exp,
-            m,
-            seed,
-            start=0,
-            theta=(
-                {k: np.asarray(v)[np.arange(m) % len(v)] for k, v in posterior.items()}
-                if posterior
-                else None
-            ),
-        )
+        pop = sample_population(exp, m, seed, start=0, theta=posterior_rows(posterior, 0, m))
         grid = np.unique(
             np.concatenate([np.arange(0.0, exp.horizon_days + 1e-9, 7.0), exp.visits_days])
         )
@@ -655,10 +654,7 @@ def natural_history(
     # enough candidates to fill every group; grow until filled
     pool = max(sum(want.values()) * 4, 4096)
     while True:
-        theta = None
-        if posterior:
-            nd = len(next(iter(posterior.values())))
-            theta = {k: np.asarray(v)[np.arange(pool) % nd] for k, v in posterior.items()}
+        theta = posterior_rows(posterior, 0, pool)
         base = sample_population(exp, pool, seed, start=0, theta=theta)
         age = base.covariates["age"]
         idx = {

@@ -257,16 +257,14 @@ def _effect_assumption(args, exp):
     draws: dict = {}
     post_names: list[str] = []
     if args.posterior:
-        from tregsim.cohort import load_posterior_draws
+        from tregsim.cohort import posterior_option, posterior_rows
 
-        post = load_posterior_draws(args.posterior, exp.model)
+        post, _ = posterior_option(args.posterior, exp.model)
         post_names = sorted(post)
-        nd = len(next(iter(post.values())))
         # the fixed curve: every posterior parameter at its posterior median
         theta.update({k: float(np.median(v)) for k, v in post.items()})
         # assurance: replicate trial r uses posterior draw r mod n_draws (as cohorts do)
-        pick = np.arange(args.trials) % nd
-        draws.update({k: np.asarray(v, dtype=float)[pick] for k, v in post.items()})
+        draws.update(posterior_rows(post, 0, args.trials))
     if args.effect_phi is not None:
         theta["phi"] = float(args.effect_phi)
     elif "phi" not in theta and phi_spec is not None:

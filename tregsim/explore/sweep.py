@@ -610,12 +610,10 @@ def summarize_delta(
 def population_for(exp, n: int, seed: int, posterior: dict | None = None):
     """``sample_population(exp, n, seed)``; with ``posterior`` (name → ``(n_draws,)``) patient
     i takes draw ``i mod n_draws`` of the population parameters, as cohorts do."""
+    from tregsim.cohort import posterior_rows
     from tregsim.population.sampling import sample_population
 
-    if not posterior:
-        return sample_population(exp, n, seed)
-    theta = {k: np.asarray(v)[np.arange(n) % len(v)] for k, v in posterior.items()}
-    return sample_population(exp, n, seed, theta=theta)
+    return sample_population(exp, n, seed, theta=posterior_rows(posterior, 0, n))
 
 
 def ledger_lines(
