@@ -17,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-# name → module; a module that is not present yet is simply not offered.
+# name → module; every one must import (a broken command fails loudly, never vanishes).
 COMMANDS: dict[str, str] = {
     "run": "tregsim.cli.run",
     "simulate": "tregsim.cli.simulate",
@@ -37,13 +37,7 @@ COMMANDS: dict[str, str] = {
 
 
 def _load(name: str):
-    modname = COMMANDS[name]
-    try:
-        return importlib.import_module(modname)
-    except ModuleNotFoundError as e:
-        if e.name == modname:
-            return None
-        raise
+    return importlib.import_module(COMMANDS[name])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,11 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         mod = _load(name)
-        if mod is None:
-            continue
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p)
     return parser
 
 
@@ -84,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except TregsimError as e:
+        from tregsim.cli.options import flag_of
+
+        # library errors name arguments; on the command line they are flags
+        flag = flag_of(args._parser, e.field)
+        if flag != e.field:
+            e = type(e)(e.problem, file=e.file, field=flag, fix=e.fix)
         print(f"tregsim {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
