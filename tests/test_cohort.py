@@ -15,10 +15,10 @@ from tregsim.cohort import (
     DIFF_EDGES_NMOL_L,
     EDGES_NMOL_L,
     hist_quantiles,
-    natural_history,
     run_cohort,
     simulate_arms,
 )
+from tregsim.natural_history import natural_history
 from tregsim.experiment import load_experiment
 from tregsim.population import sample_population
 

@@ -136,7 +136,6 @@ def test_help_does_not_import_heavy_modules():
 
 
 def test_model_based_power_run(tmp_path):
-    pytest.importorskip("tregsim.cohort", reason="tregsim.cohort not available")
     if not EXP.exists():
         pytest.skip(f"{EXP} not found")
     out = tmp_path / "m"
@@ -155,6 +154,8 @@ def test_model_based_power_run(tmp_path):
                 "100",
                 "--allocation",
                 "randomized",
+                "--posterior",
+                "none",
                 "--out",
                 str(out),
             ]
@@ -173,7 +174,6 @@ def test_model_based_power_run(tmp_path):
 
 
 def test_posterior_assurance_uses_one_draw_per_trial(tmp_path):
-    pytest.importorskip("tregsim.cohort", reason="tregsim.cohort not available")
     xr = pytest.importorskip("xarray")
     if not EXP.exists():
         pytest.skip(f"{EXP} not found")

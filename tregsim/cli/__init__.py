@@ -80,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # library errors name arguments; on the command line they are flags
         flag = flag_of(args._parser, e.field)
-        if flag != e.field:
-            e = type(e)(e.problem, file=e.file, field=flag, fix=e.fix)
+        if flag != e.field and e.field:
+            problem = e.problem
+            if problem.startswith(e.field + " "):
+                problem = flag + problem[len(e.field) :]
+            e = type(e)(problem, file=e.file, field=flag, fix=e.fix)
         print(f"tregsim {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
