@@ -18,8 +18,8 @@ from tregsim.cohort import (
     run_cohort,
     simulate_arms,
 )
-from tregsim.natural_history import natural_history
 from tregsim.experiment import load_experiment
+from tregsim.natural_history import natural_history
 from tregsim.population import sample_population
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ or solver change that moves numbers on purpose regenerates them in the same comm
 from __future__ import annotations
 
 import pytest
-
 from regression.regenerate import HASHES, ROOT, quick_run_hashes, read_hashes
+
 from tregsim.natural_history import default_data_path
 
 

@@ -26,7 +26,7 @@ DATA_NAME = "placebo_cpeptide_by_age_month.csv"
 AGE_GROUPS = {"<13": (0.0, 13.0), "13-17": (13.0, 18.0), ">=18": (18.0, 121.0)}
 
 
-def read_placebo_table(path) -> list[dict]:
+def read_placebo_table(path) -> list[dict[str, Any]]:
     """Rows of ``placebo_cpeptide_by_age_month.csv`` (per age group × month)."""
     import csv
     from pathlib import Path
@@ -257,7 +257,7 @@ def natural_history(
     pool = max(sum(want.values()) * 4, 4096)
     while True:
         theta = posterior_rows(posterior, 0, pool)
-        base = sample_population(exp, pool, seed, start=0, theta=theta)
+        base: Any = sample_population(exp, pool, seed, start=0, theta=theta)
         age = base.covariates["age"]
         idx = {
             g: np.flatnonzero((age >= lo) & (age < hi))[: want[g]]
@@ -278,7 +278,7 @@ def natural_history(
     group_of = np.concatenate([[g] * want[g] for g in AGE_GROUPS])
     from tregsim.population.sampling import Population
 
-    sub = Population(
+    sub: Any = Population(
         {k: v[sel] for k, v in base.covariates.items()},
         exp.model.parameters(len(sel), **{k: np.asarray(v)[sel] for k, v in base.params.items()}),
         {k: v[sel] for k, v in base.individual.items()},

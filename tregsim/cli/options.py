@@ -120,7 +120,7 @@ def apply_sets(exp: Any, args: argparse.Namespace) -> Any:
     sets = parse_sets(getattr(args, "set", []) or [])
     if not sets:
         return exp
-    from tregsim.experiment import with_parameters
+    from tregsim.experiment import with_parameters  # type: ignore[attr-defined]
 
     return with_parameters(exp, sets, origin="--set")
 

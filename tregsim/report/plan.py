@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tregsim.results import SHIPPED, display_path, posterior_path
 
 SECTION_ORDER = ("cohort", "natural_history", "power", "sweep", "sensitivity")
 """Every section ``tregsim run`` knows, in report order (names as in ``[run].sections``)."""
 
-DEFAULT_BUDGET: dict[str, object] = {
+DEFAULT_BUDGET: dict[str, Any] = {
     "sections": list(SECTION_ORDER),
     "n_patients": 2000,
     "n_trials": 200,
@@ -32,7 +33,7 @@ n_per_arm (participants per arm), sweep_doses (cells/kg), sweep_days (days since
 sensitivity_n (Sobol' base sample size, a power of two), effect_phi (the φ of the power section's
 fixed-effect curve; None = the model file's value)."""
 
-QUICK_BUDGET: dict[str, object] = {
+QUICK_BUDGET: dict[str, Any] = {
     "sections": ["cohort", "natural_history", "power"],
     "n_patients": 300,
     "n_trials": 100,
