@@ -65,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FILE_OUTPUT = ("export", "data")
+"""Commands whose ``-o/--out`` names a file (the others write into a folder)."""
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """An unwritable ``--out`` is one line and exit 2 for every command, before any work."""
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    from pathlib import Path
+
+    from tregsim.results import ensure_output_dir
+
+    ensure_output_dir(Path(out).parent if args.command in FILE_OUTPUT else out)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tregsim.errors import TregsimError
 
@@ -74,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_output(args)
         return int(args._run(args) or 0)
     except TregsimError as e:
         from tregsim.cli.options import flag_of

@@ -156,4 +156,9 @@ def flag_of(parser: argparse.ArgumentParser, name: str | None) -> str | None:
         if action.dest == name and action.option_strings:
             longs = [o for o in action.option_strings if o.startswith("--")]
             return (longs or action.option_strings)[0]
+        if isinstance(action, argparse._SubParsersAction):  # export sbml, data import …
+            for sub in action.choices.values():
+                flag = flag_of(sub, name)
+                if flag != name:
+                    return flag
     return name
