@@ -143,6 +143,26 @@ def ensure_output_dir(out_dir: str | os.PathLike) -> Path:
     return out
 
 
+def check_writable(out_dir: str | os.PathLike) -> None:
+    """Raise :class:`OutputFolderError` unless ``out_dir`` can be created and written; leaves
+    no folder behind (a command checks this before any work, even before validating inputs).
+    """
+    out = Path(out_dir)
+    missing = []
+    p = out
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        ensure_output_dir(out)
+    finally:
+        for d in missing:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
 def open_output(out_dir: str | os.PathLike | None, manifest: dict, overwrite: bool) -> Path | None:
     """Prepare ``out_dir`` for checkpoints of the run ``manifest`` describes (``None``: no
     checkpoints). See :func:`tregsim.checkpoint.prepare_output_dir`."""

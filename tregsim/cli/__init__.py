@@ -76,9 +76,9 @@ def _check_output(args: argparse.Namespace) -> None:
         return
     from pathlib import Path
 
-    from tregsim.results import ensure_output_dir
+    from tregsim.results import check_writable
 
-    ensure_output_dir(Path(out).parent if args.command in FILE_OUTPUT else out)
+    check_writable(Path(out).parent if args.command in FILE_OUTPUT else out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,9 +30,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tregsim.cli import options
     from tregsim.natural_history import natural_history_check
-    from tregsim.results import ensure_output_dir, open_output
+    from tregsim.results import open_output
 
-    ensure_output_dir(args.out)
     exp = options.load_experiment_arg(args)
     nh = natural_history_check(
         exp,

@@ -23,9 +23,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tregsim.cli import options
     from tregsim.report.run import run_experiment
-    from tregsim.results import ensure_output_dir
 
-    ensure_output_dir(args.out)
     outcomes = run_experiment(
         options.load_experiment_arg(args),
         args.out,
