@@ -83,6 +83,9 @@ _EXPORTS: dict[str, str] = {
     "rank_predictors": "tregsim.explore.responders",
     "responder_analysis": "tregsim.explore.responders",
     "compare_models": "tregsim.explore.compare",
+    "compare_study": "tregsim.explore.compare_study",
+    "ComparisonStudy": "tregsim.explore.compare_study",
+    "responders_study": "tregsim.explore.responders",
     # execution, files
     "run_chunks": "tregsim.parallel",
     "Executor": "tregsim.parallel",
