@@ -86,6 +86,10 @@ _EXPORTS: dict[str, str] = {
     "compare_study": "tregsim.explore.compare_study",
     "ComparisonStudy": "tregsim.explore.compare_study",
     "responders_study": "tregsim.explore.responders",
+    # calibration
+    "calibration_study": "tregsim.calibration",
+    "Calibration": "tregsim.calibration",
+    "load_calibration": "tregsim.calibration",
     # execution, files
     "run_chunks": "tregsim.parallel",
     "Executor": "tregsim.parallel",
