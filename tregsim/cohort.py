@@ -587,6 +587,77 @@ def run_cohort(
     return res
 
 
+@dataclass
+class AnalysisStart:
+    """What :func:`start_analysis` prepared: posterior draws (name → ``(n_draws,)``) and
+    their file (``None``: model file values), the ledger label of the draws, the manifest,
+    and the checkpoint folder (``None`` without ``out_dir``)."""
+
+    draws: dict | None
+    posterior: Path | None
+    label: str | None
+    manifest: dict
+    out: Path | None
+
+
+def start_analysis(
+    exp,
+    *,
+    command: str,
+    function: str,
+    seed: int,
+    arguments: dict,
+    settings: dict,
+    posterior=SHIPPED,
+    use_posterior: bool = True,
+    extra_inputs: dict | None = None,
+    argv: list[str] | None = None,
+    out_dir=None,
+    overwrite: bool = False,
+) -> AnalysisStart:
+    """What every analysis over an experiment does first: check the seed, resolve the
+    population posterior (:data:`~tregsim.results.SHIPPED` by default), build the manifest
+    (inputs with hashes, settings with ``population_parameters`` and
+    ``parameter_overrides``, the call) and prepare ``out_dir`` for checkpoints.
+
+    ``exp`` ``None``: an analysis without an experiment (no inputs, no posterior).
+    """
+    from tregsim.results import display_path, open_output, posterior_note, result_manifest
+
+    if seed < 0:
+        raise ArgumentError(
+            f"seed must be ≥ 0, got {seed}", field="seed", fix="give a whole number ≥ 0"
+        )
+    draws, post_file = (None, None)
+    if exp is not None and use_posterior:
+        draws, post_file = resolve_posterior(posterior, exp.model)
+    inputs = {**(exp.input_files() if exp is not None else {}), **(extra_inputs or {})}
+    settings = dict(settings)
+    arguments = {"exp": None if exp is None else display_path(exp.path), **arguments}
+    arguments["seed"] = seed
+    label = None
+    if exp is not None:
+        if use_posterior:
+            settings["population_parameters"] = posterior_note(post_file)
+            arguments["posterior"] = None if post_file is None else display_path(post_file)
+        settings["parameter_overrides"] = dict(getattr(exp, "parameter_overrides", {}) or {})
+    if post_file is not None and draws:
+        inputs["posterior"] = post_file
+        label = f"posterior draws of {', '.join(draws)} from {post_file.name}"
+    manifest = result_manifest(
+        command=command,
+        function=function,
+        arguments=arguments,
+        seed=seed,
+        inputs=inputs,
+        settings=settings,
+        argv=argv,
+    )
+    return AnalysisStart(
+        draws, post_file, label, manifest, open_output(out_dir, manifest, overwrite)
+    )
+
+
 def cohort_study(
     exp,
     *,
@@ -610,54 +681,35 @@ def cohort_study(
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     argv : the command line that asked for it (``None``: the call is recorded).
     """
-    from tregsim.results import display_path, open_output, posterior_note, result_manifest
-
-    if seed < 0:
-        raise ArgumentError(
-            f"seed must be ≥ 0, got {seed}", field="seed", fix="give a whole number ≥ 0"
-        )
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ArgumentError(
             f"n must be an integer ≥ 1, got {n!r}",
             field="n",
             fix="give the number of virtual patients, e.g. 1000",
         )
-    draws, post_file = resolve_posterior(posterior, exp.model)
-    inputs = dict(exp.input_files())
-    if post_file is not None:
-        inputs["posterior"] = post_file
-    manifest = result_manifest(
+    st = start_analysis(
+        exp,
         command="cohort",
         function="tregsim.cohort.cohort_study",
-        arguments={
-            "exp": display_path(exp.path),
-            "n": int(n),
-            "seed": seed,
-            "posterior": None if post_file is None else display_path(post_file),
-            "keep": keep,
-        },
         seed=seed,
-        inputs=inputs,
-        settings={
-            "n": int(n),
-            "keep": keep,
-            "population_parameters": posterior_note(post_file),
-            "parameter_overrides": dict(getattr(exp, "parameter_overrides", {}) or {}),
-        },
+        arguments={"n": int(n), "keep": keep},
+        settings={"n": int(n), "keep": keep},
+        posterior=posterior,
         argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
     )
-    out = open_output(out_dir, manifest, overwrite)
     res = run_cohort(
         exp,
         int(n),
         seed,
         keep=keep,
-        posterior=draws,
-        out_dir=out,
+        posterior=st.draws,
+        out_dir=st.out,
         workers=workers,
         scheduler=scheduler,
         chunk_size=chunk_size,
         progress=progress,
     )
-    res.manifest = manifest
+    res.manifest = st.manifest
     return res

@@ -162,6 +162,8 @@ def natural_history_check(
     seed: int = 0,
     scale: int = 10,
     posterior: PosteriorArg = SHIPPED,
+    out_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
     argv: list[str] | None = None,
 ) -> NaturalHistory:
     """The routine-care arm of ``exp`` against the placebo table (:func:`natural_history`)
@@ -169,15 +171,13 @@ def natural_history_check(
 
     data : the placebo table (default :func:`default_data_path`).
     posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path or ``None``.
+    out_dir, overwrite : the output folder (checked against another run here) and whether to
+        replace another run.
     argv : the command line that asked for it (``None``: the call is recorded).
     """
-    from tregsim.cohort import resolve_posterior
-    from tregsim.results import display_path, posterior_note, result_manifest
+    from tregsim.cohort import start_analysis
+    from tregsim.results import display_path
 
-    if seed < 0:
-        raise ArgumentError(
-            f"seed must be ≥ 0, got {seed}", field="seed", fix="give a whole number ≥ 0"
-        )
     if scale < 1:
         raise ArgumentError(
             f"scale must be ≥ 1, got {scale}", field="scale", fix="give a whole number ≥ 1"
@@ -191,31 +191,21 @@ def natural_history_check(
             fix=f"pass the path of {DATA_NAME}",
         )
     read_placebo_table(path)  # validate the table before anything is simulated
-    draws, post_file = resolve_posterior(posterior, exp.model)
-    inputs = {**exp.input_files(), "data": path}
-    if post_file is not None:
-        inputs["posterior"] = post_file
-    manifest = result_manifest(
+    st = start_analysis(
+        exp,
         command="check natural-history",
         function="tregsim.natural_history.natural_history_check",
-        arguments={
-            "exp": display_path(exp.path),
-            "data": display_path(path),
-            "seed": seed,
-            "scale": scale,
-            "posterior": None if post_file is None else display_path(post_file),
-        },
         seed=seed,
-        inputs=inputs,
-        settings={
-            "scale": scale,
-            "population_parameters": posterior_note(post_file),
-            "parameter_overrides": dict(getattr(exp, "parameter_overrides", {}) or {}),
-        },
+        arguments={"data": display_path(path), "scale": scale},
+        settings={"scale": scale},
+        posterior=posterior,
+        extra_inputs={"data": path},
         argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
     )
-    nh = natural_history(exp, path, seed, scale=scale, posterior=draws)
-    nh.manifest = manifest
+    nh = natural_history(exp, path, seed, scale=scale, posterior=st.draws)
+    nh.manifest = st.manifest
     return nh
 
 

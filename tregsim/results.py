@@ -186,15 +186,6 @@ def read_manifest(out_dir: str | os.PathLike) -> dict:
     ------
     OutputFolderError : the folder holds no readable manifest.
     """
-    import json
+    from tregsim.checkpoint import _read_json
 
-    p = Path(out_dir) / io.MANIFEST
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise OutputFolderError(
-            f"no readable manifest.json ({e})",
-            file=p,
-            field="out_dir",
-            fix="give a folder written by .save() or a tregsim command",
-        ) from None
+    return _read_json(Path(out_dir) / io.MANIFEST)

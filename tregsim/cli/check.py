@@ -30,7 +30,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tregsim.cli import options
     from tregsim.natural_history import natural_history_check
-    from tregsim.results import open_output
 
     exp = options.load_experiment_arg(args)
     nh = natural_history_check(
@@ -39,9 +38,10 @@ def run(args) -> int:
         seed=args.seed,
         scale=args.scale,
         posterior=options.posterior_arg(args),
+        out_dir=args.out,
+        overwrite=args.overwrite,
         argv=options.argv(),
     )
-    open_output(args.out, nh.manifest, args.overwrite)
     out = nh.save(args.out, exp)
     for line in nh.report_lines():
         print(line)

@@ -410,11 +410,10 @@ def responders_study(
     import math
     import time
 
-    from tregsim.cohort import resolve_posterior
+    from tregsim.cohort import start_analysis
     from tregsim.explore.sweep import ledger_lines
-    from tregsim.results import display_path, open_output, posterior_note, result_manifest
 
-    for name, v, lo in (("seed", seed, 0), ("n", n, 3), ("n_phi", n_phi, 1)):
+    for name, v, lo in (("n", n, 3), ("n_phi", n_phi, 1)):
         if v < lo:
             raise ArgumentError(
                 f"{name} must be ≥ {lo}, got {v}", field=name, fix=f"give a whole number ≥ {lo}"
@@ -430,40 +429,24 @@ def responders_study(
             "target_pct must be finite", field="target_pct", fix="give a percentage, e.g. 10"
         )
     arm = exp.treatment_arm(arm)
-    draws, post_file = resolve_posterior(posterior, exp.model)
-    label = None
-    inputs = dict(exp.input_files())
-    if post_file is not None:
-        inputs["posterior"] = post_file
-        label = f"posterior draws of {', '.join(draws)} from {post_file.name}"
-    settings = {
-        "n": n,
-        "n_phi": n_phi,
-        "arm": arm,
-        "month": month,
-        "target_pct": target_pct,
-        "population_parameters": posterior_note(post_file),
-        "parameter_overrides": dict(getattr(exp, "parameter_overrides", {}) or {}),
-    }
-    manifest = result_manifest(
+    settings = {"n": n, "n_phi": n_phi, "arm": arm, "month": month, "target_pct": target_pct}
+    st = start_analysis(
+        exp,
         command="responders",
         function="tregsim.explore.responders.responders_study",
-        arguments={
-            "exp": display_path(exp.path),
-            **{k: settings[k] for k in ("n", "n_phi", "arm", "month", "target_pct")},
-            "seed": seed,
-            "posterior": None if post_file is None else display_path(post_file),
-        },
         seed=seed,
-        inputs=inputs,
+        arguments=settings,
         settings=settings,
+        posterior=posterior,
         argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
     )
-    out = open_output(out_dir, manifest, overwrite)
+    draws, label, manifest = st.draws, st.label, st.manifest
     opts = {"workers": workers, "scheduler": scheduler, "chunk_size": chunk_size}
     t0 = time.perf_counter()
     ranking, _ = responder_analysis(
-        exp, n=n, seed=seed, arm=arm, month=month, posterior=draws, out_dir=out,
+        exp, n=n, seed=seed, arm=arm, month=month, posterior=draws, out_dir=st.out,
         stage="ranking", **opts,
     )  # fmt: skip
     pn = phi_needed(exp, target_pct, month, n=n_phi, seed=seed, arm=arm, posterior=draws, **opts)

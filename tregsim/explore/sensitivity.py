@@ -693,13 +693,9 @@ def sensitivity_study(
     import dataclasses
     import time
 
+    from tregsim.cohort import start_analysis
     from tregsim.explore.sweep import ledger_lines
-    from tregsim.results import display_path, open_output, result_manifest
 
-    if seed < 0:
-        raise ArgumentError(
-            f"seed must be ≥ 0, got {seed}", field="seed", fix="give a whole number ≥ 0"
-        )
     if patients < 1:
         raise ArgumentError(
             f"patients must be ≥ 1, got {patients}", field="patients", fix="use e.g. 16"
@@ -724,27 +720,20 @@ def sensitivity_study(
         "patients": patients,
         "arm": arm,
         "problem": [[p.name, p.low, p.high, p.scale] for p in problem],
-        "parameter_overrides": dict(getattr(exp, "parameter_overrides", {}) or {}),
     }
-    manifest = result_manifest(
+    st = start_analysis(
+        exp,
         command="sensitivity",
         function="tregsim.explore.sensitivity.sensitivity_study",
-        arguments={
-            "exp": display_path(exp.path),
-            "params": names,
-            "ranges": list(ranges),
-            "method": method,
-            "n": n,
-            "patients": patients,
-            "seed": seed,
-            "arm": arm,
-        },
         seed=seed,
-        inputs=exp.input_files(),
+        arguments={"params": names, "ranges": list(ranges), **settings},
         settings=settings,
+        use_posterior=False,
         argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
     )
-    out = open_output(out_dir, manifest, overwrite)
+    manifest = st.manifest
     t0 = time.perf_counter()
     res = experiment_sensitivity(
         exp,
@@ -754,7 +743,7 @@ def sensitivity_study(
         method=method,
         n_patients=patients,
         arm=arm,
-        out_dir=out,
+        out_dir=st.out,
         workers=workers,
         scheduler=scheduler,
         chunk_size=chunk_size,

@@ -815,13 +815,8 @@ def sweep_study(
     """
     import time
 
-    from tregsim.cohort import resolve_posterior
-    from tregsim.results import display_path, open_output, posterior_note, result_manifest
+    from tregsim.cohort import start_analysis
 
-    if seed < 0:
-        raise ArgumentError(
-            f"seed must be ≥ 0, got {seed}", field="seed", fix="give a whole number ≥ 0"
-        )
     if not threshold_nmol_L == threshold_nmol_L:  # NaN
         raise ArgumentError(
             "threshold_nmol_L is NaN",
@@ -831,12 +826,6 @@ def sweep_study(
     axes = [a if isinstance(a, GridAxis) else parse_grid(a) for a in grid]
     months = [float(m) for m in months]
     arm = validate_sweep(exp, axes, arm=arm, n=n)
-    draws, post_file = resolve_posterior(posterior, exp.model)
-    inputs = dict(exp.input_files())
-    label = None
-    if post_file is not None:
-        inputs["posterior"] = post_file
-        label = f"posterior draws of {', '.join(draws)} from {post_file.name}"
     grid_text = [f"{a.name}=" + ",".join(f"{v:.10g}" for v in a.values) for a in axes]
     settings = {
         "grid": grid_text,
@@ -844,28 +833,20 @@ def sweep_study(
         "arm": arm,
         "months": months,
         "responder_threshold_nmol_L": threshold_nmol_L,
-        "population_parameters": posterior_note(post_file),
-        "parameter_overrides": dict(getattr(exp, "parameter_overrides", {}) or {}),
     }
-    manifest = result_manifest(
+    st = start_analysis(
+        exp,
         command="sweep",
         function="tregsim.explore.sweep.sweep_study",
-        arguments={
-            "exp": display_path(exp.path),
-            "grid": grid_text,
-            "n": n,
-            "seed": seed,
-            "arm": arm,
-            "months": months,
-            "threshold_nmol_L": threshold_nmol_L,
-            "posterior": None if post_file is None else display_path(post_file),
-        },
         seed=seed,
-        inputs=inputs,
+        arguments=settings,
         settings=settings,
+        posterior=posterior,
         argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
     )
-    out = open_output(out_dir, manifest, overwrite)
+    manifest = st.manifest
     t0 = time.perf_counter()
     res = sweep(
         exp,
@@ -875,9 +856,9 @@ def sweep_study(
         arm=arm,
         months=months,
         threshold_nmol_L=threshold_nmol_L,
-        posterior=draws,
-        posterior_label=label,
-        out_dir=out,
+        posterior=st.draws,
+        posterior_label=st.label,
+        out_dir=st.out,
         workers=workers,
         scheduler=scheduler,
         chunk_size=chunk_size,

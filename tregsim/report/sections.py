@@ -199,10 +199,10 @@ def _cohort_present(plan: RunPlan, folder: Path, exp, res):
 # --------------------------------------------------------------------------------------------
 def _nh_compute(plan: RunPlan, folder: Path, exp):
     from tregsim.natural_history import natural_history_check
-    from tregsim.results import open_output
 
-    nh = natural_history_check(exp, seed=plan.seed, posterior=plan.posterior)
-    open_output(folder, nh.manifest, plan.overwrite)
+    nh = natural_history_check(
+        exp, seed=plan.seed, posterior=plan.posterior, out_dir=folder, overwrite=plan.overwrite
+    )
     nh.save(folder, exp)
     return nh
 

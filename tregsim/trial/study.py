@@ -45,13 +45,25 @@ class EffectAssumption:
     assurance_text: str
 
 
+def check_endpoint_month(exp: Any, endpoint_month: float) -> None:
+    """Raise :class:`ArgumentError` unless ``endpoint_month`` is a post-baseline visit."""
+    months = np.asarray(exp.visit_months, dtype=float)
+    if not np.any(np.isclose(months[1:], endpoint_month)):
+        raise ArgumentError(
+            f"month {endpoint_month:g} is not a post-baseline visit of {display_path(exp.path)}",
+            field="endpoint_month",
+            fix=f"use one of {', '.join(f'{m:g}' for m in months[1:])}",
+        )
+
+
 def effect_assumption(
     exp: Any,
     *,
     n_trials: int,
     seed: int,
     effect_phi: float | None = None,
-    posterior: PosteriorArg = SHIPPED,
+    posterior: dict | None = None,
+    posterior_file: Path | None = None,
     assurance: bool = True,
     endpoint_month: float = 12.0,
 ) -> EffectAssumption:
@@ -60,22 +72,17 @@ def effect_assumption(
     The power curve uses every posterior parameter at its posterior median and φ =
     ``effect_phi`` (default: the posterior's φ, else the model file's value); the assurance
     curve gives replicate trial r posterior draw ``r mod n_draws`` and φ from its prior when the
-    posterior does not hold φ.
+    posterior does not hold φ. ``posterior``: name → ``(n_draws,)`` population-parameter draws
+    (``None``: the model file's values), read from ``posterior_file``.
     """
-    from tregsim.cohort import posterior_rows, resolve_posterior
+    from tregsim.cohort import posterior_rows
     from tregsim.rng import block_generator
 
-    months = np.asarray(exp.visit_months, dtype=float)
-    if not np.any(np.isclose(months[1:], endpoint_month)):
-        raise ArgumentError(
-            f"month {endpoint_month:g} is not a post-baseline visit of {display_path(exp.path)}",
-            field="endpoint_month",
-            fix=f"use one of {', '.join(f'{m:g}' for m in months[1:])}",
-        )
+    check_endpoint_month(exp, endpoint_month)
     phi_spec = exp.model.spec.parameters.get("phi")
     theta: dict = {}
     draws: dict = {}
-    post, post_path = resolve_posterior(posterior, exp.model)
+    post, post_path = posterior, posterior_file
     post_names = sorted(post) if post else []
     if post:
         theta.update({k: float(np.median(v)) for k, v in post.items()})
@@ -377,7 +384,7 @@ def power_study(
         depend on them).
     argv : the command line that asked for this study (``None``: the call is recorded).
     """
-    from tregsim.results import open_output, posterior_path, result_manifest
+    from tregsim.cohort import start_analysis
     from tregsim.trial import design
     from tregsim.trial.power import closed_form_mde_table, parse_grid, simulated_power
 
@@ -398,22 +405,8 @@ def power_study(
     else:
         grid = parse_grid(",".join(str(int(n)) for n in n_per_arm))
     n_max = int(grid.max())
-    inputs: dict = {}
-    post_file = None
     if not synthetic:
-        inputs = dict(exp.input_files())
-        post_file = posterior_path(posterior)
-        if post_file is not None:
-            inputs["posterior"] = post_file
-        ea = effect_assumption(
-            exp,
-            n_trials=trials,
-            seed=seed,
-            effect_phi=effect_phi,
-            posterior=post_file,
-            assurance=assurance,
-            endpoint_month=endpoint_month,
-        )
+        check_endpoint_month(exp, endpoint_month)  # before the output folder is touched
     alloc, alloc_text = allocation_model(allocation, exp, beta0, beta_age, beta_cpep)
     settings = {
         "mode": "synthetic" if synthetic else "model",
@@ -430,37 +423,30 @@ def power_study(
         "no_assurance": not assurance,
         "effect_patients": None if synthetic else effect_patients,
     }
-    if not synthetic:
-        settings["population_parameters"] = _population_note(post_file)
-        settings["parameter_overrides"] = dict(getattr(exp, "parameter_overrides", {}) or {})
-    arguments = {
-        "exp": None if synthetic else display_path(exp.path),
-        "n_per_arm": [int(x) for x in grid],
-        "trials": trials,
-        "seed": seed,
-        "alpha": alpha,
-        "tests": list(tests),
-        "effect_phi": effect_phi,
-        "posterior": None if post_file is None else display_path(post_file),
-        "assurance": assurance,
-        "endpoint_month": endpoint_month,
-        "allocation": allocation,
-        "dropout": dropout,
-        "effect_patients": effect_patients,
-    }
-    if synthetic:
-        arguments.update(effect=effect, effect_sd=effect_sd)
-    manifest = result_manifest(
+    st = start_analysis(
+        exp,
         command="power",
         function="tregsim.trial.study.power_study",
-        arguments=arguments,
         seed=seed,
-        inputs=inputs,
+        arguments={**settings, "allocation": allocation},
         settings=settings,
+        posterior=posterior,
         argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
     )
-    out = open_output(out_dir, manifest, overwrite)
-
+    manifest, out = st.manifest, st.out
+    if not synthetic:
+        ea = effect_assumption(
+            exp,
+            n_trials=trials,
+            seed=seed,
+            effect_phi=effect_phi,
+            posterior=st.draws,
+            posterior_file=st.posterior,
+            assurance=assurance,
+            endpoint_month=endpoint_month,
+        )
     datasets: dict = {}
     meta: dict = {}
     common: dict[str, Any] = {
@@ -560,12 +546,6 @@ def power_study(
         assumption=assumption,
         results=results,
     )
-
-
-def _population_note(path: Path | None) -> str:
-    from tregsim.results import posterior_note
-
-    return posterior_note(path)
 
 
 def load_power_study(out_dir: str | os.PathLike) -> PowerStudy:
