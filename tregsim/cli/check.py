@@ -35,12 +35,8 @@ def run(args) -> int:
     nh = natural_history_check(
         exp,
         data=args.data,
-        seed=args.seed,
         scale=args.scale,
-        posterior=options.posterior_arg(args),
-        out_dir=args.out,
-        overwrite=args.overwrite,
-        argv=options.argv(),
+        **options.analysis_kwargs(args),
     )
     out = nh.save(args.out, exp)
     for line in nh.report_lines():

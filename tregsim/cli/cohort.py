@@ -32,13 +32,8 @@ def run(args) -> int:
     res = cohort_study(
         exp,
         n=args.n,
-        seed=args.seed,
-        posterior=options.posterior_arg(args),
         keep=None if args.save_trajectories else KEEP_DEFAULT,
-        out_dir=args.out,
-        overwrite=args.overwrite,
-        argv=options.argv(),
-        **options.parallel(args),
+        **options.analysis_kwargs(args),
     )
     res.save(args.out)
     for line in res.report_lines():

@@ -94,7 +94,6 @@ def run(args) -> int:
     st = compare_study(
         args.models.split(","),
         n=args.n,
-        seed=args.seed,
         months=args.months,
         experiment=exp,
         dose_per_kg=args.dose_per_kg,
@@ -102,9 +101,7 @@ def run(args) -> int:
         il2_iu=args.il2,
         il2_days=args.il2_days,
         il2_start_day=args.il2_start_day,
-        out_dir=args.out,
-        overwrite=args.overwrite,
-        argv=options.argv(),
+        **options.analysis_kwargs(args),
     )
     out = st.save(args.out)
     for line in st.report_lines():

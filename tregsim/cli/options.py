@@ -142,6 +142,24 @@ def parallel(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def analysis_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments every library analysis takes from the shared options: ``seed``,
+    ``posterior`` (when the command has ``--posterior``), ``out_dir``, ``overwrite``,
+    ``argv`` and, for commands with the parallel options, ``workers``/``scheduler``/
+    ``chunk_size``."""
+    kw: dict[str, Any] = {
+        "seed": args.seed,
+        "out_dir": args.out,
+        "overwrite": args.overwrite,
+        "argv": argv(),
+    }
+    if hasattr(args, "posterior"):
+        kw["posterior"] = posterior_arg(args)
+    if hasattr(args, "chunk_size"):
+        kw.update(parallel(args))
+    return kw
+
+
 def argv() -> list[str]:
     """The command line as the user typed it, for the manifest."""
     return ["tregsim", *sys.argv[1:]]

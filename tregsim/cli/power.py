@@ -149,11 +149,9 @@ def run(args) -> int:
         exp,
         n_per_arm=args.n_per_arm,
         trials=args.trials,
-        seed=args.seed,
         alpha=args.alpha,
         tests=args.tests.split(","),
         effect_phi=args.effect_phi,
-        posterior=options.posterior_arg(args),
         assurance=not args.no_assurance,
         endpoint_month=args.endpoint_month,
         effect=args.effect,
@@ -164,10 +162,7 @@ def run(args) -> int:
         beta_cpep=args.beta_cpep,
         dropout=args.dropout,
         effect_patients=args.effect_patients,
-        out_dir=args.out,
-        overwrite=args.overwrite,
-        argv=options.argv(),
-        **options.parallel(args),
+        **options.analysis_kwargs(args),
     )
     out = study.save(args.out)
     for line in study.report_lines():

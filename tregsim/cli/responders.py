@@ -49,15 +49,10 @@ def run(args) -> int:
         options.load_experiment_arg(args),
         n=args.n,
         n_phi=args.n_phi,
-        seed=args.seed,
         arm=args.arm,
         month=args.month,
         target_pct=args.target_pct,
-        posterior=options.posterior_arg(args),
-        out_dir=args.out,
-        overwrite=args.overwrite,
-        argv=options.argv(),
-        **options.parallel(args),
+        **options.analysis_kwargs(args),
     )
     out = st.save(args.out)
     top = st.ranking.table.iloc[0]

@@ -68,12 +68,8 @@ def run(args) -> int:
         method=args.method,
         n=args.n,
         patients=args.patients,
-        seed=args.seed,
         arm=args.arm,
-        out_dir=args.out,
-        overwrite=args.overwrite,
-        argv=options.argv(),
-        **options.parallel(args),
+        **options.analysis_kwargs(args),
     )
     out = res.save(args.out)
     for note in res.notes:

@@ -84,15 +84,10 @@ def run(args) -> int:
         exp,
         args.grid,
         n=args.n,
-        seed=args.seed,
         arm=args.arm,
         months=_months(args.months),
         threshold_nmol_L=args.responder_threshold,
-        posterior=options.posterior_arg(args),
-        out_dir=args.out,
-        overwrite=args.overwrite,
-        argv=options.argv(),
-        **options.parallel(args),
+        **options.analysis_kwargs(args),
     )
     out = res.save(args.out)
     n_failed = int(res.table["n_failed"].sum())

@@ -34,6 +34,19 @@ class SectionSpec:
     present: Callable[[RunPlan, Path, Any, Any], tuple[Section, list[SummaryItem]]]
 
 
+def _analysis_kwargs(
+    plan: RunPlan, folder: Path, *, posterior: bool = True, workers: bool = True
+) -> dict[str, Any]:
+    """What every section passes its analysis: the run's seed, posterior, overwrite and
+    workers; ``folder`` for checkpoints (the call, not `tregsim run`, goes in its manifest)."""
+    kw: dict[str, Any] = {"seed": plan.seed, "out_dir": folder, "overwrite": plan.overwrite}
+    if posterior:
+        kw["posterior"] = plan.posterior
+    if workers:
+        kw["workers"] = plan.workers
+    return kw
+
+
 def fmt_list(xs) -> str:
     return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in xs)
 
@@ -98,11 +111,7 @@ def _cohort_compute(plan: RunPlan, folder: Path, exp):
     res = cohort_study(
         exp,
         n=plan.n_patients,
-        seed=plan.seed,
-        posterior=plan.posterior,
-        out_dir=folder,
-        overwrite=plan.overwrite,
-        workers=plan.workers,
+        **_analysis_kwargs(plan, folder),
     )
     res.save(folder)
     return res
@@ -200,9 +209,7 @@ def _cohort_present(plan: RunPlan, folder: Path, exp, res):
 def _nh_compute(plan: RunPlan, folder: Path, exp):
     from tregsim.natural_history import natural_history_check
 
-    nh = natural_history_check(
-        exp, seed=plan.seed, posterior=plan.posterior, out_dir=folder, overwrite=plan.overwrite
-    )
+    nh = natural_history_check(exp, **_analysis_kwargs(plan, folder, workers=False))
     nh.save(folder, exp)
     return nh
 
@@ -302,12 +309,8 @@ def _power_compute(plan: RunPlan, folder: Path, exp):
         exp,
         n_per_arm=_power_grid(plan, exp),
         trials=plan.n_trials,
-        seed=plan.seed,
         effect_phi=plan.effect_phi,
-        posterior=plan.posterior,
-        out_dir=folder,
-        overwrite=plan.overwrite,
-        workers=plan.workers,
+        **_analysis_kwargs(plan, folder),
     )
     study.save(folder)
     return study
@@ -398,11 +401,7 @@ def _sweep_compute(plan: RunPlan, folder: Path, exp):
         exp,
         ["dose_per_kg=" + fmt_list(plan.sweep_doses), "infusion_day=" + fmt_list(plan.sweep_days)],
         n=min(plan.n_patients, SWEEP_MAX_PATIENTS),
-        seed=plan.seed,
-        posterior=plan.posterior,
-        out_dir=folder,
-        overwrite=plan.overwrite,
-        workers=plan.workers,
+        **_analysis_kwargs(plan, folder),
     )
     res.save(folder)
     return res
@@ -479,10 +478,7 @@ def _sens_compute(plan: RunPlan, folder: Path, exp):
         exp,
         n=plan.sensitivity_n,
         patients=SENSITIVITY_PATIENTS,
-        seed=plan.seed,
-        out_dir=folder,
-        overwrite=plan.overwrite,
-        workers=plan.workers,
+        **_analysis_kwargs(plan, folder, posterior=False),
     )
     res.save(folder)
     return res
