@@ -385,8 +385,7 @@ def power_study(
     argv : the command line that asked for this study (``None``: the call is recorded).
     """
     from tregsim.cohort import start_analysis
-    from tregsim.trial import design
-    from tregsim.trial.power import closed_form_mde_table, parse_grid, simulated_power
+    from tregsim.trial.power import parse_grid
 
     synthetic = exp is None
     tests = _check_arguments(
@@ -447,33 +446,18 @@ def power_study(
             assurance=assurance,
             endpoint_month=endpoint_month,
         )
-    datasets: dict = {}
-    meta: dict = {}
-    common: dict[str, Any] = {
-        "alpha": alpha,
-        "allocation": alloc_text,
-        "dropout_fraction": dropout,
-    }
+    common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
     if synthetic:
         common["endpoint"] = "synthetic ln(AUC+1) model, TrialNet placebo month-12 defaults"
-        datasets["fixed"] = design.synthetic_trials(
-            seed, trials, n_max, effect=effect, allocation=alloc, dropout=dropout
+        curves = _synthetic_curves(
+            seed, trials, n_max, effect, effect_sd if assurance else 0.0, alloc, dropout
         )
-        meta["fixed"] = {**common, "effect_assumption": datasets["fixed"].effect_label}
-        if effect_sd > 0 and assurance:
-            eff = design.draw_effects(seed, trials, effect, effect_sd)
-            datasets["assurance"] = design.synthetic_trials(
-                seed, trials, n_max, effect=eff, allocation=alloc, dropout=dropout
-            )
-            meta["assurance"] = {**common, "effect_assumption": datasets["assurance"].effect_label}
-        assumption = f"effect ln-ratio {effect:g} ({100 * np.expm1(effect):+.1f}% (AUC+1))"
-        if "assurance" in datasets:
-            assumption += f"; assurance: effect ~ N({effect:g}, {effect_sd:g}²)"
     else:
-        from tregsim.trial.virtual import virtual_trials
-
         common["endpoint"] = f"MMTT 2-h AUC mean C-peptide at month {endpoint_month:g}, {exp.name}"
-        kw = dict(
+        curves = _model_curves(
+            exp,
+            ea,
+            assurance,
             n_trials=trials,
             n_max_per_arm=n_max,
             seed=seed,
@@ -487,63 +471,101 @@ def power_study(
             chunk_size=chunk_size,
             progress=progress,
         )
-        datasets["fixed"] = virtual_trials(
-            exp, theta=ea.theta, label=ea.fixed_text, stage="fixed", **kw
+    return _study(curves, common, grid, tests, alpha, settings, manifest, progress)
+
+
+@dataclass
+class _Curves:
+    """Replicate trials per curve, each curve's assumption text, and the combined text."""
+
+    datasets: dict
+    labels: dict[str, str]
+    assumption: str
+
+
+def _synthetic_curves(seed, trials, n_max, effect, effect_sd, alloc, dropout) -> _Curves:
+    from tregsim.trial import design
+
+    datasets = {
+        "fixed": design.synthetic_trials(
+            seed, trials, n_max, effect=effect, allocation=alloc, dropout=dropout
         )
-        meta["fixed"] = {**common, "effect_assumption": ea.fixed_text}
-        assumption = ea.fixed_text
-        if ea.draws is not None and assurance:
-            datasets["assurance"] = virtual_trials(
-                exp, theta_draws=ea.draws, label=ea.assurance_text, stage="assurance", **kw
-            )
-            meta["assurance"] = {**common, "effect_assumption": ea.assurance_text}
-            assumption += f"; assurance: {ea.assurance_text}"
+    }
+    assumption = f"effect ln-ratio {effect:g} ({100 * np.expm1(effect):+.1f}% (AUC+1))"
+    if effect_sd > 0:
+        eff = design.draw_effects(seed, trials, effect, effect_sd)
+        datasets["assurance"] = design.synthetic_trials(
+            seed, trials, n_max, effect=eff, allocation=alloc, dropout=dropout
+        )
+        assumption += f"; assurance: effect ~ N({effect:g}, {effect_sd:g}²)"
+    return _Curves(datasets, {k: d.effect_label for k, d in datasets.items()}, assumption)
+
+
+def _model_curves(exp, ea: EffectAssumption, assurance: bool, **kw) -> _Curves:
+    from tregsim.trial.virtual import virtual_trials
+
+    datasets = {
+        "fixed": virtual_trials(exp, theta=ea.theta, label=ea.fixed_text, stage="fixed", **kw)
+    }
+    labels = {"fixed": ea.fixed_text}
+    assumption = ea.fixed_text
+    if ea.draws is not None and assurance:
+        datasets["assurance"] = virtual_trials(
+            exp, theta_draws=ea.draws, label=ea.assurance_text, stage="assurance", **kw
+        )
+        labels["assurance"] = ea.assurance_text
+        assumption += f"; assurance: {ea.assurance_text}"
+    return _Curves(datasets, labels, assumption)
+
+
+def _study(curves: _Curves, common, grid, tests, alpha, settings, manifest, progress) -> PowerStudy:
+    """Power tables, effect summaries, the closed-form MDE table and N for 80/90 % power."""
+    from tregsim.trial.power import closed_form_mde_table, simulated_power, variance_components
+
+    datasets = curves.datasets
     results = {
         k: simulated_power(d, grid, tests=tests, alpha=alpha, progress=progress)
         for k, d in datasets.items()
     }
-    tables = {k: r.table() for k, r in results.items()}
-    true_effect, phi = {}, {}
+    meta, true_effect, phi, summary = {}, {}, {}, {}
     for k, d in datasets.items():
         te = np.asarray(d.true_effect, dtype=float)
         te_mean = float(te[np.isfinite(te)].mean()) if np.isfinite(te).any() else float("nan")
-        meta[k]["mean_true_effect_ln_auc_plus_1"] = te_mean
-        meta[k]["mean_true_effect_percent_auc_plus_1"] = float(100 * np.expm1(te_mean))
+        meta[k] = {
+            **common,
+            "effect_assumption": curves.labels[k],
+            "mean_true_effect_ln_auc_plus_1": te_mean,
+            "mean_true_effect_percent_auc_plus_1": float(100 * np.expm1(te_mean)),
+        }
         true_effect[k] = te
         if d.info.get("phi") is not None:
             phi[k] = np.asarray(d.info["phi"], dtype=float)
-
-    from tregsim.trial.power import variance_components
-
-    vc = variance_components(datasets["fixed"])
-    mde = closed_form_mde_table(vc["sd"], vc["rho"], grid, alpha=alpha)
-    mde_meta = {
-        "sd_ln_auc_plus_1_control": vc["sd"],
-        "rho_covariates": vc["rho"],
-        "source": "closed-form noncentral t; SD and rho estimated from the simulated control arm",
-    }
-    summary: dict = {}
-    for k, r in results.items():
         summary[k] = {
-            "n_per_arm_for_80pct": r.n_for_power(0.8, tests[0]),
-            "n_per_arm_for_90pct": r.n_for_power(0.9, tests[0]),
+            "n_per_arm_for_80pct": results[k].n_for_power(0.8, tests[0]),
+            "n_per_arm_for_90pct": results[k].n_for_power(0.9, tests[0]),
         }
-        if "n_failed_solves" in datasets[k].info:
-            summary[k]["n_failed_solves"] = datasets[k].info["n_failed_solves"]
+        if "n_failed_solves" in d.info:
+            summary[k]["n_failed_solves"] = d.info["n_failed_solves"]
+    vc = variance_components(datasets["fixed"])
     manifest["summary"] = summary
     return PowerStudy(
         settings=settings,
         manifest=manifest,
         tests=tests,
         n_per_arm=grid,
-        tables=tables,
+        tables={k: r.table() for k, r in results.items()},
         meta=meta,
-        mde=mde,
-        mde_meta=mde_meta,
+        mde=closed_form_mde_table(vc["sd"], vc["rho"], grid, alpha=alpha),
+        mde_meta={
+            "sd_ln_auc_plus_1_control": vc["sd"],
+            "rho_covariates": vc["rho"],
+            "source": "closed-form noncentral t; SD and rho estimated from the simulated "
+            "control arm",
+        },
         true_effect=true_effect,
         phi=phi,
         summary=summary,
-        assumption=assumption,
+        assumption=curves.assumption,
         results=results,
     )
 
