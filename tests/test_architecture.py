@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_layer_contracts_are_kept():
-    exe = shutil.which("lint-imports")
+    # the console script beside this interpreter (a venv that is not activated), else PATH
+    beside = Path(sys.executable).with_name("lint-imports")
+    exe = str(beside) if beside.exists() else shutil.which("lint-imports")
     if exe is None:
         pytest.fail("import-linter is not installed (pip install -e '.[test]')")
     r = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=120)

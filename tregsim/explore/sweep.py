@@ -631,6 +631,13 @@ def ledger_lines(
         if posterior
         else "# population parameters: the model file's values (no posterior)"
     )
+    overrides = getattr(exp, "parameter_overrides", None) or {}
+    if overrides:
+        lines.append(
+            "# parameter overrides: "
+            + ", ".join(f"{k} = {v:g}" for k, v in overrides.items())
+            + " (--set or the experiment's [parameters] table)"
+        )
     if "phi" in spec.parameters:
         p = spec.parameters["phi"]
         prior = p.prior.describe() if p.prior is not None else "no prior"
@@ -638,7 +645,8 @@ def ledger_lines(
             lines.append(f"# phi: swept (column phi); model default {p.value:g}, prior {prior}")
         else:
             lines.append(
-                f"# phi: {p.value:g} (model default, prior-driven {prior}; potency × "
+                f"# phi: {overrides.get('phi', p.value):g} "
+                f"({'overridden' if 'phi' in overrides else 'model default'}, prior-driven {prior}; potency × "
                 "homing of infused vs endogenous Tregs, the least known number)"
             )
     reg = exp.arms[arm].regimen

@@ -91,6 +91,9 @@ def _phi_text(exp) -> str:
     if p is None:
         return "its model value"
     prior = f" (prior {p.prior.describe()})" if p.prior is not None else ""
+    overrides = getattr(exp, "parameter_overrides", None) or {}
+    if "phi" in overrides:
+        return f"{overrides['phi']:g} (overridden; model default {p.value:g}{prior})"
     return f"the model default {p.value:g}{prior}"
 
 

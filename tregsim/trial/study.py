@@ -90,7 +90,9 @@ def effect_assumption(
     if effect_phi is not None:
         theta["phi"] = float(effect_phi)
     elif "phi" not in theta and phi_spec is not None:
-        theta["phi"] = float(phi_spec.value)
+        # the model file's φ, or its override (--set / [parameters])
+        overrides = getattr(exp, "parameter_overrides", None) or {}
+        theta["phi"] = float(overrides.get("phi", phi_spec.value))
     if post_names:
         fixed_text = (
             "posterior medians ("
