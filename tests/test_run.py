@@ -179,6 +179,9 @@ def _check_run_folder(out: Path, plan, status: int, err: str) -> str:
         assert "tregsim run" not in sub["command_line"]
         assert "/" + "work" not in json.dumps(sub["inputs"])  # no absolute path
     html_text = (out / "report.html").read_text(encoding="utf-8")
+    # no absolute path of this machine (e.g. the posterior's) in the report or any CSV file
+    for text in [html_text, *(f.read_text(encoding="utf-8") for f in out.rglob("*.csv"))]:
+        assert str(ROOT) not in text
     p = _Imgs()
     p.feed(html_text)
     assert "This section failed" not in html_text
