@@ -20,6 +20,7 @@ memory with N by about 0.2 kB per patient).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -598,6 +599,16 @@ class AnalysisStart:
     label: str | None
     manifest: dict
     out: Path | None
+    started: float = field(default_factory=time.perf_counter)
+
+    def finish(self, **runtime) -> dict:
+        """Record the seconds since the start (and ``runtime`` facts, e.g. counts) in the
+        manifest's ``settings_runtime``; returns the manifest."""
+        self.manifest["settings_runtime"] = {
+            "seconds": round(time.perf_counter() - self.started, 2),
+            **runtime,
+        }
+        return self.manifest
 
 
 def start_analysis(

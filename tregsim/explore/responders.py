@@ -408,7 +408,6 @@ def responders_study(
     posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path, or ``None``.
     """
     import math
-    import time
 
     from tregsim.cohort import start_analysis
     from tregsim.explore.sweep import ledger_lines
@@ -442,15 +441,14 @@ def responders_study(
         out_dir=out_dir,
         overwrite=overwrite,
     )
-    draws, label, manifest = st.draws, st.label, st.manifest
+    draws, label = st.draws, st.label
     opts = {"workers": workers, "scheduler": scheduler, "chunk_size": chunk_size}
-    t0 = time.perf_counter()
     ranking, _ = responder_analysis(
         exp, n=n, seed=seed, arm=arm, month=month, posterior=draws, out_dir=st.out,
         stage="ranking", **opts,
     )  # fmt: skip
     pn = phi_needed(exp, target_pct, month, n=n_phi, seed=seed, arm=arm, posterior=draws, **opts)
-    manifest["settings_runtime"] = {"seconds": round(time.perf_counter() - t0, 2)}
+    manifest = st.finish()
     ledger = ledger_lines(exp, arm=arm, swept=[], n=n, seed=seed, posterior=label)
     ledger_phi = [
         ln

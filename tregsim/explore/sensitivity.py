@@ -691,7 +691,6 @@ def sensitivity_study(
         patients per design point. Parameters vary over their priors, not a posterior.
     """
     import dataclasses
-    import time
 
     from tregsim.cohort import start_analysis
     from tregsim.explore.sweep import ledger_lines
@@ -733,8 +732,6 @@ def sensitivity_study(
         out_dir=out_dir,
         overwrite=overwrite,
     )
-    manifest = st.manifest
-    t0 = time.perf_counter()
     res = experiment_sensitivity(
         exp,
         problem,
@@ -754,8 +751,5 @@ def sensitivity_study(
         ln.replace("# phi: swept (column phi)", "# phi: varied (a sensitivity parameter)")
         for ln in ledger
     ]
-    manifest["settings_runtime"] = {
-        "seconds": round(time.perf_counter() - t0, 2),
-        "n_model_evaluations": res.n_evaluations,
-    }
+    manifest = st.finish(n_model_evaluations=res.n_evaluations)
     return dataclasses.replace(res, ledger=tuple(ledger), manifest=manifest)

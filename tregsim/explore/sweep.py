@@ -821,8 +821,6 @@ def sweep_study(
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     argv : the command line that asked for it (``None``: the call is recorded).
     """
-    import time
-
     from tregsim.cohort import start_analysis
 
     if not threshold_nmol_L == threshold_nmol_L:  # NaN
@@ -854,8 +852,6 @@ def sweep_study(
         out_dir=out_dir,
         overwrite=overwrite,
     )
-    manifest = st.manifest
-    t0 = time.perf_counter()
     res = sweep(
         exp,
         axes,
@@ -872,15 +868,11 @@ def sweep_study(
         chunk_size=chunk_size,
         progress=progress,
     )
-    manifest["settings_runtime"] = {
-        "seconds": round(time.perf_counter() - t0, 2),
-        "n_points": len(res.points),
-        "n_rows": int(
-            res.points.shape[0] * res.outcomes.ok.shape[1]
-            + res.outcomes.n_shared_controls * res.outcomes.ok.shape[1]
-        ),
-    }
-    res.manifest = manifest
+    n_patients = res.outcomes.ok.shape[1]
+    res.manifest = st.finish(
+        n_points=len(res.points),
+        n_rows=int((res.points.shape[0] + res.outcomes.n_shared_controls) * n_patients),
+    )
     return res
 
 
