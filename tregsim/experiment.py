@@ -302,6 +302,13 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentFileError(
             f"not valid TOML: {e}", file=path, fix="fix the TOML syntax at the reported line"
         ) from e
+    return parse_experiment(data, path)
+
+
+def parse_experiment(data: dict, path: Path) -> Experiment:
+    """Validate the parsed TOML ``data`` of an experiment; ``path`` names it in errors and
+    anchors relative model paths (see :func:`load_experiment`)."""
+    path = Path(path)
     top = Table(data, path, "")
     top.check_keys(
         (
@@ -360,17 +367,10 @@ def load_experiment(path: str | Path) -> Experiment:
     if len(arms_t.data) < 1:
         raise arms_t.error("no arms", fix="add [arms.<name>] sections")
     arms: dict[str, Arm] = {}
-    has_il2 = any(n.lower().startswith("il2") for n in model.parameter_names)
     for name in arms_t.data:
         at = arms_t.table(name)
         at.check_keys(("label", "control", "regimen", "adjuncts"), required=("regimen",))
-        adj = parse_adjuncts(at.table("adjuncts", default={}))
-        if adj.active and not has_il2:
-            raise at.error(
-                f"IL-2 adjunct requested but model {model.spec.name!r} has no IL-2 axis",
-                key="adjuncts.il2_dose_iu",
-                fix="set il2_dose_iu = 0 or use a model with an IL-2 axis (V1)",
-            )
+        adj = parse_adjuncts(at.table("adjuncts", default={}), model, horizon_days=horizon)
         regimen = parse_regimen(at.table("regimen"), adj, horizon_days=horizon)
         arms[name] = Arm(
             name, at.string("label", default=name), regimen, at.boolean("control", default=False)
