@@ -26,11 +26,12 @@ import numpy as np
 
 from tregsim import rng as _rng
 from tregsim.errors import ArgumentError, DataFileError
+from tregsim.units import DAYS_PER_MONTH, RESPONDER_THRESHOLD_NMOL_L
 
 EDGES_NMOL_L = np.linspace(0.0, 10.0, 20001)
 DIFF_EDGES_NMOL_L = np.linspace(-5.0, 5.0, 20001)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-THRESHOLD_NMOL_L = 0.2  # "responder" threshold of the TrialNet literature (≥ 0.2 nmol/L)
+THRESHOLD_NMOL_L = RESPONDER_THRESHOLD_NMOL_L
 KEEP_DEFAULT = 100_000
 SPAGHETTI_N = 50
 
@@ -685,19 +686,14 @@ def natural_history(
         0,
         seed,
     )
-    times = exp.baseline_day + 30.4375 * months
+    times = exp.baseline_day + DAYS_PER_MONTH * months
     control = {exp.control_arm: exp.arms[exp.control_arm]}
     c = simulate_arms(exp, sub, arms=control, times=times)[exp.control_arm]
     if noise:
-        sigma = np.asarray(sub.params["sigma"])[:, None]
-        z = _rng.draw(
-            seed,
-            "check.natural_history.residual",
-            0,
-            c.shape[0],
-            lambda g, m: g.standard_normal((m, len(times))),
-        )
-        c = c * np.exp(sigma * z)
+        from tregsim.observe import add_noise, draw_standard_normals
+
+        z = draw_standard_normals(seed, "check.natural_history.residual", 0, len(c), c.shape[1:])
+        c = add_noise(c, z, np.asarray(sub.params["sigma"])[:, None])
     sim = {g: c[group_of == g] for g in AGE_GROUPS}
     rows = []
     for r in obs:
