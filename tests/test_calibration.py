@@ -171,7 +171,7 @@ def test_model_output_is_proportional_to_cpep0():
 def test_shipped_posterior_round_trips_through_arviz(tmp_path):
     import arviz as az
 
-    from tregsim.posterior import load_posterior, sample_theta, save_posterior
+    from tregsim.posterior import load_posterior, posterior_rows, save_posterior
 
     idata = az.from_netcdf(SHIPPED)
     post = idata.posterior
@@ -188,12 +188,11 @@ def test_shipped_posterior_round_trips_through_arviz(tmp_path):
     out = save_posterior(tmp_path / "p.nc", two, units={k: "1" for k in two}, attrs={"x": "y"})
     back = az.from_netcdf(out).posterior
     np.testing.assert_array_equal(back["gamma_a"].values, two["gamma_a"])
-    # sample_theta: joint rows, chunk independent
-    s = sample_theta(draws, 1500, seed=4)
-    s2 = sample_theta(draws, 500, seed=4, start=1000)
-    np.testing.assert_array_equal(s["q"][1000:], s2["q"])
-    idx = np.searchsorted(np.sort(draws["q"]), s["q"])
-    assert np.all(np.sort(draws["q"])[idx] == s["q"])
+    # posterior_rows: item i takes the joint draw i mod n_draws, whatever the chunk
+    rows = posterior_rows(draws, 1999, 2003)
+    for j, i in enumerate(range(1999, 2003)):
+        for k in draws:
+            assert rows[k][j] == post[k].values.ravel()[i % 2000]
 
 
 def test_loaded_estimator_reproduces_shipped_posterior(problem):

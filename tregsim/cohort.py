@@ -26,6 +26,7 @@ import numpy as np
 
 from tregsim import rng as _rng
 from tregsim.errors import ArgumentError, DataFileError
+from tregsim.posterior import load_posterior_draws, posterior_option, posterior_rows  # noqa: F401
 from tregsim.units import DAYS_PER_MONTH, RESPONDER_THRESHOLD_NMOL_L
 
 EDGES_NMOL_L = np.linspace(0.0, 10.0, 20001)
@@ -390,78 +391,6 @@ class CohortResult:
             ds.to_netcdf(tmp, engine="h5netcdf")
         paths.append(out / "cohort.nc")
         return paths
-
-
-def posterior_rows(posterior: dict | None, start: int, stop: int) -> dict | None:
-    """Population parameters of items ``[start, stop)``: item i takes draw ``i mod n_draws``.
-
-    The one rule by which cohorts, sweeps, responders and power replicates share a posterior
-    (so the same patient index gets the same draw everywhere). ``None`` without a posterior.
-    """
-    if not posterior:
-        return None
-    n_draws = len(next(iter(posterior.values())))
-    pick = np.arange(start, stop) % n_draws
-    return {k: np.asarray(v, dtype=float)[pick] for k, v in posterior.items()}
-
-
-def posterior_option(path, model) -> tuple[dict | None, str | None]:
-    """A CLI ``--posterior FILE`` → (draws, ledger label); ``(None, None)`` without a file."""
-    from pathlib import Path
-
-    if not path:
-        return None, None
-    if not Path(path).is_file():
-        raise DataFileError(
-            "posterior file not found",
-            file=path,
-            field="--posterior",
-            fix="pass the posterior.nc written by `tregsim calibrate`",
-        )
-    draws = load_posterior_draws(path, model)
-    return draws, f"posterior draws of {', '.join(draws)} from {Path(path).name}"
-
-
-def load_posterior_draws(path, model) -> dict:
-    """Posterior draws of population parameters from a netCDF file.
-
-    Accepts an ArviZ InferenceData file (group ``posterior``, dims chain × draw) or a plain
-    dataset whose variables are draws along their first dimension(s). Variables that are not
-    population/fixed parameters of ``model`` are ignored. Returns name → ``(n_draws,)``.
-    """
-    import xarray as xr
-
-    try:
-        try:
-            ds = xr.open_dataset(path, group="posterior", engine="h5netcdf")
-        except OSError:
-            ds = xr.open_dataset(path, engine="h5netcdf")
-    except (OSError, ValueError) as e:
-        raise DataFileError(
-            f"cannot read posterior: {e}",
-            file=path,
-            fix="pass the posterior.nc written by `tregsim calibrate`",
-        ) from e
-    spec = model.spec.parameters
-    out = {}
-    with ds:
-        for name, var in ds.data_vars.items():
-            if name in spec and spec[name].role in ("population", "fixed"):
-                out[name] = np.asarray(var.values, dtype=float).reshape(-1)
-    if not out:
-        raise DataFileError(
-            "no variable named after a population parameter of the model",
-            file=path,
-            fix="the file needs variables such as lambda_ref, q",
-        )
-    sizes = {v.size for v in out.values()}
-    if len(sizes) != 1:
-        raise DataFileError(
-            f"posterior variables have different numbers of draws {sizes}",
-            file=path,
-            fix="store every parameter with the same draws",
-        )
-    return out
 
 
 def run_cohort(
