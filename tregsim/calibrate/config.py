@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.errors import ConfigFileError
+from tregsim.units import LLOQ_NMOL_L, RESPONDER_THRESHOLD_NMOL_L
 
 SUMMARY_STATISTICS = ("mean_ln_x_plus_1", "sd_ln_x_plus_1", "frac_above_threshold")
 """Statistics per age group × month that the placebo-cohort simulator can produce."""
@@ -58,9 +59,9 @@ _SCHEMA: dict[str, dict] = {
         "baseline_day": (float, False, 0.0),
     },
     "observation": {
-        "lloq_nmol_l": (float, False, 0.017),
+        "lloq_nmol_l": (float, False, LLOQ_NMOL_L),
         "below_lloq": (str, False, "half_lloq"),
-        "threshold_nmol_l": (float, False, 0.2),
+        "threshold_nmol_l": (float, False, RESPONDER_THRESHOLD_NMOL_L),
     },
     "parameters": {
         "calibrate": (list, True, None),
@@ -117,7 +118,7 @@ _LIK_SCHEMA: dict[str, dict] = {
         "baseline_day": (float, False, 0.0),
     },
     "observation": {
-        "lloq_nmol_l": (float, False, 0.017),
+        "lloq_nmol_l": (float, False, LLOQ_NMOL_L),
     },
     "parameters": _SCHEMA["parameters"],
     "method": {

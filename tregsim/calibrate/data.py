@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tregsim.errors import DataFileError
+from tregsim.units import RESPONDER_THRESHOLD_NMOL_L
 
 STAT_COLUMNS = {
     "mean_ln_x_plus_1": "mean_ln_x_plus_1_nmol_l",
@@ -70,7 +71,9 @@ def feature_names(statistics, groups, months) -> tuple[str, ...]:
     return tuple(f"{s}|{g}|{m}" for s in statistics for g in groups for m in months)
 
 
-def load_summary(path, groups, months, statistics, threshold_nmol_l: float = 0.2) -> SummaryData:
+def load_summary(
+    path, groups, months, statistics, threshold_nmol_l: float = RESPONDER_THRESHOLD_NMOL_L
+) -> SummaryData:
     """Read the summary table and build the observed vector (stat-major, then group, month)."""
     path = Path(path)
     try:
