@@ -74,7 +74,7 @@ def test_simulate_cli_writes_files_and_effect_grows_with_phi(tmp_path, capsys):
     header, data = rows[0].split(","), np.array([r.split(",") for r in rows[1:]], float)
     assert header[2] == "cpeptide_routine_care_nmol_l"
     delta = data[:, 4]
-    assert delta[0] == 0 and delta[-1] > 0.01  # φ = 100: a visible benefit (MODEL.md: ~+15 %)
+    assert delta[0] == 0 and delta[-1] > 0.01  # φ = 100: a visible benefit (docs/model_spec.md: ~+15 %)
     assert main(["simulate", "--out", str(tmp_path / "b"), "--dose-per-kg", "nan"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--dose-per-kg" in err[0] and "fix:" in err[0]

@@ -405,7 +405,7 @@ def assumption_ledger(exp, manifests: Mapping[str, dict]) -> list[LedgerEntry]:
         LedgerEntry(
             "model",
             f"{spec.name}: {spec.title}",
-            f"variant of {spec.variant_of}" if spec.variant_of else "core model (MODEL.md)",
+            f"variant of {spec.variant_of}" if spec.variant_of else "core model (docs/model_spec.md)",
         )
     ]
     if "phi" in params:
