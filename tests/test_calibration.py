@@ -425,9 +425,14 @@ def test_long_format_loader_errors(tmp_path):
     p.write_text("id,day,cpeptide_nmol_l\nA,0,0.5\n")
     with pytest.raises(DataFileError, match="age"):
         load_patient_data(p)
-    p.write_text("id,day,cpeptide_nmol_l,age\nA,0,0.0,12\n")
-    with pytest.raises(DataFileError, match="LLOQ/2"):
+    p.write_text("id,day,cpeptide_nmol_l,age\nA,0,0.5,12\nA,30,-0.1,12\n")
+    with pytest.raises(DataFileError, match=r"line 3, column cpeptide_nmol_l.*fix: .*LLOQ"):
         load_patient_data(p)
+    # the file's own column names (columns=) are named in errors
+    p.write_text("pid,t,y,age_years\nA,0,0.5,12\nA,30,0.4,-3\n")
+    cols = {"id": "pid", "day": "t", "cpeptide_nmol_l": "y", "age": "age_years"}
+    with pytest.raises(DataFileError, match=r"line 3, column age_years"):
+        load_patient_data(p, columns=cols)
 
 
 # ---------------------------------------------------------------------------- kinetics
