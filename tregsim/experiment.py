@@ -22,8 +22,8 @@ import numpy as np
 from tregsim.errors import ArgumentError, ExperimentFileError, TregsimError
 from tregsim.population.distributions import CovariateModel, parse_population
 from tregsim.population.eligibility import Eligibility, parse_eligibility
-from tregsim.population.fields import Table
 from tregsim.regimen import RoutineCare, TregInfusion, parse_adjuncts, parse_regimen
+from tregsim.schema import Table
 from tregsim.units import DAYS_PER_MONTH
 
 SCHEMA_VERSION = 1

@@ -119,9 +119,9 @@ def validate_long(
     missing = [label[c] for c in LONG_COLUMNS if c not in df.columns]
     if missing:
         raise DataFileError(
-            f"missing column(s) {missing}",
+            f"missing column(s) {missing} in the header",
             file=file,
-            field="header",
+            field=missing[0],
             fix=f"the long format needs {', '.join(LONG_COLUMNS[:4])} (days since diagnosis, "
             "nmol/L, years) and optionally censored (0/1); see docs/interop.md",
         )

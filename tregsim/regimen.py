@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tregsim.population.fields import Table
+from tregsim.schema import Table
 
 MAX_DOSE_CELLS_PER_KG = 1e12  # far above any clinical product; catches unit slips (cells vs 1e6)
 IL2_TARGET = "IL2"

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.errors import ConfigFileError
+from tregsim.schema import Field, Table
 from tregsim.units import LLOQ_NMOL_L, RESPONDER_THRESHOLD_NMOL_L
 
 SUMMARY_STATISTICS = ("mean_ln_x_plus_1", "sd_ln_x_plus_1", "frac_above_threshold")
@@ -232,50 +233,18 @@ class LikelihoodConfig:
 def _check_table(
     table: dict, section: str, file: Path, schema: dict | None = None, kind: str = "npe"
 ) -> dict:
+    """Validate ``[section]`` with :meth:`tregsim.schema.Table.fields`; a key of the other
+    kind of configuration gets a fix saying which kind it belongs to."""
     schema = (_SCHEMA if schema is None else schema)[section]
     other, other_schema = ("likelihood", _LIK_SCHEMA) if kind == "npe" else ("npe", _SCHEMA)
-    prefix = f"{section}." if section else ""
-    unknown = sorted(set(table) - set(schema))
-    if unknown:
-        key = unknown[0]
-        if key in other_schema.get(section, {}):
-            raise ConfigFileError(
-                f"key {key!r} is used only with method.kind = {other!r}, this file has "
-                f"method.kind = {kind!r}",
-                file=file,
-                field=prefix + key,
-                fix=f"remove it, or set [method] kind = {other!r} (see docs/calibration.md)",
-            )
-        raise ConfigFileError(
-            f"unknown key {key!r}",
-            file=file,
-            field=prefix + key,
-            fix=f"use one of {sorted(schema)} (see docs/calibration.md)",
-        )
-    out = {}
-    for key, (typ, required, default) in schema.items():
-        if key not in table:
-            if required:
-                raise ConfigFileError(
-                    "missing required key",
-                    file=file,
-                    field=prefix + key,
-                    fix=f"add `{key} = ...` (see docs/calibration.md)",
-                )
-            out[key] = default
-            continue
-        value = table[key]
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ConfigFileError(
-                f"expected {typ.__name__}, got {type(value).__name__} {value!r}",
-                file=file,
-                field=prefix + key,
-                fix=f"give a {typ.__name__}",
-            )
-        out[key] = value
-    return out
+    elsewhere = {
+        k: f"it is used only with method.kind = {other!r}, this file has method.kind = "
+        f"{kind!r}: remove it, or set [method] kind = {other!r} (see docs/calibration.md)"
+        for k in other_schema.get(section, {})
+        if k not in schema
+    }
+    fields = {k: Field(typ, required, default) for k, (typ, required, default) in schema.items()}
+    return Table(table, file, section, ConfigFileError).fields(fields, elsewhere=elsewhere)
 
 
 def _sections(raw: dict, path: Path, schema: dict, check) -> tuple[dict, dict, object]:

@@ -19,6 +19,7 @@ import sympy as sp
 from tregsim.errors import ModelFileError
 from tregsim.model.expr import RESERVED, parse_expression
 from tregsim.model.priors import Prior, parse_prior
+from tregsim.schema import Table
 
 SCHEMA_VERSION = 1
 ROLES = ("fixed", "population", "individual", "covariate")
@@ -134,26 +135,17 @@ def _err(msg, path, key, fix):
     return ModelFileError(msg, file=path, field=key, fix=fix)
 
 
+def _table(table, path, key) -> Table:
+    """``table`` at dotted ``key`` of the model file, validated by :mod:`tregsim.schema`."""
+    return Table(table, path, "" if key == "<top level>" else key, ModelFileError)
+
+
 def _check_keys(table, allowed, path, key):
-    if not isinstance(table, dict):
-        raise _err(
-            f"expected a table, got {type(table).__name__}",
-            path,
-            key,
-            f"write [{key}] as a TOML table",
-        )
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise _err(
-            f"unknown key(s) {unknown}", path, key, f"valid keys: {', '.join(sorted(allowed))}"
-        )
+    _table(table, path, key).check_keys(allowed)
 
 
 def _str(table, k, path, key, default=""):
-    v = table.get(k, default)
-    if not isinstance(v, str):
-        raise _err(f"{k} must be a string, got {v!r}", path, f"{key}.{k}", "quote it")
-    return v
+    return _table(table, path, key).string(k, default=default)
 
 
 def _check_name(name, path, key):
