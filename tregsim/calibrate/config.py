@@ -138,9 +138,9 @@ _LIK_SCHEMA: dict[str, dict] = {
     },
 }
 _LIK_TABLE = {  # [method] table = {...}: resolution of the tabulated C-peptide curve
-    "n_loglam": (int, 321),
-    "n_q": (int, 41),
-    "day_step": (float, 5.0),
+    "n_loglam": Field(int, default=321, lo=11),
+    "n_q": Field(int, default=41, lo=3),
+    "day_step": Field(float, default=5.0, lo=1e-9, hi=60.0, unit="days"),
 }
 _LIK_POSITIVE = ("lambda_ref", "omega_lambda", "sigma", "sd_log_cpep0")
 """Likelihood parameters whose prior must have support in [0, inf)."""
@@ -431,7 +431,7 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
     summary_path = (path.parent / data["summary"]).resolve()
     if not summary_path.is_file():
         raise ConfigFileError(
-            f"summary data {summary_path} not found",
+            f"summary data {data['summary']!r} not found (resolved against this file's folder)",
             file=path,
             field="data.summary",
             fix="give a path relative to this file",
@@ -632,28 +632,25 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
     records = (path.parent / data["records"]).resolve()
     if not records.is_file():
         raise ConfigFileError(
-            f"records file {records} not found",
+            f"records file {data['records']!r} not found (resolved against the folder of this "
+            "file; individual records are not shipped with tregsim: the project's default "
+            "points at ../shared/data/, the data folder beside the repository)",
             file=path,
             field="data.records",
-            fix="give the long-format CSV's path relative to this file",
+            fix="put the long-format CSV there, or give its path relative to this file",
         )
-    columns = {}
-    for key, col in data["columns"].items():
-        if key not in LONG_FORMAT:
+    columns = Table(data["columns"], path, "data.columns", ConfigFileError).fields(
+        {k: Field(str) for k in LONG_FORMAT}
+    )
+    columns = {k: v for k, v in columns.items() if v is not None}
+    for key, col in columns.items():
+        if not col:
             raise ConfigFileError(
-                f"unknown column mapping key {key!r}",
-                file=path,
-                field=f"data.columns.{key}",
-                fix=f"map only {list(LONG_FORMAT)} to the CSV's column names",
-            )
-        if not isinstance(col, str) or not col:
-            raise ConfigFileError(
-                f"column name {col!r}",
+                "empty column name",
                 file=path,
                 field=f"data.columns.{key}",
                 fix=f'give the CSV column that holds {key}, e.g. {key} = "{key}"',
             )
-        columns[key] = col
 
     baseline_day = _baseline_day(sec, path, "the visit at data day 0")
     lloq = sec["observation"]["lloq_nmol_l"]
@@ -699,42 +696,7 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
             field="method.thin",
             fix="make thin smaller or n_steps larger",
         )
-    table = {}
-    for key, val in meth["table"].items():
-        if key not in _LIK_TABLE:
-            raise ConfigFileError(
-                f"unknown key {key!r}",
-                file=path,
-                field=f"method.table.{key}",
-                fix=f"use keys from {sorted(_LIK_TABLE)}",
-            )
-        typ = _LIK_TABLE[key][0]
-        if typ is float and isinstance(val, int) and not isinstance(val, bool):
-            val = float(val)
-        if not isinstance(val, typ) or isinstance(val, bool):
-            raise ConfigFileError(
-                f"expected {typ.__name__}, got {type(val).__name__} {val!r}",
-                file=path,
-                field=f"method.table.{key}",
-                fix=f"give a {typ.__name__}",
-            )
-        table[key] = val
-    table = {k: table.get(k, default) for k, (_, default) in _LIK_TABLE.items()}
-    for key, lowest in (("n_loglam", 11), ("n_q", 3)):
-        if table[key] < lowest:
-            raise ConfigFileError(
-                f"{key} = {table[key]} (at least {lowest})",
-                file=path,
-                field=f"method.table.{key}",
-                fix=f"give at least {lowest} grid nodes (default {_LIK_TABLE[key][1]})",
-            )
-    if not (np.isfinite(table["day_step"]) and 0 < table["day_step"] <= 60):
-        raise ConfigFileError(
-            f"day_step = {table['day_step']}",
-            file=path,
-            field="method.table.day_step",
-            fix="give the curve table's time step in days, in (0, 60] (default 5)",
-        )
+    table = Table(meth["table"], path, "method.table", ConfigFileError).fields(_LIK_TABLE)
     meth["table"] = table
     _check_tolerances(sec, path, "rtol = 1e-6, atol = 1e-9")
     return LikelihoodConfig(
