@@ -414,16 +414,23 @@ def population_from_experiment(exp, n: int, seed: int) -> tuple[Population, list
     pop = sample_population(exp, n, seed)
     cov = pop.covariates
     f = pop.individual.get("f_lambda")
+    z = np.zeros(pop.n)
+    if f is not None:  # the standard normal behind f = typical · exp(sd · z)
+        sd = exp.variability.sd_log.get("f_lambda", 0.0)
+        sd = np.asarray(pop.params[sd], float) if isinstance(sd, str) else np.full(pop.n, sd)
+        typical = exp.parameter_overrides.get("f_lambda", exp.model.defaults()["f_lambda"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(
+                sd > 0, np.log(np.asarray(f, float) / typical) / np.where(sd > 0, sd, 1), 0
+            )
     p = Population(
         np.asarray(cov["age"], float),
         np.asarray(cov["weight"], float),
         np.asarray(cov["cpep0"], float),
-        np.zeros(pop.n),
+        z,
         source=f"experiment {exp.path}",
-        f_lambda=f,
+        f_lambda=np.ones(pop.n) if f is None else f,
     )
-    if f is None:
-        p.f_lambda = np.ones(pop.n)
     arms = []
     for name, arm in exp.arms.items():
         reg = arm.regimen
