@@ -26,7 +26,7 @@ import numpy as np
 
 from tregsim import rng as _rng
 from tregsim.errors import ArgumentError, DataFileError
-from tregsim.posterior import load_posterior_draws, posterior_option, posterior_rows  # noqa: F401
+from tregsim.posterior import load_posterior_draws, posterior_rows
 from tregsim.units import DAYS_PER_MONTH, RESPONDER_THRESHOLD_NMOL_L
 
 EDGES_NMOL_L = np.linspace(0.0, 10.0, 20001)
@@ -391,6 +391,23 @@ class CohortResult:
             ds.to_netcdf(tmp, engine="h5netcdf")
         paths.append(out / "cohort.nc")
         return paths
+
+
+def posterior_option(path, model) -> tuple[dict | None, str | None]:
+    """A CLI ``--posterior FILE`` → (draws, ledger label); ``(None, None)`` without a file."""
+    from pathlib import Path
+
+    if not path:
+        return None, None
+    if not Path(path).is_file():
+        raise DataFileError(
+            "posterior file not found",
+            file=path,
+            field="--posterior",
+            fix="pass the posterior.nc written by `tregsim calibrate`",
+        )
+    draws = load_posterior_draws(path, model)
+    return draws, f"posterior draws of {', '.join(draws)} from {Path(path).name}"
 
 
 def run_cohort(

@@ -210,21 +210,3 @@ def posterior_rows(posterior: dict | None, start: int, stop: int) -> dict | None
     n_draws = len(next(iter(posterior.values())))
     pick = np.arange(start, stop) % n_draws
     return {k: np.asarray(v, dtype=float)[pick] for k, v in posterior.items()}
-
-
-def posterior_option(path, model) -> tuple[dict | None, str | None]:
-    """A ``posterior`` path (or ``None``) → (draws, ledger label); ``(None, None)`` without.
-
-    The label names the file by its name only (no absolute path of this machine).
-    """
-    if not path:
-        return None, None
-    if not Path(path).is_file():
-        raise DataFileError(
-            "posterior file not found",
-            file=path,
-            field="--posterior",
-            fix="pass the posterior.nc written by `tregsim calibrate`",
-        )
-    draws = load_posterior(path, model)
-    return draws, f"posterior draws of {', '.join(draws)} from {Path(path).name}"
