@@ -272,6 +272,33 @@ def _sections(raw: dict, path: Path, schema: dict, check) -> tuple[dict, dict, o
     return top, sec, model
 
 
+def _config_priors(params, model, path, need, *, allowed, why: str, fix: str) -> dict:
+    """``[parameters.priors]`` parsed (name → Prior) for names in ``allowed``; every name of
+    ``need`` must have a prior, in the model file or in that table."""
+    from tregsim.model.priors import parse_prior
+
+    for name in need:
+        if model.spec.parameters[name].prior is None and name not in params["priors"]:
+            raise ConfigFileError(
+                f"{name!r} has no prior in the model file",
+                file=path,
+                field=f"parameters.priors.{name}",
+                fix="add a prior table, e.g. {dist='lognormal', ...}",
+            )
+    out = {}
+    for name, table in params["priors"].items():
+        key = f"parameters.priors.{name}"
+        if name not in allowed:
+            raise ConfigFileError(f"prior for {name!r}, {why}", file=path, field=key, fix=fix)
+        try:
+            out[name] = parse_prior(table, file=path, key=key)
+        except Exception as e:
+            raise ConfigFileError(
+                str(e), file=path, field=key, fix="see docs/calibration.md for prior tables"
+            ) from e
+    return out
+
+
 def _check_fixed_values(fixed: dict, model, path: Path) -> None:
     for name, value in fixed.items():
         if (
@@ -369,32 +396,15 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
                 field="parameters.calibrate",
                 fix="remove it",
             )
-        if p.prior is None and name not in params["priors"]:
-            raise ConfigFileError(
-                f"{name!r} has no prior in the model file",
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="add a prior table, e.g. {dist='lognormal', ...}",
-            )
-    for name, table in params["priors"].items():
-        if name not in calibrate:
-            raise ConfigFileError(
-                f"prior for {name!r}, which is not calibrated",
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="add it to parameters.calibrate or drop the prior",
-            )
-        from tregsim.model.priors import parse_prior
-
-        try:
-            parse_prior(table, file=path, key=f"parameters.priors.{name}")
-        except Exception as e:
-            raise ConfigFileError(
-                str(e),
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="see docs/calibration.md for prior tables",
-            ) from e
+    _config_priors(
+        params,
+        model,
+        path,
+        calibrate,
+        allowed=calibrate,
+        why="which is not calibrated",
+        fix="add it to parameters.calibrate or drop the prior",
+    )
     _check_fixed_values(params["fixed"], model, path)
     for name in params["fixed"]:
         if name in calibrate:
@@ -532,7 +542,6 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
     """Validate a ``[method] kind = "likelihood"`` configuration (see :func:`load_config`)."""
     from tregsim.calibrate.data import LONG_FORMAT
     from tregsim.calibrate.likelihood import BASELINE_NAMES, BASELINE_PRIORS, POP_NAMES
-    from tregsim.model.priors import parse_prior
 
     def check(table, section):
         return _check_table(table, section, path, _LIK_SCHEMA, kind="likelihood")
@@ -570,33 +579,19 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
                 field="model",
                 fix="use a model with the natural-history parameters (e.g. treg_t1d)",
             )
-        if p.prior is None and name not in params["priors"]:
-            raise ConfigFileError(
-                f"{name!r} has no prior in the model file",
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="add a prior table, e.g. {dist='lognormal', ...}",
-            )
-    priors = dict(zip(BASELINE_NAMES, BASELINE_PRIORS)) | {
-        n: model.spec.parameters[n].prior for n in POP_NAMES
-    }
-    for name, table in params["priors"].items():
-        if name not in POP_NAMES + BASELINE_NAMES:
-            raise ConfigFileError(
-                f"prior for {name!r}, which the likelihood does not calibrate",
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix=f"give priors only for {list(POP_NAMES + BASELINE_NAMES)}",
-            )
-        try:
-            priors[name] = parse_prior(table, file=path, key=f"parameters.priors.{name}")
-        except Exception as e:
-            raise ConfigFileError(
-                str(e),
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="see docs/calibration.md for prior tables",
-            ) from e
+    priors = (
+        dict(zip(BASELINE_NAMES, BASELINE_PRIORS))
+        | {n: model.spec.parameters[n].prior for n in POP_NAMES}
+        | _config_priors(
+            params,
+            model,
+            path,
+            POP_NAMES,
+            allowed=POP_NAMES + BASELINE_NAMES,
+            why="which the likelihood does not calibrate",
+            fix=f"give priors only for {list(POP_NAMES + BASELINE_NAMES)}",
+        )
+    )
     for name, prior in priors.items():
         lo, hi = prior.bounds
         if (name in _LIK_POSITIVE and lo < 0) or (name == "q" and (lo < 0 or hi > 1)):
