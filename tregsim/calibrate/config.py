@@ -416,15 +416,9 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
             )
 
     data = sec["data"]
-    groups = tuple(data["age_groups"])
-    for g in groups:
-        if g not in AGE_GROUPS:
-            raise ConfigFileError(
-                f"unknown age group {g!r}",
-                file=path,
-                field="data.age_groups",
-                fix=f"use groups from {list(AGE_GROUPS)}",
-            )
+    groups = tuple(
+        Table(data, path, "data", ConfigFileError).strings("age_groups", choices=AGE_GROUPS)
+    )
     months = data["months"]
     if (
         not months
@@ -473,15 +467,11 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
             field="observation.below_lloq",
             fix=f"use one of {_BELOW_LLOQ}",
         )
-    stats = tuple(sec["summaries"]["statistics"])
-    for s in stats:
-        if s not in SUMMARY_STATISTICS:
-            raise ConfigFileError(
-                f"unknown statistic {s!r}",
-                file=path,
-                field="summaries.statistics",
-                fix=f"use statistics from {list(SUMMARY_STATISTICS)}",
-            )
+    stats = tuple(
+        Table(sec["summaries"], path, "summaries", ConfigFileError).strings(
+            "statistics", choices=SUMMARY_STATISTICS
+        )
+    )
     meth = sec["method"]
     if meth["kind"] not in _METHODS:
         raise ConfigFileError(

@@ -391,14 +391,7 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
     states: dict[str, State] = {}
     for n, tbl in states_raw.items():
         key = f"states.{n}"
-        _check_keys(tbl, _STATE_KEYS, path, key)
-        if "unit" not in tbl or "initial" not in tbl:
-            raise _err(
-                "a state needs unit and initial",
-                path,
-                key,
-                'write unit = "..." and initial = "<expression of parameters>"',
-            )
+        _table(tbl, path, key).check_keys(_STATE_KEYS, required=("unit", "initial"))
         init = parse_expression(
             tbl["initial"],
             {k: v for k, v in no_time.items() if k not in states_raw},
@@ -448,14 +441,7 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
     observables = {}
     for n, tbl in obs_raw.items():
         key = f"observables.{n}"
-        _check_keys(tbl, _OBS_KEYS, path, key)
-        if "expr" not in tbl or "unit" not in tbl:
-            raise _err(
-                "an observable needs expr and unit",
-                path,
-                key,
-                'write expr = "..." and unit = "..."',
-            )
+        _table(tbl, path, key).check_keys(_OBS_KEYS, required=("expr", "unit"))
         if n == "cpeptide" and tbl.get("unit") != "nmol/L":
             raise _err(
                 f"the cpeptide observable must be in nmol/L, got {tbl.get('unit')!r}",
