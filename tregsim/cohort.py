@@ -27,13 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from tregsim import rng as _rng
-from tregsim.errors import ArgumentError, DataFileError
+from tregsim.errors import ArgumentError
+from tregsim.posterior import load_posterior_draws, posterior_rows
 from tregsim.results import SHIPPED
+from tregsim.units import RESPONDER_THRESHOLD_NMOL_L
 
 EDGES_NMOL_L = np.linspace(0.0, 10.0, 20001)
 DIFF_EDGES_NMOL_L = np.linspace(-5.0, 5.0, 20001)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-THRESHOLD_NMOL_L = 0.2  # "responder" threshold of the TrialNet literature (≥ 0.2 nmol/L)
+THRESHOLD_NMOL_L = RESPONDER_THRESHOLD_NMOL_L
 KEEP_DEFAULT = 100_000
 SPAGHETTI_N = 50
 
@@ -448,19 +450,6 @@ def load_cohort(out_dir, exp) -> CohortResult:
     return CohortResult(exp, n, seed, rows, patients, acc, manifest=man)
 
 
-def posterior_rows(posterior: dict | None, start: int, stop: int) -> dict | None:
-    """Population parameters of items ``[start, stop)``: item i takes draw ``i mod n_draws``.
-
-    The one rule by which cohorts, sweeps, responders and power replicates share a posterior
-    (so the same patient index gets the same draw everywhere). ``None`` without a posterior.
-    """
-    if not posterior:
-        return None
-    n_draws = len(next(iter(posterior.values())))
-    pick = np.arange(start, stop) % n_draws
-    return {k: np.asarray(v, dtype=float)[pick] for k, v in posterior.items()}
-
-
 def resolve_posterior(posterior, model) -> tuple[dict | None, Path | None]:
     """(name → ``(n_draws,)`` draws of population parameters, file) of a ``posterior``
     argument (:data:`~tregsim.results.SHIPPED`, a path, or ``None``); ``(None, None)`` for the
@@ -471,48 +460,6 @@ def resolve_posterior(posterior, model) -> tuple[dict | None, Path | None]:
     if path is None:
         return None, None
     return load_posterior_draws(path, model), path
-
-
-def load_posterior_draws(path, model) -> dict:
-    """Posterior draws of population parameters from a netCDF file.
-
-    Accepts an ArviZ InferenceData file (group ``posterior``, dims chain × draw) or a plain
-    dataset whose variables are draws along their first dimension(s). Variables that are not
-    population/fixed parameters of ``model`` are ignored. Returns name → ``(n_draws,)``.
-    """
-    import xarray as xr
-
-    try:
-        try:
-            ds = xr.open_dataset(path, group="posterior", engine="h5netcdf")
-        except OSError:
-            ds = xr.open_dataset(path, engine="h5netcdf")
-    except (OSError, ValueError) as e:
-        raise DataFileError(
-            f"cannot read posterior: {e}",
-            file=path,
-            fix="pass the posterior.nc written by `tregsim calibrate`",
-        ) from e
-    spec = model.spec.parameters
-    out = {}
-    with ds:
-        for name, var in ds.data_vars.items():
-            if name in spec and spec[name].role in ("population", "fixed"):
-                out[name] = np.asarray(var.values, dtype=float).reshape(-1)
-    if not out:
-        raise DataFileError(
-            "no variable named after a population parameter of the model",
-            file=path,
-            fix="the file needs variables such as lambda_ref, q",
-        )
-    sizes = {v.size for v in out.values()}
-    if len(sizes) != 1:
-        raise DataFileError(
-            f"posterior variables have different numbers of draws {sizes}",
-            file=path,
-            fix="store every parameter with the same draws",
-        )
-    return out
 
 
 def run_cohort(

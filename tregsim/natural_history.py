@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from tregsim import rng as _rng
 from tregsim.cohort import THRESHOLD_NMOL_L, posterior_rows, simulate_arms
 from tregsim.errors import ArgumentError, DataFileError
 from tregsim.results import SHIPPED, PosteriorArg
@@ -281,15 +280,10 @@ def natural_history(
     control = {exp.control_arm: exp.arms[exp.control_arm]}
     c = simulate_arms(exp, sub, arms=control, times=times)[exp.control_arm]
     if noise:
-        sigma = np.asarray(sub.params["sigma"])[:, None]
-        z = _rng.draw(
-            seed,
-            "check.natural_history.residual",
-            0,
-            c.shape[0],
-            lambda g, m: g.standard_normal((m, len(times))),
-        )
-        c = c * np.exp(sigma * z)
+        from tregsim.observe import add_noise, draw_standard_normals
+
+        z = draw_standard_normals(seed, "check.natural_history.residual", 0, len(c), c.shape[1:])
+        c = add_noise(c, z, np.asarray(sub.params["sigma"])[:, None])
     sim = {g: c[group_of == g] for g in AGE_GROUPS}
     rows = []
     for r in obs:

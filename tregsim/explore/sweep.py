@@ -40,8 +40,8 @@ import numpy as np
 
 from tregsim.errors import ArgumentError
 from tregsim.results import SHIPPED
+from tregsim.units import DAYS_PER_MONTH
 
-DAYS_PER_MONTH = 30.4375  # 365.25 / 12, as tregsim.experiment
 DEFAULT_MONTHS = (12.0, 24.0)
 RESPONDER_THRESHOLD_NMOL_L = 0.05
 """Default responder threshold: paired ΔC-peptide ≥ 0.05 nmol/L (MMTT 2-h AUC mean).

@@ -120,7 +120,9 @@ def assumption_ledger(
         LedgerEntry(
             "model",
             f"{spec.name}: {spec.title}",
-            f"variant of {spec.variant_of}" if spec.variant_of else "core model (MODEL.md)",
+            f"variant of {spec.variant_of}"
+            if spec.variant_of
+            else "core model (docs/model_spec.md)",
         )
     ]
     if "phi" in params:
