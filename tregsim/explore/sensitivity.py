@@ -477,7 +477,7 @@ def morris_indices(
             num_resamples=num_resamples,
             conf_level=conf_level,
             num_levels=num_levels,
-            seed=seed,
+            seed=_bootstrap_seed(seed),
         )
         for k in keys:
             res[k][i] = np.asarray(si[k], dtype=float)
