@@ -76,6 +76,7 @@ def integrate(
     have_f = np.zeros(m, dtype=bool)
     last_rej = np.zeros(m, dtype=bool)
     clip = np.zeros(m, dtype=bool)
+    need_h = np.ones(m, dtype=bool)
     tlast = np.full((n_clocks, m), -np.inf)
     optr = np.zeros(m, dtype=np.int64)
     dptr = np.zeros(m, dtype=np.int64)
@@ -108,6 +109,7 @@ def integrate(
                 dptr[s] += 1
                 h[s] = np.minimum(h[s], h0)
                 have_f[s] = False
+                need_h[s] = True
             brk = (BP[sel, bptr[sel]] <= tt) & ~due
             bptr[sel[brk]] += 1
             rec = (TE[ids[sel], optr[sel]] <= tt) & ~due & ~brk
@@ -135,6 +137,24 @@ def integrate(
         tstop = np.minimum(tstop, DT[act, dptr[act]])
         tstop = np.minimum(tstop, BP[act, bptr[act]])
         span = tstop - ta
+        nh = np.flatnonzero(need_h[act])
+        if nh.size:  # Hairer's initial step at the start and after a dose (as in numba)
+            g = act[nh]
+            need_h[g] = False
+            sc0 = atol_v + rtol * np.abs(y[:, g])
+            d0 = np.sqrt(np.mean((y[:, g] / sc0) ** 2, axis=0))
+            d1 = np.sqrt(np.mean((f[:, g] / sc0) ** 2, axis=0))
+            with np.errstate(all="ignore"):
+                hi = np.where((d0 >= 1e-5) & (d1 >= 1e-5), 0.01 * d0 / d1, 1e-6)
+                hi = np.minimum(hi, span[nh])
+                f1 = model.rhs(t[g] + hi, y[:, g] + hi * f[:, g], P[:, g], tlast[:, g])
+                d2 = np.sqrt(np.mean(((f1 - f[:, g]) / sc0) ** 2, axis=0)) / hi
+                dm = np.maximum(d1, d2)
+                h1 = np.where(dm <= 1e-15, np.maximum(1e-6, hi * 1e-3), (0.01 / dm) ** (1 / 8))
+                hn = np.minimum(100 * hi, h1)
+            rhs_n[g] += 1
+            good = np.isfinite(hn) & (hn > 0)
+            h[g[good]] = hn[good]
         hit = h[act] >= span
         hh = np.where(hit, span, h[act])
         K = np.empty((16, ns, act.size))

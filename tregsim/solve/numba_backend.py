@@ -61,6 +61,8 @@ class _Printer(PythonCodePrinter):
 
     def _print_Function(self, e):
         name = type(e).__name__
+        if name == "tregsim_pow":
+            return f"_pw({self._print(e.args[0])}, {self._print(e.args[1])})"
         if name in ("tregsim_min", "tregsim_max"):
             fn = "min" if name.endswith("min") else "max"
             out = self._print(e.args[0])
@@ -89,18 +91,48 @@ def _renamed(model, exprs):
     return [_numeric_ready(e).xreplace(ren) for e in exprs], params, clocks
 
 
-def _exp_log_powers(e: sp.Expr, static: set) -> sp.Expr:
-    """b**x with a symbolic exponent x and a non-constant base → exp(x·log b).
+_PW = sp.Function("tregsim_pow")
 
-    The model's Φ**w and Φ**(1 − w) then share one log (a pow costs about a log and an exp);
-    both forms give NaN for b < 0 and agree at b = 0 for x ≠ 0."""
+
+def _cheap_powers(exprs: list[sp.Expr], static: set) -> list[sp.Expr]:
+    """Cheaper forms of b**x with a symbolic exponent x and a non-constant base b.
+
+    A base raised to several such exponents (the model's Φ**w and Φ**(1 − w)) becomes
+    exp(x·log b), the log shared; any other becomes ``_pw(b, x)``, which multiplies for
+    small integer x (the glycaemia exponent h_G = 4) and calls pow otherwise. Products of
+    exponentials are then merged into one exp. (A pow costs about a log plus an exp.)"""
+    bases: dict[sp.Expr, set] = {}
+    for e in exprs:
+        for a in e.atoms(sp.Pow):
+            b, x = a.args
+            if not x.is_Number and not b.free_symbols <= static:
+                bases.setdefault(b, set()).add(x)
+
+    def shared_log(b):
+        # exponents that are not numeric multiples of each other (w, 1 - w) share log b;
+        # multiples (h_G, 2 h_G from the Jacobian) stay powers
+        xs = list(bases.get(b, ()))
+        return any(not (x / xs[0]).is_Number for x in xs[1:])
 
     def rw(b, x):
         if x.is_Number or b.free_symbols <= static:
             return sp.Pow(b, x)
-        return sp.exp(x * sp.log(b))
+        if shared_log(b):
+            return sp.exp(x * sp.log(b))
+        return _PW(b, x)
 
-    return e.replace(lambda a: a.is_Pow, lambda a: rw(*a.args))
+    def merge(m):
+        ex = [a for a in m.args if isinstance(a, sp.exp)]
+        if len(ex) < 2:
+            return m
+        rest = [a for a in m.args if not isinstance(a, sp.exp)]
+        return sp.Mul(*rest, sp.exp(sp.Add(*(a.args[0] for a in ex))))
+
+    out = []
+    for e in exprs:
+        e = e.replace(lambda a: a.is_Pow, lambda a: rw(*a.args))
+        out.append(e.replace(lambda a: a.is_Mul, merge))
+    return out
 
 
 def _hoister(pred, prefix, table):
@@ -164,7 +196,7 @@ def _kernel_sources(model) -> tuple[list[str], int, int]:
     targets_d = [f"fdt[{i}]" for i in dt_nz]
     exprs, params, clocks = _renamed(model, exprs)
     tvars = {sp.Symbol("t", real=True)} | clocks
-    exprs = [_exp_log_powers(e, params) for e in exprs]
+    exprs = _cheap_powers(exprs, params)
 
     s_table: dict[sp.Expr, sp.Symbol] = {}
 
@@ -402,6 +434,23 @@ def generate_source(model) -> str:
         "def _heaviside(x):",
         "    return 1.0 if x > 0.0 else (0.0 if x < 0.0 else 0.5)",
         "",
+        "@njit(cache=True, inline='always', error_model='numpy')",
+        "def _pw(b, x):",
+        "    # small integer exponents by multiplication (a fixed h_G = 4): the branch is the",
+        "    # same for every step of a patient",
+        "    if x == 4.0:",
+        "        b2 = b * b",
+        "        return b2 * b2",
+        "    if x == 2.0:",
+        "        return b * b",
+        "    if x == 3.0:",
+        "        return b * b * b",
+        "    if x == 8.0:",
+        "        b2 = b * b",
+        "        b4 = b2 * b2",
+        "        return b4 * b4",
+        "    return b ** x",
+        "",
         *kern,
         integ,
     ]
@@ -479,6 +528,7 @@ def _one(method, p, y0, t0, times, dt, da, ds, dc, bp, ncl, atolv, rtol, h0, max
     nsw = 0
     stiff = method == 2
     have_f = False
+    need_h = True
     clip = False
     last_rej = False
     iasti = 0
@@ -497,6 +547,7 @@ def _one(method, p, y0, t0, times, dt, da, ds, dc, bp, ncl, atolv, rtol, h0, max
                 if h > h0:
                     h = h0
                 have_f = False
+                need_h = True
                 continue
             if bptr < kb and bp[bptr] <= t:
                 bptr += 1
@@ -614,6 +665,38 @@ def _one(method, p, y0, t0, times, dt, da, ds, dc, bp, ncl, atolv, rtol, h0, max
                 rhs(t, y, p, k, tl, tk, K[0])
                 nrhs += 1
                 have_f = True
+            if need_h:
+                # Hairer's initial step (Solving ODEs I, II.4) at the start and after a dose
+                need_h = False
+                d0 = 0.0
+                d1 = 0.0
+                for i in range(ns):
+                    sc[i] = atolv[i] + rtol * abs(y[i])
+                    d0 += (y[i] / sc[i]) ** 2
+                    d1 += (K[0, i] / sc[i]) ** 2
+                d0 = math.sqrt(d0 / ns)
+                d1 = math.sqrt(d1 / ns)
+                hi = 0.01 * d0 / d1 if (d0 >= 1e-5 and d1 >= 1e-5) else 1e-6
+                hi = min(hi, span)
+                for i in range(ns):
+                    yt[i] = y[i] + hi * K[0, i]
+                tblock_f(t + hi, p, k, tl, tk)
+                rhs(t + hi, yt, p, k, tl, tk, K[13])
+                nrhs += 1
+                d2 = 0.0
+                for i in range(ns):
+                    d2 += ((K[13, i] - K[0, i]) / sc[i]) ** 2
+                d2 = math.sqrt(d2 / ns) / hi
+                if max(d1, d2) <= 1e-15:
+                    h1 = max(1e-6, hi * 1e-3)
+                else:
+                    h1 = (0.01 / max(d1, d2)) ** (1.0 / 8.0)
+                h = min(100.0 * hi, h1)
+                if math.isfinite(h) and h > 0.0:
+                    hit = h >= span
+                    hh = span if hit else h
+                else:
+                    h = hh
 @DOP_STEP@
             if err5 == 0.0 and err3 == 0.0:
                 en = 0.0
