@@ -47,8 +47,13 @@ def integrate(
     atol=1e-10,
     h0=1e-2,
     max_steps=100_000,
+    stiff_exit=False,
 ) -> SolveResult:
-    """Same contract as :func:`tregsim.solve.rosenbrock.integrate` (explicit DOP853)."""
+    """Same contract as :func:`tregsim.solve.rosenbrock.integrate` (explicit DOP853).
+
+    ``stiff_exit``: stop a patient whose stiffness test fires (15 steps held down by the
+    stability cap to less than half of what accuracy allows, as in the numba kernel); its
+    ``n_switches`` is 1 and its outputs NaN, for the caller to solve it with Rosenbrock."""
     ns, n = y0.shape
     times = np.atleast_2d(np.asarray(times, dtype=float))
     nt = times.shape[1]
@@ -77,6 +82,9 @@ def integrate(
     last_rej = np.zeros(m, dtype=bool)
     clip = np.zeros(m, dtype=bool)
     need_h = np.ones(m, dtype=bool)
+    iasti = np.zeros(m, dtype=np.int64)
+    nonsti = np.zeros(m, dtype=np.int64)
+    went_stiff = np.zeros(m, dtype=bool)
     tlast = np.full((n_clocks, m), -np.inf)
     optr = np.zeros(m, dtype=np.int64)
     dptr = np.zeros(m, dtype=np.int64)
@@ -188,6 +196,10 @@ def integrate(
             hlamb = np.where(finite & (den > 0), hh * np.sqrt(num / den), 0.0)
             hcap = hh * dp.STABLE_CAP / hlamb
         capped = finite & (hlamb > dp.STABLE_CAP) & (hnew > hcap)
+        held = capped & (hnew > 2 * hcap)
+        iasti[act] = np.where(held, iasti[act] + 1, iasti[act])
+        nonsti[act] = np.where(held, 0, np.where(finite & ~capped, nonsti[act] + 1, nonsti[act]))
+        iasti[act] = np.where(finite & ~capped & (nonsti[act] >= 6), 0, iasti[act])
         hnew = np.where(capped, hcap, hnew)
         tnew = np.where(hit, tstop, ta + hh)
         redo = ok & (hlamb > dp.DENSE_MAX) & (TE[ids[act], optr[act]] < tnew)
@@ -245,6 +257,10 @@ def integrate(
             fl = act[mask & ~done[act]]
             st[fl] = code
             done[fl] = True
+        if stiff_exit:
+            sw = act[(iasti[act] >= 15) & ~done[act]]
+            went_stiff[sw] = True
+            done[sw] = True
         ev = acc[~done[acc]]
         process_events(ev)
 
@@ -252,7 +268,9 @@ def integrate(
     n_steps[ids] = steps
     n_rej[ids] = rej
     n_rhs[ids] = rhs_n
-    out[:, status != STATUS_OK, :] = np.nan
+    n_sw = np.zeros_like(n_steps)
+    n_sw[ids[went_stiff]] = 1
+    out[:, (status != STATUS_OK) | (n_sw > 0), :] = np.nan
     return SolveResult(
         out,
         status,
@@ -260,5 +278,5 @@ def integrate(
         n_rej,
         n_rhs=n_rhs,
         n_jac=np.zeros_like(n_steps),
-        n_switches=np.zeros_like(n_steps),
+        n_switches=n_sw,
     )
