@@ -23,6 +23,15 @@ from tregsim.solve.rosenbrock import (
 )
 
 
+def _comb(c: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """sum_j c[j] K[j] term by term in a fixed order (BLAS dot products may sum in a
+    batch-size-dependent order, which would make a patient's result depend on its batch)."""
+    acc = None
+    for j in np.flatnonzero(c):
+        acc = c[j] * K[j] if acc is None else acc + c[j] * K[j]
+    return np.zeros_like(K[0]) if acc is None else acc
+
+
 def _dense(F: np.ndarray, y_old: np.ndarray, x: np.ndarray) -> np.ndarray:
     """DOP853 interpolant: F (7, ns, m), y_old (ns, m), x (m,) in (0, 1) → (ns, m)."""
     acc = np.zeros_like(y_old)
@@ -168,15 +177,15 @@ def integrate(
         K = np.empty((16, ns, act.size))
         K[0] = f[:, act]
         for s in range(1, dp.N_STAGES):
-            dy = np.tensordot(A[s, :s], K[:s], axes=1) * hh
+            dy = _comb(A[s, :s], K[:s]) * hh
             K[s] = model.rhs(ta + C[s] * hh, ya + dy, Pa, tla)
         y11 = ya + dy
-        ynew = ya + hh * np.tensordot(dp.B, K[: dp.N_STAGES], axes=1)
+        ynew = ya + hh * _comb(dp.B, K[: dp.N_STAGES])
         K[12] = model.rhs(ta + hh, ynew, Pa, tla)
         rhs_n[act] += dp.N_STAGES
         sc = atol_v + rtol * np.maximum(np.abs(ya), np.abs(ynew))
-        e5 = np.sum((np.tensordot(dp.E5, K[:13], axes=1) / sc) ** 2, axis=0)
-        e3 = np.sum((np.tensordot(dp.E3, K[:13], axes=1) / sc) ** 2, axis=0)
+        e5 = np.sum((_comb(dp.E5, K[:13]) / sc) ** 2, axis=0)
+        e3 = np.sum((_comb(dp.E3, K[:13]) / sc) ** 2, axis=0)
         with np.errstate(all="ignore"):
             en = np.where((e5 == 0) & (e3 == 0), 0.0, hh * e5 / np.sqrt((e5 + 0.01 * e3) * ns))
         finite = np.isfinite(ynew).all(axis=0) & np.isfinite(en)
@@ -221,7 +230,7 @@ def integrate(
             w = np.flatnonzero(dn)
             Kw = K[:, :, w]
             for s in range(13, 16):
-                dy = np.tensordot(A[s, :s], Kw[:s], axes=1) * hh[w]
+                dy = _comb(A[s, :s], Kw[:s]) * hh[w]
                 Kw[s] = model.rhs(ta[w] + C[s] * hh[w], ya[:, w] + dy, Pa[:, w], tla[:, w])
             rhs_n[act[w]] += 3
             dy = ynew[:, w] - ya[:, w]
@@ -229,7 +238,8 @@ def integrate(
             F[0] = dy
             F[1] = hh[w] * Kw[0] - dy
             F[2] = 2 * dy - hh[w] * (Kw[12] + Kw[0])
-            F[3:] = hh[w] * np.tensordot(dp.D, Kw, axes=1)
+            for r in range(4):
+                F[3 + r] = hh[w] * _comb(dp.D[r], Kw)
             while w.size:
                 g = act[w]
                 x = (TE[ids[g], optr[g]] - ta[w]) / hh[w]
