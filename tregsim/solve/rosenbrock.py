@@ -2,10 +2,9 @@
 
 Method: the 4-stage, order-4(3) Rosenbrock scheme of Kaps & Rentrop with Shampine's
 coefficients (Shampine 1982, ACM TOMS 8:93; the ``stiff`` routine of Numerical Recipes),
-using the analytic Jacobian and ∂f/∂t from sympy. Why Rosenbrock: the model is mildly stiff
-(the infusion gate and fast immune compartments beside years-long decline); measured on this
-machine kind, linearly-implicit methods with an exact Jacobian need ~10× fewer steps than
-explicit ones (see ``../shared/design/PERFORMANCE.md`` and ``benchmarks/bench_simulate.py``).
+using the analytic Jacobian and ∂f/∂t from sympy. Used for ``method="rosenbrock"`` and, under
+``method="auto"``, for patients whose stiffness test fires: along typical trajectories the
+model is not stiff and the explicit DOP853 pair is cheaper (``docs/solver.md``).
 
 Batching: all unfinished patients advance together, each with its OWN time, step size and
 error control (lock-step iterations, not a common step). The 6×6 linear systems are solved by
