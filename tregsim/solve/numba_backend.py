@@ -123,9 +123,13 @@ def _cheap_powers(exprs: list[sp.Expr], static: set) -> list[sp.Expr]:
 
     def merge(m):
         ex = [a for a in m.args if isinstance(a, sp.exp)]
+        pw = [a for a in m.args if isinstance(a, _PW)]
+        if ex and pw:  # b**x · exp(z) → exp(x·log b + z): one exp fewer
+            ex += [sp.exp(a.args[1] * sp.log(a.args[0])) for a in pw]
+            pw = []
         if len(ex) < 2:
             return m
-        rest = [a for a in m.args if not isinstance(a, sp.exp)]
+        rest = [a for a in m.args if not isinstance(a, (sp.exp, _PW))]
         return sp.Mul(*rest, sp.exp(sp.Add(*(a.args[0] for a in ex))))
 
     out = []
