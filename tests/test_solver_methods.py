@@ -1,6 +1,6 @@
 """Solver methods (issue 16): explicit DOP853, Rosenbrock, and auto-switching between them.
 
-References are independent: scipy Radau at rtol 1e-10 on the hand-written MODEL.md right-hand
+References are independent: scipy Radau at rtol 1e-10 on the hand-written right-hand
 side (tests/test_simulate.py), and runs of the same patient alone.
 """
 
