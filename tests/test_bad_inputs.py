@@ -898,13 +898,15 @@ def _limit_memory():  # runs in the child: a runaway parse fails instead of exha
     ],
 )
 def test_model_check_constant_blowup_fails_fast(rhs, tmp_path):
-    """`tregsim model check` on a constant that overflows: one-line error within 6 s."""
+    """`tregsim model check` on a constant that overflows: one-line error, fast (a hang would
+    evaluate the tower for ever; 30 s leaves room for interpreter start on a loaded machine,
+    where 6 s timed out while the process was still importing)."""
     f = model_file(tmp_path, _eq_b(_toml_str(rhs)))
     p = subprocess.run(
         [sys.executable, "-m", "tregsim", "model", "check", str(f)],
         capture_output=True,
         text=True,
-        timeout=6,
+        timeout=30,
         cwd=tmp_path,
         preexec_fn=_limit_memory,
     )

@@ -127,35 +127,14 @@ def integrate(
         reset by the dose (-1 for none).
     breaks : (n, kb) extra step boundaries (days; +inf padding), sorted per patient, e.g. the
         end of the expansion phase after each dose.
-    method : ``"rosenbrock"`` (this lock-step scheme), ``"explicit"`` (lock-step DOP853,
-        :func:`tregsim.solve.explicit_numpy.integrate`) or ``"auto"``: DOP853, and the
-        patients whose stiffness test fires solved again from t0 with Rosenbrock (a
-        per-patient choice, not per stretch as in the numba kernel; ``docs/solver.md``).
+    method : ``"rosenbrock"`` only (:func:`tregsim.solve.numpy_backend.integrate` chooses
+        between this scheme and the explicit one).
     rtol, atol : relative and absolute tolerances; state i uses ``atol × scale_i``.
 
     Outputs at a dose time are recorded after the dose.
     """
-    if method in ("explicit", "auto"):
-        from tregsim.solve import explicit_numpy
-
-        kw = dict(breaks=breaks, t0=t0, rtol=rtol, atol=atol, h0=h0, max_steps=max_steps)
-        res = explicit_numpy.integrate(
-            model, p, y0, times, dose_time, dose_amount, dose_state, dose_clock,
-            stiff_exit=method == "auto", **kw,
-        )  # fmt: skip
-        stiff = np.flatnonzero(res.n_switches > 0)
-        if stiff.size:  # auto: the patients whose stiffness test fired, with Rosenbrock
-            tt = np.atleast_2d(np.asarray(times, dtype=float))
-            sub = integrate(
-                model, p[:, stiff], y0[:, stiff], tt if tt.shape[0] == 1 else tt[stiff],
-                dose_time[stiff], dose_amount[stiff], dose_state[stiff], dose_clock[stiff],
-                method="rosenbrock", **{**kw, "breaks": None if breaks is None else breaks[stiff]},
-            )  # fmt: skip
-            res.y[:, stiff] = sub.y
-            res.status[stiff] = sub.status
-            for name in ("n_steps", "n_rejected", "n_rhs", "n_jac"):
-                getattr(res, name)[stiff] += getattr(sub, name)
-        return res
+    if method != "rosenbrock":
+        raise ValueError(f"rosenbrock.integrate solves method='rosenbrock' only, got {method!r}")
     ns, n = y0.shape
     times = np.atleast_2d(np.asarray(times, dtype=float))
     nt = times.shape[1]

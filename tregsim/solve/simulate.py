@@ -8,7 +8,8 @@ import numpy as np
 
 from tregsim.errors import ArgumentError
 from tregsim.model.compile import CompiledModel, ParameterBatch
-from tregsim.solve.rosenbrock import STATUS_OK, STATUS_TEXT, integrate
+from tregsim.solve.numpy_backend import integrate
+from tregsim.solve.rosenbrock import STATUS_OK, STATUS_TEXT
 
 DEFAULT_RTOL = 1e-7
 DEFAULT_ATOL = 1e-10
