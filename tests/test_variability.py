@@ -54,6 +54,7 @@ TH = {
         {},
         pytest.param({"kappa": 0.0}, marks=pytest.mark.slow),
         pytest.param({"sigma_bio": 0.0, "kappa": 0.0}, marks=pytest.mark.slow),
+        pytest.param({"sigma_bio": 0.0}, marks=pytest.mark.slow),
     ],
 )
 def test_likelihood_matches_monte_carlo(table, extra):
@@ -75,12 +76,16 @@ def test_likelihood_matches_monte_carlo(table, extra):
         - table(loglam[:, None], np.full((M, 1), th["q"]), np.array([[60.0]]))
     )
     R = th["sigma_bio"] ** 2 * np.exp(-np.abs(days[:, None] - days[None]) / th["tau_bio"])
-    ve = th["sigma_meas"] ** 2 * np.exp(-2 * th["kappa"] * (logmu - V.LOG_CREF))
+    # κ scales the OU deviation when σ_bio > 0, else the residual σ_meas
+    h = np.exp(-th["kappa"] * (logmu - V.LOG_CREF))  # (M, T)
+    if th["sigma_bio"] > 0:
+        cov = R[None] * h[:, :, None] * h[:, None, :] + th["sigma_meas"] ** 2 * np.eye(len(days))
+    else:
+        cov = ((th["sigma_meas"] * h) ** 2)[:, :, None] * np.eye(len(days))[None]
     dens = np.empty(M)
     # scipy's multivariate normal on a subset (slow), the batched formula on all
     for k in range(200):
-        dens[k] = stats.multivariate_normal(logmu[k], R + np.diag(ve[k])).pdf(np.log(y))
-    cov = R[None] + ve[:, :, None] * np.eye(len(days))[None]
+        dens[k] = stats.multivariate_normal(logmu[k], cov[k]).pdf(np.log(y))
     L = np.linalg.cholesky(cov)
     z = np.linalg.solve(L, (np.log(y)[None] - logmu)[:, :, None])[..., 0]
     logdet = 2 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1)

@@ -381,17 +381,22 @@ class StructureLikelihood:
 
     def per_patient(self, th: dict, visits: np.ndarray | None = None) -> np.ndarray:
         """Log marginal likelihood of each participant, (P,); ``visits`` (V,) bool restricts
-        the visits used (e.g. the baseline only)."""
+        the visits used (e.g. the baseline only).
+
+        Residual covariance of a participant's uncensored visits at node k:
+        D_k (σ_bio² exp(−|Δd|/τ_bio)) D_k + diag(σ_meas²·h² + (σ_add/μ)²), where
+        h = (μ / 0.6 nmol/L)^(−κ) scales the biological deviation (D_k = diag(h)) when
+        σ_bio > 0, else the one residual σ_meas.
+        """
         lm = self.log_mu(th)
         res = self._logy[:, None] - lm  # (V, K)
         sm2, sb2, tau = th["sigma_meas"] ** 2, th["sigma_bio"] ** 2, th["tau_bio"]
         sa = th.get("sigma_add", 0.0)
         kap = th.get("kappa", 0.0)
-        # residual variance on the log scale at every visit and node:
-        # σ_meas²·(μ / 0.6 nmol/L)^(−2κ) + (σ_add / μ)²
-        var_e = None
-        if sa > 0 or kap != 0:
-            var_e = sm2 * np.exp(-2 * kap * (lm - LOG_CREF)) + (sa * np.exp(-lm)) ** 2
+        h2 = np.exp(-2 * kap * (lm - LOG_CREF)) if kap != 0 else np.ones_like(lm)
+        var_e = sm2 * (h2 if sb2 == 0 else 1.0) + (sa * np.exp(-lm)) ** 2  # (V, K)
+        var_b = sb2 * h2 if sb2 > 0 else np.zeros_like(lm)  # (V, K)
+        simple = sa == 0 and kap == 0  # covariance the same at every node
         out = np.empty(len(self._groups))
         for p, (unc, cen, dd) in enumerate(self._groups):
             if visits is not None:
@@ -402,18 +407,20 @@ class StructureLikelihood:
             ll = self.logw.copy()
             n = unc_p.size
             if n:
-                R = sb2 * np.exp(-dd_p / tau)
-                if var_e is None:
-                    L = np.linalg.cholesky(R + sm2 * np.eye(n))
+                Rc = np.exp(-dd_p / tau)
+                if simple:
+                    L = np.linalg.cholesky(sb2 * Rc + sm2 * np.eye(n))
                     z = np.linalg.solve(L, res[unc_p])
                     logdet = 2 * np.sum(np.log(np.diag(L)))
                     quad = np.sum(z * z, axis=0)
                 elif n == 1 or sb2 == 0:
-                    v = var_e[unc_p] + sb2  # (n, K), diagonal
+                    v = var_e[unc_p] + var_b[unc_p]
                     logdet = np.sum(np.log(v), axis=0)
                     quad = np.sum(res[unc_p] ** 2 / v, axis=0)
                 else:
-                    cov = R[None] + np.eye(n)[None] * var_e[unc_p].T[:, :, None]  # (K, n, n)
+                    sdb = np.sqrt(var_b[unc_p]).T  # (K, n)
+                    cov = Rc[None] * sdb[:, :, None] * sdb[:, None, :]
+                    cov = cov + np.eye(n)[None] * var_e[unc_p].T[:, :, None]
                     L = np.linalg.cholesky(cov)
                     z = np.linalg.solve(L, res[unc_p].T[:, :, None])[..., 0]
                     logdet = 2 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
@@ -422,10 +429,10 @@ class StructureLikelihood:
                     -0.5 * quad
                     - 0.5 * logdet
                     - 0.5 * n * np.log(2 * np.pi)
-                    - np.sum(self._logy[unc_p])
+                    - np.sum(self._logy[unc_p])  # density of y, not log y
                 )
             if cen_p.size:
-                sd = np.sqrt(sb2 + (var_e[cen_p] if var_e is not None else sm2))
+                sd = np.sqrt(var_e[cen_p] + var_b[cen_p])
                 ll += special.log_ndtr(res[cen_p] / sd).sum(axis=0)
             out[p] = special.logsumexp(ll)
         return out
@@ -534,10 +541,11 @@ def simulate_observed(
     logmu = lev[..., None] + logc
     if treated_factor is not None:  # (P,) multiplies every visit after the baseline
         logmu[..., 1:] += np.log(np.asarray(treated_factor, float))[:, None]
-    sd_e = np.sqrt(
-        th["sigma_meas"] ** 2 * np.exp(-2 * th.get("kappa", 0.0) * (logmu - LOG_CREF))
-        + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2
-    )
+    het = np.exp(-th.get("kappa", 0.0) * (logmu - LOG_CREF))
+    if th["sigma_bio"] > 0:
+        b = b * het  # κ scales the biological deviation
+        het = 1.0
+    sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
     e = sd_e * rng.standard_normal((n_rep, P, T))
     y = np.exp(logmu + b + e)
     if below_lloq == "half_lloq":
