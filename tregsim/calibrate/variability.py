@@ -610,7 +610,7 @@ def ancova_power_by_simulation(
         xm = np.log1p(y[:, :, 1])
         X = np.stack([np.ones_like(x0), np.broadcast_to(arm, x0.shape), x0, ages], axis=2)
         XtX = np.einsum("rpi,rpj->rij", X, X)
-        beta = np.linalg.solve(XtX, np.einsum("rpi,rp->ri", X, xm))
+        beta = np.linalg.solve(XtX, np.einsum("rpi,rp->ri", X, xm)[..., None])[..., 0]
         res = xm - np.einsum("rpi,ri->rp", X, beta)
         df = 2 * n - 4
         s2 = np.sum(res**2, axis=1) / df
