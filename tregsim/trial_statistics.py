@@ -301,3 +301,65 @@ def cohort_statistics(
         for k, (val, _n) in pt.items():
             out.setdefault(k, np.full(v.shape[0], np.nan))[r] = val
     return out
+
+
+COMPARISON_COLUMNS = (
+    "month",
+    "statistic",
+    "observed",
+    "observed_lo",
+    "observed_hi",
+    "simulated",
+    "simulated_lo",
+    "simulated_hi",
+)
+
+
+def comparison_rows(
+    observed: TrialStatistics,
+    simulated: dict,
+    *,
+    statistics=POWER_STATISTICS,
+    months=DEFAULT_MONTHS,
+    group: str = "all",
+    level: float = 0.95,
+) -> list[dict]:
+    """Observed (bootstrap interval) beside simulated (mean and central interval over
+    replicate virtual cohorts, ``simulated`` from :func:`cohort_statistics`) per month and
+    statistic: the rows of ``trial_statistics.csv`` (columns :data:`COMPARISON_COLUMNS`)."""
+    a = (1 - level) / 2
+    rows = []
+    for m in months:
+        for s in statistics:
+            o = observed.get(s, m, group)
+            v = np.asarray(simulated[(s, m, group)], float)
+            v = v[np.isfinite(v)]
+            lo, hi = np.quantile(v, [a, 1 - a]) if v.size else (np.nan, np.nan)
+            rows.append(
+                {
+                    "month": m,
+                    "statistic": s,
+                    "observed": o["estimate"],
+                    "observed_lo": o["lo"],
+                    "observed_hi": o["hi"],
+                    "simulated": float(v.mean()) if v.size else np.nan,
+                    "simulated_lo": float(lo),
+                    "simulated_hi": float(hi),
+                }
+            )
+    return rows
+
+
+def write_comparison_csv(path, rows: list[dict]) -> None:
+    """Write :func:`comparison_rows` atomically (4 significant decimals)."""
+    from tregsim.io import write_text
+
+    lines = [",".join(COMPARISON_COLUMNS)]
+    for r in rows:
+        lines.append(
+            ",".join(
+                str(r[c]) if c in ("month", "statistic") else f"{r[c]:.4f}"
+                for c in COMPARISON_COLUMNS
+            )
+        )
+    write_text(path, "\n".join(lines) + "\n")
