@@ -61,6 +61,7 @@ PARAMS = {
     "sigma_meas": ("log", stats.halfnorm(scale=0.3)),
     "sigma_add": ("log", stats.halfnorm(scale=0.1)),
     "kappa": ("id", stats.norm(0.0, 1.0)),
+    "gamma_beta": ("id", stats.norm(0.0, 1.0)),
     "sigma_bio": ("log", stats.halfnorm(scale=0.3)),
     "tau_bio": ("log", stats.lognorm(s=1.0, scale=180.0)),
     "mu_c": ("id", stats.norm(LOG_CREF, 1.0)),
@@ -76,6 +77,7 @@ UNITS = {
     "sigma_meas": "1 (log scale)",
     "sigma_add": "nmol/L",
     "kappa": "1",
+    "gamma_beta": "1",
     "sigma_bio": "1 (log scale)",
     "tau_bio": "day",
     "mu_c": "ln(nmol/L)",
@@ -91,6 +93,7 @@ START = {
     "sigma_meas": 0.2,
     "sigma_add": 0.02,
     "kappa": 0.3,
+    "gamma_beta": 0.0,
     "sigma_bio": 0.15,
     "tau_bio": 180.0,
     "mu_c": -0.4,
@@ -168,6 +171,22 @@ CANDIDATES = {
             "omega_lambda",
             "q",
             "beta_c",
+            "sigma_meas",
+            "kappa",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "agecovariate+power": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "gamma_beta",
             "sigma_meas",
             "kappa",
             "mu_c",
@@ -369,7 +388,9 @@ class StructureLikelihood:
         loglam = (
             np.log(th["lambda_ref"])
             - th["gamma_a"] * la[:, None, None]
-            - th["beta_c"] * (lev[:, :, None] - LOG_CREF)
+            - th["beta_c"]
+            * np.exp(-th.get("gamma_beta", 0.0) * la)[:, None, None]
+            * (lev[:, :, None] - LOG_CREF)
             + th["omega_lambda"] * self.eta[None, None, :]
         )  # (V, Z, E)
         f = (np.clip(loglam, t.loglam[0], t.loglam[-1]) - t.loglam[0]) / (t.loglam[1] - t.loglam[0])
@@ -530,7 +551,7 @@ def simulate_observed(
     loglam = (
         np.log(th["lambda_ref"])
         - th["gamma_a"] * la
-        - th["beta_c"] * (lev - LOG_CREF)
+        - th["beta_c"] * np.exp(-th.get("gamma_beta", 0.0) * la) * (lev - LOG_CREF)
         + th["omega_lambda"] * eta
     )
     d = np.asarray(months, float) * DAYS_PER_MONTH
