@@ -62,6 +62,7 @@ PARAMS = {
     "sigma_add": ("log", stats.halfnorm(scale=0.1)),
     "kappa": ("id", stats.norm(0.0, 1.0)),
     "gamma_beta": ("id", stats.norm(0.0, 1.0)),
+    "beta_lin": ("id", stats.norm(0.0, 2.0)),
     "sigma_bio": ("log", stats.halfnorm(scale=0.3)),
     "tau_bio": ("log", stats.lognorm(s=1.0, scale=180.0)),
     "mu_c": ("id", stats.norm(LOG_CREF, 1.0)),
@@ -78,6 +79,7 @@ UNITS = {
     "sigma_add": "nmol/L",
     "kappa": "1",
     "gamma_beta": "1",
+    "beta_lin": "1/(nmol/L)",
     "sigma_bio": "1 (log scale)",
     "tau_bio": "day",
     "mu_c": "ln(nmol/L)",
@@ -94,6 +96,7 @@ START = {
     "sigma_add": 0.02,
     "kappa": 0.3,
     "gamma_beta": 0.0,
+    "beta_lin": 0.5,
     "sigma_bio": 0.15,
     "tau_bio": 180.0,
     "mu_c": -0.4,
@@ -187,6 +190,22 @@ CANDIDATES = {
             "q",
             "beta_c",
             "gamma_beta",
+            "sigma_meas",
+            "kappa",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "lincovariate+power": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "beta_lin",
             "sigma_meas",
             "kappa",
             "mu_c",
@@ -391,6 +410,7 @@ class StructureLikelihood:
             - th["beta_c"]
             * np.exp(-th.get("gamma_beta", 0.0) * la)[:, None, None]
             * (lev[:, :, None] - LOG_CREF)
+            - th.get("beta_lin", 0.0) * (np.exp(lev[:, :, None]) - np.exp(LOG_CREF))
             + th["omega_lambda"] * self.eta[None, None, :]
         )  # (V, Z, E)
         f = (np.clip(loglam, t.loglam[0], t.loglam[-1]) - t.loglam[0]) / (t.loglam[1] - t.loglam[0])
@@ -552,6 +572,7 @@ def simulate_observed(
         np.log(th["lambda_ref"])
         - th["gamma_a"] * la
         - th["beta_c"] * np.exp(-th.get("gamma_beta", 0.0) * la) * (lev - LOG_CREF)
+        - th.get("beta_lin", 0.0) * (np.exp(lev) - np.exp(LOG_CREF))
         + th["omega_lambda"] * eta
     )
     d = np.asarray(months, float) * DAYS_PER_MONTH
