@@ -115,3 +115,27 @@ def test_ou_paths_autocorrelation():
     for i in range(4):
         for j in range(i + 1, 4):
             assert c[i, j] == pytest.approx(np.exp(-(days[j] - days[i]) / 150.0), abs=0.01)
+
+
+def test_structure_check_rows(table):
+    from pathlib import Path
+
+    from tregsim.trial_statistics import COMPARISON_COLUMNS
+
+    records = (
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "placebo_cpeptide_individual.csv"
+    )
+    if not records.exists():
+        pytest.skip("placebo records not in ../shared/data (not shipped: no licence)")
+    th = TH | {"sigma_bio": 0.0}
+    rows = V.structure_check(records, th, n_rep=10, n_boot=30, table=table)
+    assert [(r["month"], r["statistic"]) for r in rows][:3] == [
+        (6, "ancova_slope"),
+        (6, "ancova_resid_sd"),
+        (6, "corr_baseline"),
+    ]
+    assert len(rows) == 9 and all(set(COMPARISON_COLUMNS) <= set(r) for r in rows)
+    # the observed month-12 residual SD of the TrialNet analysis (issue #14: 0.165)
+    r = next(r for r in rows if r["month"] == 12 and r["statistic"] == "ancova_resid_sd")
+    assert r["observed"] == pytest.approx(0.165, abs=0.001)
+    assert all(r["simulated_lo"] <= r["simulated"] <= r["simulated_hi"] for r in rows)

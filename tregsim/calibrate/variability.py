@@ -660,3 +660,55 @@ def ancova_power_by_simulation(
         t = beta[:, 1] / se
         out.append(float(np.mean(np.abs(t) > stats.t.ppf(1 - alpha / 2, df))))
     return np.asarray(out)
+
+
+# ------------------------------------------------------------------ the acceptance table
+def structure_check(
+    records_path,
+    theta: dict,
+    *,
+    seed: int = 20261205,
+    n_rep: int = 400,
+    n_boot: int = 2000,
+    table=None,
+    months=(0, 6, 12, 18, 24),
+) -> list[dict]:
+    """Observed vs simulated trial statistics (rows of ``trial_statistics.csv``).
+
+    Observed: the records' statistics with participant-bootstrap 95 % intervals. Simulated:
+    ``n_rep`` virtual cohorts with the records' ages and visit pattern, observed visits from
+    the structure ``theta`` (mean and central 95 % over cohorts).
+    """
+    import pandas as pd
+
+    from tregsim.trial_statistics import (
+        cohort_statistics,
+        comparison_rows,
+        to_wide,
+        trial_statistics,
+    )
+
+    if table is None:
+        import tregsim
+        from tregsim.calibrate.likelihood import CurveTable
+
+        table = CurveTable(
+            tregsim.load_model("treg_t1d"),
+            fixed={"s0": 0.41, "k_re": 0.02},
+            n_loglam=121,
+            n_q=21,
+            max_day=1250.0,
+            day_step=5.0,
+        )
+    d = pd.read_csv(records_path)
+    _, wide, age = to_wide(
+        d.participant_id, d.month, d.auc_mean_cpeptide_nmol_l, d.age_years, months=months
+    )
+    obs = trial_statistics(
+        d.participant_id, d.age_years, d.month, d.auc_mean_cpeptide_nmol_l, n_boot=n_boot, seed=seed
+    )
+    y = simulate_observed(
+        table, theta, age, np.array(months), np.random.default_rng(seed), n_rep=n_rep
+    )
+    sim = cohort_statistics(y, age, months=months, present=np.isfinite(wide))
+    return comparison_rows(obs, sim)
