@@ -92,3 +92,27 @@ def test_known_structure_recovered():
     assert ts.get("ancova_resid_sd", 12)["estimate"] == pytest.approx(0.1, abs=0.005)
     rho = 0.9 * 0.2 / np.sqrt(0.9**2 * 0.04 + 0.01)
     assert ts.get("corr_baseline", 24)["estimate"] == pytest.approx(rho, abs=0.02)
+
+
+def test_natural_history_trial_statistics_acceptance(records, tmp_path):
+    """Issue #14 acceptance: simulated observed statistics of the shipped structure lie inside
+    the records' bootstrap 95 % intervals (ANCOVA slope, residual SD, baseline correlation at
+    6/12/24 months), and the rows round-trip through trial_statistics.csv."""
+    import pandas as pd
+
+    from tregsim.natural_history import (
+        NaturalHistory,
+        load_natural_history,
+        structure_trial_statistics,
+    )
+    from tregsim.trial_statistics import COMPARISON_COLUMNS
+
+    rows = structure_trial_statistics(RECORDS, seed=3)
+    assert len(rows) == 9
+    for r in rows:
+        assert r["observed_lo"] <= r["simulated"] <= r["observed_hi"], r
+    nh = NaturalHistory([{"age_group": "all", "month": 0}], {}, np.array([0]), [], {}, rows)
+    nh.save(tmp_path)
+    df = pd.read_csv(tmp_path / "trial_statistics.csv")
+    assert tuple(df.columns) == COMPARISON_COLUMNS
+    assert len(load_natural_history(tmp_path).trial_statistics) == 9
