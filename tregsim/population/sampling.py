@@ -192,6 +192,12 @@ def sample_population(
             individual[name] = typical * np.exp(sd * eta[:, j])
     cov_over = {k: v.astype(float) for k, v in cov.items() if k in model.parameter_names}
     params = model.parameters(n, **{**ov, **cov_over, **individual})
+    if n and "cpep_bl" in params and "cpep_bl" not in {**ov, **cov_over}:
+        # the hazard covariate of issue #14: the noise-free MMTT at the patient's baseline
+        # visit (docs/calibration.md, "Structure of individual variability")
+        src = cov.get("cpep_baseline", cov.get("cpep0"))
+        if src is not None:
+            params["cpep_bl"] = np.asarray(src, float)
     if n and exp.baseline_day > 0 and "cpep0" in params and "cpep_baseline" in cov:
         params["cpep0"] = _cpep0_for_baseline(model, params, cov["cpep_baseline"], exp.baseline_day)
         cov["cpep0"] = params["cpep0"].copy()
