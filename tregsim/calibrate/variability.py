@@ -9,23 +9,26 @@ visit (model day ``baseline_day + d_ij``), on the log scale of the MMTT 2-h AUC 
 (nmol/L):
 
 * trend level at the baseline visit:  ℓ_i = μ_c + μ_a·log(a_i/10) + s_c·ζ_i,   ζ_i ~ N(0, 1);
-* loss hazard:  log λ0_i = log λ_ref − γ_a·log(a_i/10) − β_c·(ℓ_i − log 0.6 nmol/L) + ω_λ·η_i,
-  η_i ~ N(0, 1) (β_c > 0: the lower the baseline, the faster the proportional loss);
+* loss hazard:  log λ0_i = log λ_ref − γ_a·log(a_i/10) − β_c·(a_i/10)^(−γ_β)·(ℓ_i − log 0.6)
+  − β_lin·(e^ℓ_i − 0.6 nmol/L) + ω_λ·η_i, η_i ~ N(0, 1) (β_c, β_lin > 0: the lower the
+  baseline, the faster the proportional loss; γ_β = β_lin = 0 unless a candidate frees them);
 * noise-free course: log μ_ij = ℓ_i + log c(d_ij; λ0_i, q) with c the model's curve
   normalised to 1 at the baseline visit (exact: the model output is proportional to cpep0;
   :class:`tregsim.calibrate.likelihood.CurveTable`);
 * observation: log y_ij = log μ_ij + b_i(d_ij) + e_ij, with b_i a stationary
   Ornstein–Uhlenbeck deviation (SD σ_bio, correlation time τ_bio days: corr exp(−|Δd|/τ_bio);
   biological visit-to-visit variation that persists between close visits) and e_ij ~ N(0,
-  σ_meas²) independent (MMTT test–retest error). Values below the LLOQ are left-censored.
+  σ_meas²) independent (MMTT test–retest error); optional heteroscedasticity: the deviation
+  SD scales as (μ/0.6 nmol/L)^(−κ) (the OU part when σ_bio > 0, else the one residual), and an
+  additive assay term σ_add/μ. Values below the LLOQ are left-censored.
 
 The shipped model (σ = 0.29 lumping everything, β_c = 0, σ_bio = 0) is the special case
 ``CANDIDATES["lumped"]``.
 
 Random effects are integrated by quadrature on uniform grids (ζ on [−4.5, 4.5], η on [−4, 4]);
 given (ζ, η) the uncensored visits of a participant are multivariate normal with covariance
-σ_meas² I + σ_bio² exp(−|d_j − d_k|/τ_bio); censored visits contribute
-Φ((log LLOQ − log μ)/√(σ_meas² + σ_bio²)) independently (an approximation: 21 of 599 visits
+σ_meas² I + σ_bio² exp(−|d_j − d_k|/τ_bio) (scaled as above); censored visits contribute
+Φ((log LLOQ − log μ)/SD) independently (an approximation: 21 of 599 visits
 in the placebo records). Fit: MAP (L-BFGS-B, unconstrained coordinates, weak priors below).
 Score: log p(later visits | baseline visit) of each participant under the plug-in MAP — a
 proper scoring rule (log predictive density; docs/calibration.md, "Structure of individual
