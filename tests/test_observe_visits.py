@@ -1,4 +1,4 @@
-"""tregsim.observe_visits: chunk-independent draws, the variance/correlation structure it
+"""tregsim.observe.observe_visits: chunk-independent draws, the variance/correlation structure it
 promises (checked by its own definition on large samples), per-patient output times."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tregsim
-from tregsim.observe_visits import observe_visits, solve_at_patient_times, visit_normals
+from tregsim.observe import observe_visits, solve_at_patient_times, visit_normals
 
 
 def test_normals_do_not_depend_on_chunks():

@@ -184,12 +184,12 @@ OBSERVED_STREAM = "cohort.observed"
 
 def _observed_visits(exp, pop, c: np.ndarray, times, seed: int, start: int) -> np.ndarray:
     """One measurement per patient, arm and visit from the observation model of issue #14
-    (:func:`tregsim.observe_visits.observe_visits`: MMTT test–retest error ``sigma_meas``,
+    (:func:`tregsim.observe.observe_visits`: MMTT test–retest error ``sigma_meas``,
     heteroscedastic OU biological deviation ``sigma_bio``, ``tau_bio`` days, ``kappa``;
     censored values reported at the LLOQ). Normals from stream :data:`OBSERVED_STREAM` by
     absolute patient number: chunk-independent. Models without these parameters fall back to
     the one residual ``sigma`` (log-normal)."""
-    from tregsim.observe_visits import observe_visits
+    from tregsim.observe import observe_visits
 
     n, n_arms, n_t = c.shape
     z = _rng.draw(
