@@ -100,7 +100,7 @@ def test_natural_history_trial_statistics_acceptance(records, tmp_path):
     6/12/24 months), and the rows round-trip through trial_statistics.csv."""
     import pandas as pd
 
-    from tregsim.natural_history import (
+    from tregsim.placebo import (
         NaturalHistory,
         load_natural_history,
         structure_trial_statistics,
