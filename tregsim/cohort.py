@@ -167,6 +167,7 @@ def cohort_chunk(
     m = n if keep is None else int(np.clip(keep - start, 0, n))
     out["keep_patient"] = pop.patient_index[:m]
     out["keep_cpeptide"] = c[:m]
+    out["keep_cpeptide_observed"] = _observed_visits(exp, pop, c, res.times, seed, start)[:m]
     out["keep_status"] = np.stack([res.status[a] for a in arm_names], axis=1)[:m]
     for k, v in pop.covariates.items():
         out[f"keep_cov_{k}"] = np.asarray(v)[:m]
@@ -175,6 +176,51 @@ def cohort_chunk(
     if theta:
         for k, v in theta.items():
             out[f"keep_theta_{k}"] = v[:m]
+    return out
+
+
+OBSERVED_STREAM = "cohort.observed"
+
+
+def _observed_visits(exp, pop, c: np.ndarray, times, seed: int, start: int) -> np.ndarray:
+    """One measurement per patient, arm and visit from the observation model of issue #14
+    (:func:`tregsim.observe.observe_visits`: MMTT test–retest error ``sigma_meas``,
+    heteroscedastic OU biological deviation ``sigma_bio``, ``tau_bio`` days, ``kappa``;
+    censored values reported at the LLOQ). Normals from stream :data:`OBSERVED_STREAM` by
+    absolute patient number: chunk-independent. Models without these parameters fall back to
+    the one residual ``sigma`` (log-normal)."""
+    from tregsim.observe import observe_visits
+
+    n, n_arms, n_t = c.shape
+    z = _rng.draw(
+        seed, OBSERVED_STREAM, start, start + n, lambda g, k: g.standard_normal((k, n_arms, 2, n_t))
+    )
+    names = exp.model.parameter_names
+
+    def par(name, default):
+        return np.asarray(pop.params[name], float) if name in names else default
+
+    sigma_meas = par("sigma_meas", None)
+    if sigma_meas is None:
+        sigma_meas, sigma_bio, tau_bio, kappa = par("sigma", 0.0), 0.0, 1.0, 0.0
+    else:
+        sigma_bio, tau_bio, kappa = par("sigma_bio", 0.0), par("tau_bio", 1.0), par("kappa", 0.0)
+    lloq = float(np.asarray(pop.params["LLOQ"]).ravel()[0]) if "LLOQ" in names else None
+    out = np.empty_like(c)
+    for a in range(n_arms):
+        mu = np.where(np.isfinite(c[:, a]), c[:, a], 1.0)
+        kw = {"lloq": lloq} if lloq is not None else {}
+        y, _ = observe_visits(
+            mu,
+            np.asarray(times, float),
+            z[:, a],
+            sigma_meas=sigma_meas,
+            sigma_bio=sigma_bio,
+            tau_bio=tau_bio,
+            kappa=kappa,
+            **kw,
+        )
+        out[:, a] = np.where(np.isfinite(c[:, a]), y, np.nan)
     return out
 
 
@@ -344,6 +390,17 @@ class CohortResult:
             ),
             "status": (("patient", "arm"), p["status"], {"long_name": "solver status, 0 = ok"}),
         }
+        if "cpeptide_observed" in p:
+            data["cpeptide_observed"] = (
+                ("patient", "arm", "visit"),
+                p["cpeptide_observed"],
+                {
+                    "units": "nmol/L",
+                    "long_name": "MMTT 2-h AUC mean C-peptide, one simulated measurement per "
+                    "visit (observation model of docs/calibration.md; values below the LLOQ "
+                    "reported at the LLOQ)",
+                },
+            )
         from tregsim.population.distributions import COVARIATE_UNITS
 
         for k, v in p.items():

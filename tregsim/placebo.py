@@ -97,6 +97,11 @@ class NaturalHistory:
     months: np.ndarray
     obs: list
     manifest: dict = field(default_factory=dict)
+    trial_statistics: list = field(default_factory=list)
+    """Rows of ``trial_statistics.csv`` (:func:`tregsim.trial_statistics.comparison_rows`):
+    ANCOVA slope, residual SD and baseline correlation at 6/12/24 months, observed (records,
+    participant bootstrap) vs simulated observed visits; empty when the individual records
+    are not available."""
 
     def frame(self):
         import pandas as pd
@@ -111,6 +116,10 @@ class NaturalHistory:
 
         out = ensure_output_dir(out_dir)
         io.write_text(out / "natural_history.csv", self.frame().to_csv(index=False))
+        if self.trial_statistics:
+            from tregsim.trial_statistics import write_comparison_csv
+
+            write_comparison_csv(out / "trial_statistics.csv", self.trial_statistics)
         if exp is not None:
             from tregsim.plots.cohort import plot_natural_history, save
 
@@ -137,8 +146,14 @@ def load_natural_history(out_dir: str | os.PathLike) -> NaturalHistory:
 
     out = Path(out_dir)
     df = pd.read_csv(out / "natural_history.csv")
+    ts = out / "trial_statistics.csv"
     return NaturalHistory(
-        df.to_dict("records"), {}, np.array(sorted(df["month"].unique())), [], read_manifest(out)
+        df.to_dict("records"),
+        {},
+        np.array(sorted(df["month"].unique())),
+        [],
+        read_manifest(out),
+        pd.read_csv(ts).to_dict("records") if ts.exists() else [],
     )
 
 
@@ -204,8 +219,30 @@ def natural_history_check(
         overwrite=overwrite,
     )
     nh = natural_history(exp, path, seed, scale=scale, posterior=st.draws)
+    nh.trial_statistics = structure_trial_statistics(path.parent / RECORDS_NAME, seed)
     nh.manifest = st.manifest
     return nh
+
+
+RECORDS_NAME = "placebo_cpeptide_individual.csv"
+STRUCTURE_FILE = "natural_history_structure.json"
+
+
+def structure_trial_statistics(records: Path, seed: int) -> list:
+    """The within-patient statistics that drive power (``trial_statistics.csv`` rows), if the
+    individual records sit beside the placebo table: observed (participant bootstrap 95 %)
+    vs 400 virtual cohorts with the records' ages and visit pattern, observed visits drawn from
+    the fitted structure of individual variability (``calibration/natural_history_structure.json``;
+    docs/calibration.md, "Structure of individual variability"). ``[]`` without records."""
+    import json
+
+    from tregsim.calibrate.variability import structure_check
+    from tregsim.resources import shipped_path
+
+    if not records.exists():
+        return []
+    spec = json.loads(shipped_path(f"calibration/{STRUCTURE_FILE}").read_text(encoding="utf-8"))
+    return structure_check(records, spec["theta"], seed=seed)
 
 
 def natural_history(

@@ -202,6 +202,12 @@ def sample_population(
             individual[name] = typical * np.exp(sd * eta[:, j])
     cov_over = {k: v.astype(float) for k, v in cov.items() if k in model.parameter_names}
     params = model.parameters(n, **{**ov, **cov_over, **individual})
+    if n and "cpep_bl" in params and "cpep_bl" not in {**ov, **cov_over}:
+        # the hazard covariate of issue #14: the noise-free MMTT at the patient's baseline
+        # visit (docs/calibration.md, "Structure of individual variability")
+        src = cov.get("cpep_baseline", cov.get("cpep0"))
+        if src is not None:
+            params["cpep_bl"] = np.asarray(src, float)
     rate = float(cum[b_hi] / hi) if hi else float("nan")
     pop = Population(cov, params, individual, cand_index, rate, int(start), int(seed))
     return complete_baseline(exp, pop) if baseline_cpep0 else pop

@@ -259,6 +259,38 @@ def _nh_present(plan: RunPlan, folder: Path, exp, nh):
         "z_mean": "z of the mean difference (1)",
     }
     tab = df[[c for c in keep if c in df.columns]].rename(columns=keep)
+    tables = [
+        Table.from_frame(
+            tab,
+            "Simulated vs observed, by age group and month",
+            source="natural_history.csv",
+            max_rows=60,
+        )
+    ]
+    if getattr(nh, "trial_statistics", None):
+        import pandas as pd
+
+        ts = pd.DataFrame(nh.trial_statistics).rename(
+            columns={
+                "month": "month after baseline",
+                "statistic": "statistic of ln(AUC+1)",
+                "observed": "observed",
+                "observed_lo": "observed 95 % lo",
+                "observed_hi": "observed 95 % hi",
+                "simulated": "simulated",
+                "simulated_lo": "simulated 95 % lo",
+                "simulated_hi": "simulated 95 % hi",
+            }
+        )
+        tables.append(
+            Table.from_frame(
+                ts,
+                "Within-patient statistics that drive power (ANCOVA on baseline and age): "
+                "placebo records vs simulated observed visits",
+                source="trial_statistics.csv",
+                max_rows=20,
+            )
+        )
     section = Section(
         TITLES["natural_history"],
         "Does the routine-care arm decline like the placebo arms of five new-onset trials "
@@ -266,14 +298,7 @@ def _nh_present(plan: RunPlan, folder: Path, exp, nh):
         "to the observed month-0 age mix; z compares the means in units of their standard "
         "error.",
         numbers=numbers,
-        tables=[
-            Table.from_frame(
-                tab,
-                "Simulated vs observed, by age group and month",
-                source="natural_history.csv",
-                max_rows=60,
-            )
-        ],
+        tables=tables,
         figures=[
             Figure(
                 folder / "natural_history_vpc.png",

@@ -1,0 +1,70 @@
+"""tregsim.observe.observe_visits: chunk-independent draws, the variance/correlation structure it
+promises (checked by its own definition on large samples), per-patient output times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tregsim
+from tregsim.observe import observe_visits, solve_at_patient_times, visit_normals
+
+
+def test_normals_do_not_depend_on_chunks():
+    full = visit_normals(7, "test.visits", 0, 3000, 5)
+    part = np.concatenate(
+        [visit_normals(7, "test.visits", a, b, 5) for a, b in [(0, 999), (999, 2500), (2500, 3000)]]
+    )
+    np.testing.assert_array_equal(full, part)
+
+
+def test_homoscedastic_residual_sd():
+    P, T = 100_000, 3
+    mu = np.full((P, T), 0.5)
+    z = visit_normals(1, "test.visits", 0, P, T)
+    y, cens = observe_visits(mu, [0.0, 182.0, 365.0], z, sigma_meas=0.2)
+    r = np.log(y / mu)
+    assert not cens.any()
+    assert r.std(axis=0) == pytest.approx([0.2] * 3, rel=0.01)
+    assert abs(np.corrcoef(r.T)[0, 1]) < 0.01
+
+
+def test_ou_and_assay_covariance():
+    P = 200_000
+    days = np.array([0.0, 91.0, 365.0])
+    mu = np.full((P, 3), 0.6)  # h = 1 at the reference
+    z = visit_normals(2, "test.visits", 0, P, 3)
+    y, _ = observe_visits(mu, days, z, sigma_meas=0.07, sigma_bio=0.25, tau_bio=120.0, kappa=0.3)
+    r = np.log(y / mu)
+    c = np.cov(r.T)
+    assert c[0, 0] == pytest.approx(0.07**2 + 0.25**2, rel=0.02)
+    assert c[0, 1] == pytest.approx(0.25**2 * np.exp(-91 / 120), rel=0.03)
+    assert c[1, 2] == pytest.approx(0.25**2 * np.exp(-274 / 120), abs=0.002)
+
+
+def test_heteroscedastic_factor():
+    P = 100_000
+    mu = np.concatenate([np.full((P, 1), 0.15), np.full((P, 1), 0.6)], axis=1)
+    z = visit_normals(3, "test.visits", 0, P, 2)
+    y, _ = observe_visits(mu, [0.0, 1e6], z, sigma_meas=0.2, kappa=0.5, lloq=1e-9)
+    sd = np.log(y / mu).std(axis=0)
+    assert sd[1] == pytest.approx(0.2, rel=0.02)
+    assert sd[0] / sd[1] == pytest.approx(4**0.5, rel=0.02)  # (0.15/0.6)^(-0.5)
+
+
+def test_censoring():
+    mu = np.full((1000, 1), 0.01)
+    y, cens = observe_visits(mu, [0.0], visit_normals(4, "t", 0, 1000, 1), sigma_meas=0.1)
+    assert cens.mean() > 0.99 and np.all(y[cens] == 0.017)
+
+
+def test_patient_times_match_single_solves():
+    model = tregsim.load_model("treg_t1d")
+    ages = np.array([9.0, 15.0, 30.0])
+    params = model.parameters(3, age=ages)
+    base = np.array([30.0, 60.0, 95.0])  # each patient's own enrolment day
+    times = base[:, None] + np.array([0.0, 182.6, 365.25])[None]
+    got = solve_at_patient_times(model, params, times)
+    for i in range(3):
+        one = tregsim.simulate_arrays(model, model.parameters(1, age=ages[i]), times=times[i])
+        np.testing.assert_allclose(got[i], one.observables["cpeptide"][0], rtol=1e-6)

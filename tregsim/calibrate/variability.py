@@ -1,0 +1,717 @@
+"""Structures of individual variability for the natural history, fitted to long-format records.
+
+The per-visit means of the placebo data are easy to fit; what decides a trial's power is how a
+patient's later values hang together with the baseline (``tregsim.trial_statistics``). This
+module writes down candidate structures on top of the mechanistic model and scores them.
+
+For participant i with baseline age a_i (years) and visits at days d_ij after the baseline
+visit (model day ``baseline_day + d_ij``), on the log scale of the MMTT 2-h AUC mean C-peptide
+(nmol/L):
+
+* trend level at the baseline visit:  ℓ_i = μ_c + μ_a·log(a_i/10) + s_c·ζ_i,   ζ_i ~ N(0, 1);
+* loss hazard:  log λ0_i = log λ_ref − γ_a·log(a_i/10) − β_c·(a_i/10)^(−γ_β)·(ℓ_i − log 0.6)
+  − β_lin·(e^ℓ_i − 0.6 nmol/L) + ω_λ·η_i, η_i ~ N(0, 1) (β_c, β_lin > 0: the lower the
+  baseline, the faster the proportional loss; γ_β = β_lin = 0 unless a candidate frees them);
+* noise-free course: log μ_ij = ℓ_i + log c(d_ij; λ0_i, q) with c the model's curve
+  normalised to 1 at the baseline visit (exact: the model output is proportional to cpep0;
+  :class:`tregsim.calibrate.likelihood.CurveTable`);
+* observation: log y_ij = log μ_ij + b_i(d_ij) + e_ij, with b_i a stationary
+  Ornstein–Uhlenbeck deviation (SD σ_bio, correlation time τ_bio days: corr exp(−|Δd|/τ_bio);
+  biological visit-to-visit variation that persists between close visits) and e_ij ~ N(0,
+  σ_meas²) independent (MMTT test–retest error); optional heteroscedasticity: the deviation
+  SD scales as (μ/0.6 nmol/L)^(−κ) (the OU part when σ_bio > 0, else the one residual), and an
+  additive assay term σ_add/μ. Values below the LLOQ are left-censored.
+
+The shipped model (σ = 0.29 lumping everything, β_c = 0, σ_bio = 0) is the special case
+``CANDIDATES["lumped"]``.
+
+Random effects are integrated by quadrature on uniform grids (ζ on [−4.5, 4.5], η on [−4, 4]);
+given (ζ, η) the uncensored visits of a participant are multivariate normal with covariance
+σ_meas² I + σ_bio² exp(−|d_j − d_k|/τ_bio) (scaled as above); censored visits contribute
+Φ((log LLOQ − log μ)/SD) independently (an approximation: 21 of 599 visits
+in the placebo records). Fit: MAP (L-BFGS-B, unconstrained coordinates, weak priors below).
+Score: log p(later visits | baseline visit) of each participant under the plug-in MAP — a
+proper scoring rule (log predictive density; docs/calibration.md, "Structure of individual
+variability").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize, special, stats
+
+from tregsim.units import DAYS_PER_MONTH, LLOQ_NMOL_L
+
+LOG_CREF = float(np.log(0.6))
+"""Reference baseline for the hazard covariate: ln(0.6 nmol/L)."""
+
+SIGMA_MEAS_LITERATURE = 0.07
+"""MMTT C-peptide test–retest SD on the log scale (≈ 7 % CV). Derived from Greenbaum CJ et al.
+Diabetes Care 2008;31:1966-71 (doi:10.2337/dc07-2451): two MMTTs on separate days, test–retest
+R² = 0.96 (peak C-peptide); with the between-patient log-SD ≈ 0.5 of new-onset cohorts
+(placebo records: 0.46) the within-subject SD is 0.5·√(1 − √0.96) ≈ 0.07."""
+
+# name: (transform, prior) — transform "log", "logit" or "id"; prior a scipy frozen density
+# on θ used only as a weak regulariser of the MAP.
+PARAMS = {
+    "lambda_ref": ("log", stats.lognorm(s=0.5, scale=1.7e-3)),
+    "gamma_a": ("id", stats.norm(0.5, 0.3)),
+    "omega_lambda": ("log", stats.halfnorm(scale=1.0)),
+    "q": ("logit", stats.beta(2.0, 2.0)),
+    "beta_c": ("id", stats.norm(0.0, 1.0)),
+    "sigma_meas": ("log", stats.halfnorm(scale=0.3)),
+    "sigma_add": ("log", stats.halfnorm(scale=0.1)),
+    "kappa": ("id", stats.norm(0.0, 1.0)),
+    "gamma_beta": ("id", stats.norm(0.0, 1.0)),
+    "beta_lin": ("id", stats.norm(0.0, 2.0)),
+    "sigma_bio": ("log", stats.halfnorm(scale=0.3)),
+    "tau_bio": ("log", stats.lognorm(s=1.0, scale=180.0)),
+    "mu_c": ("id", stats.norm(LOG_CREF, 1.0)),
+    "mu_a": ("id", stats.norm(0.0, 1.0)),
+    "s_c": ("log", stats.halfnorm(scale=1.0)),
+}
+UNITS = {
+    "lambda_ref": "1/day",
+    "gamma_a": "1",
+    "omega_lambda": "1",
+    "q": "1",
+    "beta_c": "1",
+    "sigma_meas": "1 (log scale)",
+    "sigma_add": "nmol/L",
+    "kappa": "1",
+    "gamma_beta": "1",
+    "beta_lin": "1/(nmol/L)",
+    "sigma_bio": "1 (log scale)",
+    "tau_bio": "day",
+    "mu_c": "ln(nmol/L)",
+    "mu_a": "1",
+    "s_c": "ln(nmol/L)",
+}
+START = {
+    "lambda_ref": 2.0e-3,
+    "gamma_a": 0.8,
+    "omega_lambda": 0.8,
+    "q": 0.2,
+    "beta_c": 0.0,
+    "sigma_meas": 0.2,
+    "sigma_add": 0.02,
+    "kappa": 0.3,
+    "gamma_beta": 0.0,
+    "beta_lin": 0.5,
+    "sigma_bio": 0.15,
+    "tau_bio": 180.0,
+    "mu_c": -0.4,
+    "mu_a": 0.2,
+    "s_c": 0.45,
+}
+
+CANDIDATES = {
+    # name: (free parameters, fixed values)
+    "lumped": (
+        ("lambda_ref", "gamma_a", "omega_lambda", "q", "sigma_meas", "mu_c", "mu_a", "s_c"),
+        {"beta_c": 0.0, "sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "covariate": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "sigma_meas",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "meas+ou": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "sigma_bio",
+            "tau_bio",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"beta_c": 0.0, "sigma_meas": SIGMA_MEAS_LITERATURE},
+    ),
+    "combined": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "sigma_meas",
+            "sigma_add",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"beta_c": 0.0, "sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "covariate+combined": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "sigma_meas",
+            "sigma_add",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "covariate+power": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "sigma_meas",
+            "kappa",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "agecovariate+power": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "gamma_beta",
+            "sigma_meas",
+            "kappa",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "lincovariate+power": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "beta_lin",
+            "sigma_meas",
+            "kappa",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    "covariate+power+ou": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "kappa",
+            "sigma_bio",
+            "tau_bio",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_meas": SIGMA_MEAS_LITERATURE},
+    ),
+    "covariate+combined+ou": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "sigma_add",
+            "sigma_bio",
+            "tau_bio",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_meas": SIGMA_MEAS_LITERATURE},
+    ),
+    "covariate+meas+ou": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "beta_c",
+            "sigma_bio",
+            "tau_bio",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_meas": SIGMA_MEAS_LITERATURE},
+    ),
+}
+
+
+@dataclass
+class Records:
+    """Participants with a baseline (month-0) visit, long format, days from their baseline.
+
+    ids (P,), study (P,), age_years (P,), visit_patient (V,), visit_day (V,) days after the
+    participant's own baseline visit, visit_month (V,) nominal month, y (V,) nmol/L.
+    """
+
+    ids: np.ndarray
+    study: np.ndarray
+    age_years: np.ndarray
+    visit_patient: np.ndarray
+    visit_day: np.ndarray
+    visit_month: np.ndarray
+    y: np.ndarray
+
+    def subset(self, keep: np.ndarray) -> Records:
+        keep = np.asarray(keep, bool)
+        new = np.cumsum(keep) - 1
+        v = keep[self.visit_patient]
+        return Records(
+            self.ids[keep],
+            self.study[keep],
+            self.age_years[keep],
+            new[self.visit_patient[v]],
+            self.visit_day[v],
+            self.visit_month[v],
+            self.y[v],
+        )
+
+
+def load_records(path, columns: dict | None = None) -> Records:
+    """Read long-format records (default columns of ``placebo_cpeptide_individual.csv``).
+
+    Participants without a month-0 visit are left out (the score conditions on it); days are
+    counted from each participant's own baseline visit (the study's day 0 is randomisation).
+    """
+    import pandas as pd
+
+    c = {
+        "study": "study",
+        "id": "participant_id",
+        "age": "age_years",
+        "day": "study_day",
+        "month": "month",
+        "y": "auc_mean_cpeptide_nmol_l",
+    } | (columns or {})
+    df = pd.read_csv(path)
+    df = df[np.isfinite(df[c["y"]])]
+    base = df[df[c["month"]] == 0].groupby(c["id"])[c["day"]].min()
+    df = df[df[c["id"]].isin(base.index)].copy()
+    df["_d"] = df[c["day"]].to_numpy(float) - base.loc[df[c["id"]]].to_numpy(float)
+    ids, inv = np.unique(df[c["id"]].to_numpy(), return_inverse=True)
+    first = df.assign(_p=inv).sort_values("_d").groupby("_p").first()
+    return Records(
+        ids=ids,
+        study=first[c["study"]].to_numpy() if c["study"] in df else np.full(len(ids), ""),
+        age_years=first[c["age"]].to_numpy(float),
+        visit_patient=inv,
+        visit_day=df["_d"].to_numpy(float),
+        visit_month=df[c["month"]].to_numpy(float),
+        y=df[c["y"]].to_numpy(float),
+    )
+
+
+def _to_u(name, v):
+    t = PARAMS[name][0]
+    return np.log(v) if t == "log" else (special.logit(v) if t == "logit" else v)
+
+
+def _from_u(name, u):
+    t = PARAMS[name][0]
+    return np.exp(u) if t == "log" else (special.expit(u) if t == "logit" else u)
+
+
+def _log_jac(name, u):
+    t = PARAMS[name][0]
+    if t == "log":
+        return u
+    if t == "logit":
+        return np.log(special.expit(u)) + np.log1p(-special.expit(u))
+    return 0.0
+
+
+class StructureLikelihood:
+    """Marginal log-likelihood per participant of a candidate structure on records."""
+
+    def __init__(
+        self,
+        table,
+        records: Records,
+        *,
+        baseline_day: float = 60.0,
+        lloq_nmol_l: float = LLOQ_NMOL_L,
+        n_zeta: int = 37,
+        n_eta: int = 33,
+    ):
+        self.table = table
+        self.r = records
+        self.baseline_day = float(baseline_day)
+        self.lloq = float(lloq_nmol_l)
+        self.zeta = np.linspace(-4.5, 4.5, n_zeta)
+        self.eta = np.linspace(-4.0, 4.0, n_eta)
+        lw_z = stats.norm.logpdf(self.zeta)
+        lw_e = stats.norm.logpdf(self.eta)
+        self.logw = (
+            lw_z[:, None] - special.logsumexp(lw_z) + lw_e[None, :] - special.logsumexp(lw_e)
+        ).ravel()  # (K,)
+        self._prep()
+
+    def _prep(self):
+        r = self.r
+        t = self.table
+        day = self.baseline_day + r.visit_day
+        if np.any(day > t.days[-1]):
+            raise ValueError(f"visit at model day {day.max():g} beyond the curve table")
+        # table at the visit days minus table at the baseline day: (V, L, Q)
+        self._logc_v = _table_at(t, day) - _table_at(t, np.array([self.baseline_day]))
+        self._cens = r.y < self.lloq
+        self._logy = np.log(np.where(self._cens, self.lloq, r.y))
+        self._la = np.log(r.age_years / 10.0)
+        order = np.argsort(r.visit_patient, kind="stable")
+        self._groups = []
+        for p in range(len(r.ids)):
+            v = order[r.visit_patient[order] == p]
+            unc = v[~self._cens[v]]
+            cen = v[self._cens[v]]
+            dd = r.visit_day[unc]
+            self._groups.append((unc, cen, np.abs(dd[:, None] - dd[None, :])))
+
+    def log_mu(self, th: dict) -> np.ndarray:
+        """log noise-free C-peptide at every visit and node: (V, K), K = n_zeta·n_eta."""
+        t = self.table
+        r = self.r
+        fq = (np.clip(th["q"], t.q[0], t.q[-1]) - t.q[0]) / (t.q[1] - t.q[0])
+        j = min(int(fq), len(t.q) - 2)
+        bq = fq - j
+        lc = (1 - bq) * self._logc_v[:, :, j] + bq * self._logc_v[:, :, j + 1]  # (V, L)
+        la = self._la[r.visit_patient]  # (V,)
+        lev = th["mu_c"] + th["mu_a"] * la[:, None] + th["s_c"] * self.zeta[None, :]  # (V, Z)
+        loglam = (
+            np.log(th["lambda_ref"])
+            - th["gamma_a"] * la[:, None, None]
+            - th["beta_c"]
+            * np.exp(-th.get("gamma_beta", 0.0) * la)[:, None, None]
+            * (lev[:, :, None] - LOG_CREF)
+            - th.get("beta_lin", 0.0) * (np.exp(lev[:, :, None]) - np.exp(LOG_CREF))
+            + th["omega_lambda"] * self.eta[None, None, :]
+        )  # (V, Z, E)
+        f = (np.clip(loglam, t.loglam[0], t.loglam[-1]) - t.loglam[0]) / (t.loglam[1] - t.loglam[0])
+        i = np.minimum(f.astype(int), len(t.loglam) - 2)
+        a = f - i
+        rows = np.arange(lc.shape[0])[:, None, None]
+        c = (1 - a) * lc[rows, i] + a * lc[rows, i + 1]
+        return (lev[:, :, None] + c).reshape(lc.shape[0], -1)
+
+    def per_patient(self, th: dict, visits: np.ndarray | None = None) -> np.ndarray:
+        """Log marginal likelihood of each participant, (P,); ``visits`` (V,) bool restricts
+        the visits used (e.g. the baseline only).
+
+        Residual covariance of a participant's uncensored visits at node k:
+        D_k (σ_bio² exp(−|Δd|/τ_bio)) D_k + diag(σ_meas²·h² + (σ_add/μ)²), where
+        h = (μ / 0.6 nmol/L)^(−κ) scales the biological deviation (D_k = diag(h)) when
+        σ_bio > 0, else the one residual σ_meas.
+        """
+        lm = self.log_mu(th)
+        res = self._logy[:, None] - lm  # (V, K)
+        sm2, sb2, tau = th["sigma_meas"] ** 2, th["sigma_bio"] ** 2, th["tau_bio"]
+        sa = th.get("sigma_add", 0.0)
+        kap = th.get("kappa", 0.0)
+        h2 = np.exp(-2 * kap * (lm - LOG_CREF)) if kap != 0 else np.ones_like(lm)
+        var_e = sm2 * (h2 if sb2 == 0 else 1.0) + (sa * np.exp(-lm)) ** 2  # (V, K)
+        var_b = sb2 * h2 if sb2 > 0 else np.zeros_like(lm)  # (V, K)
+        simple = sa == 0 and kap == 0  # covariance the same at every node
+        out = np.empty(len(self._groups))
+        for p, (unc, cen, dd) in enumerate(self._groups):
+            if visits is not None:
+                ku, kc = visits[unc], visits[cen]
+                unc_p, cen_p, dd_p = unc[ku], cen[kc], dd[np.ix_(ku, ku)]
+            else:
+                unc_p, cen_p, dd_p = unc, cen, dd
+            ll = self.logw.copy()
+            n = unc_p.size
+            if n:
+                Rc = np.exp(-dd_p / tau)
+                if simple:
+                    L = np.linalg.cholesky(sb2 * Rc + sm2 * np.eye(n))
+                    z = np.linalg.solve(L, res[unc_p])
+                    logdet = 2 * np.sum(np.log(np.diag(L)))
+                    quad = np.sum(z * z, axis=0)
+                elif n == 1 or sb2 == 0:
+                    v = var_e[unc_p] + var_b[unc_p]
+                    logdet = np.sum(np.log(v), axis=0)
+                    quad = np.sum(res[unc_p] ** 2 / v, axis=0)
+                else:
+                    sdb = np.sqrt(var_b[unc_p]).T  # (K, n)
+                    cov = Rc[None] * sdb[:, :, None] * sdb[:, None, :]
+                    cov = cov + np.eye(n)[None] * var_e[unc_p].T[:, :, None]
+                    L = np.linalg.cholesky(cov)
+                    z = np.linalg.solve(L, res[unc_p].T[:, :, None])[..., 0]
+                    logdet = 2 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
+                    quad = np.sum(z * z, axis=1)
+                ll += (
+                    -0.5 * quad
+                    - 0.5 * logdet
+                    - 0.5 * n * np.log(2 * np.pi)
+                    - np.sum(self._logy[unc_p])  # density of y, not log y
+                )
+            if cen_p.size:
+                sd = np.sqrt(var_e[cen_p] + var_b[cen_p])
+                ll += special.log_ndtr(res[cen_p] / sd).sum(axis=0)
+            out[p] = special.logsumexp(ll)
+        return out
+
+
+def _table_at(t, day: np.ndarray) -> np.ndarray:
+    f = (np.clip(day, t.days[0], t.days[-1]) - t.days[0]) / (t.days[1] - t.days[0])
+    k = np.minimum(f.astype(int), len(t.days) - 2)
+    c = (f - k)[:, None, None]
+    return (1 - c) * np.moveaxis(t.logc[:, :, k], 2, 0) + c * np.moveaxis(t.logc[:, :, k + 1], 2, 0)
+
+
+@dataclass
+class StructureFit:
+    candidate: str
+    theta: dict
+    log_post: float
+    log_lik: float
+    n_params: int
+    success: bool
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def fit_structure(
+    like: StructureLikelihood,
+    candidate: str,
+    *,
+    start: dict | None = None,
+    maxiter: int = 400,
+) -> StructureFit:
+    """MAP of a candidate's free parameters (weak priors, unconstrained coordinates)."""
+    free, fixed = CANDIDATES[candidate]
+    s = START | (start or {})
+    u0 = np.array([_to_u(n, s[n]) for n in free], float)
+
+    def theta(u):
+        return {n: float(_from_u(n, u[k])) for k, n in enumerate(free)} | fixed
+
+    def neg(u):
+        th = theta(u)
+        with np.errstate(all="ignore"):
+            ll = like.per_patient(th).sum()
+        lp = sum(PARAMS[n][1].logpdf(th[n]) + _log_jac(n, u[k]) for k, n in enumerate(free))
+        v = -(ll + lp)
+        return v if np.isfinite(v) else 1e12
+
+    res = optimize.minimize(neg, u0, method="L-BFGS-B", options={"maxiter": maxiter})
+    # a Nelder-Mead polish: the tabulated likelihood is piecewise smooth
+    res2 = optimize.minimize(
+        neg, res.x, method="Nelder-Mead", options={"maxiter": 1500, "xatol": 1e-3, "fatol": 1e-3}
+    )
+    best = res2 if res2.fun <= res.fun else res
+    th = theta(best.x)
+    return StructureFit(
+        candidate=candidate,
+        theta=th,
+        log_post=-float(best.fun),
+        log_lik=float(like.per_patient(th).sum()),
+        n_params=len(free),
+        success=bool(res.success or res2.success),
+        message=str(best.message),
+    )
+
+
+def conditional_score(like: StructureLikelihood, th: dict) -> np.ndarray:
+    """log p(later visits | baseline visit) per participant (nats), (P,)."""
+    base = like.r.visit_month == 0
+    return like.per_patient(th) - like.per_patient(th, visits=base)
+
+
+# ------------------------------------------------------------------------- simulation
+def simulate_observed(
+    table,
+    th: dict,
+    age_years: np.ndarray,
+    months: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_rep: int = 1,
+    baseline_day: float = 60.0,
+    lloq_nmol_l: float = LLOQ_NMOL_L,
+    below_lloq: str = "half_lloq",
+    treated_factor: np.ndarray | None = None,
+) -> np.ndarray:
+    """Observed C-peptide (nmol/L) of ``n_rep`` virtual cohorts with these ages, at the
+    nominal ``months`` after each patient's baseline visit: (n_rep, P, T). The structure's
+    draws (ζ, η, the OU path, the assay error) are as in the module docstring."""
+    age = np.asarray(age_years, float)
+    P, T = age.size, len(months)
+    la = np.log(age / 10.0)
+    zeta = rng.standard_normal((n_rep, P))
+    eta = rng.standard_normal((n_rep, P))
+    lev = th["mu_c"] + th["mu_a"] * la + th["s_c"] * zeta
+    loglam = (
+        np.log(th["lambda_ref"])
+        - th["gamma_a"] * la
+        - th["beta_c"] * np.exp(-th.get("gamma_beta", 0.0) * la) * (lev - LOG_CREF)
+        - th.get("beta_lin", 0.0) * (np.exp(lev) - np.exp(LOG_CREF))
+        + th["omega_lambda"] * eta
+    )
+    d = np.asarray(months, float) * DAYS_PER_MONTH
+    logc = table(
+        loglam[..., None], np.full_like(loglam[..., None], th["q"]), baseline_day + d
+    ) - table(loglam[..., None], np.full_like(loglam[..., None], th["q"]), np.array([baseline_day]))
+    b = ou_paths(rng, (n_rep, P), d, th["sigma_bio"], th["tau_bio"])
+    logmu = lev[..., None] + logc
+    if treated_factor is not None:  # (P,) multiplies every visit after the baseline
+        logmu[..., 1:] += np.log(np.asarray(treated_factor, float))[:, None]
+    het = np.exp(-th.get("kappa", 0.0) * (logmu - LOG_CREF))
+    if th["sigma_bio"] > 0:
+        b = b * het  # κ scales the biological deviation
+        het = 1.0
+    sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
+    e = sd_e * rng.standard_normal((n_rep, P, T))
+    y = np.exp(logmu + b + e)
+    if below_lloq == "half_lloq":
+        y = np.where(y < lloq_nmol_l, lloq_nmol_l / 2, y)
+    return y
+
+
+def ou_paths(rng, shape: tuple, days: np.ndarray, sd: float, tau_days: float) -> np.ndarray:
+    """Stationary OU deviations at ``days`` (increasing): shape + (len(days),); exact AR(1)
+    transitions corr = exp(−Δd/τ)."""
+    days = np.asarray(days, float)
+    z = rng.standard_normal((*shape, days.size))
+    out = np.empty_like(z)
+    if sd == 0:
+        return np.zeros_like(z)
+    out[..., 0] = sd * z[..., 0]
+    for k in range(1, days.size):
+        rho = np.exp(-(days[k] - days[k - 1]) / tau_days)
+        out[..., k] = rho * out[..., k - 1] + sd * np.sqrt(1 - rho**2) * z[..., k]
+    return out
+
+
+# ------------------------------------------------------------------ model-based power
+def ancova_power_by_simulation(
+    table,
+    th: dict,
+    age_pool: np.ndarray,
+    n_per_arm: np.ndarray,
+    relative_effect: float,
+    rng: np.random.Generator,
+    *,
+    month: int = 12,
+    n_trials: int = 1000,
+    alpha: float = 0.05,
+    baseline_day: float = 60.0,
+) -> np.ndarray:
+    """Power of the TrialNet ANCOVA (ln(y_m+1) ~ arm + ln(y_0+1) + age, two-sided t-test of
+    the arm coefficient) in virtual two-arm trials, for each N per arm.
+
+    Patients' ages are drawn from ``age_pool`` (years); the treated arm's noise-free C-peptide
+    at ``month`` is (1 + ``relative_effect``) times what it would have been (the treatment
+    effect acts on β-cell function, before the observation model); baseline untouched.
+    """
+    out = []
+    for n in np.atleast_1d(n_per_arm):
+        n = int(n)
+        ages = rng.choice(np.asarray(age_pool, float), size=(n_trials, 2 * n))
+        y = np.empty((n_trials, 2 * n, 2))
+        for r in range(n_trials):
+            y[r] = simulate_observed(
+                table,
+                th,
+                ages[r],
+                np.array([0, month]),
+                rng,
+                n_rep=1,
+                baseline_day=baseline_day,
+                treated_factor=np.r_[np.ones(n), np.full(n, 1 + relative_effect)],
+            )[0]
+        arm = np.r_[np.zeros(n), np.ones(n)]
+        x0 = np.log1p(y[:, :, 0])
+        xm = np.log1p(y[:, :, 1])
+        X = np.stack([np.ones_like(x0), np.broadcast_to(arm, x0.shape), x0, ages], axis=2)
+        XtX = np.einsum("rpi,rpj->rij", X, X)
+        beta = np.linalg.solve(XtX, np.einsum("rpi,rp->ri", X, xm)[..., None])[..., 0]
+        res = xm - np.einsum("rpi,ri->rp", X, beta)
+        df = 2 * n - 4
+        s2 = np.sum(res**2, axis=1) / df
+        se = np.sqrt(s2 * np.linalg.inv(XtX)[:, 1, 1])
+        t = beta[:, 1] / se
+        out.append(float(np.mean(np.abs(t) > stats.t.ppf(1 - alpha / 2, df))))
+    return np.asarray(out)
+
+
+# ------------------------------------------------------------------ the acceptance table
+def structure_check(
+    records_path,
+    theta: dict,
+    *,
+    seed: int = 20261205,
+    n_rep: int = 400,
+    n_boot: int = 2000,
+    table=None,
+    months=(0, 6, 12, 18, 24),
+) -> list[dict]:
+    """Observed vs simulated trial statistics (rows of ``trial_statistics.csv``).
+
+    Observed: the records' statistics with participant-bootstrap 95 % intervals. Simulated:
+    ``n_rep`` virtual cohorts with the records' ages and visit pattern, observed visits from
+    the structure ``theta`` (mean and central 95 % over cohorts).
+    """
+    import pandas as pd
+
+    from tregsim.trial_statistics import (
+        cohort_statistics,
+        comparison_rows,
+        to_wide,
+        trial_statistics,
+    )
+
+    if table is None:
+        import tregsim
+        from tregsim.calibrate.likelihood import CurveTable
+
+        table = CurveTable(
+            tregsim.load_model("treg_t1d"),
+            fixed={"s0": 0.41, "k_re": 0.02},
+            n_loglam=121,
+            n_q=21,
+            max_day=1250.0,
+            day_step=5.0,
+        )
+    d = pd.read_csv(records_path)
+    _, wide, age = to_wide(
+        d.participant_id, d.month, d.auc_mean_cpeptide_nmol_l, d.age_years, months=months
+    )
+    obs = trial_statistics(
+        d.participant_id, d.age_years, d.month, d.auc_mean_cpeptide_nmol_l, n_boot=n_boot, seed=seed
+    )
+    y = simulate_observed(
+        table, theta, age, np.array(months), np.random.default_rng(seed), n_rep=n_rep
+    )
+    sim = cohort_statistics(y, age, months=months, present=np.isfinite(wide))
+    return comparison_rows(obs, sim)
