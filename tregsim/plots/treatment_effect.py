@@ -16,7 +16,14 @@ def plot_phi_prior_posterior(res, path):
     h = res.phi_hist
     fig, ax = plt.subplots(figsize=(7, 4))
     x = h["centres_log10_phi"]
-    ax.fill_between(x, h["prior"], color="0.85", label="prior of φ (model file)")
+    ax.fill_between(x, h["prior"], color="0.88", label="prior of φ in the model file, LN(2, 1.2)")
+    ax.plot(
+        x,
+        h["new_trial_prior"],
+        color="0.4",
+        ls="--",
+        label="prior predictive: a new trial's φ (hierarchy)",
+    )
     ax.plot(x, h["new_trial"], color="k", lw=2, label="posterior predictive: a new trial's φ")
     for k, v in h.items():
         if k.startswith("trial:"):

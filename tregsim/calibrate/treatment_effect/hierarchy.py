@@ -184,7 +184,7 @@ class Likelihood:
                 m1, _ = self._z_mean(ns, pred)
                 rho = self.rho[r.trial]
                 z = float(stats.norm.isf(obs / 2))
-                c = ns.value and float(stats.norm.isf(ns.value / 2))
+                c = float(stats.norm.isf(ns.value / 2))
                 tot = 0.0
                 for s in (1.0, -1.0):
                     cm = m1 + rho * (s * z - m2)

@@ -33,6 +33,7 @@ class TreatmentEffectResult:
     assurance: dict
     phi_hist: dict
     diagnostics: dict = field(default_factory=dict)
+    trial_reach: list = field(default_factory=list)  # what each comparison could detect
 
     def save(self, out) -> Path:
         """Write ``treatment_effect.csv`` (long format), ``summary.json`` and the figures."""
@@ -46,6 +47,7 @@ class TreatmentEffectResult:
             ("posterior", self.posterior_summary, "parameter"),
             ("prediction", self.predictions, "evidence"),
             ("predictive_check", self.predictive_checks, "term"),
+            ("trial_reach", self.trial_reach, "term"),
         ):
             for r in table:
                 for k, v in r.items():
@@ -209,19 +211,22 @@ def summarise(
     # ---------------------------------------------------------------- assurance
     m0 = months[0]
     sd, rho = sd_rho[m0]
-    idx = np.flatnonzero(w_all > 1e-3 / n)
-    wi = w_all[idx] / w_all[idx].sum()
+    # assurance on 4,000 resampled posterior draws and 4,000 prior draws (noncentral-t power
+    # is costly per draw; Monte-Carlo SE of an assurance ≤ 0.008)
+    from tregsim.calibrate.treatment_effect.inference import resample
+
+    idx = resample(w_all, 4000, seed, "treatment_effect.assurance")
     d_post = eff[f"d{m0:g}"][idx]
-    d_prior = eff[f"d{m0:g}"][: min(n, 20000)]
+    d_prior = eff[f"d{m0:g}"][:4000]
     ass_post, ass_prior, mde, phi_need = [], [], [], []
     kin_med = {k: float(_wq(P[k], w_all)[1]) for k in KINETICS}
     grid = np.linspace(-4, 10, 561)
     th = np.column_stack([np.exp(grid), *(np.full_like(grid, kin_med[k]) for k in KINETICS)])
     d_grid = emus[f"target.m{m0:g}.d"].predict(features(th))
     for N in n_per_arm:
-        pw = power_ancova(N, N, d_post, sd, rho, n_covariates=2, alpha=alpha)
-        ass_post.append(float(np.sum(wi * pw)))
-        ass_prior.append(float(np.mean(power_ancova(N, N, d_prior, sd, rho, 2, alpha))))
+        pw = power_ancova(N, N, d_post, sd, rho, n_covariates=2, alpha=alpha, n_nodes=64)
+        ass_post.append(float(np.mean(pw)))
+        ass_prior.append(float(np.mean(power_ancova(N, N, d_prior, sd, rho, 2, alpha, n_nodes=64))))
         e = minimal_detectable_effect(N, sd, power, alpha, rho=rho, n_covariates=2)
         mde.append(e)
         above = np.flatnonzero(d_grid >= e)
@@ -239,6 +244,28 @@ def summarise(
         "power": power,
         "alpha": alpha,
     }
+    # ---------------------------------------------------------------- what each trial can tell
+    kin_arr = np.column_stack([np.full_like(grid, kin_med[k]) for k in KINETICS])
+    feats = features(np.column_stack([np.exp(grid), kin_arr]))
+    reach = []
+    for r in lik.rows:
+        if r.statistic not in ("p_two_sided", "not_significant", "significantly_higher"):
+            continue
+        key = f"{r.trial}.m{r.month:g}"
+        pred = {
+            f"{key}.d": emus[f"{key}.d"].predict(feats),
+            f"{key}.se": emus[f"{key}.se"].predict(feats),
+        }
+        m, v = lik._z_mean(r, pred)
+        pw = stats.norm.sf((1.96 - m) / np.sqrt(v)) + stats.norm.cdf((-1.96 - m) / np.sqrt(v))
+        j70 = np.argmin(np.abs(grid - np.log(70.0)))
+        row = {"term": r.term, "z_mean_at_phi_70": float(m[j70]), "power_at_phi_70": float(pw[j70])}
+        for target_power in (0.5, 0.8):
+            hit = np.flatnonzero(pw >= target_power)
+            row[f"phi_for_power_{int(100 * target_power)}"] = (
+                float(np.exp(grid[hit[0]])) if hit.size else float("inf")
+            )
+        reach.append(row)
     # ---------------------------------------------------------------- φ histograms
     edges = np.linspace(-3, 5, 81)
     c = 0.5 * (edges[1:] + edges[:-1])
@@ -251,11 +278,14 @@ def summarise(
     ph = {
         "centres_log10_phi": c,
         "prior": stats.norm.pdf(c, l10(phi_prior[0]), phi_prior[1] / np.log(10)),
+        "new_trial_prior": hist(l10(eff["phi_new"]), prior_w),
         "new_trial": hist(l10(eff["phi_new"]), w_all),
     }
     for t in lik.trials:
         ph[f"trial:{t}"] = hist(log_phi[f"phi_{t}"] / np.log(10), w_all)
-    return TreatmentEffectResult(target_name, post, preds, checks, assurance, ph)
+    res = TreatmentEffectResult(target_name, post, preds, checks, assurance, ph)
+    res.trial_reach = reach
+    return res
 
 
 def _unit_of(lik, r):
