@@ -106,11 +106,22 @@ def test_gp_recovers_a_smooth_function():
     assert np.sqrt(np.mean(err**2)) < 0.02
 
 
-def test_folded_normal_term_integrates_to_one():
-    """The p-with-no-direction term is a density of |z| ≥ 0: it integrates to 1 over |z|."""
-    for m in (0.0, 0.7, 2.5):
-        val, _ = integrate.quad(lambda z: stats.norm.pdf(z - m) + stats.norm.pdf(z + m), 0, 40)
-        assert val == pytest.approx(1.0, abs=1e-8)
+def test_p_without_direction_term_is_a_density_of_abs_z():
+    """A lone two-sided p term (folded normal in |z|) integrates to 1 over |z| ≥ 0 and puts
+    P(|z| ≥ 1.96) = power of the two-sided test."""
+    lik = _toy_likelihood(keep=("trex_p_24m",))
+    p = _toy_params(lik, mu=5.0)
+    pred = lik.predict(p)
+    m, _ = lik._z_mean(lik.rows[0], pred)
+
+    def dens(z):
+        return np.exp(
+            lik.loglik_terms(p, pred, {"trex_p_24m": 2 * stats.norm.sf(z)})["trex_p_24m"][0]
+        )
+
+    assert integrate.quad(dens, 0, 12)[0] == pytest.approx(1.0, abs=1e-6)
+    power = stats.norm.sf(1.96 - m[0]) + stats.norm.cdf(-1.96 - m[0])
+    assert integrate.quad(dens, 1.96, 12)[0] == pytest.approx(power, abs=1e-6)
 
 
 class _Analytic:
@@ -130,11 +141,25 @@ class _Analytic:
         }[self.kind]
 
 
-def _toy_likelihood():
+def _toy_params(lik, mu=3.0):
+    p = {
+        "mu": np.array([mu]),
+        "tau": np.array([0.5]),
+        "FX": np.array([1.5]),
+        "F_M": np.array([0.1]),
+        "alpha_X": np.array([0.05]),
+        "beta_M": np.array([0.002]),
+    }
+    for t in lik.trials:
+        p[f"eta_{t}"] = np.array([0.3])
+    return p
+
+
+def _toy_likelihood(keep=None):
     from tregsim.calibrate.treatment_effect.designs import TrialDesign
     from tregsim.calibrate.treatment_effect.hierarchy import Likelihood
 
-    rows = load_evidence(EVIDENCE)
+    rows = [r for r in load_evidence(EVIDENCE) if keep is None or r.term in keep]
     designs = {
         "trex": TrialDesign("trex", None, {"low": 40, "high": 24}, "placebo", 46, (12.0, 24.0)),
         "gdansk": TrialDesign("gdansk", None, {"dose10": 4, "dose20": 6}, "untreated", 10, (4.5,)),
@@ -163,7 +188,7 @@ def test_joint_p_and_not_significant_term_matches_bivariate_normal():
         p[f"eta_{t}"] = np.array([0.3])
     pred = lik.predict(p)
     ll = lik.loglik_terms(p, pred)["trex_p_24m"][0]
-    trex = [u for u in lik.units if len(u) == 2][0]
+    trex = next(u for u in lik.units if len(u) == 2)
     m2, _ = lik._z_mean(trex[0], pred)
     m1, _ = lik._z_mean(trex[1], pred)
     rho, c, z, h = 0.6, stats.norm.isf(0.025), stats.norm.isf(0.39 / 2), 1e-4
@@ -187,7 +212,80 @@ def test_sbc_on_a_toy_problem():
     lik = _toy_likelihood()
     spec = load_model("treg_t1d").spec.parameters
     prior = Prior(0.69, 1.2, 1.0, {k: spec[k].prior for k in KINETICS})
-    res = sbc(lik, prior, n_sets=120, n_bank=20000, seed=5)
+    res = sbc(lik, prior, n_sets=120, n_bank=8000, seed=5)
     for k in ("mu", "tau", "F_M", "beta_M"):
         assert abs(coverage(res["ranks"][k], 0.5) - 0.5) < 0.10, k
         assert abs(coverage(res["ranks"][k], 0.9) - 0.9) < 0.10, k
+
+
+def test_result_save_and_load_round_trip(tmp_path):
+    from tregsim.calibrate.treatment_effect import TreatmentEffectResult
+
+    c = np.linspace(-3, 5, 80)
+    res = TreatmentEffectResult(
+        target="nct06708780",
+        posterior_summary=[{"parameter": "mu", "posterior_median": 0.8, "contraction": 0.1}],
+        predictions=[{"evidence": "all", "effect_12m_pct_median": 0.4, "ess": 1000.0}],
+        predictive_checks=[{"term": "trex_p_24m (posterior)", "what": "P", "p": 0.39}],
+        assurance={
+            "n_per_arm": [5, 10],
+            "assurance_posterior": [0.05, 0.06],
+            "assurance_prior": [0.05, 0.05],
+            "mde_ln_auc_plus_1": [0.5, 0.3],
+            "phi_needed": [float("inf"), 900.0],
+        },
+        phi_hist={
+            "centres_log10_phi": c,
+            "prior": np.ones(80),
+            "new_trial_prior": np.ones(80),
+            "new_trial": np.ones(80),
+            "trial:trex": np.ones(80),
+        },
+        trial_reach=[{"term": "trex_p_24m", "phi_for_power_80": 2400.0}],
+    )
+    res.save(tmp_path)
+    for f in ("treatment_effect.csv", "summary.json", "phi_prior_posterior.png", "assurance.png"):
+        assert (tmp_path / f).is_file()
+    back = TreatmentEffectResult.load(tmp_path)
+    assert back.predictions == res.predictions
+    assert back.assurance["phi_needed"][0] is None  # inf is written as null
+    np.testing.assert_array_equal(back.phi_hist["centres_log10_phi"], c)
+    text = (tmp_path / "treatment_effect.csv").read_text()
+    assert "prediction,all,effect_12m_pct_median,0.4" in text
+
+
+@pytest.mark.slow
+def test_calibrate_treatment_effect_small(tmp_path):
+    """The whole pipeline on a small budget: files, ArviZ posterior, manifest without
+    absolute paths, SBC coverage roughly nominal."""
+    import json
+
+    import arviz as az
+
+    from tregsim.calibrate.treatment_effect import calibrate_treatment_effect
+
+    cfg = (ROOT / "calibration" / "treatment_effect.toml").read_text()
+    for old, new in (
+        ("n_points = 200", "n_points = 24"),
+        ("n_holdout = 40", "n_holdout = 6"),
+        ("n_patients = 1000", "n_patients = 200"),
+        ("n_prior_draws = 200000", "n_prior_draws = 5000"),
+        ("n_sbc = 1000", "n_sbc = 100"),
+        ("n_sbc_prior_draws = 50000", "n_sbc_prior_draws = 5000"),
+    ):
+        assert old in cfg
+        cfg = cfg.replace(old, new)
+    path = ROOT / "calibration" / f"_test_{tmp_path.name}.toml"
+    path.write_text(cfg)
+    try:
+        res = calibrate_treatment_effect(path, tmp_path / "out")
+    finally:
+        path.unlink()
+    out = tmp_path / "out"
+    idata = az.from_netcdf(out / "treatment_effect.nc")
+    assert {"mu", "tau", "phi", "FX", "F_M", "alpha_X", "beta_M"} <= set(idata.posterior.data_vars)
+    man = json.loads((out / "manifest.json").read_text())
+    assert all(not v["path"].startswith("/") for v in man["inputs"].values())
+    assert man["git_commit"] is None or len(man["git_commit"]) == 40
+    for r in res.diagnostics["sbc"]:
+        assert 0.3 < r["coverage_50"] < 0.7 and 0.78 < r["coverage_90"] < 0.98, r
