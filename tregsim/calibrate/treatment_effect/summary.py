@@ -51,12 +51,12 @@ class TreatmentEffectResult:
         ):
             for r in table:
                 for k, v in r.items():
-                    if k != key and isinstance(v, (int, float)):
-                        rows.append(f"{sec},{r[key]},{k},{v:.6g}")
+                    if k != key and (v is None or isinstance(v, (int, float))):
+                        rows.append(f"{sec},{r[key]},{k},{_fmt(v)}")
         a = self.assurance
         for i, n in enumerate(a["n_per_arm"]):
             for k in ("assurance_posterior", "assurance_prior", "mde_ln_auc_plus_1", "phi_needed"):
-                rows.append(f"assurance,n_per_arm={n},{k},{a[k][i]:.6g}")
+                rows.append(f"assurance,n_per_arm={n},{k},{_fmt(a[k][i])}")
         with atomic_path(out / "treatment_effect.csv") as tmp:
             Path(tmp).write_text("\n".join(rows) + "\n", encoding="utf-8")
         d = asdict(self)
@@ -72,6 +72,11 @@ class TreatmentEffectResult:
         d.pop("schema_version", None)
         d["phi_hist"] = {k: np.asarray(v) for k, v in d["phi_hist"].items()}
         return cls(**d)
+
+
+def _fmt(v) -> str:
+    """A number for the CSV; None (an infinity read back from JSON) is written as inf."""
+    return "inf" if v is None else f"{v:.6g}"
 
 
 def _jsonable(x):
