@@ -289,3 +289,32 @@ def test_calibrate_treatment_effect_small(tmp_path):
     assert man["git_commit"] is None or len(man["git_commit"]) == 40
     for r in res.diagnostics["sbc"]:
         assert 0.3 < r["coverage_50"] < 0.7 and 0.78 < r["coverage_90"] < 0.98, r
+
+
+@pytest.mark.slow
+def test_effect_under_posterior_at_phi_70_matches_the_documented_effect(tmp_path):
+    """A posterior concentrated at φ = 70 (kinetics at the model file's values) reproduces the
+    experiment file's documented effect of φ = 70, "about 10 % higher mean C-peptide at 12
+    months" (experiments/nct06708780.toml, from `tregsim responders`), and the assurance grows
+    with N from above α."""
+    from tregsim.calibrate.treatment_effect.check import effect_under_posterior
+    from tregsim.experiment import load_experiment
+    from tregsim.posterior import save_posterior
+
+    k = 4
+    draws = {
+        "phi": np.full(k, 70.0),
+        "FX": np.full(k, 1.5),
+        "F_M": np.full(k, 0.1),
+        "alpha_X": np.full(k, 0.05),
+        "beta_M": np.full(k, 0.00189903),
+    }
+    post = save_posterior(tmp_path / "te.nc", draws, units={n: "1" for n in draws})
+    exp = load_experiment(ROOT / "experiments" / "nct06708780.toml")
+    r = effect_under_posterior(
+        exp, posterior=post, summary_dir=tmp_path, n_draws=4, n_patients=400, n_per_arm=(5, 40, 160)
+    )
+    row12 = next(x for x in r.rows if x["month"] == 12.0)
+    assert 8.0 < row12["effect_pct_median"] < 12.0
+    a = [x["assurance"] for x in r.assurance]
+    assert 0.05 < a[0] < a[1] < a[2]
