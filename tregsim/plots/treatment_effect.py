@@ -39,25 +39,56 @@ def plot_phi_prior_posterior(res, path):
 
 
 def plot_assurance(res, path):
-    """Assurance over N per arm under the posterior (and the prior), with power at the
-    posterior median."""
+    """Left: assurance over N per arm under the posterior and the prior. Right: the φ each N
+    needs for the configured power (kinetics at their posterior medians) beside the posterior
+    predictive of a new trial's φ (median and 90 % interval)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from tregsim.io import atomic_path
 
     a = res.assurance
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(a["n_per_arm"], a["assurance_posterior"], "o-", label="assurance, posterior")
-    ax.plot(a["n_per_arm"], a["assurance_prior"], "s--", color="0.5", label="assurance, prior of φ")
+    n = a["n_per_arm"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
+    ax.plot(n, a["assurance_posterior"], "o-", label="assurance, posterior")
+    ax.plot(n, a["assurance_prior"], "s--", color="0.5", label="assurance, prior (hierarchy)")
     ax.set_xscale("log")
     ax.set_xlabel("patients per arm")
-    ax.set_ylabel("P(significant at 12 months)")
+    ax.set_ylabel(f"P(significant at {a.get('month', 12):g} months)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
-    ax.set_title(f"{res.target}: assurance at 12 months", fontsize=10)
+    need = np.array([np.inf if v is None else v for v in a["phi_needed"]], float)
+    ok = np.isfinite(need)
+    bx.plot(
+        np.asarray(n)[ok],
+        need[ok],
+        "o-",
+        color="C3",
+        label=f"φ needed for {100 * a.get('power', 0.8):.0f} % power",
+    )
+    for x in np.asarray(n)[~ok]:
+        bx.annotate("not reachable", (x, 5e3), rotation=90, fontsize=7, ha="center", va="top")
+    row = next((r for r in res.posterior_summary if r["parameter"] == "phi_new"), None)
+    if row:
+        bx.axhspan(
+            row["posterior_q05"],
+            row["posterior_q95"],
+            color="C0",
+            alpha=0.15,
+            label="new trial's φ, 90 % posterior",
+        )
+        bx.axhline(row["posterior_median"], color="C0", label="new trial's φ, posterior median")
+    bx.set_xscale("log")
+    bx.set_yscale("log")
+    bx.set_ylim(0.1, 1e4)
+    bx.set_xlim(min(n) * 0.8, max(n) * 1.25)
+    bx.set_xlabel("patients per arm")
+    bx.set_ylabel("φ (potency × homing, 1)")
+    bx.legend(fontsize=7)
+    fig.suptitle(f"{res.target}: assurance and the φ each N needs", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
