@@ -81,9 +81,14 @@ def load_config(path) -> TreatmentEffectConfig:
             "design",
             "inference",
             "assurance",
+            "method",
         ),
         required=("schema_version", "data"),
     )
+    if t.has("method"):
+        mt = t.table("method")
+        mt.check_keys(("kind",))
+        mt.string("kind", choices=("treatment_effect",))
     if t.integer("schema_version") != 1:
         raise t.error(
             "schema_version must be 1", key="schema_version", fix="write schema_version = 1"
