@@ -36,7 +36,7 @@ def calibrate_treatment_effect(config, out, *, progress=None, n_sbc: int | None 
     """Run the treatment-effect calibration of ``config`` (a path) into folder ``out``.
 
     Writes ``treatment_effect.nc`` (posterior draws of mu, tau, the kinetics, each trial's φ and
-    a new trial's φ; ArviZ InferenceData), ``posterior_summary.csv``, ``emulator_check.csv``,
+    a new trial's φ; ArviZ InferenceData), ``emulator_check.csv``,
     ``sbc.csv``, the :class:`TreatmentEffectResult` files (``treatment_effect.csv``,
     ``summary.json``, ``phi_prior_posterior.png``, ``assurance.png``) and ``manifest.json``.
     Returns the result; its ``diagnostics`` hold ESS, SBC coverage, emulator errors, timings.
