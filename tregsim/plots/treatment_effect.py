@@ -93,3 +93,42 @@ def plot_assurance(res, path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def plot_phi_draws(phi, path, experiment):
+    """Histogram of the φ draws used for an experiment beside the model file's prior."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from scipy import stats
+
+    from tregsim.io import atomic_path
+
+    x = np.linspace(-3, 5, 400)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.fill_between(
+        x,
+        stats.norm.pdf(x, np.log10(2.0), 1.2 / np.log(10)),
+        color="0.88",
+        label="prior of φ in the model file, LN(2, 1.2)",
+    )
+    ax.hist(
+        np.log10(phi),
+        bins=40,
+        range=(-3, 5),
+        density=True,
+        histtype="step",
+        color="k",
+        lw=2,
+        label="posterior predictive: a new trial's φ",
+    )
+    ax.set_xlabel("log10 φ (potency × homing, 1)")
+    ax.set_ylabel("density (per log10 unit)")
+    ax.set_title(f"{experiment}: φ prior vs posterior", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

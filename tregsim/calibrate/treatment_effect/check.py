@@ -40,6 +40,31 @@ class EffectUnderPosterior:
     phi_draws: np.ndarray
     calibration: object | None = None  # TreatmentEffectResult of the calibration, if target
     notes: list = field(default_factory=list)
+    manifest: dict | None = None
+
+    def report_lines(self) -> list[str]:
+        """What ``tregsim check treatment-effect`` prints."""
+        lines = [
+            f"{self.experiment}: {self.treatment_arm} vs control under the treatment-effect posterior"
+        ]
+        for r in self.rows:
+            lines.append(
+                f"  month {r['month']:>4g}: effect median {r['effect_pct_median']:+.2f} % "
+                f"(90% {r['effect_pct_q05']:+.2f} to {r['effect_pct_q95']:+.2f}), "
+                f"P(>10%) {r['p_effect_gt_10pct']:.3f}, P(>20%) {r['p_effect_gt_20pct']:.3f}"
+            )
+        lines.append(
+            "  assurance: "
+            + ", ".join(f"N={a['n_per_arm']} {a['assurance']:.3f}" for a in self.assurance)
+        )
+        if self.calibration is not None:
+            for r in self.calibration.predictions:
+                lines.append(
+                    f"  calibration {r['evidence']:>18s}: 12-month median "
+                    f"{r['effect_12m_pct_median']:+.2f} %, P(>10%) {r['p_effect_12m_gt_10pct']:.3f}"
+                )
+        lines += [f"  note: {n}" for n in self.notes]
+        return lines
 
     def save(self, out) -> Path:
         """``treatment_effect.csv`` (long format), ``phi_prior_posterior.png`` (when the
@@ -69,6 +94,14 @@ class EffectUnderPosterior:
             shutil.copyfile(sub / "phi_prior_posterior.png", out / "phi_prior_posterior.png")
         with atomic_path(out / "treatment_effect.csv") as tmp:
             Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if self.calibration is None:
+            from tregsim.plots.treatment_effect import plot_phi_draws
+
+            plot_phi_draws(self.phi_draws, out / "phi_prior_posterior.png", self.experiment)
+        if self.manifest is not None:
+            from tregsim.io import write_json
+
+            write_json(out / "manifest.json", self.manifest)
         return out
 
 
@@ -83,6 +116,7 @@ def effect_under_posterior(
     n_per_arm=(5, 10, 20, 40, 80, 160),
     seed: int = 1,
     alpha: float = 0.05,
+    argv: list[str] | None = None,
 ) -> EffectUnderPosterior:
     """See the module docstring. exp : loaded Experiment; posterior : treatment-effect .nc
     (default the shipped one); natural_history : NH posterior .nc (default the shipped one)."""
@@ -94,8 +128,9 @@ def effect_under_posterior(
     from tregsim.posterior import load_posterior
     from tregsim.trial.closed_form import power_ancova
 
-    post = load_posterior(posterior or DEFAULT_TREATMENT_EFFECT)
-    nh = load_posterior(natural_history) if natural_history else load_posterior()
+    te_path = Path(posterior or DEFAULT_TREATMENT_EFFECT)
+    post = load_posterior(te_path)
+    nh = load_posterior(natural_history) if natural_history else None
     k = len(post["phi"])
     idx = trng.draw(
         seed, "treatment_effect.check.draws", 0, n_draws, lambda g, m: g.integers(0, k, m)
@@ -160,4 +195,20 @@ def effect_under_posterior(
             notes.append(
                 f"leave-one-trial-out and predictive checks are for {c.target}, not {exp.name}"
             )
-    return EffectUnderPosterior(exp.name, arm, rows, ass, th[:, 0], cal, notes)
+    from tregsim.results import result_manifest
+
+    inputs = {"experiment": exp.path, "treatment_effect": te_path}
+    if natural_history:
+        inputs["natural_history"] = natural_history
+    manifest = result_manifest(
+        command="check treatment-effect",
+        function="tregsim.calibrate.treatment_effect.check.effect_under_posterior",
+        arguments={"n_draws": n_draws, "n_patients": n_patients, "seed": seed},
+        seed=seed,
+        inputs=inputs,
+        settings={"n_draws": n_draws, "n_patients": n_patients, "n_per_arm": list(n_per_arm)},
+        argv=argv,
+    )
+    res = EffectUnderPosterior(exp.name, arm, rows, ass, th[:, 0], cal, notes)
+    res.manifest = manifest
+    return res

@@ -12,7 +12,7 @@ set of assay-noise draws per trial) in every arm and returns per trial and endpo
 * ``pct`` — 100·(mean treated / mean control − 1), % higher mean C-peptide;
 * ``se`` — the standard error of the trial's estimator: the cohort is cut into replicate
   virtual trials of the trial's own size and allocation, observed with assay noise
-  (:func:`tregsim.observe.observe_cpeptide`, LLOQ/2 substitution as in
+  (:func:`tregsim.observe.observe`, LLOQ/2 substitution as in
   :mod:`tregsim.trial.virtual`) and analysed with :func:`tregsim.trial.endpoints.analyse_trials`
   (ANCOVA of ln(AUC+1) on arm, ln(baseline+1) and age, or Welch's t on ln(AUC+1));
   ``se = sqrt(mean(se_r²))`` over the replicates;
@@ -35,7 +35,7 @@ import numpy as np
 from scipy import special
 
 from tregsim import rng as trng
-from tregsim.observe import observe_cpeptide
+from tregsim.observe import observe
 
 THETA_NAMES = ("phi", "FX", "F_M", "alpha_X", "beta_M")
 """Design coordinates, natural scale: φ (1), FX (1), F_M (1), α_X (1/day), β_M (1/day)."""
@@ -68,16 +68,6 @@ class TrialDesign:
         return int(hit[0])
 
 
-class _Drawn:
-    """Feeds pre-drawn standard normals to :func:`tregsim.observe.observe_cpeptide`."""
-
-    def __init__(self, z):
-        self._z = z
-
-    def standard_normal(self, shape):
-        return self._z.reshape(shape)
-
-
 def _tile(pop, n_rep: int):
     idx = np.tile(np.arange(pop.n), n_rep)
     return dataclasses.replace(
@@ -94,8 +84,7 @@ def _observe(exp, pop, mu, z):
     sigma = np.asarray(pop.params[obs.sigma], float)[:, None]
     lloq = np.asarray(pop.params[obs.lloq], float)[:, None]
     bad = ~np.isfinite(mu)
-    y, cens = observe_cpeptide(np.where(bad, 1.0, mu), _Drawn(z), sigma, lloq=lloq, noise=obs.noise)
-    y = np.where(cens, lloq / 2, y)
+    y, _ = observe(np.where(bad, 1.0, mu), z, sigma, lloq=lloq, noise=obs.noise, below="half_lloq")
     return np.where(bad, np.nan, y)
 
 

@@ -32,7 +32,9 @@ from tregsim.calibrate.treatment_effect.summary import summarise, target_effects
 POSTERIOR_FILE = "treatment_effect.nc"
 
 
-def calibrate_treatment_effect(config, out, *, progress=None, n_sbc: int | None = None):
+def calibrate_treatment_effect(
+    config, out, *, progress=None, n_sbc: int | None = None, argv: list[str] | None = None
+):
     """Run the treatment-effect calibration of ``config`` (a path) into folder ``out``.
 
     Writes ``treatment_effect.nc`` (posterior draws of mu, tau, the kinetics, each trial's φ and
@@ -201,6 +203,7 @@ def calibrate_treatment_effect(config, out, *, progress=None, n_sbc: int | None 
         seed=cfg.seed,
         inputs=prob.input_files,
         settings={"config": cfg.path.name, "timings_s": timings, "ess": ess(w)},
+        argv=argv,
     )
     # paths relative to the configuration's folder: the manifest names no absolute path
     for role, v in man["inputs"].items():

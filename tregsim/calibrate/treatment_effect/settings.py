@@ -11,16 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tregsim.errors import ConfigFileError
-from tregsim.population.fields import Table
-
-
-class _Table(Table):
-    def error(self, problem, *, key=None, fix=None):
-        return ConfigFileError(problem, file=self.file, field=self.sub(key), fix=fix)
-
-    def table(self, key, default=None):
-        t = super().table(key, default)
-        return _Table(t.data, t.file, t.field)
+from tregsim.schema import Table
 
 
 @dataclass(frozen=True)
@@ -67,7 +58,7 @@ def load_config(path) -> TreatmentEffectConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigFileError(f"not valid TOML ({e})", file=path, fix="fix the TOML syntax") from e
-    t = _Table(data, path, "")
+    t = Table(data, path, "", ConfigFileError)
     t.check_keys(
         (
             "schema_version",
@@ -98,7 +89,7 @@ def load_config(path) -> TreatmentEffectConfig:
     def rel(tab, key, required=True):
         if not tab.has(key) and not required:
             return None
-        p = (base / tab.string(key)).resolve()
+        p = base / tab.string(key)
         if not p.is_file():
             raise tab.error(
                 f"file {tab.string(key)!r} not found",
