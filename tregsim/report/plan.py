@@ -14,7 +14,14 @@ from typing import Any
 
 from tregsim.results import SHIPPED, display_path, posterior_path
 
-SECTION_ORDER = ("cohort", "natural_history", "power", "sweep", "sensitivity")
+SECTION_ORDER = (
+    "cohort",
+    "natural_history",
+    "power",
+    "treatment_effect",
+    "sweep",
+    "sensitivity",
+)
 """Every section ``tregsim run`` knows, in report order (names as in ``[run].sections``)."""
 
 DEFAULT_BUDGET: dict[str, Any] = {

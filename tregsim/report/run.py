@@ -100,6 +100,31 @@ def run_section(spec: SectionSpec, plan: RunPlan, exp) -> SectionOutcome:
 # --------------------------------------------------------------------------------------------
 # ledger and the whole run
 # --------------------------------------------------------------------------------------------
+def _treatment_effect_ledger() -> tuple[str, str] | None:
+    """(value, note) of the ledger's φ row when the treatment-effect posterior is shipped."""
+    from tregsim.calibrate.treatment_effect.check import DEFAULT_TREATMENT_EFFECT
+    from tregsim.io import file_sha256
+    from tregsim.posterior import load_posterior
+
+    path = Path(DEFAULT_TREATMENT_EFFECT)
+    if not path.is_file():
+        return None
+    phi = load_posterior(path)["phi"]
+    value = (
+        f"a new trial's φ: median {np.median(phi):.3g} [90 % {np.quantile(phi, 0.05):.3g} – "
+        f"{np.quantile(phi, 0.95):.3g}] from the treatment-effect posterior"
+    )
+    note = (
+        f"calibrated on the Treg trials' treated-arm results (T-Rex, Gdansk 2012, PolTREG, TILT, "
+        f"Bluestone 2015; docs/treatment_effect.md) — {display_path(path)}, sha256 "
+        f"{file_sha256(path)[:12]}…. Used by the power section's assurance curve (with the "
+        "infused-cell kinetics; `tregsim power --phi prior` returns to φ's prior) and the "
+        "treatment-effect section. Still assumptions: the fixed-effect power curve's "
+        "effect_phi, and the model file's φ in cohort, sweep and sensitivity"
+    )
+    return value, note
+
+
 def assumption_ledger(
     exp, manifests: Mapping[str, dict], posterior: Path | None = None
 ) -> list[LedgerEntry]:
@@ -128,14 +153,24 @@ def assumption_ledger(
     if "phi" in params:
         p = params["phi"]
         prior = p.prior.describe() if p.prior is not None else "none"
-        rows.append(
-            LedgerEntry(
-                "φ, potency × homing of infused vs endogenous Tregs",
-                f"default {p.value:g} {unit(p)}; prior {prior}",
-                "prior-driven: no treated-arm data calibrate it; the predicted treatment effect "
-                "rests on this assumed number" + (f" ({p.source})" if p.source else ""),
+        te = _treatment_effect_ledger()
+        if te is None:
+            rows.append(
+                LedgerEntry(
+                    "φ, potency × homing of infused vs endogenous Tregs",
+                    f"default {p.value:g} {unit(p)}; prior {prior}",
+                    "prior-driven: no treated-arm posterior is shipped; the predicted treatment "
+                    "effect rests on this assumed number" + (f" ({p.source})" if p.source else ""),
+                )
             )
-        )
+        else:
+            rows.append(
+                LedgerEntry(
+                    "φ, potency × homing of infused vs endogenous Tregs",
+                    te[0],
+                    te[1] + f"; model file: default {p.value:g}, prior {prior}",
+                )
+            )
     by_role: dict[str, list[str]] = {}
     for name, p in params.items():
         by_role.setdefault(p.role, []).append(name)
