@@ -674,7 +674,7 @@ def _te_present(plan: RunPlan, folder: Path, exp, res):
             )
         )
         figures.append(
-            Figure(folder / "calibration" / "assurance.png", "Assurance and the φ each N needs")
+            Figure(folder / "assurance.png", "Assurance and the φ each N needs (calibration)")
         )
     section = Section(
         TITLES["treatment_effect"],

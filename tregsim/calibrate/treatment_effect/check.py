@@ -92,6 +92,7 @@ class EffectUnderPosterior:
             import shutil
 
             shutil.copyfile(sub / "phi_prior_posterior.png", out / "phi_prior_posterior.png")
+            shutil.copyfile(sub / "assurance.png", out / "assurance.png")
         with atomic_path(out / "treatment_effect.csv") as tmp:
             Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8")
         if self.calibration is None:
