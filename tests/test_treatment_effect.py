@@ -98,7 +98,7 @@ def test_fraction_of_peak_matches_the_solver():
 
 def test_gp_recovers_a_smooth_function():
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (150, 5))
+    x = rng.uniform(-1, 1, (100, 5))
     f = lambda x: np.tanh(2 * x[:, 0]) + 0.3 * x[:, 1] ** 2 + 0.1 * x[:, 2]  # noqa: E731
     gp = fit_gp(x, f(x), "d", seed=1)
     xt = rng.uniform(-0.9, 0.9, (200, 5))
@@ -318,3 +318,65 @@ def test_effect_under_posterior_at_phi_70_matches_the_documented_effect(tmp_path
     assert 8.0 < row12["effect_pct_median"] < 12.0
     a = [x["assurance"] for x in r.assurance]
     assert 0.05 < a[0] < a[1] < a[2]
+
+
+def _bad_config_tree(tmp_path, old, new):
+    """A copy of the calibration config, evidence (with one edit) and experiments."""
+    cal = tmp_path / "calibration"
+    (cal / "posteriors").mkdir(parents=True)
+    shutil.copytree(ROOT / "experiments", tmp_path / "experiments")
+    shutil.copyfile(ROOT / "calibration" / "treatment_effect.toml", cal / "treatment_effect.toml")
+    shutil.copyfile(
+        ROOT / "calibration" / "posteriors" / "natural_history.nc",
+        cal / "posteriors" / "natural_history.nc",
+    )
+    text = EVIDENCE.read_text(encoding="utf-8")
+    assert old in text
+    (cal / EVIDENCE.name).write_text(text.replace(old, new, 1), encoding="utf-8")
+    return cal / "treatment_effect.toml"
+
+
+@pytest.mark.parametrize(
+    "old,new,expect",
+    [
+        (",p_two_sided,0.39,", ",p_two_sided,1.39,", "[row 2, value] p = 1.39 is outside (0, 1]"),
+        (",p_two_sided,0.39,", ",p_value,0.39,", "[row 2, statistic] unknown statistic 'p_value'"),
+        (
+            "low;high,placebo,24,p_two",
+            "low;mid,placebo,24,p_two",
+            "[row 2, treated_arms] arm 'mid'",
+        ),
+    ],
+)
+def test_cli_calibrate_bad_evidence_exits_2(tmp_path, capsys, old, new, expect):
+    from tregsim.cli import main
+
+    cfg = _bad_config_tree(tmp_path, old, new)
+    status = main(["calibrate", str(cfg), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert expect in err and "treatment_effect_evidence.csv" in err and "fix:" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_check_treatment_effect(tmp_path, capsys):
+    from tregsim.cli import main
+
+    out = tmp_path / "te"
+    status = main(
+        [
+            "check",
+            "treatment-effect",
+            str(ROOT / "experiments" / "nct06708780.toml"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert status == 0
+    for f in ("treatment_effect.csv", "phi_prior_posterior.png", "manifest.json"):
+        assert (out / f).is_file()
+    text = (out / "treatment_effect.csv").read_text()
+    assert "prediction,without poltreg,p_effect_12m_gt_10pct" in text
+    assert "effect_nct06708780,month=12,p_effect_gt_10pct" in text
