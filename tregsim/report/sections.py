@@ -315,6 +315,7 @@ def _power_compute(plan: RunPlan, folder: Path, exp):
         n_per_arm=_power_grid(plan, exp),
         trials=plan.n_trials,
         effect_phi=plan.effect_phi,
+        phi=plan.phi,
         **_analysis_kwargs(plan, folder),
     )
     study.save(folder)
