@@ -47,6 +47,7 @@ def calibrate_treatment_effect(
     from tregsim.posterior import save_posterior
 
     t0 = time.perf_counter()
+    commit = _git_commit()  # the code that runs, not the tree at the end
     cfg = load_config(config)
     out = Path(out)
     timings = {}
@@ -208,7 +209,7 @@ def calibrate_treatment_effect(
     # paths relative to the configuration's folder: the manifest names no absolute path
     for role, v in man["inputs"].items():
         v["path"] = os.path.relpath(prob.input_files[role], cfg.path.parent)
-    man["git_commit"] = _git_commit()
+    man["git_commit"] = commit
     write_json(out / "manifest.json", man)
     return res
 
