@@ -46,6 +46,7 @@ def test_registered_design(exp):
         "cohort",
         "natural_history",
         "power",
+        "treatment_effect",
         "sweep",
         "sensitivity",
     ]

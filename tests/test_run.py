@@ -200,7 +200,9 @@ def _check_run_folder(out: Path, plan, status: int, err: str) -> str:
     assert all(png_size(b)[0] > 0 for b in embedded)
     assert 'id="summary"' in html_text and 'id="ledger"' in html_text
     assert html_text.count("<dt>") == len(SUMMARY_ORDER) - (
-        ("sweep" not in plan.sections) + ("natural_history" not in plan.sections)
+        ("sweep" not in plan.sections)
+        + ("natural_history" not in plan.sections)
+        + ("treatment_effect" not in plan.sections)
     )
     assert io.file_sha256(plan.experiment)[:16] in html_text
     return html_text
@@ -208,7 +210,7 @@ def _check_run_folder(out: Path, plan, status: int, err: str) -> str:
 
 TINY_RUN = """
 [run]
-sections = ["cohort", "natural_history", "power", "sweep", "sensitivity"]
+sections = ["cohort", "natural_history", "power", "treatment_effect", "sweep", "sensitivity"]
 n_patients = 40
 n_trials = 10
 n_per_arm = [5, 10]

@@ -34,6 +34,10 @@ class Calibration:
 
     @property
     def posterior_path(self) -> Path:
+        if self.kind == "treatment_effect":
+            from tregsim.calibrate.treatment_effect import POSTERIOR_FILE
+
+            return self.out / POSTERIOR_FILE
         return self.out / "posterior.nc"
 
     def save(self, out_dir: str | os.PathLike) -> Path:
@@ -47,6 +51,8 @@ class Calibration:
         """What ``tregsim calibrate`` prints: the posterior summary and diagnostics."""
         if self.kind == "npe":
             return _npe_lines(self.result)
+        if self.kind == "treatment_effect":
+            return _treatment_effect_lines(self.result, self.posterior_path)
         return _likelihood_lines(self.result, self.method)
 
 
@@ -67,6 +73,23 @@ def calibration_study(
     """
     from tregsim.calibrate.config import load_config
 
+    if _method_kind(config) == "treatment_effect":
+        # docs/treatment_effect.md: evidence synthesis for φ; its own configuration schema
+        from tregsim.calibrate.treatment_effect import calibrate_treatment_effect
+
+        for name, given in (
+            ("budget", budget is not None),
+            ("seed", seed is not None),
+            ("diagnostics", not diagnostics),
+        ):
+            if given:
+                raise ArgumentError(
+                    f"{name} is not an option of a treatment-effect calibration",
+                    field=name,
+                    fix="set budgets and the seed in the configuration file instead",
+                )
+        res = calibrate_treatment_effect(config, out_dir, argv=argv)
+        return Calibration("treatment_effect", Path(out_dir), res)
     cfg = load_config(config)
     if cfg.kind == "likelihood":
         from tregsim.calibrate.individual_run import calibrate_individual
@@ -100,6 +123,47 @@ def calibration_study(
         command_line=argv,
     )
     return Calibration("npe", Path(res.out), res)
+
+
+def _method_kind(config) -> str | None:
+    """``[method] kind`` of a calibration TOML, or None (the full validation comes later)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None  # the config loader reports it with file and fix
+    method = data.get("method")
+    return method.get("kind") if isinstance(method, dict) else None
+
+
+def _treatment_effect_lines(res: Any, posterior: Path) -> list[str]:
+    lines = [f"posterior: {posterior}"]
+    for r in res.posterior_summary:
+        lines.append(
+            f"  {r['parameter']:>12s}: median {r['posterior_median']:.4g}, 90% "
+            f"[{r['posterior_q05']:.4g}, {r['posterior_q95']:.4g}] (prior median "
+            f"{r['prior_median']:.4g}, 90% [{r['prior_q05']:.4g}, {r['prior_q95']:.4g}]), "
+            f"contraction {r['contraction']:.2f}"
+        )
+    for r in res.diagnostics.get("sbc", []):
+        lines.append(
+            f"  SBC {r['parameter']:>12s}: coverage50 {r['coverage_50']:.3f}, "
+            f"coverage90 {r['coverage_90']:.3f} ({r['n_sets']} sets)"
+        )
+    for r in res.predictions:
+        lines.append(
+            f"  {res.target} {r['evidence']:>18s}: 12-month effect median "
+            f"{r['effect_12m_pct_median']:+.2f} % (90% {r['effect_12m_pct_q05']:+.2f} to "
+            f"{r['effect_12m_pct_q95']:+.2f}), P(>10%) {r['p_effect_12m_gt_10pct']:.3f}, "
+            f"P(>20%) {r['p_effect_12m_gt_20pct']:.3f}"
+        )
+    t = res.diagnostics.get("timings_s", {})
+    lines.append(
+        f"  ESS {res.diagnostics.get('ess', float('nan')):.0f}; timings (s): "
+        + ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in t.items())
+    )
+    return lines
 
 
 def load_calibration(out_dir: str | os.PathLike) -> dict:

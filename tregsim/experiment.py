@@ -27,7 +27,14 @@ from tregsim.schema import Table
 from tregsim.units import DAYS_PER_MONTH
 
 SCHEMA_VERSION = 1
-RUN_SECTIONS = ("cohort", "natural_history", "power", "sweep", "sensitivity")
+RUN_SECTIONS = (
+    "cohort",
+    "natural_history",
+    "power",
+    "treatment_effect",
+    "sweep",
+    "sensitivity",
+)
 _RUN_KEYS = (
     "sections",
     "n_patients",

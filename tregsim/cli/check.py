@@ -1,12 +1,17 @@
-"""``tregsim check natural-history EXPERIMENT --out DIR``: the routine-care arm vs placebo data."""
+"""``tregsim check natural-history EXPERIMENT --out DIR``: the routine-care arm vs placebo data.
+``tregsim check treatment-effect EXPERIMENT --out DIR``: the arm comparison under the
+treatment-effect posterior (docs/treatment_effect.md)."""
 
 from __future__ import annotations
 
 import sys
 
-HELP = "compare the model with reference data (natural-history: control arm vs placebo arms)"
+HELP = (
+    "compare the model with reference data (natural-history: control arm vs placebo arms; "
+    "treatment-effect: the arm comparison under the Treg trials' evidence)"
+)
 
-CHECKS = ("natural-history",)
+CHECKS = ("natural-history", "treatment-effect")
 
 
 def add_arguments(parser) -> None:
@@ -24,6 +29,11 @@ def add_arguments(parser) -> None:
         default=10,
         help="simulated patients per observed month-0 patient (default 10)",
     )
+    parser.add_argument(
+        "--treatment-effect",
+        default=None,
+        help="treatment-effect posterior (default: calibration/posteriors/treatment_effect.nc)",
+    )
     options.add_common(parser)
 
 
@@ -32,6 +42,8 @@ def run(args) -> int:
     from tregsim.placebo import natural_history_check
 
     exp = options.load_experiment_arg(args)
+    if args.check == "treatment-effect":
+        return _treatment_effect(args, exp)
     nh = natural_history_check(
         exp,
         data=args.data,
@@ -42,4 +54,24 @@ def run(args) -> int:
     for line in nh.report_lines():
         print(line)
     print(f"wrote {out}/natural_history.csv and natural_history_vpc.png", file=sys.stderr)
+    return 0
+
+
+def _treatment_effect(args, exp) -> int:
+    from tregsim.calibrate.treatment_effect.check import effect_under_posterior
+    from tregsim.cli import options
+    from tregsim.results import ensure_output_dir, posterior_path
+
+    nh = posterior_path(options.posterior_arg(args))
+    res = effect_under_posterior(
+        exp,
+        posterior=args.treatment_effect,
+        natural_history=nh,
+        seed=1 if args.seed is None else args.seed,
+        argv=options.argv(),
+    )
+    out = res.save(ensure_output_dir(args.out))
+    for line in res.report_lines():
+        print(line)
+    print(f"wrote {out}/treatment_effect.csv and phi_prior_posterior.png", file=sys.stderr)
     return 0

@@ -54,6 +54,14 @@ def add_arguments(parser) -> None:
         "parameters, the assurance curve one posterior draw per replicate trial (φ from its "
         "prior when the posterior does not hold it)",
     )
+    eff.add_argument(
+        "--phi",
+        choices=("treatment-effect", "prior"),
+        default="treatment-effect",
+        help="the assurance curve's φ: 'treatment-effect' (default) draws a new trial's φ and "
+        "the infused-cell kinetics from calibration/posteriors/treatment_effect.nc (the Treg "
+        "trials' evidence, docs/treatment_effect.md); 'prior' draws φ from the model file's prior",
+    )
     parser.add_argument(
         "--no-assurance",
         action="store_true",
@@ -154,6 +162,7 @@ def run(args) -> int:
         effect_phi=args.effect_phi,
         assurance=not args.no_assurance,
         endpoint_month=args.endpoint_month,
+        phi=args.phi.replace("-", "_"),
         effect=args.effect,
         effect_sd=args.effect_sd,
         allocation=args.allocation,

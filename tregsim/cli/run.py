@@ -16,6 +16,13 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="use the experiment's [run.quick] budget (a check in under 2 minutes)",
     )
+    parser.add_argument(
+        "--phi",
+        choices=("treatment-effect", "prior"),
+        default="treatment-effect",
+        help="the power section's assurance φ: 'treatment-effect' (default: the shipped "
+        "posterior from the Treg trials' results) or 'prior' (φ's prior in the model file)",
+    )
     options.add_common(parser)
     options.add_workers(parser)
 
@@ -28,6 +35,7 @@ def run(args) -> int:
         options.load_experiment_arg(args),
         args.out,
         posterior=options.posterior_arg(args),
+        phi=args.phi.replace("-", "_"),
         quick=args.quick,
         seed=args.seed,
         overwrite=args.overwrite,

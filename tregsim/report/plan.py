@@ -14,7 +14,14 @@ from typing import Any
 
 from tregsim.results import SHIPPED, display_path, posterior_path
 
-SECTION_ORDER = ("cohort", "natural_history", "power", "sweep", "sensitivity")
+SECTION_ORDER = (
+    "cohort",
+    "natural_history",
+    "power",
+    "treatment_effect",
+    "sweep",
+    "sensitivity",
+)
 """Every section ``tregsim run`` knows, in report order (names as in ``[run].sections``)."""
 
 DEFAULT_BUDGET: dict[str, Any] = {
@@ -68,6 +75,7 @@ class RunPlan:
     sensitivity_n: int
     effect_phi: float | None = None
     posterior: Path | None = None
+    phi: str = "treatment_effect"  # the power section's assurance φ (PHI_SOURCES)
     # How the work runs, not what it computes (kept out of settings()):
     overwrite: bool = False
     workers: int | None = None
@@ -84,6 +92,7 @@ class RunPlan:
             "sweep_days": list(self.sweep_days),
             "sensitivity_n": self.sensitivity_n,
             "effect_phi": self.effect_phi,
+            "phi": self.phi,
             "posterior": None if self.posterior is None else display_path(self.posterior),
         }
 
@@ -97,6 +106,7 @@ def plan_run(
     overwrite: bool = False,
     workers: int | None = None,
     posterior: str | os.PathLike | None = SHIPPED,
+    phi: str = "treatment_effect",
 ) -> RunPlan:
     """The budgets of ``exp``'s ``[run]`` / ``[run.quick]`` table over the defaults.
 
@@ -138,6 +148,7 @@ def plan_run(
         sensitivity_n=int(src["sensitivity_n"]),
         effect_phi=None if src.get("effect_phi") is None else float(src["effect_phi"]),
         posterior=posterior_path(posterior),
+        phi=phi,
         overwrite=bool(overwrite),
         workers=workers,
     )

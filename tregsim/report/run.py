@@ -100,8 +100,43 @@ def run_section(spec: SectionSpec, plan: RunPlan, exp) -> SectionOutcome:
 # --------------------------------------------------------------------------------------------
 # ledger and the whole run
 # --------------------------------------------------------------------------------------------
+def _treatment_effect_ledger(phi: str = "treatment_effect") -> tuple[str, str] | None:
+    """(value, note) of the ledger's φ row when the treatment-effect posterior is shipped."""
+    from tregsim.calibrate.treatment_effect.check import DEFAULT_TREATMENT_EFFECT
+    from tregsim.io import file_sha256
+    from tregsim.posterior import load_posterior
+
+    path = Path(DEFAULT_TREATMENT_EFFECT)
+    if not path.is_file():
+        return None
+    draws = load_posterior(path)["phi"]
+    value = (
+        f"a new trial's φ: median {np.median(draws):.3g} [90 % {np.quantile(draws, 0.05):.3g} "
+        f"– {np.quantile(draws, 0.95):.3g}] from the treatment-effect posterior"
+    )
+    note = (
+        f"calibrated on the Treg trials' treated-arm results (T-Rex, Gdansk 2012, PolTREG, TILT, "
+        f"Bluestone 2015; docs/treatment_effect.md) — {display_path(path)}, sha256 "
+        f"{file_sha256(path)[:12]}…. "
+        + (
+            "Used by the power section's assurance curve (with the infused-cell kinetics; "
+            "--phi prior returns to φ's prior) and the treatment-effect section. "
+            if phi == "treatment_effect"
+            else "This run used φ's PRIOR for the assurance curve (--phi prior); the "
+            "treatment-effect section still shows the posterior. "
+        )
+        + "Still assumptions: the fixed-effect power curve's effect_phi, and the model "
+        "file's φ in cohort, sweep and sensitivity"
+    )
+    return value, note
+
+
 def assumption_ledger(
-    exp, manifests: Mapping[str, dict], posterior: Path | None = None
+    exp,
+    manifests: Mapping[str, dict],
+    posterior: Path | None = None,
+    *,
+    phi: str = "treatment_effect",
 ) -> list[LedgerEntry]:
     """The assumption ledger: model, φ, overrides, what is prior-driven, fixed, individual;
     input hashes.
@@ -128,14 +163,24 @@ def assumption_ledger(
     if "phi" in params:
         p = params["phi"]
         prior = p.prior.describe() if p.prior is not None else "none"
-        rows.append(
-            LedgerEntry(
-                "φ, potency × homing of infused vs endogenous Tregs",
-                f"default {p.value:g} {unit(p)}; prior {prior}",
-                "prior-driven: no treated-arm data calibrate it; the predicted treatment effect "
-                "rests on this assumed number" + (f" ({p.source})" if p.source else ""),
+        te = _treatment_effect_ledger(phi)
+        if te is None:
+            rows.append(
+                LedgerEntry(
+                    "φ, potency × homing of infused vs endogenous Tregs",
+                    f"default {p.value:g} {unit(p)}; prior {prior}",
+                    "prior-driven: no treated-arm posterior is shipped; the predicted treatment "
+                    "effect rests on this assumed number" + (f" ({p.source})" if p.source else ""),
+                )
             )
-        )
+        else:
+            rows.append(
+                LedgerEntry(
+                    "φ, potency × homing of infused vs endogenous Tregs",
+                    te[0],
+                    te[1] + f"; model file: default {p.value:g}, prior {prior}",
+                )
+            )
     by_role: dict[str, list[str]] = {}
     for name, p in params.items():
         by_role.setdefault(p.role, []).append(name)
@@ -234,6 +279,7 @@ def run_experiment(
     workers: int | None = None,
     argv: list[str] | None = None,
     posterior: str | os.PathLike | None = SHIPPED,
+    phi: str = "treatment_effect",
 ) -> list[SectionOutcome]:
     """Run every section ``experiment`` enables into ``out`` and write ``out/report.html``.
 
@@ -252,6 +298,8 @@ def run_experiment(
     posterior : population posterior of the cohort, natural-history, power and sweep
         sections: :data:`~tregsim.results.SHIPPED` (default), a netCDF path, or ``None`` for
         the model file's values.
+    phi : the power section's assurance φ: ``"treatment_effect"`` (the shipped
+        treatment-effect posterior, default) or ``"prior"`` (φ's prior in the model file).
 
     Returns
     -------
@@ -264,7 +312,14 @@ def run_experiment(
 
     exp = experiment if hasattr(experiment, "model") else load_experiment(experiment)
     plan = plan_run(
-        exp, out, quick=quick, seed=seed, overwrite=overwrite, workers=workers, posterior=posterior
+        exp,
+        out,
+        quick=quick,
+        seed=seed,
+        overwrite=overwrite,
+        workers=workers,
+        posterior=posterior,
+        phi=phi,
     )
     inputs = dict(exp.input_files())
     if plan.posterior is not None:
@@ -303,7 +358,7 @@ def run_experiment(
         )
 
     sub = {oc.name: oc.result.manifest for oc in outcomes if oc.result is not None}
-    ledger = assumption_ledger(exp, {"run": manifest, **sub}, plan.posterior)
+    ledger = assumption_ledger(exp, {"run": manifest, **sub}, plan.posterior, phi=plan.phi)
     ledger.append(
         LedgerEntry(
             "budget",

@@ -57,12 +57,14 @@ TITLES = {
     "power": "Power, assurance and sample size",
     "sweep": "Dose × timing sweep",
     "sensitivity": "What drives the 12-month effect (sensitivity)",
+    "treatment_effect": "What the Treg trials say about the treatment effect",
 }
 
 SUMMARY_ORDER = (
     "Predicted C-peptide by arm",
     "Treatment effect",
     "Power and sample size",
+    "Evidence for the treatment effect",
     "Natural history",
     "Dose and timing",
     "What drives the result",
@@ -338,6 +340,7 @@ def _power_compute(plan: RunPlan, folder: Path, exp):
         n_per_arm=_power_grid(plan, exp),
         trials=plan.n_trials,
         effect_phi=plan.effect_phi,
+        phi=plan.phi,
         **_analysis_kwargs(plan, folder),
     )
     study.save(folder)
@@ -578,6 +581,147 @@ def _sens_present(plan: RunPlan, folder: Path, exp, res):
     return section, [SummaryItem("What drives the result", text)]
 
 
+def _te_compute(plan: RunPlan, folder: Path, exp):
+    from tregsim.calibrate.treatment_effect.check import effect_under_posterior
+
+    res = effect_under_posterior(
+        exp,
+        natural_history=plan.posterior,
+        n_draws=150 if plan.quick else 400,
+        n_patients=100 if plan.quick else 200,
+        seed=plan.seed,
+    )
+    res.save(folder)
+    return res
+
+
+def _te_present(plan: RunPlan, folder: Path, exp, res):
+    m12 = next((r for r in res.rows if r["month"] == 12.0), res.rows[-1])
+    numbers = [
+        KeyNumber(
+            f"true effect at {m12['month']:g} months, Treg vs control (mean MMTT C-peptide)",
+            m12["effect_pct_median"],
+            "%",
+            (m12["effect_pct_q05"], m12["effect_pct_q95"]),
+            "90 % posterior interval (a new trial's φ)",
+        ),
+        KeyNumber(f"P(effect at {m12['month']:g} months > +10 %)", m12["p_effect_gt_10pct"], ""),
+        KeyNumber(f"P(effect at {m12['month']:g} months > +20 %)", m12["p_effect_gt_20pct"], ""),
+    ]
+    tables = [
+        Table(
+            ("month", "effect median (%)", "q05 (%)", "q95 (%)", "P(> +10 %)", "P(> +20 %)"),
+            [
+                (
+                    r["month"],
+                    r["effect_pct_median"],
+                    r["effect_pct_q05"],
+                    r["effect_pct_q95"],
+                    r["p_effect_gt_10pct"],
+                    r["p_effect_gt_20pct"],
+                )
+                for r in res.rows
+            ],
+            f"Predicted true effect in {exp.name} as designed",
+            source="treatment_effect.csv",
+        ),
+        Table(
+            ("N per arm", "assurance (ANCOVA, 12 months)"),
+            [(a["n_per_arm"], a["assurance"]) for a in res.assurance],
+            "Assurance under the treatment-effect posterior",
+            source="treatment_effect.csv",
+        ),
+    ]
+    figures = [Figure(folder / "phi_prior_posterior.png", "φ: prior vs posterior")]
+    cal = res.calibration
+    if cal is not None:
+        tables.append(
+            Table(
+                (
+                    "evidence",
+                    "12-month effect median (%)",
+                    "q05 (%)",
+                    "q95 (%)",
+                    "P(> +10 %)",
+                    "P(> +20 %)",
+                    "shift of the median vs all (points)",
+                ),
+                [
+                    (
+                        r["evidence"],
+                        r["effect_12m_pct_median"],
+                        r["effect_12m_pct_q05"],
+                        r["effect_12m_pct_q95"],
+                        r["p_effect_12m_gt_10pct"],
+                        r["p_effect_12m_gt_20pct"],
+                        r.get("shift_of_median_12m_pct_vs_all", 0.0),
+                    )
+                    for r in cal.predictions
+                ],
+                "Calibration: the same prediction with each trial left out",
+                source="calibration/treatment_effect.csv",
+            )
+        )
+        tables.append(
+            Table(
+                ("reported result", "probability of a result at least as extreme"),
+                [(r["term"], r["p"]) for r in cal.predictive_checks],
+                "Posterior predictive check of each reported result",
+                source="calibration/treatment_effect.csv",
+            )
+        )
+        tables.append(
+            Table(
+                (
+                    "parameter",
+                    "prior median",
+                    "prior q05",
+                    "prior q95",
+                    "posterior median",
+                    "posterior q05",
+                    "posterior q95",
+                    "contraction",
+                ),
+                [
+                    (
+                        r["parameter"],
+                        r["prior_median"],
+                        r["prior_q05"],
+                        r["prior_q95"],
+                        r["posterior_median"],
+                        r["posterior_q05"],
+                        r["posterior_q95"],
+                        r["contraction"],
+                    )
+                    for r in cal.posterior_summary
+                ],
+                "Posterior of the hierarchy (μ, τ on log φ) and the kinetics",
+                source="calibration/treatment_effect.csv",
+            )
+        )
+        figures.append(
+            Figure(folder / "assurance.png", "Assurance and the φ each N needs (calibration)")
+        )
+    section = Section(
+        TITLES["treatment_effect"],
+        "φ (potency × homing of the infused cells) is calibrated on what four Treg trials "
+        "reported about their treated arms (T-Rex, Gdansk 2012, PolTREG, TILT) and the "
+        "persistence of infused cells (Bluestone 2015), each result a likelihood term on that "
+        "trial's own design, with a trial-specific φ drawn around a common mean "
+        "(docs/treatment_effect.md). Here a new trial's φ is drawn from that posterior.",
+        numbers=numbers,
+        tables=tables,
+        figures=figures,
+        notes=tuple(res.notes),
+    )
+    text = (
+        f"With φ from the Treg trials' evidence the predicted {m12['month']:g}-month effect is "
+        f"{m12['effect_pct_median']:+.1f} % (90 % {m12['effect_pct_q05']:+.1f} to "
+        f"{m12['effect_pct_q95']:+.1f} %); P(> +10 %) = {m12['p_effect_gt_10pct']:.2f}."
+    )
+    return section, [SummaryItem("Evidence for the treatment effect", text)]
+
+
 SECTIONS: dict[str, SectionSpec] = {
     "cohort": SectionSpec("cohort", TITLES["cohort"], _cohort_compute, _cohort_present),
     "natural_history": SectionSpec(
@@ -586,5 +730,8 @@ SECTIONS: dict[str, SectionSpec] = {
     "power": SectionSpec("power", TITLES["power"], _power_compute, _power_present),
     "sweep": SectionSpec("sweep", TITLES["sweep"], _sweep_compute, _sweep_present),
     "sensitivity": SectionSpec("sensitivity", TITLES["sensitivity"], _sens_compute, _sens_present),
+    "treatment_effect": SectionSpec(
+        "treatment_effect", TITLES["treatment_effect"], _te_compute, _te_present
+    ),
 }
 """Every section ``tregsim run`` knows, by name (report order: :data:`SECTION_ORDER`)."""

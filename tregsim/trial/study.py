@@ -66,8 +66,14 @@ def effect_assumption(
     posterior_file: Path | None = None,
     assurance: bool = True,
     endpoint_month: float = 12.0,
+    phi: str = "treatment_effect",
 ) -> EffectAssumption:
     """The effect assumption of a model-based power study (validates ``endpoint_month``).
+
+    ``phi`` : where the assurance curve's φ comes from: ``"treatment_effect"`` (default) — φ
+    of a new trial and the infused-cell kinetics drawn jointly from the shipped treatment-effect
+    posterior (``calibration/posteriors/treatment_effect.nc``, docs/treatment_effect.md; the
+    prior if that file is absent); ``"prior"`` — φ from the model file's prior.
 
     The power curve uses every posterior parameter at its posterior median and φ =
     ``effect_phi`` (default: the posterior's φ, else the model file's value); the assurance
@@ -107,6 +113,14 @@ def effect_assumption(
     assurance_text = ""
     if assurance:
         parts = []
+        te = _treatment_effect_rows(n_trials) if phi == "treatment_effect" else None
+        if te is not None and "phi" not in draws:
+            rows, te_path = te
+            draws.update(rows)
+            parts.append(
+                "φ and the infused-cell kinetics ~ treatment-effect posterior "
+                f"({display_path(te_path)}: a new trial's φ from the Treg trials' evidence)"
+            )
         if "phi" not in draws and phi_spec is not None and phi_spec.prior is not None:
             g = block_generator(seed, "trial.prior.phi", 0)
             draws["phi"] = np.asarray(phi_spec.prior.sample(g, n_trials), dtype=float)
@@ -115,6 +129,25 @@ def effect_assumption(
             parts.append(f"{', '.join(post_names)} ~ posterior ({display_path(post_path)})")
         assurance_text = "; ".join(parts)
     return EffectAssumption(theta or None, fixed_text, draws or None, assurance_text)
+
+
+PHI_SOURCES = ("treatment_effect", "prior")
+"""Where a power study's assurance takes φ from (see :func:`effect_assumption`)."""
+
+
+def _treatment_effect_rows(n_trials: int):
+    """Rows r mod n_draws of the shipped treatment-effect posterior (φ, FX, F_M, α_X, β_M),
+    and its path; None if it is not shipped."""
+    from tregsim.calibrate.treatment_effect.check import DEFAULT_TREATMENT_EFFECT
+    from tregsim.cohort import posterior_rows
+    from tregsim.posterior import load_posterior
+
+    path = Path(DEFAULT_TREATMENT_EFFECT)
+    if not path.is_file():
+        return None
+    post = load_posterior(path)
+    keep = {k: post[k] for k in ("phi", "FX", "F_M", "alpha_X", "beta_M")}
+    return posterior_rows(keep, 0, n_trials), path
 
 
 def allocation_model(kind: str, exp: Any, beta0: float, beta_age: float, beta_cpep: float):
@@ -342,6 +375,7 @@ def power_study(
     posterior: PosteriorArg = SHIPPED,
     assurance: bool = True,
     endpoint_month: float = 12.0,
+    phi: str = "treatment_effect",
     effect: float = 0.1,
     effect_sd: float = 0.05,
     allocation: str = "experiment",
@@ -375,6 +409,8 @@ def power_study(
         path, or ``None`` for the model file's values.
     assurance : also compute the assurance curve.
     endpoint_month : endpoint visit, months after baseline.
+    phi : the assurance curve's φ: ``"treatment_effect"`` (the shipped treatment-effect
+        posterior, default) or ``"prior"`` (the model file's prior of φ).
     effect, effect_sd : synthetic mode: true effect (ln(AUC+1)) and its SD across replicates.
     allocation, beta0, beta_age, beta_cpep : ``"experiment"``/``"randomized"``/``"logistic"``
         and the logistic allocation's coefficients (log-odds per SD).
@@ -401,6 +437,10 @@ def power_study(
         effect_patients=effect_patients,
         effect_sd=effect_sd,
     )
+    if phi not in PHI_SOURCES:
+        raise ArgumentError(
+            f"unknown phi source {phi!r}", field="phi", fix=f"use one of {', '.join(PHI_SOURCES)}"
+        )
     if isinstance(n_per_arm, str):
         grid = parse_grid(n_per_arm)
     else:
@@ -423,6 +463,7 @@ def power_study(
         "effect_sd": effect_sd if synthetic else None,
         "no_assurance": not assurance,
         "effect_patients": None if synthetic else effect_patients,
+        "phi": None if synthetic else phi,
     }
     st = start_analysis(
         exp,
@@ -447,6 +488,7 @@ def power_study(
             posterior_file=st.posterior,
             assurance=assurance,
             endpoint_month=endpoint_month,
+            phi=phi,
         )
     common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
     if synthetic:
