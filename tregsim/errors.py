@@ -74,3 +74,11 @@ class ArgumentError(TregsimError):
 
 class OutputFolderError(TregsimError):
     """An output folder holds results of a different command or inputs."""
+
+
+def require_unique(names, *, problem: str, field: str, fix: str) -> None:
+    """Raise :class:`ArgumentError` ``problem: [repeated names]`` if a name occurs twice."""
+    names = list(names)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ArgumentError(f"{problem} {dup}", field=field, fix=fix)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tregsim.errors import ArgumentError, DataFileError
+from tregsim.errors import ArgumentError, DataFileError, require_unique
 
 SCHEMA_VERSION = 1
 SCALES = ("linear", "log")
@@ -122,12 +122,12 @@ def make_problem(params: Sequence[ParameterRange | dict]) -> tuple[ParameterRang
         raise ArgumentError(
             "problem has no parameters", field="problem", fix="give at least one parameter"
         )
-    names = [p.name for p in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ArgumentError(
-            f"duplicate parameter names {dup}", field="problem", fix="list each parameter once"
-        )
+    require_unique(
+        (p.name for p in out),
+        problem="duplicate parameter names",
+        field="problem",
+        fix="list each parameter once",
+    )
     return tuple(out)
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tregsim.errors import ArgumentError
+from tregsim.errors import ArgumentError, require_unique
 from tregsim.grid import GRID_FIX as _GRID_FIX
 from tregsim.grid import parse_values
 from tregsim.results import SHIPPED
@@ -675,16 +675,14 @@ def validate_sweep(exp, axes: list[GridAxis], *, arm: str | None = None, n: int 
         raise ArgumentError(
             "no grid given", field="grid", fix="add e.g. --grid dose_per_kg=1e6..1e8:log:9"
         )
-    names = [a.name for a in axes]
-    dup = sorted({x for x in names if names.count(x) > 1})
-    if dup:
-        raise ArgumentError(
-            f"grid names repeated: {dup}", field="grid", fix="give each swept name once"
-        )
+    require_unique(
+        (a.name for a in axes), problem="grid names repeated:", field="grid",
+        fix="give each swept name once",
+    )  # fmt: skip
     if isinstance(n, bool) or not (isinstance(n, int | np.integer) and n >= 1):
         raise ArgumentError(f"n must be ≥ 1, got {n}", field="n", fix="use e.g. n = 1000")
     arm = arm or exp.treatment_arms[0]
-    _validated_points(exp, arm, names, grid_points(axes))
+    _validated_points(exp, arm, [a.name for a in axes], grid_points(axes))
     return arm
 
 

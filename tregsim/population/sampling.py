@@ -14,6 +14,7 @@ sizes, the order of chunks or the worker that computes them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,16 @@ class Population:
     def patient_index(self) -> np.ndarray:
         """Absolute patient numbers ``start … start + n − 1``, ``(n,)``."""
         return np.arange(self.start, self.start + self.n)
+
+    def subset(self, idx: np.ndarray) -> Population:
+        """The patients at positions ``idx`` (any integer index array, repeats allowed)."""
+        return dataclasses.replace(
+            self,
+            covariates={k: np.asarray(v)[idx] for k, v in self.covariates.items()},
+            params=self.params.subset(idx),
+            individual={k: np.asarray(v)[idx] for k, v in self.individual.items()},
+            candidate_index=self.candidate_index[idx],
+        )
 
 
 def _eligible(exp, seed: int, lo: int, hi: int) -> tuple[dict, np.ndarray]:

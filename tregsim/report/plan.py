@@ -12,16 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tregsim.experiment import RUN_SECTIONS
 from tregsim.results import SHIPPED, display_path, posterior_path
 
-SECTION_ORDER = (
-    "cohort",
-    "natural_history",
-    "power",
-    "treatment_effect",
-    "sweep",
-    "sensitivity",
-)
+SECTION_ORDER = RUN_SECTIONS
 """Every section ``tregsim run`` knows, in report order (names as in ``[run].sections``)."""
 
 DEFAULT_BUDGET: dict[str, Any] = {

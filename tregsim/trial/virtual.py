@@ -29,8 +29,6 @@ so results do not depend on chunk size or worker count.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from tregsim import rng as _rng
@@ -43,16 +41,6 @@ POOL_FACTOR = 4
 """Screened patients per enrolled patient slot under non-randomized allocation (before any
 doubling): 4·N_max screened leave each arm ≥ N_max with overwhelming probability for
 |β| ≤ 1; the pool doubles deterministically until every replicate fills both arms."""
-
-
-def _subset_population(pop, idx: np.ndarray):
-    return dataclasses.replace(
-        pop,
-        covariates={k: np.asarray(v)[idx] for k, v in pop.covariates.items()},
-        params=pop.params.subset(idx),
-        individual={k: np.asarray(v)[idx] for k, v in pop.individual.items()},
-        candidate_index=pop.candidate_index[idx],
-    )
 
 
 def _theta_for(start: int, stop: int, m: int, theta: dict | None, theta_draws: dict | None):
@@ -130,7 +118,7 @@ def trial_chunk(
     # column indices of the enrolled slots, in screening order: exactly e per replicate
     cols = np.sort(np.argsort(~enrolled, axis=1, kind="stable")[:, :e], axis=1)
     flat = (np.arange(n)[:, None] * m + cols).ravel()
-    pop = complete_baseline(exp, _subset_population(pool, flat))
+    pop = complete_baseline(exp, pool.subset(flat))
     arm = np.take_along_axis(arm_pool, cols, axis=1)
     times = exp.visits_days[[0, endpoint_index]]
     # Each slot needs its allocated arm; the first k slots of a replicate also need the other
@@ -146,9 +134,7 @@ def trial_chunk(
     ):
         idx_need = np.flatnonzero(need.ravel())
         if idx_need.size:
-            r = simulate_arms(
-                exp, _subset_population(pop, idx_need), arms={name: exp.arms[name]}, times=times
-            )
+            r = simulate_arms(exp, pop.subset(idx_need), arms={name: exp.arms[name]}, times=times)
             out_arr[idx_need] = r[name]
     mu_t = mu_t.reshape(n, e, 2)
     mu_c = mu_c.reshape(n, e, 2)

@@ -68,17 +68,6 @@ class TrialDesign:
         return int(hit[0])
 
 
-def _tile(pop, n_rep: int):
-    idx = np.tile(np.arange(pop.n), n_rep)
-    return dataclasses.replace(
-        pop,
-        covariates={k: np.asarray(v)[idx] for k, v in pop.covariates.items()},
-        params=pop.params.subset(idx),
-        individual={k: np.asarray(v)[idx] for k, v in pop.individual.items()},
-        candidate_index=pop.candidate_index[idx],
-    )
-
-
 def _observe(exp, pop, mu, z):
     obs = exp.model.spec.observables["cpeptide"]
     sigma = np.asarray(pop.params[obs.sigma], float)[:, None]
@@ -142,7 +131,7 @@ def _outputs_batch(prep: _Prepared, thetas: np.ndarray) -> dict[str, np.ndarray]
     d = prep.design
     exp = d.experiment
     B, n = len(thetas), prep.n
-    pop = _tile(prep.pop, B)
+    pop = prep.pop.subset(np.tile(np.arange(prep.pop.n), B))
     over = {k: np.repeat(thetas[:, j], n) for j, k in enumerate(THETA_NAMES)}
     pop = dataclasses.replace(pop, params=pop.params.replace(**over))
     z = np.tile(prep.z, (B, 1))
