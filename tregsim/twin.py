@@ -439,8 +439,9 @@ class Twin:
         """log c_ik(d) = log C(d)/C(baseline_day_i) for every participant i and draw k.
 
         age_years, baseline_day : (P,); days : (P, D) days since diagnosis.
-        Returns (P, K, D). One ``simulate_arrays`` call per chunk of participants (the
-        union of the chunk's days as output times).
+        Returns (P, K, D). Participants with the same days share ``simulate_arrays`` calls
+        (batches of at most ``max_solves`` solves) whose output times are exactly those days,
+        so a participant's curves depend on its own record only, never on the batch.
         """
         from tregsim.solve import simulate_arrays
 
@@ -450,27 +451,32 @@ class Twin:
         P, D = days.shape
         K = self.n_draws
         out = np.full((P, K, D), np.nan)
+        need = np.concatenate([days, tb[:, None]], axis=1)  # (P, D+1)
+        grids, group = np.unique(np.sort(need, axis=1), axis=0, return_inverse=True)
         per = max(1, max_solves // K)
-        for lo in range(0, P, per):
-            hi = min(P, lo + per)
-            n = hi - lo
-            need = np.concatenate([days[lo:hi], tb[lo:hi, None]], axis=1)  # (n, D+1)
-            grid = np.unique(need)
-            params = self.model.parameters(
-                n * K,
-                **{k: np.tile(v, n) for k, v in self.theta.items()},
-                f_lambda=np.tile(self.f_lambda, n),
-                age=np.repeat(age[lo:hi], K),
-                cpep0=1.0,
-            )
-            res = simulate_arrays(self.model, params, None, grid, rtol=self.rtol, atol=self.atol)
-            c = res.observables["cpeptide"].reshape(n, K, grid.size)
-            idx = np.searchsorted(grid, need)  # (n, D+1), exact hits
-            with np.errstate(divide="ignore", invalid="ignore"):
-                lc = np.log(
-                    np.take_along_axis(c, np.broadcast_to(idx[:, None, :], (n, K, D + 1)), 2)
+        for gi, grid in enumerate(grids):
+            members = np.flatnonzero(group.ravel() == gi)
+            grid = np.unique(grid)
+            for lo in range(0, members.size, per):
+                sel = members[lo : lo + per]
+                n = sel.size
+                params = self.model.parameters(
+                    n * K,
+                    **{k: np.tile(v, n) for k, v in self.theta.items()},
+                    f_lambda=np.tile(self.f_lambda, n),
+                    age=np.repeat(age[sel], K),
+                    cpep0=1.0,
                 )
-            out[lo:hi] = lc[:, :, :D] - lc[:, :, D:]
+                res = simulate_arrays(
+                    self.model, params, None, grid, rtol=self.rtol, atol=self.atol
+                )
+                c = res.observables["cpeptide"].reshape(n, K, grid.size)
+                idx = np.searchsorted(grid, need[sel])  # (n, D+1), exact hits
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    lc = np.log(
+                        np.take_along_axis(c, np.broadcast_to(idx[:, None, :], (n, K, D + 1)), 2)
+                    )
+                out[sel] = lc[:, :, :D] - lc[:, :, D:]
         return out
 
     # ---- prediction
@@ -669,3 +675,152 @@ def twin_for_experiment(
     )
     pred.info.update({"experiment": Path(str(exp.path)).name})
     return pred
+
+
+# --------------------------------------------------------------------------- data files
+TWIN_LONG_OPTIONAL = ("censored", "fasting_cpeptide_pmol_l", "weight", "sex", "cpep0")
+"""Optional long-format columns of a twin data file (weight, sex, cpep0 are read and unused)."""
+
+TWIN_NONMEM_EXTRA = ("FCPEP",)
+"""NONMEM-style column for fasting C-peptide, pmol/L (optional)."""
+
+
+def read_twin_records(path, *, lloq_nmol_l: float | None = None) -> TwinRecords:
+    """Pre-randomization records from a CSV in the long format or NONMEM style.
+
+    Long format: one row per participant and pre-randomization MMTT, columns ``id``, ``day``
+    (days since diagnosis), ``cpeptide_nmol_l`` (MMTT 2-h AUC mean, nmol/L), ``age`` (years);
+    optional ``censored`` (0/1, value given as the LLOQ) and ``fasting_cpeptide_pmol_l``
+    (fasting C-peptide at the baseline visit, pmol/L). NONMEM style: ``ID, TIME, DV, MDV,
+    EVID, AMT`` with ``AGE`` (optional ``BLQ``/``CENS``, ``FCPEP`` in pmol/L); observation rows
+    only. Each participant's latest MMTT is the baseline visit; visit months count from it.
+
+    Raises :class:`DataFileError` naming the file, the line, the column and the fix.
+    """
+    from tregsim.interop import nonmem as nm
+    from tregsim.units import LLOQ_NMOL_L
+
+    path = Path(path)
+    raw = nm._read_csv(path)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    cols = list(raw.columns)
+    if {"ID", "TIME", "DV"} <= set(cols):
+        allowed = set(nm.REQUIRED) | set(nm.OPTIONAL) | set(nm.CENSOR_ALIASES)
+        allowed |= set(nm.COVARIATES) | set(TWIN_NONMEM_EXTRA)
+        _unknown_columns(path, cols, allowed, "NONMEM-style")
+        if "AGE" not in cols:
+            raise DataFileError(
+                "missing column AGE", file=path, field="header", fix="add AGE (years) per record"
+            )
+        df = nm.validate_nonmem(raw, file=path)
+        dose = np.flatnonzero((df["EVID"] == 1).to_numpy())
+        if dose.size:
+            raise DataFileError(
+                "dose record in a twin file (the twin predicts routine care from "
+                "pre-randomization records)",
+                file=path,
+                field=f"line {nm._line(dose[0])}, column EVID",
+                fix="keep only the pre-randomization observation rows (EVID 0)",
+            )
+        _missing_rows(path, df, "AGE", "age (years)")
+        long = nm.nonmem_to_long(df)
+        fast = (
+            nm._numeric(df, "FCPEP", path)[(df["MDV"] == 0).to_numpy()].to_numpy(float)
+            if "FCPEP" in df.columns
+            else np.full(len(long), np.nan)
+        )
+        long["fasting_cpeptide_pmol_l"] = fast
+        lines = np.flatnonzero((df["MDV"] == 0).to_numpy())
+        fcol = "FCPEP"
+    else:
+        allowed = set(nm.LONG_COLUMNS) | set(TWIN_LONG_OPTIONAL)
+        _unknown_columns(path, cols, allowed, "long-format")
+        missing = [c for c in ("id", "day", "cpeptide_nmol_l", "age") if c not in cols]
+        if missing:
+            raise DataFileError(
+                f"missing column(s) {missing}",
+                file=path,
+                field="header",
+                fix="a twin file needs id, day (days since diagnosis), cpeptide_nmol_l, age "
+                "(years); optional censored, fasting_cpeptide_pmol_l",
+            )
+        _missing_rows(path, raw, "cpeptide_nmol_l", "baseline MMTT C-peptide (nmol/L)")
+        _missing_rows(path, raw, "age", "age (years)")
+        long = nm.validate_long(raw, file=path)
+        if "fasting_cpeptide_pmol_l" in long.columns:
+            long["fasting_cpeptide_pmol_l"] = nm._numeric(long, "fasting_cpeptide_pmol_l", path)
+        else:
+            long["fasting_cpeptide_pmol_l"] = np.nan
+        lines = np.arange(len(long))
+        fcol = "fasting_cpeptide_pmol_l"
+    f = long["fasting_cpeptide_pmol_l"].to_numpy(float)
+    bad = np.flatnonzero(np.isfinite(f) & (f <= 0))
+    if bad.size:
+        raise DataFileError(
+            f"fasting C-peptide must be > 0 pmol/L, got {f[bad[0]]!r}",
+            file=path,
+            field=f"line {nm._line(lines[bad[0]])}, column {fcol}",
+            fix="give the fasting C-peptide in pmol/L, or leave it empty when not measured",
+        )
+    y = long["cpeptide_nmol_l"].to_numpy(float)
+    zero = np.flatnonzero((y <= 0) & (long["censored"].to_numpy() == 0))
+    if zero.size:
+        raise DataFileError(
+            "C-peptide 0 nmol/L is not a measurement",
+            file=path,
+            field=f"line {nm._line(lines[zero[0]])}, column {'DV' if fcol == 'FCPEP' else 'cpeptide_nmol_l'}",
+            fix="below the LLOQ give the LLOQ (0.017 nmol/L) with censored = 1",
+        )
+    ids, first = np.unique(long["id"].to_numpy(str), return_index=True)
+    order = np.argsort(first)  # participants in file order
+    ids = ids[order]
+    pos = {k: i for i, k in enumerate(ids)}
+    part = long["id"].map(pos).to_numpy(int)
+    day = long["day"].to_numpy(float)
+    age = long.groupby(part)["age"].first().to_numpy(float)
+    tb = long.groupby(part)["day"].max().to_numpy(float)
+    fast = long.assign(_f=f).groupby(part)["_f"].last().to_numpy(float)
+    lloq = LLOQ_NMOL_L if lloq_nmol_l is None else float(lloq_nmol_l)
+    cens = long["censored"].to_numpy(int).astype(bool) | (y < lloq)
+    o = np.lexsort((day, part))
+    rec = TwinRecords(
+        ids=ids.astype(str),
+        age_years=age,
+        baseline_day=tb,
+        mmtt_participant=part[o],
+        mmtt_day=day[o],
+        mmtt_nmol_l=np.where(cens, np.maximum(y, lloq), y)[o],
+        mmtt_censored=cens[o],
+        fasting_pmol_l=fast,
+    )
+    rec.check(file=path)
+    return rec
+
+
+def _unknown_columns(path, cols, allowed, kind):
+    extra = [c for c in cols if c not in allowed]
+    if extra:
+        i = cols.index(extra[0])
+        raise DataFileError(
+            f"unknown column {extra[0]!r} (column {i + 1}) in a {kind} twin file",
+            file=path,
+            field=f"line 1, column {extra[0]}",
+            fix=f"rename or remove it; known columns: {', '.join(sorted(allowed))}",
+        )
+
+
+def _missing_rows(path, df, col, what):
+    from tregsim.interop import nonmem as nm
+
+    if col not in df.columns:
+        return
+    v = df[col]
+    obs = (df["MDV"] == 0).to_numpy() if "MDV" in df.columns else np.ones(len(df), bool)
+    miss = np.flatnonzero(v.isna().to_numpy() & obs)
+    if miss.size:
+        raise DataFileError(
+            f"missing {what}",
+            file=path,
+            field=f"line {nm._line(miss[0])}, column {col}",
+            fix=f"fill in the {what} on every row, or remove the row",
+        )
