@@ -276,3 +276,24 @@ def test_ancova_prognostic_matches_statsmodels(rng):
 
 def test_model_fixture_loads():
     assert "cpeptide" in load_model("treg_t1d").observable_names
+
+
+def test_grid_twin_matches_exact_twin(twin):
+    """The age-grid twin of the virtual trials against the exact per-participant twin."""
+    from tregsim.twin import TwinGrid
+
+    g = np.random.default_rng(4)
+    n = 12
+    age = np.exp(g.uniform(np.log(8), np.log(65), n))
+    y0 = np.exp(g.normal(np.log(0.6), 0.6, n))
+    y0[0] = 0.0085  # below the LLOQ, as virtual trials record it
+    fast = np.where(
+        g.random(n) < 0.5, 0.45 * y0 * 1000 * np.exp(0.3 * g.standard_normal(n)), np.nan
+    )
+    grid = TwinGrid(twin, np.geomspace(8, 65, 41), 60.0, [6.0, 12.0])
+    got = grid.mean(np.r_[y0, np.nan], np.r_[age, 20.0], np.r_[fast, np.nan])
+    assert np.isnan(got[-1]).all()
+    exact = twin.predict(
+        TwinRecords.from_baseline(y0, age, 60.0, fasting_pmol_l=fast), months=[6.0, 12.0]
+    )
+    np.testing.assert_allclose(got[:-1], exact.mean, atol=2e-3)

@@ -595,11 +595,86 @@ class Twin:
         return mean, var, ll
 
 
+class TwinGrid:
+    """A twin's predictive mean as a fast function of (baseline MMTT, age, fasting value) for
+    participants who share one baseline day and one MMTT each (virtual trials).
+
+    The curves are tabulated once on ``ages_years`` (K draws each) and interpolated linearly in
+    log age (λ0 is a power of age, so log c is smooth in log age); the rest is
+    :meth:`Twin.predict`'s algebra. Accuracy against the exact per-participant twin is checked
+    in the tests.
+    """
+
+    def __init__(self, twin: Twin, ages_years, baseline_day: float, months):
+        self.twin = twin
+        self.ages = np.sort(np.asarray(ages_years, float))
+        self.baseline_day = float(baseline_day)
+        self.months = np.asarray(months, float)
+        A = self.ages.size
+        days = self.baseline_day + np.broadcast_to(
+            self.months * DAYS_PER_MONTH, (A, self.months.size)
+        )
+        self.log_c = twin.log_curves(self.ages, np.full(A, self.baseline_day), days)  # (A, K, V)
+
+    def mean(self, baseline_nmol_l, age_years, fasting_pmol_l=None) -> np.ndarray:
+        """(P, V) predictive mean of observed ln(AUC + 1) at ``months``.
+
+        baseline_nmol_l : (P,) observed baseline MMTT (nmol/L; below the LLOQ = censored);
+        age_years : (P,) inside the grid's range; fasting_pmol_l : (P,) or None (NaN = none).
+        """
+        age = np.asarray(age_years, float)
+        y0 = np.asarray(baseline_nmol_l, float)
+        ok = np.isfinite(y0) & (y0 > 0) & np.isfinite(age)
+        if not ok.all():  # a failed solve or missing baseline: no prediction (NaN)
+            out = np.full((age.size, self.months.size), np.nan)
+            if ok.any():
+                f = None if fasting_pmol_l is None else np.asarray(fasting_pmol_l, float)[ok]
+                out[ok] = self.mean(y0[ok], age[ok], f)
+            return out
+        if np.any(age < self.ages[0]) or np.any(age > self.ages[-1]):
+            raise ArgumentError(
+                f"ages {age.min():g}–{age.max():g} y outside the twin grid "
+                f"{self.ages[0]:g}–{self.ages[-1]:g} y",
+                field="age_years",
+                fix="build the TwinGrid over the population's age range",
+            )
+        la = np.log(self.ages)
+        j = np.clip(np.searchsorted(la, np.log(age), side="right") - 1, 0, la.size - 2)
+        w = ((np.log(age) - la[j]) / (la[j + 1] - la[j]))[:, None, None]
+        lc = (1 - w) * self.log_c[j] + w * self.log_c[j + 1]  # (P, K, V)
+        tw = self.twin
+        rec = TwinRecords.from_baseline(
+            baseline_nmol_l,
+            age,
+            self.baseline_day,
+            fasting_pmol_l=fasting_pmol_l,
+            lloq_nmol_l=tw.lloq or None,
+        )
+        P = rec.n
+        obs = np.log(rec.mmtt_nmol_l)[:, None]  # one MMTT each, at the baseline (log c = 0)
+        m_b, v_b, logw = tw._posterior_log_b(
+            rec,
+            np.zeros((P, tw.n_draws, 1)),
+            obs,
+            np.ones((P, 1), bool),
+            rec.mmtt_censored[:, None],
+        )
+        wn = np.exp(logw - special.logsumexp(logw, axis=1, keepdims=True))
+        mean, _, _ = _mixture_summary(
+            m_b[:, :, None] + lc,
+            np.sqrt(v_b[:, :, None] + tw.sigma[None, :, None] ** 2),
+            wn,
+            tw.lloq,
+            None,
+        )
+        return mean
+
+
 def _mixture_summary(mu, sd, w, lloq, levels):
     """Mean, SD and quantiles of ln(y + 1) where log y | k ~ N(mu_k, sd_k²), weights w_k.
 
     mu, sd : (P, K, V); w : (P, K). y below ``lloq`` is recorded as lloq/2.
-    Returns mean, sd (P, V) and quantiles (P, V, L).
+    Returns mean, sd (P, V) and quantiles (P, V, L) (None when ``levels`` is None).
     """
     x = mu[..., None] + sd[..., None] * _GH_X  # (P, K, V, G)
     g = _g(x, lloq)
@@ -608,6 +683,8 @@ def _mixture_summary(mu, sd, w, lloq, levels):
     m1 = np.einsum("pkv,pk->pv", e1, w)
     m2 = np.einsum("pkv,pk->pv", e2, w)
     sdv = np.sqrt(np.maximum(m2 - m1**2, 0.0))
+    if levels is None:
+        return m1, sdv, None
     # quantiles of the mixture of log y: bisection on its CDF, then the monotone map g
     lo = np.min(mu - 9 * sd, axis=1)
     hi = np.max(mu + 9 * sd, axis=1)
