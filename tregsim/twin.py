@@ -293,32 +293,35 @@ class TwinPrediction:
         cols["ess_low"] = np.repeat(self.ess_low, V)
         return pd.DataFrame(cols)
 
-    def save(self, out_dir, *, inputs: dict | None = None, seed: int | None = None) -> Path:
-        """Write ``twin_predictions.csv`` and ``manifest.json`` into ``out_dir`` (atomic)."""
+    def save(self, out_dir, *, manifest: dict | None = None, inputs: dict | None = None) -> Path:
+        """Write ``twin_predictions.csv`` and ``manifest.json`` into ``out_dir`` (atomic).
+
+        manifest : the caller's manifest (e.g. the CLI's) to complete; otherwise one is built
+        with ``inputs`` (role → path) hashed.
+        """
         from tregsim.io import atomic_path, build_manifest, write_json
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / PREDICTION_FILE) as tmp:
             self.table().to_csv(tmp, index=False, float_format="%.10g")
-        settings = {
+        if manifest is None:
+            manifest = build_manifest(
+                command="twin", seed=self.info.get("seed"), inputs=inputs, settings={}
+            )
+        manifest = dict(manifest)
+        manifest["twin"] = {
             "schema_version": SCHEMA_VERSION,
             "levels": list(self.levels),
             "min_ess": self.min_ess,
             **{k: v for k, v in self.info.items() if isinstance(v, str | int | float | list)},
         }
-        man = build_manifest(
-            command="twin",
-            seed=seed if seed is not None else self.info.get("seed"),
-            inputs=inputs,
-            settings=settings,
-        )
-        man["summary"] = {
+        manifest["summary"] = {
             "n_participants": int(self.ids.size),
             "n_ess_low": int(self.ess_low.sum()),
             "median_ess": float(np.median(self.ess)),
         }
-        write_json(out / "manifest.json", man)
+        write_json(out / "manifest.json", manifest)
         return out
 
 
@@ -338,7 +341,7 @@ def load_twin_prediction(out_dir) -> TwinPrediction:
     man = (
         json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else {}
     )
-    settings = man.get("settings", {})
+    settings = man.get("twin", {})
     ids = pd.unique(df["participant"])
     months = np.asarray(pd.unique(df["month"]), float)
     P, V = ids.size, months.size
