@@ -634,6 +634,17 @@ class TwinGrid:
                 f = None if fasting_pmol_l is None else np.asarray(fasting_pmol_l, float)[ok]
                 out[ok] = self.mean(y0[ok], age[ok], f)
             return out
+        per = max(1, 2_000_000 // (self.twin.n_draws * self.months.size))
+        if age.size > per:  # bounded memory: blocks of participants
+            f = None if fasting_pmol_l is None else np.asarray(fasting_pmol_l, float)
+            return np.concatenate(
+                [
+                    self.mean(
+                        y0[i : i + per], age[i : i + per], None if f is None else f[i : i + per]
+                    )
+                    for i in range(0, age.size, per)
+                ]
+            )
         if np.any(age < self.ages[0]) or np.any(age > self.ages[-1]):
             raise ArgumentError(
                 f"ages {age.min():g}–{age.max():g} y outside the twin grid "
@@ -673,7 +684,21 @@ class TwinGrid:
         return mean
 
 
-def _mixture_summary(mu, sd, w, lloq, levels):
+def _mixture_summary(mu, sd, w, lloq, levels, *, max_elements: int = 4_000_000):
+    """Blocks of participants through :func:`_mixture_block` (bounded memory)."""
+    P, K, V = mu.shape
+    per = max(1, max_elements // (K * V * max(_N_GH, 1)))
+    parts = [
+        _mixture_block(mu[i : i + per], sd[i : i + per], w[i : i + per], lloq, levels)
+        for i in range(0, P, per)
+    ]
+    m1 = np.concatenate([p[0] for p in parts])
+    sdv = np.concatenate([p[1] for p in parts])
+    q = None if levels is None else np.concatenate([p[2] for p in parts])
+    return m1, sdv, q
+
+
+def _mixture_block(mu, sd, w, lloq, levels):
     """Mean, SD and quantiles of ln(y + 1) where log y | k ~ N(mu_k, sd_k²), weights w_k.
 
     mu, sd : (P, K, V); w : (P, K). y below ``lloq`` is recorded as lloq/2.
