@@ -112,7 +112,7 @@ def run(args):
                 )
             out[label] = rows
             print(
-                f"\n{label}: {args.trials} trials, twin {t_twin:.0f} s, virtual trials "
+                f"\n{label}: {data.n_trials} trials, twin {t_twin:.0f} s, virtual trials "
                 f"{t_sim:.0f} s, predictions {t_pred:.1f} s; mean true effect "
                 f"{np.nanmean(data.true_effect):+.4f} ln(AUC+1)"
             )
