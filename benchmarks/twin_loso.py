@@ -192,6 +192,7 @@ def main(argv=None):
     )
     rows, fold_info, pooled = [], {}, {m: [] for m in MONTHS}
     pooled3 = {m: [] for m in MONTHS}
+    coverage = {m: [] for m in MONTHS}
     rng = np.random.default_rng(args.seed)
     for k, study in enumerate(STUDIES):
         t0 = time.time()
@@ -251,6 +252,12 @@ def main(argv=None):
                 pred.mean[ok, j],
             )
             r = evaluate(yy, x0, age, tw, rng, args.boot)
+            # calibration of the twin's predictive intervals (observed ln(AUC+1) inside them)
+            q = pred.quantiles[ok, j]
+            in90 = (yy >= q[:, 0]) & (yy <= q[:, -1])
+            in50 = (yy >= q[:, 1]) & (yy <= q[:, -2])
+            r.update(coverage_90=in90.mean(), coverage_50=in50.mean())
+            coverage[m].append((in90, in50))
             rows.append({"held_out": study, "month": m, "twin": "baseline+age", **r})
             pooled[m].append((yy, x0, age, tw, np.full(ok.sum(), k)))
             if extra_pred is not None:
@@ -280,6 +287,8 @@ def main(argv=None):
         yy, x0, age, tw, st = (np.concatenate(a) for a in zip(*pooled[m]))
         dummies = (st[:, None] == np.unique(st)[None, 1:]).astype(float)
         r = evaluate(yy, x0, age, tw, rng, args.boot, extra=dummies, strata=st)
+        in90, in50 = (np.concatenate(a) for a in zip(*coverage[m]))
+        r.update(coverage_90=in90.mean(), coverage_50=in50.mean())
         rows.append(
             {"held_out": "all five (study-adjusted)", "month": m, "twin": "baseline+age", **r}
         )
@@ -337,6 +346,8 @@ def main(argv=None):
         "ratio_resid_var_hi",
         "r2_twin_on_covariates",
         "corr_twin_outcome",
+        "coverage_90",
+        "coverage_50",
     ]
     res = res[cols]
     res.to_csv(out / "twin_loso.csv", index=False, float_format="%.4g")
