@@ -188,7 +188,7 @@ CATALOGUE: list = [
     Case(
         "model/unknown-top-key",
         _sim_model(('name = "treg_t1d"', 'name = "treg_t1d"\nbogus_key = 1')),
-        "top level",
+        "bogus_key",
     ),
     Case(
         "model/schema-version-2",
@@ -509,7 +509,7 @@ CATALOGUE += [
     Case("data/nonmem-negative-dose", _data("import", "nonmem_negative_dose.csv"), "column AMT"),
     Case("data/nonmem-nan-dose", _data("check", "nonmem_nan_dose.csv"), "column AMT"),
     Case("data/nonmem-without-age-import", _data("import", "nonmem_without_age.csv"), "AGE"),
-    Case("data/long-missing-age", _data("export", "long_missing_age.csv"), "header"),
+    Case("data/long-missing-age", _data("export", "long_missing_age.csv"), "age"),
     Case(
         "data/long-negative-cpeptide",
         _data("export", "long_negative_cpeptide.csv"),

@@ -15,11 +15,11 @@ from tregsim.cohort import (
     DIFF_EDGES_NMOL_L,
     EDGES_NMOL_L,
     hist_quantiles,
-    natural_history,
     run_cohort,
     simulate_arms,
 )
 from tregsim.experiment import load_experiment
+from tregsim.natural_history import natural_history
 from tregsim.population import sample_population
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -124,7 +124,7 @@ def test_regimen_doses_per_kg_and_total(exp, tmp_path):
             "interval_days = 0.0",
             "interval_days = 0.0\n[arms.treg.adjuncts]\nil2_dose_iu = 1e6\nil2_days = [61.0]",
             "arms.treg.adjuncts.il2_dose_iu",
-            "no IL-2 axis",
+            "takes no IL-2 doses",
         ),
         ("schema_version = 1", "schema_version = 2", "schema_version", "unsupported"),
     ],

@@ -236,13 +236,31 @@ def test_long_format_roundtrip(tmp_path):
 
 
 def test_long_format_validation(tmp_path):
-    bad = pd.DataFrame({"id": ["a"], "day": [-5.0], "cpeptide_nmol_l": [0.3], "age": [10.0]})
+    bad = pd.DataFrame(
+        {"id": ["a", "a"], "day": [0.0, 90.0], "cpeptide_nmol_l": [0.3, -0.1], "age": [10.0] * 2}
+    )
     p = tmp_path / "bad.csv"
     bad.to_csv(p, index=False)
-    with pytest.raises(DataFileError, match=r"line 2, column day\] day must be ≥ 0"):
+    with pytest.raises(DataFileError, match=r"line 3, column cpeptide_nmol_l\] C-peptide must"):
         read_long(p)
     with pytest.raises(DataFileError, match=r"missing column\(s\) \['age'\]"):
         write_long(bad.drop(columns="age"), tmp_path / "x.csv")
+
+
+def test_long_format_one_set_of_rules(tmp_path):
+    """The calibration loader and the interop reader are the same reader: a screening visit
+    before day 0 counts as day 0 in both, and a bad row names its line in both."""
+    from tregsim.calibrate.data import load_patient_data
+
+    p = tmp_path / "d.csv"
+    p.write_text("id,day,cpeptide_nmol_l,age\na,-7,0.8,12\na,90,0.6,12\nb,0,0.5,30\n")
+    assert read_long(p)["day"].tolist() == [0.0, 90.0, 0.0]
+    d = load_patient_data(p)
+    assert d.visit_day.tolist() == [0.0, 90.0, 0.0] and d.age_years.tolist() == [12.0, 30.0]
+    p.write_text("id,day,cpeptide_nmol_l,age\na,0,0.8,12\nb,0,0.5,abc\n")
+    for reader in (read_long, load_patient_data):
+        with pytest.raises(DataFileError, match=r"line 3, column age"):
+            reader(p)
 
 
 def test_placebo_individual_data_to_long(tmp_path):

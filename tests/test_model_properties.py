@@ -5,7 +5,7 @@
   simulated Treg arm equals control to the solver tolerance.
 * φ ≥ ψ (the cells add at least the suppression they displace): a larger dose never lowers
   mean C-peptide, over a dose ladder up to 3e9 cells/kg (150× the trial dose), for the
-  model's Treg supply θ_R; without supply (MODEL.md's form) it fails, which is why θ_R exists
+  model's Treg supply θ_R; without supply (the first specification's form, docs/model_spec.md) it fails, which is why θ_R exists
   (docs/models.md, "Endogenous Treg supply").
 """
 
@@ -86,7 +86,7 @@ def test_larger_dose_never_lowers_cpeptide_when_phi_ge_psi(exp, psi, ratio, alph
 
 
 def test_without_treg_supply_a_larger_dose_can_lower_cpeptide(exp):
-    # MODEL.md's original dR/dt (θ_R = 0): the niche empties and R regrows only ∝ R after the
+    # the first specification's dR/dt (θ_R = 0): the niche empties and R regrows only ∝ R after the
     # product has contracted; this is the finding that made θ_R necessary.
     treg, _ = _ladder_means(exp, 1.0, 1.0, theta_R=0.0)
     i12 = MONTHS.index(12.0)

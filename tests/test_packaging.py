@@ -47,6 +47,7 @@ def test_wheel_carries_models_experiments_and_posterior(tmp_path):
         "tregsim/_data/experiments/nct06708780.toml",
         "tregsim/_data/calibration/posteriors/natural_history.nc",
         "tregsim/_data/calibration/natural_history_summary.csv",
+        "tregsim/py.typed",
     ):
         assert rel in names, rel
     assert not any(n.endswith("bank.npz") for n in names)

@@ -275,9 +275,9 @@ def test_local_cluster_leaves_environment_alone_and_workers_fast(cluster):
 def test_cohort_chunks_same_everywhere(dask_scheduler):
     """tregsim.cohort's chunk function: bitwise identical in-process, on the cluster and for
     chunk sizes 1024 / 2048 (its summaries are exact under rechunking by design)."""
-    cohort = pytest.importorskip("tregsim.cohort", reason="tregsim.cohort not built yet")
     from pathlib import Path
 
+    import tregsim.cohort as cohort
     from tregsim.experiment import load_experiment
 
     path = Path(__file__).parents[1] / "experiments" / "nct06708780.toml"

@@ -101,9 +101,13 @@ def _model_doc():
 @pytest.mark.parametrize(
     ("mutate", "field", "message"),
     [
-        (lambda d: d.update(bogus=1), "<top level>", r"unknown key\(s\) \['bogus'\]"),
+        (lambda d: d.update(bogus=1), "bogus", r"unknown key 'bogus'; fix: use one of: .*states"),
         (lambda d: d.pop("schema_version"), "schema_version", "schema_version must be 1"),
-        (lambda d: d["parameters"]["phi"].update(unit_typo="x"), "parameters.phi", "unknown key"),
+        (
+            lambda d: d["parameters"]["phi"].update(unit_typo="x"),
+            "parameters.phi.unit_typo",
+            "unknown key",
+        ),
         (
             lambda d: d["parameters"]["phi"].update(value=float("nan")),
             "parameters.phi.value",

@@ -72,7 +72,8 @@ def test_plan_defaults_when_keys_absent(tmp_path):
     assert quick.n_patients == QUICK_BUDGET["n_patients"]
 
 
-def test_missing_section_command_fails_loudly(tmp_path):
+def test_failing_section_is_reported_not_presented(tmp_path):
+    from tregsim.errors import ArgumentError
     from tregsim.report.run import RunPlan
 
     plan = RunPlan(
@@ -80,21 +81,40 @@ def test_missing_section_command_fails_loudly(tmp_path):
         n_patients=1, n_trials=1, n_per_arm=(1,), sweep_doses=(1.0,), sweep_days=(1.0,),
         sensitivity_n=1,
     )  # fmt: skip
+
+    def compute(plan, folder, exp):
+        raise ArgumentError("n must be ≥ 1, got 0", field="n", fix="give a number ≥ 1")
+
     spec = SectionSpec(
         name="ghost",
         title="Ghost analysis",
-        command="no_such_command_xyz",
-        argv=lambda plan, folder, exp: [],
-        collect=lambda plan, folder, exp: pytest.fail("collect must not run"),
+        compute=compute,
+        present=lambda plan, folder, exp, res: pytest.fail("present must not run"),
     )
     oc = run_section(spec, plan, exp=None)
     assert oc.status == "failed"
-    assert oc.error == (
-        "module tregsim.cli.no_such_command_xyz is not available in this installation, "
-        "so `tregsim no_such_command_xyz` cannot run"
-    )
+    assert oc.error == "<input>: [n] n must be ≥ 1, got 0; fix: give a number ≥ 1"
     assert oc.section.error == oc.error
     assert oc.summary[0].text.startswith("not available: this section failed")
+
+
+def test_a_command_that_does_not_import_fails_loudly(monkeypatch):
+    import tregsim.cli as cli
+
+    monkeypatch.setitem(cli.COMMANDS, "ghost", "tregsim.cli.no_such_command_xyz")
+    with pytest.raises(ModuleNotFoundError, match="no_such_command_xyz"):
+        cli.build_parser()
+
+
+def test_no_run_module_imports_the_command_line():
+    """The report composes library results: no import of tregsim.cli, no import_module."""
+    for folder in ("report", "trial", "explore"):
+        for path in (ROOT / "tregsim" / folder).glob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            assert "tregsim.cli" not in text and "import_module" not in text, path
+    for path in (ROOT / "tregsim").glob("cohort*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "tregsim.cli" not in text and "import_module" not in text, path
 
 
 def test_refuses_folder_of_another_run(tmp_path, capsys):
@@ -147,8 +167,21 @@ def _check_run_folder(out: Path, plan, status: int, err: str) -> str:
     man = json.loads((out / "manifest.json").read_text())
     assert man["command"] == "run" and man["seed"] == plan.seed
     assert man["inputs"]["experiment"]["sha256"] == io.file_sha256(plan.experiment)
-    assert man["settings"] == plan.settings()
+    assert {k: man["settings"][k] for k in plan.settings()} == plan.settings()
+    # the run and every section say where population parameters came from
+    assert man["settings"]["population_parameters"].startswith(
+        "posterior draws" if plan.posterior else "model file values"
+    )
+    for name in plan.sections:
+        sub = json.loads((out / name / "manifest.json").read_text())
+        # a section's manifest records its own call, not the `tregsim run` command line
+        assert sub["call"]["function"].startswith("tregsim.")
+        assert "tregsim run" not in sub["command_line"]
+        assert "/" + "work" not in json.dumps(sub["inputs"])  # no absolute path
     html_text = (out / "report.html").read_text(encoding="utf-8")
+    # no absolute path of this machine (e.g. the posterior's) in the report or any CSV file
+    for text in [html_text, *(f.read_text(encoding="utf-8") for f in out.rglob("*.csv"))]:
+        assert str(ROOT) not in text
     p = _Imgs()
     p.feed(html_text)
     assert "This section failed" not in html_text
@@ -186,7 +219,7 @@ sensitivity_n = 4
 
 
 def test_run_every_section_on_a_tiny_budget(tmp_path, capsys):
-    from tregsim.cli.check import default_data_path
+    from tregsim.natural_history import default_data_path
 
     if default_data_path() is None:
         pytest.skip("../shared/data/placebo_cpeptide_by_age_month.csv is absent (natural history)")

@@ -1,6 +1,6 @@
 """Verification of the batched solver against independent references.
 
-The reference right-hand side below is written by hand from ../shared/design/MODEL.md (not
+The reference right-hand side below is written by hand from docs/model_spec.md (not
 from the model file), so these tests check the parser, the compiler and the solver together.
 """
 
@@ -17,7 +17,7 @@ TIMES = np.arange(25) * MONTH_DAYS  # monthly over 730.5 days
 
 
 def reference_rhs(t, y, p, t_last):
-    """MODEL.md equations, written by hand. p: dict of floats; t_last: latest dose (days)."""
+    """docs/model_spec.md equations, written by hand. p: dict of floats; t_last: latest dose (days)."""
     B, S, E, R, X, M = y
     s0 = p["s0"]
     M0 = p["cpep0"] / (p["C_cap"] * (1 - s0 + p["eta_S"] * s0))
@@ -119,7 +119,7 @@ def test_matches_scipy_radau_reference(rng, treated, n):
 
 
 def test_closed_form_reduced_model(rng):
-    """No stunning, no therapy, fast effectors: B = B0 (1 + q λ0 t)^(-1/q) (MODEL.md)."""
+    """No stunning, no therapy, fast effectors: B = B0 (1 + q λ0 t)^(-1/q) (docs/model_spec.md)."""
     n = 20
     q = rng.uniform(0.1, 0.9, n)
     age = rng.uniform(8, 40, n)

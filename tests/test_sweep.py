@@ -53,7 +53,7 @@ def test_parse_grid(spec, want, spacing):
     [
         (
             "dose_per_kg",
-            r"\[--grid\] cannot parse grid 'dose_per_kg'; fix: write NAME=a\.\.b:log:k",
+            r"\[grid\] cannot parse grid 'dose_per_kg'; fix: write NAME=a\.\.b:log:k",
         ),
         ("x=0..1:log:3", r"log-spaced grid needs a, b > 0"),
         ("x=2..1:1", r"step > 0 and a ≤ b"),

@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tregsim.cohort", reason="tregsim.cohort (virtual cohorts) not available")
-
 from tregsim.cohort import simulate_arms
 from tregsim.errors import ArgumentError
 from tregsim.experiment import load_experiment

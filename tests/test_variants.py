@@ -214,6 +214,9 @@ def test_builtin_population_chunk_invariant_and_in_range():
     np.testing.assert_array_equal(a.age[:4], b.age)
     np.testing.assert_array_equal(a.z_lambda[:4], b.z_lambda)
     big = builtin_population(2000, 1)
+    # f_lambda = exp(omega_lambda · z) with z standard normal (omega_lambda = 0.6 in treg_t1d)
+    np.testing.assert_allclose(big.f_lambda, np.exp(0.6 * big.z_lambda), rtol=1e-12)
+    assert abs(big.z_lambda.mean()) < 4 / np.sqrt(2000) and abs(big.z_lambda.std() - 1) < 0.07
     assert big.age.min() >= 8 and big.age.max() <= 45
     assert np.median(big.cpep0) == pytest.approx(0.7, rel=0.05)
     assert (big.weight > 15).all() and (big.weight < 150).all()

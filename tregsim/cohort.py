@@ -20,17 +20,22 @@ memory with N by about 0.2 kB per patient).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from tregsim import rng as _rng
-from tregsim.errors import ArgumentError, DataFileError
+from tregsim.errors import ArgumentError
+from tregsim.posterior import load_posterior_draws, posterior_rows
+from tregsim.results import SHIPPED
+from tregsim.units import RESPONDER_THRESHOLD_NMOL_L
 
 EDGES_NMOL_L = np.linspace(0.0, 10.0, 20001)
 DIFF_EDGES_NMOL_L = np.linspace(-5.0, 5.0, 20001)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-THRESHOLD_NMOL_L = 0.2  # "responder" threshold of the TrialNet literature (≥ 0.2 nmol/L)
+THRESHOLD_NMOL_L = RESPONDER_THRESHOLD_NMOL_L
 KEEP_DEFAULT = 100_000
 SPAGHETTI_N = 50
 
@@ -313,6 +318,7 @@ class CohortResult:
     acceptance_rate: float
     spaghetti: dict = field(default_factory=dict)
     spaghetti_days: np.ndarray | None = None
+    manifest: dict = field(default_factory=dict)
 
     def summary_frame(self):
         import pandas as pd
@@ -377,90 +383,83 @@ class CohortResult:
         return ds
 
     def save(self, out_dir) -> list:
-        """Write ``summary.csv`` and ``cohort.nc`` atomically into ``out_dir``."""
-        from pathlib import Path
-
+        """Write ``summary.csv``, ``cohort.nc``, ``cpeptide_by_arm.png`` (with spaghetti
+        trajectories) and, when the result has one, ``manifest.json`` (last) into ``out_dir``."""
         from tregsim import io
+        from tregsim.results import ensure_output_dir, write_manifest
 
-        out = Path(out_dir)
+        out = ensure_output_dir(out_dir)
         paths = [io.write_text(out / "summary.csv", self.summary_frame().to_csv(index=False))]
         ds = self.to_dataset()
         with io.atomic_path(out / "cohort.nc") as tmp:
             ds.to_netcdf(tmp, engine="h5netcdf")
         paths.append(out / "cohort.nc")
+        if self.spaghetti:
+            from tregsim.plots.cohort import plot_cohort, save
+
+            save(plot_cohort(self), out / "cpeptide_by_arm.png")
+            paths.append(out / "cpeptide_by_arm.png")
+        if self.manifest:
+            self.manifest["results"] = {
+                "acceptance_rate": self.acceptance_rate,
+                "n_failed": {r["arm"]: r["n_failed"] for r in self.summary},
+                "n_patients_in_cohort_nc": int(self.patients["patient"].size),
+            }
+            paths.append(write_manifest(out, self.manifest))
         return paths
 
+    def report_lines(self) -> list[str]:
+        """What ``tregsim cohort`` prints: each arm at the last visit."""
+        exp = self.exp
+        lines = []
+        for r in (r for r in self.summary if r["visit_month"] == exp.visit_months[-1]):
+            d = (
+                ""
+                if r["arm"] == exp.control_arm
+                else f", paired Δ vs {exp.control_arm} {r['diff_mean_nmol_L']:+.4f} "
+                f"[{r['diff_ci95_low_nmol_L']:+.4f}, {r['diff_ci95_high_nmol_L']:+.4f}]"
+            )
+            lines.append(
+                f"{r['arm']}: month {r['visit_month']:g} mean {r['mean_nmol_L']:.3f} nmol/L, "
+                f"≥0.2 nmol/L {r['frac_ge_0_2_nmol_L']:.1%}{d}"
+            )
+        return lines
 
-def posterior_rows(posterior: dict | None, start: int, stop: int) -> dict | None:
-    """Population parameters of items ``[start, stop)``: item i takes draw ``i mod n_draws``.
 
-    The one rule by which cohorts, sweeps, responders and power replicates share a posterior
-    (so the same patient index gets the same draw everywhere). ``None`` without a posterior.
-    """
-    if not posterior:
-        return None
-    n_draws = len(next(iter(posterior.values())))
-    pick = np.arange(start, stop) % n_draws
-    return {k: np.asarray(v, dtype=float)[pick] for k, v in posterior.items()}
-
-
-def posterior_option(path, model) -> tuple[dict | None, str | None]:
-    """A CLI ``--posterior FILE`` → (draws, ledger label); ``(None, None)`` without a file."""
+def load_cohort(out_dir, exp) -> CohortResult:
+    """A cohort saved by :meth:`CohortResult.save`: summary rows from ``summary.csv``,
+    per-patient arrays from ``cohort.nc``, the manifest (no spaghetti trajectories)."""
     from pathlib import Path
 
-    if not path:
-        return None, None
-    if not Path(path).is_file():
-        raise DataFileError(
-            "posterior file not found",
-            file=path,
-            field="--posterior",
-            fix="pass the posterior.nc written by `tregsim calibrate`",
-        )
-    draws = load_posterior_draws(path, model)
-    return draws, f"posterior draws of {', '.join(draws)} from {Path(path).name}"
-
-
-def load_posterior_draws(path, model) -> dict:
-    """Posterior draws of population parameters from a netCDF file.
-
-    Accepts an ArviZ InferenceData file (group ``posterior``, dims chain × draw) or a plain
-    dataset whose variables are draws along their first dimension(s). Variables that are not
-    population/fixed parameters of ``model`` are ignored. Returns name → ``(n_draws,)``.
-    """
+    import pandas as pd
     import xarray as xr
 
-    try:
-        try:
-            ds = xr.open_dataset(path, group="posterior", engine="h5netcdf")
-        except OSError:
-            ds = xr.open_dataset(path, engine="h5netcdf")
-    except (OSError, ValueError) as e:
-        raise DataFileError(
-            f"cannot read posterior: {e}",
-            file=path,
-            fix="pass the posterior.nc written by `tregsim calibrate`",
-        ) from e
-    spec = model.spec.parameters
-    out = {}
-    with ds:
-        for name, var in ds.data_vars.items():
-            if name in spec and spec[name].role in ("population", "fixed"):
-                out[name] = np.asarray(var.values, dtype=float).reshape(-1)
-    if not out:
-        raise DataFileError(
-            "no variable named after a population parameter of the model",
-            file=path,
-            fix="the file needs variables such as lambda_ref, q",
+    from tregsim.results import read_manifest
+
+    out = Path(out_dir)
+    man = read_manifest(out)
+    rows = pd.read_csv(out / "summary.csv").to_dict("records")
+    with xr.open_dataset(out / "cohort.nc", engine="h5netcdf") as ds:
+        patients = {"patient": ds["patient"].values, "cpeptide": ds["cpeptide"].values,
+                    "status": ds["status"].values}  # fmt: skip
+        n, seed, acc = (
+            int(ds.attrs["n_total_patients"]),
+            int(ds.attrs["seed"]),
+            float(ds.attrs["acceptance_rate"]),
         )
-    sizes = {v.size for v in out.values()}
-    if len(sizes) != 1:
-        raise DataFileError(
-            f"posterior variables have different numbers of draws {sizes}",
-            file=path,
-            fix="store every parameter with the same draws",
-        )
-    return out
+    return CohortResult(exp, n, seed, rows, patients, acc, manifest=man)
+
+
+def resolve_posterior(posterior, model) -> tuple[dict | None, Path | None]:
+    """(name → ``(n_draws,)`` draws of population parameters, file) of a ``posterior``
+    argument (:data:`~tregsim.results.SHIPPED`, a path, or ``None``); ``(None, None)`` for the
+    model file's values."""
+    from tregsim.results import posterior_path
+
+    path = posterior_path(posterior)
+    if path is None:
+        return None, None
+    return load_posterior_draws(path, model), path
 
 
 def run_cohort(
@@ -536,207 +535,139 @@ def run_cohort(
     return res
 
 
-# ------------------------------------------------------------------ natural history
-AGE_GROUPS = {"<13": (0.0, 13.0), "13-17": (13.0, 18.0), ">=18": (18.0, 121.0)}
-
-
-def read_placebo_table(path) -> list[dict]:
-    """Rows of ``placebo_cpeptide_by_age_month.csv`` (per age group × month)."""
-    import csv
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.exists():
-        raise DataFileError(
-            "not found",
-            file=path,
-            fix="pass --data with the path of placebo_cpeptide_by_age_month.csv (../shared/data/)",
-        )
-    need = (
-        "age_group",
-        "month",
-        "n",
-        "mean",
-        "sd",
-        "median",
-        "q25",
-        "q75",
-        "frac_above_0_2",
-        "mean_ln_x_plus_1",
-    )
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or any(k not in rows[0] for k in need):
-        raise DataFileError(
-            f"missing columns; need {', '.join(need)}",
-            file=path,
-            field="header",
-            fix="use the curated table from ../shared/data/",
-        )
-    out = []
-    for r in rows:
-
-        def num(k, r=r):
-            return float(r[k]) if r[k] not in ("", "NA") else np.nan
-
-        out.append(
-            {
-                "age_group": r["age_group"],
-                "month": num("month"),
-                "n": int(num("n")),
-                "mean": num("mean"),
-                "sd": num("sd"),
-                "median": num("median"),
-                "q25": num("q25"),
-                "q75": num("q75"),
-                "frac_ge_0_2": num("frac_above_0_2"),
-                "mean_ln_x_plus_1": num("mean_ln_x_plus_1"),
-            }
-        )
-    return out
-
-
 @dataclass
-class NaturalHistory:
-    """Simulated routine-care arm beside the placebo table.
+class AnalysisStart:
+    """What :func:`start_analysis` prepared: posterior draws (name → ``(n_draws,)``) and
+    their file (``None``: model file values), the ledger label of the draws, the manifest,
+    and the checkpoint folder (``None`` without ``out_dir``)."""
 
-    rows : per age group × month: observed and simulated n, mean, SD, median, quartiles,
-        fraction ≥ 0.2 nmol/L, mean ln(x+1) (nmol/L).
-    sim : age group → (n_g, n_months) simulated observed C-peptide (nmol/L, with residual noise).
-    months : (n_months,) months after baseline.
-    """
+    draws: dict | None
+    posterior: Path | None
+    label: str | None
+    manifest: dict
+    out: Path | None
+    started: float = field(default_factory=time.perf_counter)
 
-    rows: list
-    sim: dict
-    months: np.ndarray
-    obs: list
-
-    def frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
-
-
-def natural_history(
-    exp,
-    data_path,
-    seed: int,
-    *,
-    scale: int = 10,
-    noise: bool = True,
-    progress: bool = False,
-    posterior: dict | None = None,
-) -> NaturalHistory:
-    """Simulate the control arm for the placebo data's age mix and compare by age group.
-
-    The month-0 ``n`` of each age group (<13, 13–17, ≥18 y) times ``scale`` patients are drawn
-    from the experiment's eligible population (stratified by age group: the first patients of
-    each group in the global patient sequence) and simulated under the control regimen at
-    ``baseline_day + 30.4375 · month`` for the table's months. With ``noise`` the model's
-    log-normal residual (parameter ``sigma``) is added, so spreads compare with data spreads.
-    With ``posterior`` (name → ``(n_draws,)``, e.g. :func:`load_posterior_draws`), candidate
-    patient i uses draw ``i mod n_draws`` of the population parameters: a posterior predictive
-    check.
-    """
-    from tregsim.population.sampling import sample_population
-
-    obs = read_placebo_table(data_path)
-    months = np.array(sorted({r["month"] for r in obs}))
-    n0 = {r["age_group"]: r["n"] for r in obs if r["month"] == 0 and r["age_group"] in AGE_GROUPS}
-    if set(n0) != set(AGE_GROUPS):
-        raise DataFileError(
-            f"month-0 rows for age groups {sorted(AGE_GROUPS)} needed, found {sorted(n0)}",
-            file=data_path,
-            field="age_group",
-            fix="use the curated table from ../shared/data/",
-        )
-    want = {g: n0[g] * scale for g in AGE_GROUPS}
-    # enough candidates to fill every group; grow until filled
-    pool = max(sum(want.values()) * 4, 4096)
-    while True:
-        theta = posterior_rows(posterior, 0, pool)
-        base = sample_population(exp, pool, seed, start=0, theta=theta)
-        age = base.covariates["age"]
-        idx = {
-            g: np.flatnonzero((age >= lo) & (age < hi))[: want[g]]
-            for g, (lo, hi) in AGE_GROUPS.items()
+    def finish(self, **runtime) -> dict:
+        """Record the seconds since the start (and ``runtime`` facts, e.g. counts) in the
+        manifest's ``settings_runtime``; returns the manifest."""
+        self.manifest["settings_runtime"] = {
+            "seconds": round(time.perf_counter() - self.started, 2),
+            **runtime,
         }
-        if all(len(idx[g]) == want[g] for g in AGE_GROUPS):
-            break
-        if pool > 2_000_000:
-            short = [g for g in AGE_GROUPS if len(idx[g]) < want[g]]
-            raise DataFileError(
-                f"the experiment's population has (almost) no patients in age group(s) {short}",
-                file=exp.path,
-                field="population.age",
-                fix="use an experiment whose ages cover 8–65 y",
-            )
-        pool *= 4
-    sel = np.concatenate([idx[g] for g in AGE_GROUPS])
-    group_of = np.concatenate([[g] * want[g] for g in AGE_GROUPS])
-    from tregsim.population.sampling import Population
+        return self.manifest
 
-    sub = Population(
-        {k: v[sel] for k, v in base.covariates.items()},
-        exp.model.parameters(len(sel), **{k: np.asarray(v)[sel] for k, v in base.params.items()}),
-        {k: v[sel] for k, v in base.individual.items()},
-        base.candidate_index[sel],
-        base.acceptance_rate,
-        0,
-        seed,
+
+def start_analysis(
+    exp,
+    *,
+    command: str,
+    function: str,
+    seed: int,
+    arguments: dict,
+    settings: dict,
+    posterior=SHIPPED,
+    use_posterior: bool = True,
+    extra_inputs: dict | None = None,
+    argv: list[str] | None = None,
+    out_dir=None,
+    overwrite: bool = False,
+) -> AnalysisStart:
+    """What every analysis over an experiment does first: check the seed, resolve the
+    population posterior (:data:`~tregsim.results.SHIPPED` by default), build the manifest
+    (inputs with hashes, settings with ``population_parameters`` and
+    ``parameter_overrides``, the call) and prepare ``out_dir`` for checkpoints.
+
+    ``exp`` ``None``: an analysis without an experiment (no inputs, no posterior).
+    """
+    from tregsim.results import display_path, open_output, posterior_note, result_manifest
+
+    if seed < 0:
+        raise ArgumentError(
+            f"seed must be ≥ 0, got {seed}", field="seed", fix="give a whole number ≥ 0"
+        )
+    draws, post_file = (None, None)
+    if exp is not None and use_posterior:
+        draws, post_file = resolve_posterior(posterior, exp.model)
+    inputs = {**(exp.input_files() if exp is not None else {}), **(extra_inputs or {})}
+    settings = dict(settings)
+    arguments = {"exp": None if exp is None else display_path(exp.path), **arguments}
+    arguments["seed"] = seed
+    label = None
+    if exp is not None:
+        if use_posterior:
+            settings["population_parameters"] = posterior_note(post_file)
+            arguments["posterior"] = None if post_file is None else display_path(post_file)
+        settings["parameter_overrides"] = dict(getattr(exp, "parameter_overrides", {}) or {})
+    if post_file is not None and draws:
+        inputs["posterior"] = post_file
+        label = f"posterior draws of {', '.join(draws)} from {post_file.name}"
+    manifest = result_manifest(
+        command=command,
+        function=function,
+        arguments=arguments,
+        seed=seed,
+        inputs=inputs,
+        settings=settings,
+        argv=argv,
     )
-    times = exp.baseline_day + 30.4375 * months
-    control = {exp.control_arm: exp.arms[exp.control_arm]}
-    c = simulate_arms(exp, sub, arms=control, times=times)[exp.control_arm]
-    if noise:
-        sigma = np.asarray(sub.params["sigma"])[:, None]
-        z = _rng.draw(
-            seed,
-            "check.natural_history.residual",
-            0,
-            c.shape[0],
-            lambda g, m: g.standard_normal((m, len(times))),
+    return AnalysisStart(
+        draws, post_file, label, manifest, open_output(out_dir, manifest, overwrite)
+    )
+
+
+def cohort_study(
+    exp,
+    *,
+    n: int,
+    seed: int = 0,
+    posterior=SHIPPED,
+    keep: int | None = KEEP_DEFAULT,
+    out_dir=None,
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk_size: int = 4096,
+    argv: list[str] | None = None,
+    progress: bool = True,
+) -> CohortResult:
+    """:func:`run_cohort` with the default posterior and a manifest: the analysis behind
+    ``tregsim cohort`` and the report's cohort section.
+
+    posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path, or ``None`` for
+        the model file's values.
+    out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
+    argv : the command line that asked for it (``None``: the call is recorded).
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ArgumentError(
+            f"n must be an integer ≥ 1, got {n!r}",
+            field="n",
+            fix="give the number of virtual patients, e.g. 1000",
         )
-        c = c * np.exp(sigma * z)
-    sim = {g: c[group_of == g] for g in AGE_GROUPS}
-    rows = []
-    for r in obs:
-        g = r["age_group"]
-        if g == "all":
-            x = c[:, months == r["month"]][:, 0]
-        elif g in sim:
-            x = sim[g][:, months == r["month"]][:, 0]
-        else:
-            continue
-        x = x[np.isfinite(x)]
-        q25, med, q75 = np.quantile(x, [0.25, 0.5, 0.75]) if x.size else (np.nan,) * 3
-        sd_obs = r["sd"]
-        rows.append(
-            {
-                "age_group": g,
-                "month": r["month"],
-                "obs_n": r["n"],
-                "obs_mean_nmol_L": r["mean"],
-                "obs_sd_nmol_L": sd_obs,
-                "obs_median_nmol_L": r["median"],
-                "obs_q25_nmol_L": r["q25"],
-                "obs_q75_nmol_L": r["q75"],
-                "obs_frac_ge_0_2": r["frac_ge_0_2"],
-                "obs_mean_ln_x_plus_1": r["mean_ln_x_plus_1"],
-                "sim_n": int(x.size),
-                "sim_mean_nmol_L": float(x.mean()) if x.size else np.nan,
-                "sim_sd_nmol_L": float(x.std(ddof=1)) if x.size > 1 else np.nan,
-                "sim_median_nmol_L": med,
-                "sim_q25_nmol_L": q25,
-                "sim_q75_nmol_L": q75,
-                "sim_frac_ge_0_2": float((x >= THRESHOLD_NMOL_L).mean()) if x.size else np.nan,
-                "sim_mean_ln_x_plus_1": float(np.log1p(x).mean()) if x.size else np.nan,
-                # how many standard errors of the observed mean the simulated mean is away
-                "z_mean": (
-                    (x.mean() - r["mean"]) / (sd_obs / np.sqrt(r["n"]))
-                    if x.size and r["n"] > 1 and sd_obs > 0
-                    else np.nan
-                ),
-            }
-        )
-    return NaturalHistory(rows, sim, months, obs)
+    st = start_analysis(
+        exp,
+        command="cohort",
+        function="tregsim.cohort.cohort_study",
+        seed=seed,
+        arguments={"n": int(n), "keep": keep},
+        settings={"n": int(n), "keep": keep},
+        posterior=posterior,
+        argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
+    )
+    res = run_cohort(
+        exp,
+        int(n),
+        seed,
+        keep=keep,
+        posterior=st.draws,
+        out_dir=st.out,
+        workers=workers,
+        scheduler=scheduler,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    res.manifest = st.manifest
+    return res

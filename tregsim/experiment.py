@@ -10,20 +10,23 @@ The key-by-key reference is ``docs/experiments.md``.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tregsim.errors import ExperimentFileError, TregsimError
+from tregsim.errors import ArgumentError, ExperimentFileError, TregsimError
 from tregsim.population.distributions import CovariateModel, parse_population
 from tregsim.population.eligibility import Eligibility, parse_eligibility
-from tregsim.population.fields import Table
 from tregsim.regimen import RoutineCare, TregInfusion, parse_adjuncts, parse_regimen
+from tregsim.schema import Table
+from tregsim.units import DAYS_PER_MONTH
 
 SCHEMA_VERSION = 1
-DAYS_PER_MONTH = 30.4375  # 365.25 / 12
 RUN_SECTIONS = ("cohort", "natural_history", "power", "sweep", "sensitivity")
 _RUN_KEYS = (
     "sections",
@@ -77,6 +80,9 @@ class Experiment:
         ``visits_days`` : ``(n_visits,)`` days since diagnosis; ``baseline_day``,
         ``horizon_days`` : days since diagnosis.
     trial : ``{"n_total", "allocation", "n_per_arm": {arm: n}}``.
+    parameter_overrides : model parameter name → value (model units) replacing the model
+        file's value for every patient (``[parameters]`` of the file, then
+        :func:`with_parameters`); they also win over a posterior's draws.
     sections : the ``[run]`` table (``sections``, ``n_patients``, ``n_trials``, ``n_per_arm``,
         ``sweep_doses``, ``sweep_days``, ``sensitivity_n``) with ``[run.quick]`` under
         ``"quick"``; ``run_quick`` merges the quick budget over it.
@@ -98,6 +104,7 @@ class Experiment:
     horizon_days: float
     trial: dict
     sections: dict = field(default_factory=dict)
+    parameter_overrides: dict[str, float] = field(default_factory=dict)
 
     @property
     def visits_days(self) -> np.ndarray:
@@ -136,6 +143,95 @@ class Experiment:
         if mp is not None and Path(mp).exists():
             out["model"] = Path(mp)
         return out
+
+
+def parameter_override_errors(model, overrides: Mapping[str, object]):
+    """Yield ``(name, problem, fix)`` for each bad entry of ``overrides`` and ``(name, value,
+    None)`` for each good one (value parsed to float). Shared by ``[parameters]`` and
+    :func:`with_parameters` so both give the same messages."""
+    spec = model.spec.parameters
+    settable = [n for n, p in spec.items() if p.role != "covariate"]
+    for name, raw in overrides.items():
+        if name not in spec:
+            yield (
+                name,
+                f"unknown parameter {name!r} of model {model.spec.name!r}",
+                (f"use one of: {', '.join(settable)}"),
+            )
+            continue
+        p = spec[name]
+        if p.role == "covariate":
+            yield (
+                name,
+                f"{name!r} is a covariate (drawn per patient from [population])",
+                ("change the covariate's distribution in [population] instead"),
+            )
+            continue
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            v = float(raw.strip() if isinstance(raw, str) else raw)
+        except (TypeError, ValueError):
+            yield name, f"value {raw!r} is not a number", f"give {name} a number in {p.unit}"
+            continue
+        if not math.isfinite(v):
+            yield name, f"value {raw!r} is not finite", f"give {name} a finite number in {p.unit}"
+            continue
+        if p.prior is not None:
+            lo, hi = p.prior.bounds
+            if not lo <= v <= hi:
+                yield (
+                    name,
+                    (
+                        f"value {v:g} lies outside the support [{lo:g}, {hi:g}] of its prior "
+                        f"{p.prior.describe()}"
+                    ),
+                    f"give {name} a value in [{lo:g}, {hi:g}] {p.unit}",
+                )
+                continue
+        yield name, v, None
+
+
+def _parsed_overrides(model, overrides: Mapping[str, object], error) -> dict[str, float]:
+    out = {}
+    for name, v, fix in parameter_override_errors(model, overrides):
+        if fix is not None:
+            raise error(v, field=f"parameters.{name}", fix=fix)
+        out[name] = v
+    return out
+
+
+def with_parameters(
+    exp: Experiment, overrides: Mapping[str, float | str], *, origin: str = "--set"
+) -> Experiment:
+    """A copy of ``exp`` whose model parameters ``overrides`` (name → number or numeric
+    string, model units) replace the model file's values for every patient.
+
+    They are recorded in ``parameter_overrides`` (merged over the ones already there) and
+    applied where population parameters are built (:func:`tregsim.population.sample_population`),
+    so cohorts, power and sweeps see them. With a posterior in use an override of a
+    posterior-covered parameter wins over the draws (the parameter is then fixed). For the
+    typical value of an individual parameter (e.g. ``f_lambda``) the IIV still applies.
+
+    Raises
+    ------
+    ArgumentError : one line naming ``parameters.NAME`` and a fix for an unknown name, a
+        covariate, a non-number, NaN/inf, or a value outside the prior's support.
+        ``origin`` (e.g. ``"--set"``) is recorded as the error's file slot, so the message
+        says where the value came from.
+    """
+    if not isinstance(overrides, Mapping):
+        raise ArgumentError(
+            f"overrides must be a mapping name → value, got {type(overrides).__name__}",
+            field="overrides",
+            fix='pass e.g. {"phi": 20}',
+        )
+
+    def error(problem, *, field, fix):
+        return ArgumentError(problem, file=origin, field=field, fix=fix)
+
+    new = _parsed_overrides(exp.model, overrides, error)
+    return dataclasses.replace(exp, parameter_overrides={**exp.parameter_overrides, **new})
 
 
 def _load_model(ref: str, exp_path: Path, t: Table):
@@ -302,6 +398,13 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentFileError(
             f"not valid TOML: {e}", file=path, fix="fix the TOML syntax at the reported line"
         ) from e
+    return parse_experiment(data, path)
+
+
+def parse_experiment(data: dict, path: Path) -> Experiment:
+    """Validate the parsed TOML ``data`` of an experiment; ``path`` names it in errors and
+    anchors relative model paths (see :func:`load_experiment`)."""
+    path = Path(path)
     top = Table(data, path, "")
     top.check_keys(
         (
@@ -318,6 +421,7 @@ def load_experiment(path: str | Path) -> Experiment:
             "arms",
             "trial",
             "run",
+            "parameters",
         ),
         required=("schema_version", "model", "visits_months", "population", "arms"),
     )
@@ -352,6 +456,12 @@ def load_experiment(path: str | Path) -> Experiment:
     model_ref = top.string("model")
     model = _load_model(model_ref, path, top)
 
+    par_t = top.table("parameters", default={})
+    overrides = _parsed_overrides(
+        model,
+        par_t.data,
+        lambda p, *, field, fix: ExperimentFileError(p, file=path, field=field, fix=fix),
+    )
     population = parse_population(top.table("population"))
     variability = _parse_variability(top.table("variability", default={}), model)
     eligibility = parse_eligibility(top.table("eligibility", default={}))
@@ -360,17 +470,10 @@ def load_experiment(path: str | Path) -> Experiment:
     if len(arms_t.data) < 1:
         raise arms_t.error("no arms", fix="add [arms.<name>] sections")
     arms: dict[str, Arm] = {}
-    has_il2 = any(n.lower().startswith("il2") for n in model.parameter_names)
     for name in arms_t.data:
         at = arms_t.table(name)
         at.check_keys(("label", "control", "regimen", "adjuncts"), required=("regimen",))
-        adj = parse_adjuncts(at.table("adjuncts", default={}))
-        if adj.active and not has_il2:
-            raise at.error(
-                f"IL-2 adjunct requested but model {model.spec.name!r} has no IL-2 axis",
-                key="adjuncts.il2_dose_iu",
-                fix="set il2_dose_iu = 0 or use a model with an IL-2 axis (V1)",
-            )
+        adj = parse_adjuncts(at.table("adjuncts", default={}), model, horizon_days=horizon)
         regimen = parse_regimen(at.table("regimen"), adj, horizon_days=horizon)
         arms[name] = Arm(
             name, at.string("label", default=name), regimen, at.boolean("control", default=False)
@@ -419,6 +522,7 @@ def load_experiment(path: str | Path) -> Experiment:
         horizon_days=horizon,
         trial=trial,
         sections=run,
+        parameter_overrides=overrides,
     )
     from tregsim.population.sampling import check_feasible
 

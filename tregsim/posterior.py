@@ -7,8 +7,14 @@ parameter with dims ``(chain, draw)`` and a ``units`` attribute; the group's att
 InferenceData with that ``posterior`` group; tregsim itself reads it with xarray only.
 
 The shipped natural-history posterior is ``calibration/posteriors/natural_history.nc``
-(:data:`DEFAULT_POSTERIOR`); cohorts and power analyses draw population parameters from it
-with :func:`sample_theta` (``--posterior FILE`` on the command line).
+(:data:`DEFAULT_POSTERIOR`).
+
+This module is the one home of posteriors: :func:`save_posterior` writes them (calibration),
+:func:`load_posterior` reads them (every command: cohort, natural-history check, power, sweep,
+responders, the report), and :func:`posterior_rows` is the one rule by which a posterior is
+used: **item i (patient, replicate) takes draw ``i mod n_draws``**, so the same index gets the
+same draw everywhere and whatever the chunking. Overrides of an experiment
+(``[parameters]``, :func:`tregsim.experiment.with_parameters`) win over the draws.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tregsim import rng as trng
 from tregsim.errors import DataFileError
 from tregsim.io import atomic_path
 from tregsim.resources import shipped_path
@@ -126,38 +131,82 @@ def open_posterior(path):
         ) from e
 
 
-def load_posterior(path=None) -> dict[str, np.ndarray]:
-    """Posterior draws: name → (n_draws,) (chains concatenated). Default: the shipped one."""
-    ds = open_posterior(DEFAULT_POSTERIOR if path is None else path)
+def load_posterior(path=None, model=None) -> dict[str, np.ndarray]:
+    """Posterior draws: name → ``(n_draws,)`` (chains concatenated). Default: the shipped one.
+
+    Reads the ``posterior`` group (dims chain × draw) written by :func:`save_posterior`; a
+    plain netCDF dataset (no group) whose variables hold draws along their dims is accepted
+    too. With ``model``, only variables named after a population or fixed parameter of the
+    model are kept (others, e.g. diagnostics, are ignored).
+
+    Raises
+    ------
+    DataFileError : naming the file (and variable) when it is missing, unreadable, holds no
+        (matching) parameter, or its variables have different numbers of draws.
+    """
+    import xarray as xr
+
+    path = Path(DEFAULT_POSTERIOR if path is None else path)
+    if not path.is_file():
+        raise DataFileError(
+            "posterior file not found",
+            file=path,
+            field="posterior",
+            fix="give the posterior.nc written by `tregsim calibrate` (or omit it for the "
+            "shipped calibration/posteriors/natural_history.nc)",
+        )
+    try:
+        try:
+            ds = xr.open_dataset(path, group=_GROUP, engine="h5netcdf")
+        except OSError:
+            ds = xr.open_dataset(path, engine="h5netcdf")
+    except (OSError, ValueError) as e:
+        raise DataFileError(
+            f"cannot read posterior: {e}",
+            file=path,
+            fix="give a netCDF file written by tregsim.posterior.save_posterior",
+        ) from e
+    spec = None if model is None else model.spec.parameters
     out = {}
-    for name, var in ds.data_vars.items():
-        if set(var.dims) != {"chain", "draw"}:
-            raise DataFileError(
-                f"variable {name!r} has dims {var.dims}",
-                file=path,
-                field=name,
-                fix="variables must have dims (chain, draw)",
-            )
-        out[name] = var.transpose("chain", "draw").values.reshape(-1)
+    with ds:
+        for name, var in ds.data_vars.items():
+            if spec is not None and not (
+                name in spec and spec[name].role in ("population", "fixed")
+            ):
+                continue
+            if {"chain", "draw"} <= set(var.dims):
+                var = var.transpose("chain", "draw", ...)
+            out[name] = np.asarray(var.values, dtype=float).reshape(-1)
     if not out:
         raise DataFileError(
-            "no parameters in the posterior group",
+            "no parameters in the posterior"
+            + ("" if model is None else f" named after a parameter of model {model.name!r}"),
             file=path,
-            fix="write it with tregsim.posterior.save_posterior",
+            fix="the file needs variables such as lambda_ref, q (tregsim calibrate writes them)",
+        )
+    sizes = {v.size for v in out.values()}
+    if len(sizes) != 1:
+        raise DataFileError(
+            f"posterior variables have different numbers of draws {sorted(sizes)}",
+            file=path,
+            fix="store every parameter with the same draws",
         )
     return out
 
 
-def sample_theta(
-    posterior: dict[str, np.ndarray], n: int, seed: int, start: int = 0
-) -> dict[str, np.ndarray]:
-    """Joint draws (with replacement, keeping correlations) for items ``[start, start+n)``.
+def load_posterior_draws(path, model) -> dict[str, np.ndarray]:
+    """:func:`load_posterior` restricted to ``model``'s population / fixed parameters."""
+    return load_posterior(path, model)
 
-    Item i gets the same draw whatever the chunking (stream ``"posterior.theta"``).
+
+def posterior_rows(posterior: dict | None, start: int, stop: int) -> dict | None:
+    """Population parameters of items ``[start, stop)``: item i takes draw ``i mod n_draws``.
+
+    The one rule by which cohorts, sweeps, responders and power replicates share a posterior
+    (so the same patient index gets the same draw everywhere). ``None`` without a posterior.
     """
-    names = list(posterior)
-    n_draws = len(posterior[names[0]])
-    idx = trng.draw(
-        seed, "posterior.theta", start, start + n, lambda g, k: g.integers(0, n_draws, size=k)
-    )
-    return {k: np.asarray(v)[idx] for k, v in posterior.items()}
+    if not posterior:
+        return None
+    n_draws = len(next(iter(posterior.values())))
+    pick = np.arange(start, stop) % n_draws
+    return {k: np.asarray(v, dtype=float)[pick] for k, v in posterior.items()}

@@ -4,8 +4,13 @@
 * :class:`TregInfusion` — ``n_infusions`` boluses of Tregs every ``interval_days`` from
   ``infusion_day`` (days after diagnosis), either ``dose_per_kg`` (cells/kg) or
   ``dose_total`` (cells, divided by each patient's weight in kg).
-* :class:`Adjuncts` — IL-2 placeholder, validated; the ``treg_t1d`` model has no IL-2 axis, so a
-  positive IL-2 dose is rejected at load time until a model with one exists (variant V1).
+* :class:`Adjuncts` — low-dose IL-2 given with the cells: ``il2_dose_iu`` IU per injection on
+  each of ``il2_days`` (days after diagnosis), dosed into the model state ``IL2`` as IU/kg (the
+  dose divided by each patient's weight). Only models declaring ``[doses.IL2]`` take it
+  (``treg_t1d_v1_il2``); :func:`check_adjuncts` refuses it for the others at load time.
+
+:func:`regimen_doses` is the one path from a regimen to :class:`tregsim.Doses` (cells and IL-2);
+experiments (cohort, power, run) and ``tregsim compare`` all use it.
 """
 
 from __future__ import annotations
@@ -14,9 +19,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tregsim.population.fields import Table
+from tregsim.schema import Table
 
 MAX_DOSE_CELLS_PER_KG = 1e12  # far above any clinical product; catches unit slips (cells vs 1e6)
+IL2_TARGET = "IL2"
+"""Model state that receives IL-2 injections (IU/kg), declared by ``[doses.IL2]``."""
+IL2_MODEL = "treg_t1d_v1_il2"
+"""The shipped model with an IL-2 axis."""
+MAX_IL2_DOSE_IU = 1e9  # low-dose IL-2 is 0.3e6-1e6 IU per injection (TILT); catches unit slips
+
+
+def takes_il2(model) -> bool:
+    """True when ``model`` accepts IL-2 doses (declares ``[doses.IL2]``)."""
+    return IL2_TARGET in model.spec.doses
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,46 @@ class Adjuncts:
     def active(self) -> bool:
         return self.il2_dose_iu > 0 and len(self.il2_days) > 0
 
+    def dose_arrays(self, weight_kg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(time days, amount IU/kg), each ``(n, n_days)`` for weights ``(n,)`` kg."""
+        w = np.asarray(weight_kg, dtype=float)
+        k = len(self.il2_days)
+        time = np.broadcast_to(np.asarray(self.il2_days, float), (w.shape[0], k)).copy()
+        amount = np.repeat((self.il2_dose_iu / w)[:, None], k, axis=1)
+        return time, amount
+
+    def describe(self) -> str:
+        if not self.active:
+            return ""
+        d = self.il2_days
+        return f"IL-2 {self.il2_dose_iu:.3g} IU/dose on days {d[0]:g}-{d[-1]:g} ({len(d)} doses)"
+
+
+def regimen_doses(regimen, weight_kg: np.ndarray):
+    """The :class:`tregsim.Doses` of ``regimen`` for patients of weights ``(n,)`` kg.
+
+    Cells (``regimen.dose_arrays``, cells/kg into ``regimen.target``) and, when the regimen's
+    adjuncts are active, IL-2 (IU/kg into ``IL2``). Returns ``None`` (nothing given), a single
+    ``Doses``, or a list of them (cells and IL-2) for :func:`tregsim.simulate`.
+    """
+    from tregsim.solve import Doses
+
+    out = []
+    cells = regimen.dose_arrays(weight_kg)
+    if cells is not None:
+        out.append(Doses(time=cells[0], amount=cells[1], target=regimen.target))
+    if regimen.adjuncts.active:
+        t, a = regimen.adjuncts.dose_arrays(weight_kg)
+        out.append(Doses(time=t, amount=a, target=IL2_TARGET))
+    if not out:
+        return None
+    return out[0] if len(out) == 1 else out
+
+
+def _with_adjuncts(describe: str, adjuncts: Adjuncts) -> str:
+    il2 = adjuncts.describe()
+    return f"{describe} + {il2}" if il2 else describe
+
 
 @dataclass(frozen=True)
 class RoutineCare:
@@ -37,16 +92,17 @@ class RoutineCare:
 
     adjuncts: Adjuncts = field(default_factory=Adjuncts)
     kind = "routine_care"
+    target = "X"
 
     def dose_arrays(self, weight_kg: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
     def doses(self, pop):
-        """``None``: nothing is infused."""
-        return None
+        """IL-2 doses of the adjuncts (:func:`regimen_doses`); ``None`` without adjuncts."""
+        return regimen_doses(self, pop.covariates["weight"])
 
     def describe(self) -> str:
-        return "routine care"
+        return _with_adjuncts("routine care", self.adjuncts)
 
 
 @dataclass(frozen=True)
@@ -80,11 +136,9 @@ class TregInfusion:
         return time, amount
 
     def doses(self, pop):
-        """:class:`tregsim.Doses` for a population (uses ``pop.covariates['weight']``, kg)."""
-        from tregsim.solve import Doses
-
-        time, amount = self.dose_arrays(pop.covariates["weight"])
-        return Doses(time=time, amount=amount, target=self.target)
+        """:class:`tregsim.Doses` for a population (uses ``pop.covariates['weight']``, kg):
+        the cells, plus IL-2 when the adjuncts are active (:func:`regimen_doses`)."""
+        return regimen_doses(self, pop.covariates["weight"])
 
     def describe(self) -> str:
         d = (
@@ -95,14 +149,37 @@ class TregInfusion:
         s = f"Tregs {d} on day {self.infusion_day:g}"
         if self.n_infusions > 1:
             s += f" ×{self.n_infusions} every {self.interval_days:g} d"
-        return s
+        return _with_adjuncts(s, self.adjuncts)
 
 
-def parse_adjuncts(t: Table) -> Adjuncts:
+def parse_adjuncts(t: Table, model=None, *, horizon_days: float | None = None) -> Adjuncts:
+    """Parse ``[arms.<name>.adjuncts]``; with ``model`` refuse IL-2 it cannot take."""
     t.check_keys(("il2_dose_iu", "il2_days"))
-    dose = t.number("il2_dose_iu", default=0.0, lo=0.0, unit="IU")
-    days = t.numbers("il2_days", default=[], lo=0.0, increasing=True, min_len=0, unit="days")
-    return Adjuncts(dose, tuple(days))
+    dose = t.number("il2_dose_iu", default=0.0, lo=0.0, hi=MAX_IL2_DOSE_IU, unit="IU")
+    days = t.numbers(
+        "il2_days", default=[], lo=0.0, hi=horizon_days, increasing=True, min_len=0, unit="days"
+    )
+    adj = Adjuncts(dose, tuple(days))
+    if dose > 0 and not days:
+        raise t.error(
+            "il2_dose_iu > 0 but no il2_days",
+            key="il2_days",
+            fix="list the injection days after diagnosis, e.g. il2_days = [60, 61, 62, 63, 64]",
+        )
+    if model is not None:
+        check_adjuncts(adj, model, t)
+    return adj
+
+
+def check_adjuncts(adj: Adjuncts, model, t: Table) -> None:
+    """Raise (naming ``adjuncts.il2_dose_iu``) if ``adj`` gives IL-2 to a model without IL-2."""
+    if adj.active and not takes_il2(model):
+        raise t.error(
+            f"IL-2 adjunct requested but model {model.spec.name!r} takes no IL-2 doses "
+            f"(no [doses.{IL2_TARGET}])",
+            key="il2_dose_iu",
+            fix=f'set model = "{IL2_MODEL}" (the model with an IL-2 axis) or il2_dose_iu = 0',
+        )
 
 
 def parse_regimen(t: Table, adjuncts: Adjuncts, *, horizon_days: float):

@@ -18,4 +18,5 @@ LLOQ_NMOL_L = 0.017
 
 RESPONDER_THRESHOLD_NMOL_L = 0.2
 """MMTT C-peptide AUC mean at or above which β-cell function counts as clinically meaningful,
-nmol/L (the TrialNet literature's responder threshold)."""
+nmol/L (the TrialNet literature's responder threshold; DCCT: Palmer et al., Diabetes
+2004;53:250, doi:10.2337/diabetes.53.1.250)."""

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.errors import ConfigFileError
+from tregsim.schema import Field, Table
+from tregsim.units import LLOQ_NMOL_L, RESPONDER_THRESHOLD_NMOL_L
 
 SUMMARY_STATISTICS = ("mean_ln_x_plus_1", "sd_ln_x_plus_1", "frac_above_threshold")
 """Statistics per age group × month that the placebo-cohort simulator can produce."""
@@ -58,9 +60,9 @@ _SCHEMA: dict[str, dict] = {
         "baseline_day": (float, False, 0.0),
     },
     "observation": {
-        "lloq_nmol_l": (float, False, 0.017),
+        "lloq_nmol_l": (float, False, LLOQ_NMOL_L),
         "below_lloq": (str, False, "half_lloq"),
-        "threshold_nmol_l": (float, False, 0.2),
+        "threshold_nmol_l": (float, False, RESPONDER_THRESHOLD_NMOL_L),
     },
     "parameters": {
         "calibrate": (list, True, None),
@@ -117,7 +119,7 @@ _LIK_SCHEMA: dict[str, dict] = {
         "baseline_day": (float, False, 0.0),
     },
     "observation": {
-        "lloq_nmol_l": (float, False, 0.017),
+        "lloq_nmol_l": (float, False, LLOQ_NMOL_L),
     },
     "parameters": _SCHEMA["parameters"],
     "method": {
@@ -136,9 +138,9 @@ _LIK_SCHEMA: dict[str, dict] = {
     },
 }
 _LIK_TABLE = {  # [method] table = {...}: resolution of the tabulated C-peptide curve
-    "n_loglam": (int, 321),
-    "n_q": (int, 41),
-    "day_step": (float, 5.0),
+    "n_loglam": Field(int, default=321, lo=11),
+    "n_q": Field(int, default=41, lo=3),
+    "day_step": Field(float, default=5.0, lo=1e-9, hi=60.0, unit="days"),
 }
 _LIK_POSITIVE = ("lambda_ref", "omega_lambda", "sigma", "sd_log_cpep0")
 """Likelihood parameters whose prior must have support in [0, inf)."""
@@ -231,50 +233,18 @@ class LikelihoodConfig:
 def _check_table(
     table: dict, section: str, file: Path, schema: dict | None = None, kind: str = "npe"
 ) -> dict:
+    """Validate ``[section]`` with :meth:`tregsim.schema.Table.fields`; a key of the other
+    kind of configuration gets a fix saying which kind it belongs to."""
     schema = (_SCHEMA if schema is None else schema)[section]
     other, other_schema = ("likelihood", _LIK_SCHEMA) if kind == "npe" else ("npe", _SCHEMA)
-    prefix = f"{section}." if section else ""
-    unknown = sorted(set(table) - set(schema))
-    if unknown:
-        key = unknown[0]
-        if key in other_schema.get(section, {}):
-            raise ConfigFileError(
-                f"key {key!r} is used only with method.kind = {other!r}, this file has "
-                f"method.kind = {kind!r}",
-                file=file,
-                field=prefix + key,
-                fix=f"remove it, or set [method] kind = {other!r} (see docs/calibration.md)",
-            )
-        raise ConfigFileError(
-            f"unknown key {key!r}",
-            file=file,
-            field=prefix + key,
-            fix=f"use one of {sorted(schema)} (see docs/calibration.md)",
-        )
-    out = {}
-    for key, (typ, required, default) in schema.items():
-        if key not in table:
-            if required:
-                raise ConfigFileError(
-                    "missing required key",
-                    file=file,
-                    field=prefix + key,
-                    fix=f"add `{key} = ...` (see docs/calibration.md)",
-                )
-            out[key] = default
-            continue
-        value = table[key]
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ConfigFileError(
-                f"expected {typ.__name__}, got {type(value).__name__} {value!r}",
-                file=file,
-                field=prefix + key,
-                fix=f"give a {typ.__name__}",
-            )
-        out[key] = value
-    return out
+    elsewhere = {
+        k: f"it is used only with method.kind = {other!r}, this file has method.kind = "
+        f"{kind!r}: remove it, or set [method] kind = {other!r} (see docs/calibration.md)"
+        for k in other_schema.get(section, {})
+        if k not in schema
+    }
+    fields = {k: Field(typ, required, default) for k, (typ, required, default) in schema.items()}
+    return Table(table, file, section, ConfigFileError).fields(fields, elsewhere=elsewhere)
 
 
 def _sections(raw: dict, path: Path, schema: dict, check) -> tuple[dict, dict, object]:
@@ -300,6 +270,33 @@ def _sections(raw: dict, path: Path, schema: dict, check) -> tuple[dict, dict, o
             fix="name a model in models/ or a model file",
         ) from e
     return top, sec, model
+
+
+def _config_priors(params, model, path, need, *, allowed, why: str, fix: str) -> dict:
+    """``[parameters.priors]`` parsed (name → Prior) for names in ``allowed``; every name of
+    ``need`` must have a prior, in the model file or in that table."""
+    from tregsim.model.priors import parse_prior
+
+    for name in need:
+        if model.spec.parameters[name].prior is None and name not in params["priors"]:
+            raise ConfigFileError(
+                f"{name!r} has no prior in the model file",
+                file=path,
+                field=f"parameters.priors.{name}",
+                fix="add a prior table, e.g. {dist='lognormal', ...}",
+            )
+    out = {}
+    for name, table in params["priors"].items():
+        key = f"parameters.priors.{name}"
+        if name not in allowed:
+            raise ConfigFileError(f"prior for {name!r}, {why}", file=path, field=key, fix=fix)
+        try:
+            out[name] = parse_prior(table, file=path, key=key)
+        except Exception as e:
+            raise ConfigFileError(
+                str(e), file=path, field=key, fix="see docs/calibration.md for prior tables"
+            ) from e
+    return out
 
 
 def _check_fixed_values(fixed: dict, model, path: Path) -> None:
@@ -399,32 +396,15 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
                 field="parameters.calibrate",
                 fix="remove it",
             )
-        if p.prior is None and name not in params["priors"]:
-            raise ConfigFileError(
-                f"{name!r} has no prior in the model file",
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="add a prior table, e.g. {dist='lognormal', ...}",
-            )
-    for name, table in params["priors"].items():
-        if name not in calibrate:
-            raise ConfigFileError(
-                f"prior for {name!r}, which is not calibrated",
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="add it to parameters.calibrate or drop the prior",
-            )
-        from tregsim.model.priors import parse_prior
-
-        try:
-            parse_prior(table, file=path, key=f"parameters.priors.{name}")
-        except Exception as e:
-            raise ConfigFileError(
-                str(e),
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="see docs/calibration.md for prior tables",
-            ) from e
+    _config_priors(
+        params,
+        model,
+        path,
+        calibrate,
+        allowed=calibrate,
+        why="which is not calibrated",
+        fix="add it to parameters.calibrate or drop the prior",
+    )
     _check_fixed_values(params["fixed"], model, path)
     for name in params["fixed"]:
         if name in calibrate:
@@ -436,15 +416,9 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
             )
 
     data = sec["data"]
-    groups = tuple(data["age_groups"])
-    for g in groups:
-        if g not in AGE_GROUPS:
-            raise ConfigFileError(
-                f"unknown age group {g!r}",
-                file=path,
-                field="data.age_groups",
-                fix=f"use groups from {list(AGE_GROUPS)}",
-            )
+    groups = tuple(
+        Table(data, path, "data", ConfigFileError).strings("age_groups", choices=AGE_GROUPS)
+    )
     months = data["months"]
     if (
         not months
@@ -461,7 +435,7 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
     summary_path = (path.parent / data["summary"]).resolve()
     if not summary_path.is_file():
         raise ConfigFileError(
-            f"summary data {summary_path} not found",
+            f"summary data {data['summary']!r} not found (resolved against this file's folder)",
             file=path,
             field="data.summary",
             fix="give a path relative to this file",
@@ -493,15 +467,11 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
             field="observation.below_lloq",
             fix=f"use one of {_BELOW_LLOQ}",
         )
-    stats = tuple(sec["summaries"]["statistics"])
-    for s in stats:
-        if s not in SUMMARY_STATISTICS:
-            raise ConfigFileError(
-                f"unknown statistic {s!r}",
-                file=path,
-                field="summaries.statistics",
-                fix=f"use statistics from {list(SUMMARY_STATISTICS)}",
-            )
+    stats = tuple(
+        Table(sec["summaries"], path, "summaries", ConfigFileError).strings(
+            "statistics", choices=SUMMARY_STATISTICS
+        )
+    )
     meth = sec["method"]
     if meth["kind"] not in _METHODS:
         raise ConfigFileError(
@@ -562,7 +532,6 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
     """Validate a ``[method] kind = "likelihood"`` configuration (see :func:`load_config`)."""
     from tregsim.calibrate.data import LONG_FORMAT
     from tregsim.calibrate.likelihood import BASELINE_NAMES, BASELINE_PRIORS, POP_NAMES
-    from tregsim.model.priors import parse_prior
 
     def check(table, section):
         return _check_table(table, section, path, _LIK_SCHEMA, kind="likelihood")
@@ -600,33 +569,19 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
                 field="model",
                 fix="use a model with the natural-history parameters (e.g. treg_t1d)",
             )
-        if p.prior is None and name not in params["priors"]:
-            raise ConfigFileError(
-                f"{name!r} has no prior in the model file",
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="add a prior table, e.g. {dist='lognormal', ...}",
-            )
-    priors = dict(zip(BASELINE_NAMES, BASELINE_PRIORS)) | {
-        n: model.spec.parameters[n].prior for n in POP_NAMES
-    }
-    for name, table in params["priors"].items():
-        if name not in POP_NAMES + BASELINE_NAMES:
-            raise ConfigFileError(
-                f"prior for {name!r}, which the likelihood does not calibrate",
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix=f"give priors only for {list(POP_NAMES + BASELINE_NAMES)}",
-            )
-        try:
-            priors[name] = parse_prior(table, file=path, key=f"parameters.priors.{name}")
-        except Exception as e:
-            raise ConfigFileError(
-                str(e),
-                file=path,
-                field=f"parameters.priors.{name}",
-                fix="see docs/calibration.md for prior tables",
-            ) from e
+    priors = (
+        dict(zip(BASELINE_NAMES, BASELINE_PRIORS))
+        | {n: model.spec.parameters[n].prior for n in POP_NAMES}
+        | _config_priors(
+            params,
+            model,
+            path,
+            POP_NAMES,
+            allowed=POP_NAMES + BASELINE_NAMES,
+            why="which the likelihood does not calibrate",
+            fix=f"give priors only for {list(POP_NAMES + BASELINE_NAMES)}",
+        )
+    )
     for name, prior in priors.items():
         lo, hi = prior.bounds
         if (name in _LIK_POSITIVE and lo < 0) or (name == "q" and (lo < 0 or hi > 1)):
@@ -662,28 +617,25 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
     records = (path.parent / data["records"]).resolve()
     if not records.is_file():
         raise ConfigFileError(
-            f"records file {records} not found",
+            f"records file {data['records']!r} not found (resolved against the folder of this "
+            "file; individual records are not shipped with tregsim: the project's default "
+            "points at ../shared/data/, the data folder beside the repository)",
             file=path,
             field="data.records",
-            fix="give the long-format CSV's path relative to this file",
+            fix="put the long-format CSV there, or give its path relative to this file",
         )
-    columns = {}
-    for key, col in data["columns"].items():
-        if key not in LONG_FORMAT:
+    columns = Table(data["columns"], path, "data.columns", ConfigFileError).fields(
+        {k: Field(str) for k in LONG_FORMAT}
+    )
+    columns = {k: v for k, v in columns.items() if v is not None}
+    for key, col in columns.items():
+        if not col:
             raise ConfigFileError(
-                f"unknown column mapping key {key!r}",
-                file=path,
-                field=f"data.columns.{key}",
-                fix=f"map only {list(LONG_FORMAT)} to the CSV's column names",
-            )
-        if not isinstance(col, str) or not col:
-            raise ConfigFileError(
-                f"column name {col!r}",
+                "empty column name",
                 file=path,
                 field=f"data.columns.{key}",
                 fix=f'give the CSV column that holds {key}, e.g. {key} = "{key}"',
             )
-        columns[key] = col
 
     baseline_day = _baseline_day(sec, path, "the visit at data day 0")
     lloq = sec["observation"]["lloq_nmol_l"]
@@ -729,42 +681,7 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
             field="method.thin",
             fix="make thin smaller or n_steps larger",
         )
-    table = {}
-    for key, val in meth["table"].items():
-        if key not in _LIK_TABLE:
-            raise ConfigFileError(
-                f"unknown key {key!r}",
-                file=path,
-                field=f"method.table.{key}",
-                fix=f"use keys from {sorted(_LIK_TABLE)}",
-            )
-        typ = _LIK_TABLE[key][0]
-        if typ is float and isinstance(val, int) and not isinstance(val, bool):
-            val = float(val)
-        if not isinstance(val, typ) or isinstance(val, bool):
-            raise ConfigFileError(
-                f"expected {typ.__name__}, got {type(val).__name__} {val!r}",
-                file=path,
-                field=f"method.table.{key}",
-                fix=f"give a {typ.__name__}",
-            )
-        table[key] = val
-    table = {k: table.get(k, default) for k, (_, default) in _LIK_TABLE.items()}
-    for key, lowest in (("n_loglam", 11), ("n_q", 3)):
-        if table[key] < lowest:
-            raise ConfigFileError(
-                f"{key} = {table[key]} (at least {lowest})",
-                file=path,
-                field=f"method.table.{key}",
-                fix=f"give at least {lowest} grid nodes (default {_LIK_TABLE[key][1]})",
-            )
-    if not (np.isfinite(table["day_step"]) and 0 < table["day_step"] <= 60):
-        raise ConfigFileError(
-            f"day_step = {table['day_step']}",
-            file=path,
-            field="method.table.day_step",
-            fix="give the curve table's time step in days, in (0, 60] (default 5)",
-        )
+    table = Table(meth["table"], path, "method.table", ConfigFileError).fields(_LIK_TABLE)
     meth["table"] = table
     _check_tolerances(sec, path, "rtol = 1e-6, atol = 1e-9")
     return LikelihoodConfig(

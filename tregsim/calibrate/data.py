@@ -4,10 +4,8 @@ Summary table (``calibration/natural_history_summary.csv``): one row per ``age_g
 ``month`` with ``n``, ``mean_ln_x_plus_1_nmol_l``, ``sd_ln_x_plus_1_nmol_l``,
 ``frac_above_0_2_nmol_l``, ``mean_nmol_l``, ``sd_nmol_l``, ``mean_age_years`` and ``source``.
 
-Long-format patient data (individual-level calibration, see ``docs/calibration.md``): one row
-per participant and visit with columns ``id``, ``day`` (days since diagnosis / study entry),
-``cpeptide_nmol_l`` (MMTT 2-h AUC mean), ``age`` (years at entry); optional ``sex`` and dose
-records (``dose_day``, ``dose_cells_per_kg``; rows with a dose and no C-peptide are allowed).
+Long-format patient data (individual-level calibration, see ``docs/calibration.md``): read by
+the one long-format reader, :mod:`tregsim.long_format` (columns and rules there).
 """
 
 from __future__ import annotations
@@ -19,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from tregsim.errors import DataFileError
+from tregsim.long_format import LONG_MEANING, read_long
+from tregsim.units import RESPONDER_THRESHOLD_NMOL_L
 
 STAT_COLUMNS = {
     "mean_ln_x_plus_1": "mean_ln_x_plus_1_nmol_l",
@@ -70,7 +70,9 @@ def feature_names(statistics, groups, months) -> tuple[str, ...]:
     return tuple(f"{s}|{g}|{m}" for s in statistics for g in groups for m in months)
 
 
-def load_summary(path, groups, months, statistics, threshold_nmol_l: float = 0.2) -> SummaryData:
+def load_summary(
+    path, groups, months, statistics, threshold_nmol_l: float = RESPONDER_THRESHOLD_NMOL_L
+) -> SummaryData:
     """Read the summary table and build the observed vector (stat-major, then group, month)."""
     path = Path(path)
     try:
@@ -171,71 +173,39 @@ def load_summary(path, groups, months, statistics, threshold_nmol_l: float = 0.2
     )
 
 
-LONG_FORMAT = {
-    "id": "participant id",
-    "day": "days since diagnosis (study entry)",
-    "cpeptide_nmol_l": "MMTT 2-h AUC mean C-peptide, nmol/L",
-    "age": "years",
-}
+LONG_FORMAT = {k: v for k, v in LONG_MEANING.items() if k != "censored"}
+"""Required long-format columns → meaning (the rules: :mod:`tregsim.long_format`)."""
 
 
 @dataclass(frozen=True)
 class PatientData:
-    """Long-format visits as arrays: ``visit_patient`` indexes ``ids`` / ``age_years``."""
+    """Long-format visits as arrays: ``visit_patient`` indexes ``ids`` / ``age_years``;
+    ``visit_day`` days since diagnosis, ``cpeptide_nmol_l`` nmol/L, ``censored`` bool."""
 
     ids: np.ndarray
     age_years: np.ndarray
     visit_patient: np.ndarray
     visit_day: np.ndarray
     cpeptide_nmol_l: np.ndarray
+    censored: np.ndarray | None = None
 
 
 def load_patient_data(path, *, columns: dict[str, str] | None = None) -> PatientData:
-    """Read long-format patient data (one row per participant and visit).
+    """Read long-format patient data with :func:`tregsim.long_format.read_long` (one row per
+    participant and visit; its rules: visits before day 0 count as day 0, C-peptide ≥ 0
+    nmol/L, age > 0 years from each participant's first row).
 
     ``columns`` maps the documented names (``id``, ``day``, ``cpeptide_nmol_l``, ``age``) to
-    the file's own column names. Visits with negative days are taken as day 0 (screening
-    MMTT before the first study day).
+    the file's own column names.
     """
-    path = Path(path)
-    try:
-        df = pd.read_csv(path)
-    except Exception as e:
-        raise DataFileError(f"cannot read CSV ({e})", file=path, fix="give a CSV file") from e
-    cols = {k: k for k in LONG_FORMAT} | (columns or {})
-    for k, c in cols.items():
-        if c not in df.columns:
-            raise DataFileError(
-                f"missing column {c!r} ({LONG_FORMAT[k]})",
-                file=path,
-                field=c,
-                fix=f"provide columns {list(LONG_FORMAT)} (docs/calibration.md)",
-            )
-    df = df.dropna(subset=[cols["cpeptide_nmol_l"]])
-    y = df[cols["cpeptide_nmol_l"]].to_numpy(float)
-    if np.any(y <= 0):
-        raise DataFileError(
-            "C-peptide values must be > 0 nmol/L",
-            file=path,
-            field=cols["cpeptide_nmol_l"],
-            fix="code values below the LLOQ as LLOQ/2 (0.0085 nmol/L)",
-        )
-    ids, inv = np.unique(df[cols["id"]].astype(str).to_numpy(), return_inverse=True)
-    age = df.groupby(inv)[cols["age"]].first().to_numpy(float)
-    if np.any(~np.isfinite(age)) or np.any(age <= 0):
-        raise DataFileError(
-            "age must be > 0 years for every participant",
-            file=path,
-            field=cols["age"],
-            fix="fill in the age at entry",
-        )
-    day = df[cols["day"]].to_numpy(float)
-    if not np.isfinite(day).all():
-        raise DataFileError(
-            "visit days must be finite",
-            file=path,
-            field=cols["day"],
-            fix="give days since diagnosis (study entry) as numbers",
-        )
-    day = np.maximum(day, 0.0)
-    return PatientData(ids=ids, age_years=age, visit_patient=inv, visit_day=day, cpeptide_nmol_l=y)
+    df = read_long(path, columns=columns)
+    ids, inv = np.unique(df["id"].to_numpy(), return_inverse=True)
+    age = df.groupby(inv)["age"].first().to_numpy(float)
+    return PatientData(
+        ids=ids,
+        age_years=age,
+        visit_patient=inv,
+        visit_day=df["day"].to_numpy(float),
+        cpeptide_nmol_l=df["cpeptide_nmol_l"].to_numpy(float),
+        censored=df["censored"].to_numpy(bool),
+    )

@@ -36,6 +36,7 @@ from scipy import optimize, special
 from tregsim import rng as trng
 from tregsim.calibrate.data import PatientData
 from tregsim.model.priors import Prior
+from tregsim.units import LLOQ_NMOL_L
 
 POP_NAMES = ("lambda_ref", "gamma_a", "omega_lambda", "q", "sigma")
 BASELINE_NAMES = ("mu_log_cpep0", "sd_log_cpep0")
@@ -124,7 +125,7 @@ class HierarchicalLikelihood:
 
     table: CurveTable
     data: PatientData
-    lloq_nmol_l: float = 0.017
+    lloq_nmol_l: float = LLOQ_NMOL_L
     n_zeta: int = 16
     baseline_day: float = 0.0
 
@@ -242,7 +243,7 @@ class IndividualCalibration:
         data: PatientData,
         *,
         priors=None,
-        lloq_nmol_l: float = 0.017,
+        lloq_nmol_l: float = LLOQ_NMOL_L,
         table: CurveTable | None = None,
         n_zeta: int = 16,
         baseline_day: float = 0.0,

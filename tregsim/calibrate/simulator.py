@@ -32,8 +32,9 @@ from tregsim import rng as trng
 from tregsim.calibrate.config import CalibrationConfig
 from tregsim.calibrate.data import SummaryData, load_summary
 from tregsim.model.priors import Prior, parse_prior
+from tregsim.observe import observe
+from tregsim.units import DAYS_PER_MONTH
 
-DAYS_PER_MONTH = 30.4375
 THETA_STREAM = "calibrate.theta"
 COHORT_STREAM = "calibrate.cohort"
 _U_CLIP = 1e-12
@@ -188,12 +189,7 @@ def simulate_cohorts(problem: Problem, theta: np.ndarray, seed: int, start: int)
         # it to hit the draw at baseline is the same as solving for cpep0 at diagnosis.
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = mean * (cpep0 / mean[:, :, 0])[:, :, None]
-    y = mean * np.exp(sigma[:, :, None] * rnd["eps"])
-    lloq = cfg.lloq_nmol_l
-    if cfg.below_lloq == "half_lloq":
-        y = np.where(y < lloq, lloq / 2, y)
-    elif cfg.below_lloq == "lloq":
-        y = np.where(y < lloq, lloq, y)
+    y, _ = observe(mean, rnd["eps"], sigma[:, :, None], lloq=cfg.lloq_nmol_l, below=cfg.below_lloq)
     return {
         "cpeptide_nmol_l": y,
         "cpeptide_mean_nmol_l": mean,

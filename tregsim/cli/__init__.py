@@ -17,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-# name → module; a module that is not present yet is simply not offered.
+# name → module; every one must import (a broken command fails loudly, never vanishes).
 COMMANDS: dict[str, str] = {
     "run": "tregsim.cli.run",
     "simulate": "tregsim.cli.simulate",
@@ -37,13 +37,7 @@ COMMANDS: dict[str, str] = {
 
 
 def _load(name: str):
-    modname = COMMANDS[name]
-    try:
-        return importlib.import_module(modname)
-    except ModuleNotFoundError as e:
-        if e.name == modname:
-            return None
-        raise
+    return importlib.import_module(COMMANDS[name])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,12 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         mod = _load(name)
-        if mod is None:
-            continue
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _parser=p)
     return parser
+
+
+FILE_OUTPUT = ("export", "data")
+"""Commands whose ``-o/--out`` names a file (the others write into a folder)."""
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """An unwritable ``--out`` is one line and exit 2 for every command, before any work."""
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    from pathlib import Path
+
+    from tregsim.results import check_writable
+
+    check_writable(Path(out).parent if args.command in FILE_OUTPUT else out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,8 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_output(args)
         return int(args._run(args) or 0)
     except TregsimError as e:
+        from tregsim.cli.options import flag_of
+
+        # library errors name arguments; on the command line they are flags
+        flag = flag_of(args._parser, e.field)
+        if flag != e.field and e.field:
+            problem = e.problem
+            if problem.startswith(e.field + " "):
+                problem = flag + problem[len(e.field) :]
+            e = type(e)(problem, file=e.file, field=flag, fix=e.fix)
         print(f"tregsim {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

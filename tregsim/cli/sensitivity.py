@@ -17,7 +17,7 @@ time_<output>.png and manifest.json."""
 def add_arguments(parser) -> None:
     import argparse
 
-    from tregsim.parallel import add_parallel_arguments
+    from tregsim.cli import options
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
@@ -53,114 +53,31 @@ def add_arguments(parser) -> None:
         metavar="NAME=LOW..HIGH[:log]",
         help="override the prior-based range of one parameter; repeatable",
     )
-    parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--arm", default=None, help="treatment arm (default: the first)")
-    add_parallel_arguments(parser, chunk_size=16384)
+    options.add_common(parser, posterior=False, parallel_chunk=16384)
 
 
 def run(args) -> int:
-    import time
-    from pathlib import Path
+    from tregsim.cli import options
+    from tregsim.explore.sensitivity import sensitivity_study
 
-    from tregsim.checkpoint import prepare_output_dir
-    from tregsim.errors import ArgumentError
-    from tregsim.experiment import load_experiment
-    from tregsim.explore import sensitivity as sa
-    from tregsim.explore.sweep import ledger_lines
-    from tregsim.io import build_manifest, write_json
-    from tregsim.parallel import parallel_options
-
-    if args.seed < 0:
-        raise ArgumentError(
-            f"--seed must be ≥ 0, got {args.seed}", field="--seed", fix="give a whole number ≥ 0"
-        )
-    if args.patients < 1:
-        raise ArgumentError(
-            f"--patients must be ≥ 1, got {args.patients}",
-            field="--patients",
-            fix="use e.g. --patients 16",
-        )
-    exp = load_experiment(args.experiment)
-    names = [p.strip() for p in args.params.split(",") if p.strip()]
-    overrides = {r.name: r for r in (sa.parse_range(s, exp.model) for s in args.range)}
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise ArgumentError(
-            f"--range given for {unknown}, which are not in --params",
-            field="--range",
-            fix="add them to --params or drop the --range",
-        )
-    problem = sa.make_problem(
-        [overrides.get(nm) or sa.default_ranges(exp.model, [nm])[0] for nm in names]
-    )
-    if args.method == "sobol":
-        sa.check_sample_size(args.n, "--n", power_of_two=True)
-    else:
-        sa.check_sample_size(args.n, "--n", power_of_two=False)
-    arm = exp.treatment_arm(args.arm)
-    settings = {
-        "method": args.method,
-        "n": args.n,
-        "patients": args.patients,
-        "arm": arm,
-        "problem": [[p.name, p.low, p.high, p.scale] for p in problem],
-    }
-    argv = ["tregsim", "sensitivity", *sys.argv[2:]] if sys.argv[1:2] == ["sensitivity"] else None
-    manifest = build_manifest(
-        command="sensitivity",
-        seed=args.seed,
-        inputs=exp.input_files(),
-        settings=settings,
-        argv=argv,
-    )
-    out = prepare_output_dir(args.out, manifest, overwrite=args.overwrite)
-    t0 = time.perf_counter()
-    res = sa.experiment_sensitivity(
-        exp,
-        problem,
-        args.n,
-        seed=args.seed,
+    res = sensitivity_study(
+        options.load_experiment_arg(args),
+        params=args.params.split(","),
+        ranges=args.range,
         method=args.method,
-        n_patients=args.patients,
-        arm=arm,
-        out_dir=out,
-        **parallel_options(args),
+        n=args.n,
+        patients=args.patients,
+        arm=args.arm,
+        **options.analysis_kwargs(args),
     )
-    seconds = time.perf_counter() - t0
-    swept = [p.name for p in problem]
-    ledger = ledger_lines(exp, arm=arm, swept=swept, n=args.patients, seed=args.seed)
-    ledger = [
-        ln.replace("# phi: swept (column phi)", "# phi: varied (a sensitivity parameter)")
-        for ln in ledger
-    ]
-    res.to_csv(out / "indices.csv", header=ledger)
-
-    from tregsim.plots import explore as pe
-
-    foot = pe._ledger_footnote(ledger)
-    index = "ST" if args.method == "sobol" else "mu_star"
-    for i, o in enumerate(res.outputs):
-        if o.month == 12.0 or (12.0 not in [x.month for x in res.outputs] and i == 0):
-            ax = pe.plot_sensitivity_bars(res, i)
-            pe.add_footnote(ax.figure, foot)
-            ax.figure.get_layout_engine().set(rect=(0, 0.08, 1, 0.92))
-            pe.save(ax.figure, out / f"bars_{o.name}_{o.month:g}mo.png")
-    for name in dict.fromkeys(o.name for o in res.outputs):
-        ax = pe.plot_indices_vs_time(res, name, index)
-        pe.add_footnote(ax.figure, foot)
-        ax.figure.get_layout_engine().set(rect=(0, 0.08, 1, 0.92))
-        pe.save(ax.figure, out / f"time_{name}.png")
-    manifest["settings_runtime"] = {
-        "seconds": round(seconds, 2),
-        "n_model_evaluations": res.n_evaluations,
-    }
-    write_json(Path(out) / "manifest.json", manifest)
+    out = res.save(args.out)
     for note in res.notes:
         print(f"sensitivity: note: {note}", file=sys.stderr)
     print(
         f"sensitivity ({args.method}): {res.n_evaluations} design points × {args.patients} "
-        f"patients × 2 arms in {seconds:.1f} s; wrote {out}/indices.csv",
+        f"patients × 2 arms in {res.manifest['settings_runtime']['seconds']:.1f} s; "
+        f"wrote {out}/indices.csv",
         file=sys.stderr,
     )
     return 0

@@ -31,13 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="infusion day(s) after diagnosis, repeatable (default 60)",
     )
     p.add_argument("--months", type=float, default=24.0, help="horizon, months (default 24)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a model parameter, e.g. --set phi=20 --set age=12",
-    )
+    from tregsim.cli import options
+
+    options.add_set(p)
     p.add_argument("--rtol", type=float, default=1e-7, help="relative tolerance (default 1e-7)")
 
 
@@ -71,6 +67,16 @@ def _parse_sets(items, model):
                 field="--set",
                 fix="write a finite number",
             )
+        prior = model.spec.parameters[name].prior
+        if prior is not None:
+            lo, hi = prior.bounds
+            if not lo <= v <= hi:
+                raise ArgumentError(
+                    f"{name} = {v:g} is outside the support [{lo:g}, {hi:g}] of its prior "
+                    f"{prior.describe()}",
+                    field="--set",
+                    fix=f"give {name} a value in [{lo:g}, {hi:g}]",
+                )
         out[name] = v
     return out
 
@@ -81,7 +87,7 @@ def run(args) -> int:
     import numpy as np
 
     from tregsim.errors import ArgumentError
-    from tregsim.io import atomic_path, build_manifest, write_json, write_text
+    from tregsim.io import atomic_path, write_json, write_text
     from tregsim.model import load_model, resolve_model_path
     from tregsim.solve import MONTH_DAYS, Doses, simulate
 
@@ -156,19 +162,26 @@ def run(args) -> int:
     )
     with atomic_path(out / "cpeptide.png") as tmp:
         fig.savefig(tmp, dpi=120, format="png")
+    from tregsim.cli import options
+    from tregsim.results import result_manifest
+
+    settings = {
+        "dose_per_kg": args.dose_per_kg,
+        "infusion_days": days,
+        "months": args.months,
+        "overrides": overrides,
+        "rtol": args.rtol,
+    }
     write_json(
         out / "manifest.json",
-        build_manifest(
+        result_manifest(
             command="simulate",
+            function="tregsim.solve.simulate",
+            arguments={"model": model.name, **settings},
             seed=None,
             inputs={"model": resolve_model_path(args.model)},
-            settings={
-                "dose_per_kg": args.dose_per_kg,
-                "infusion_days": days,
-                "months": args.months,
-                "overrides": overrides,
-                "rtol": args.rtol,
-            },
+            settings=settings,
+            argv=options.argv(),
         ),
     )
     j12 = int(np.argmin(np.abs(times - 12 * MONTH_DAYS)))

@@ -21,7 +21,7 @@ heatmap.png (2+ axes) or lines.png (1 axis), and manifest.json."""
 def add_arguments(parser) -> None:
     import argparse
 
-    from tregsim.parallel import add_parallel_arguments
+    from tregsim.cli import options
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
@@ -39,8 +39,6 @@ def add_arguments(parser) -> None:
         default=1000,
         help="virtual patients, the same at every grid point (default 1000)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--arm", default=None, help="treatment arm whose regimen is swept (default: the first)"
     )
@@ -56,13 +54,7 @@ def add_arguments(parser) -> None:
         metavar="NMOL_L",
         help="responder: paired ΔC-peptide ≥ this, nmol/L (default 0.05)",
     )
-    parser.add_argument(
-        "--posterior",
-        default=None,
-        help="posterior netCDF (from `tregsim calibrate`): patient i draws its population "
-        "parameters from draw i mod n_draws (default: the model file's values)",
-    )
-    add_parallel_arguments(parser, chunk_size=16384)
+    options.add_common(parser, parallel_chunk=16384)
 
 
 def _months(text: str) -> list[float]:
@@ -84,83 +76,25 @@ def _months(text: str) -> list[float]:
 
 
 def run(args) -> int:
-    import time
-    from pathlib import Path
+    from tregsim.cli import options
+    from tregsim.explore.sweep import sweep_study
 
-    from tregsim.checkpoint import prepare_output_dir
-    from tregsim.cohort import posterior_option
-    from tregsim.errors import ArgumentError
-    from tregsim.experiment import load_experiment
-    from tregsim.explore.sweep import parse_grid, sweep, validate_sweep
-    from tregsim.io import build_manifest, write_json
-    from tregsim.parallel import parallel_options
-
-    if args.seed < 0:
-        raise ArgumentError(
-            f"--seed must be ≥ 0, got {args.seed}", field="--seed", fix="give a whole number ≥ 0"
-        )
-    if not args.responder_threshold == args.responder_threshold:  # NaN
-        raise ArgumentError(
-            "--responder-threshold is NaN",
-            field="--responder-threshold",
-            fix="give a number in nmol/L, e.g. 0.05",
-        )
-    exp = load_experiment(args.experiment)
-    axes = [parse_grid(g) for g in args.grid]
-    months = _months(args.months)
-    arm = validate_sweep(exp, axes, arm=args.arm, n=args.n)
-    settings = {
-        "grid": [f"{a.name}=" + ",".join(f"{v:.10g}" for v in a.values) for a in axes],
-        "n": args.n,
-        "arm": arm,
-        "months": months,
-        "responder_threshold_nmol_L": args.responder_threshold,
-    }
-    inputs = exp.input_files()
-    posterior, label = posterior_option(args.posterior, exp.model)
-    if posterior:
-        inputs["posterior"] = args.posterior
-    argv = ["tregsim", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"] else None
-    manifest = build_manifest(
-        command="sweep", seed=args.seed, inputs=inputs, settings=settings, argv=argv
-    )
-    out = prepare_output_dir(args.out, manifest, overwrite=args.overwrite)
-    t0 = time.perf_counter()
-    res = sweep(
+    exp = options.load_experiment_arg(args)
+    res = sweep_study(
         exp,
-        axes,
+        args.grid,
         n=args.n,
-        seed=args.seed,
-        arm=arm,
-        months=months,
+        arm=args.arm,
+        months=_months(args.months),
         threshold_nmol_L=args.responder_threshold,
-        posterior=posterior,
-        posterior_label=label,
-        out_dir=out,
-        **parallel_options(args),
+        **options.analysis_kwargs(args),
     )
-    seconds = time.perf_counter() - t0
-    res.to_csv(out / "sweep.csv")
-
-    from tregsim.plots import explore as pe
-
-    if len(axes) >= 2:
-        pe.save(pe.plot_sweep_heatmap(res, month=months[0]), out / "heatmap.png")
-    else:
-        pe.save(pe.plot_sweep_lines(res), out / "lines.png")
-    manifest["settings_runtime"] = {
-        "seconds": round(seconds, 2),
-        "n_points": len(res.points),
-        "n_rows": int(
-            res.points.shape[0] * res.outcomes.ok.shape[1]
-            + res.outcomes.n_shared_controls * res.outcomes.ok.shape[1]
-        ),
-    }
-    write_json(Path(out) / "manifest.json", manifest)
+    out = res.save(args.out)
     n_failed = int(res.table["n_failed"].sum())
     print(
         f"sweep: {len(res.points)} grid points × {res.outcomes.ok.shape[1]} patients "
-        f"(+ {res.outcomes.n_shared_controls} control cohort(s)) in {seconds:.1f} s; "
+        f"(+ {res.outcomes.n_shared_controls} control cohort(s)) in "
+        f"{res.manifest['settings_runtime']['seconds']:.1f} s; "
         f"{n_failed} failed solves; wrote {out}/sweep.csv",
         file=sys.stderr,
     )

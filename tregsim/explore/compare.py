@@ -1,4 +1,4 @@
-"""Compare model variants on the same virtual patients (MODEL.md, "Variants for the registry").
+"""Compare model variants on the same virtual patients (docs/models.md, variants).
 
 Every model runs the **same patients** (same covariates and the same standard-normal IIV draw
 behind ``f_lambda``) under the same arms, one batched :func:`tregsim.simulate_arrays` call per
@@ -25,31 +25,60 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tregsim import rng as _rng
 from tregsim.errors import ArgumentError
+from tregsim.regimen import Adjuncts, RoutineCare, TregInfusion, regimen_doses, takes_il2
+from tregsim.units import DAYS_PER_MONTH
 
-MONTH_DAYS = 365.25 / 12
+MONTH_DAYS = DAYS_PER_MONTH  # kept for callers of tregsim.explore.compare.MONTH_DAYS
 CONTROL = "control"
 
-# simple built-in population (used when no experiment file is given)
-AGE_RANGE_YEARS = (8.0, 45.0)  # uniform
-CPEP0_MEDIAN_NMOL_L = 0.7  # log-normal (Dufort 2019 month-0 mean 0.74 nmol/L)
-CPEP0_SDLOG = 0.4  # assumed; gives a 90 % range of about 0.36-1.35 nmol/L
-# body weight (kg) = median for age × exp(0.15 z); rounded CDC 2000 50th percentiles (sexes
-# averaged) for children, 75 kg for adults (assumed)
-_WEIGHT_AGES = np.array([8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 120.0])
-_WEIGHT_KG = np.array([25.7, 32.2, 41.0, 50.1, 57.5, 62.0, 64.5, 75.0])
+# Built-in population (used when no experiment file is given), sampled by
+# tregsim.population.sample_population like every experiment: age U(8, 45) y; MMTT C-peptide
+# at diagnosis log-normal with median 0.7 nmol/L (Dufort 2019 month-0 mean 0.74 nmol/L) and
+# SD of the log 0.4 (assumed; 90 % range about 0.36-1.35 nmol/L), i.e. mean 0.7·exp(0.08) and
+# SD mean·sqrt(exp(0.16) − 1); body weight (kg) = median for age × exp(0.15 z) with rounded
+# CDC 2000 50th percentiles (sexes averaged) for children and 75 kg for adults (assumed).
+AGE_RANGE_YEARS = (8.0, 45.0)
+CPEP0_MEDIAN_NMOL_L = 0.7
+CPEP0_SDLOG = 0.4
+_WEIGHT_AGES = [0.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 120.0]
+_WEIGHT_KG = [25.7, 25.7, 32.2, 41.0, 50.1, 57.5, 62.0, 64.5, 75.0]
 WEIGHT_SDLOG = 0.15
+_BUILTIN_MEAN = CPEP0_MEDIAN_NMOL_L * float(np.exp(CPEP0_SDLOG**2 / 2))
+_BUILTIN_SD = _BUILTIN_MEAN * float(np.sqrt(np.expm1(CPEP0_SDLOG**2)))
+BUILTIN_EXPERIMENT = {
+    "schema_version": 1,
+    "name": "compare_builtin",
+    "description": "built-in population of tregsim compare",
+    "model": "treg_t1d",
+    "visits_months": [0],
+    "population": {
+        "age": {
+            "distribution": "uniform",
+            "low": AGE_RANGE_YEARS[0],
+            "high": AGE_RANGE_YEARS[1],
+        },
+        "weight": {
+            "ages_years": _WEIGHT_AGES,
+            "median_male_kg": _WEIGHT_KG,
+            "median_female_kg": _WEIGHT_KG,
+            "sd_log_child": WEIGHT_SDLOG,
+            "sd_log_adult": WEIGHT_SDLOG,
+        },
+        "cpep_baseline": {"mean_nmol_L": [_BUILTIN_MEAN], "sd_nmol_L": [_BUILTIN_SD]},
+    },
+    "arms": {"control": {"control": True, "regimen": {"type": "routine_care"}}},
+}
 
 
 @dataclass
 class Population:
-    """Virtual patients shared by every model: covariates and the IIV draw ``z_lambda``."""
+    """Virtual patients shared by every model: covariates and the individual ``f_lambda``."""
 
     age: np.ndarray  # years
     weight: np.ndarray  # kg
     cpep0: np.ndarray  # nmol/L at diagnosis
-    z_lambda: np.ndarray  # standard normal behind f_lambda = exp(omega_lambda * z)
+    z_lambda: np.ndarray  # standard normal behind f_lambda = exp(omega_lambda * z) (0 if unused)
     source: str = "built-in"
     f_lambda: np.ndarray | None = None  # set when the population already fixed it
 
@@ -59,28 +88,20 @@ class Population:
 
 
 def builtin_population(n: int, seed: int) -> Population:
-    """``n`` patients: age U(8, 45) y, cpep0 log-normal (median 0.7 nmol/L, sd log 0.4),
-    weight from age (kg), and a standard-normal draw for ``f_lambda``.
+    """``n`` patients of :data:`BUILTIN_EXPERIMENT`'s population (age U(8, 45) y, cpep0
+    log-normal with median 0.7 nmol/L and SD of the log 0.4, weight from age, kg), drawn by
+    :func:`tregsim.population.sample_population` (chunk-invariant: patient i is the same
+    whatever ``n``)."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ArgumentError(f"n must be a positive integer, got {n!r}", field="n", fix="pass n ≥ 1")
+    from pathlib import Path
 
-    Chunk-invariant: patient i gets the same numbers whatever ``n`` (tregsim.rng streams).
-    """
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ArgumentError(
-            f"n must be a positive integer, got {n!r}", field="n", fix="pass e.g. --n 200"
-        )
+    from tregsim.experiment import parse_experiment
 
-    def cov(g, m):
-        u = g.random((m, 2))
-        z = g.standard_normal((m, 2))
-        return np.column_stack([u, z])
-
-    c = _rng.draw(seed, "compare.covariates", 0, n, cov)
-    z = _rng.draw(seed, "compare.iiv", 0, n, lambda g, m: g.standard_normal(m))
-    lo, hi = AGE_RANGE_YEARS
-    age = lo + (hi - lo) * c[:, 0]
-    weight = np.interp(age, _WEIGHT_AGES, _WEIGHT_KG) * np.exp(WEIGHT_SDLOG * c[:, 2])
-    cpep0 = CPEP0_MEDIAN_NMOL_L * np.exp(CPEP0_SDLOG * c[:, 3])
-    return Population(age, weight, cpep0, z)
+    exp = parse_experiment(BUILTIN_EXPERIMENT, Path("<built-in compare population>"))
+    pop, _ = population_from_experiment(exp, int(n), seed)
+    pop.source = "built-in"
+    return pop
 
 
 @dataclass(frozen=True)
@@ -100,21 +121,30 @@ class ArmSpec:
     def uses_il2(self) -> bool:
         return self.il2_iu_per_dose > 0 and len(self.il2_days) > 0
 
+    def regimen(self, il2: bool = True):
+        """This arm as a :class:`tregsim.regimen` regimen (IL-2 adjunct dropped if not ``il2``)."""
+        adj = Adjuncts(self.il2_iu_per_dose, tuple(self.il2_days)) if il2 else Adjuncts()
+        days = np.asarray(self.infusion_days, dtype=float)
+        if days.size == 0:
+            return RoutineCare(adj)
+        steps = np.diff(days)
+        if steps.size and not np.allclose(steps, steps[0], rtol=0, atol=1e-9):
+            raise ArgumentError(
+                f"arm {self.name!r}: infusion days {list(days)} are not evenly spaced",
+                field=f"arms.{self.name}.infusion_days",
+                fix="give evenly spaced infusion days",
+            )
+        return TregInfusion(
+            float(days[0]),
+            None if self.dose_total is not None else float(self.dose_per_kg),
+            self.dose_total,
+            int(days.size),
+            float(steps[0]) if steps.size else 0.0,
+            adjuncts=adj,
+        )
+
     def describe(self) -> str:
-        parts = []
-        if self.infusion_days:
-            d = (
-                f"{self.dose_total:.3g} cells"
-                if self.dose_total is not None
-                else f"{self.dose_per_kg:.3g} cells/kg"
-            )
-            parts.append(f"Tregs {d} on day {', '.join(f'{x:g}' for x in self.infusion_days)}")
-        if self.uses_il2:
-            parts.append(
-                f"IL-2 {self.il2_iu_per_dose:.3g} IU/dose on days "
-                f"{self.il2_days[0]:g}-{self.il2_days[-1]:g} ({len(self.il2_days)} doses)"
-            )
-        return " + ".join(parts) or "routine care"
+        return self.regimen().describe()
 
 
 def default_arms(
@@ -184,28 +214,10 @@ def _model_params(model, pop: Population):
 
 
 def _arm_doses(model, arm: ArmSpec, pop: Population):
-    """Doses for ``arm`` in ``model`` (None = nothing), and whether IL-2 was dropped."""
-    from tregsim.solve import Doses
-
-    out = []
-    n = pop.n
-    if arm.infusion_days:
-        k = len(arm.infusion_days)
-        t = np.broadcast_to(np.asarray(arm.infusion_days, float), (n, k)).copy()
-        per_kg = (
-            np.full(n, arm.dose_per_kg) if arm.dose_total is None else arm.dose_total / pop.weight
-        )
-        out.append(Doses(time=t, amount=np.repeat(per_kg[:, None], k, axis=1), target="X"))
-    dropped = False
-    if arm.uses_il2:
-        if "IL2" in model.spec.doses:
-            k = len(arm.il2_days)
-            t = np.broadcast_to(np.asarray(arm.il2_days, float), (n, k)).copy()
-            a = np.repeat((arm.il2_iu_per_dose / pop.weight)[:, None], k, axis=1)  # IU/kg
-            out.append(Doses(time=t, amount=a, target="IL2"))
-        else:
-            dropped = True
-    return (out or None), dropped
+    """Doses for ``arm`` in ``model`` (None = nothing), and whether IL-2 was dropped
+    (:func:`tregsim.regimen.regimen_doses`; models without ``[doses.IL2]`` get no IL-2)."""
+    dropped = arm.uses_il2 and not takes_il2(model)
+    return regimen_doses(arm.regimen(il2=not dropped), pop.weight), dropped
 
 
 @dataclass
@@ -398,21 +410,27 @@ def population_from_experiment(exp, n: int, seed: int) -> tuple[Population, list
     The experiment's IL-2 adjunct days (``il2_days``) are read as days after diagnosis.
     """
     from tregsim.population import sample_population
-    from tregsim.regimen import RoutineCare
 
     pop = sample_population(exp, n, seed)
     cov = pop.covariates
     f = pop.individual.get("f_lambda")
+    z = np.zeros(pop.n)
+    if f is not None:  # the standard normal behind f = typical · exp(sd · z)
+        sd = exp.variability.sd_log.get("f_lambda", 0.0)
+        sd = np.asarray(pop.params[sd], float) if isinstance(sd, str) else np.full(pop.n, sd)
+        typical = exp.parameter_overrides.get("f_lambda", exp.model.defaults()["f_lambda"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(
+                sd > 0, np.log(np.asarray(f, float) / typical) / np.where(sd > 0, sd, 1), 0
+            )
     p = Population(
         np.asarray(cov["age"], float),
         np.asarray(cov["weight"], float),
         np.asarray(cov["cpep0"], float),
-        np.zeros(pop.n),
+        z,
         source=f"experiment {exp.path}",
-        f_lambda=f,
+        f_lambda=np.ones(pop.n) if f is None else f,
     )
-    if f is None:
-        p.f_lambda = np.ones(pop.n)
     arms = []
     for name, arm in exp.arms.items():
         reg = arm.regimen

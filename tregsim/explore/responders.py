@@ -15,10 +15,12 @@ Every result names the model and the φ it assumed (the assumption ledger).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from tregsim.errors import ArgumentError
+from tregsim.results import SHIPPED
 
 
 @dataclass(frozen=True)
@@ -332,3 +334,126 @@ def phi_needed(
         np.array(all_pct)[order],
         rounds,
     )
+
+
+@dataclass
+class ResponderStudy:
+    """Result of :func:`responders_study`: the predictor ranking, the φ needed for a target
+    preservation, their ledgers and the manifest."""
+
+    ranking: PredictorRanking
+    phi_needed: PhiNeeded
+    ledger: list[str]
+    ledger_phi: list[str]
+    manifest: dict
+
+    def save(self, out_dir) -> Path:
+        """Write ``ranking.csv``, ``phi_needed.csv``, ``phi_curve.csv``,
+        ``partial_dependence.png``, ``phi_curve.png`` and ``manifest.json`` (last)."""
+        import io
+
+        from tregsim.io import write_text
+        from tregsim.plots import explore as pe
+        from tregsim.results import ensure_output_dir, write_manifest
+
+        out = ensure_output_dir(out_dir)
+        ranking, pn = self.ranking, self.phi_needed
+        buf = io.StringIO()
+        ranking.table.to_csv(buf, index=False, float_format="%.6g")
+        head = [*self.ledger, f"# outcome: {ranking.outcome} (paired Treg − control)"]
+        head += [f"# note: {x}" for x in ranking.notes]
+        write_text(out / "ranking.csv", "\n".join(head) + "\n" + buf.getvalue())
+        rows = [
+            "phi,phi_low,phi_high,target_preservation_pct,month,rounds,note",
+            f"{pn.phi:.6g},{pn.phi_low:.6g},{pn.phi_high:.6g},{pn.target_pct:g},{pn.month:g},"
+            f'{pn.rounds},"{pn.note}"',
+        ]
+        curve = ["phi,mean_rel_preservation_pct"] + [
+            f"{a:.6g},{b:.6g}" for a, b in zip(pn.curve_phi, pn.curve_pct, strict=True)
+        ]
+        head_phi = [
+            *self.ledger_phi,
+            "# preservation: 100 * mean(C_treg - C_control) / mean(C_control), %",
+        ]
+        write_text(out / "phi_needed.csv", "\n".join(head_phi + rows) + "\n")
+        write_text(out / "phi_curve.csv", "\n".join(head_phi + curve) + "\n")
+        pe.save(
+            pe.plot_partial_dependence(ranking, ledger=self.ledger), out / "partial_dependence.png"
+        )
+        pe.save(pe.plot_phi_needed(pn, ledger=self.ledger_phi), out / "phi_curve.png")
+        write_manifest(out, self.manifest)
+        return out
+
+
+def responders_study(
+    exp,
+    *,
+    n: int = 2000,
+    n_phi: int = 500,
+    seed: int = 0,
+    arm: str | None = None,
+    month: float = 12.0,
+    target_pct: float = 10.0,
+    posterior=SHIPPED,
+    out_dir=None,
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk_size: int = 16384,
+    argv: list[str] | None = None,
+) -> ResponderStudy:
+    """:func:`responder_analysis` and :func:`phi_needed` with the default posterior, ledgers
+    and a manifest: the analysis behind ``tregsim responders``.
+
+    posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path, or ``None``.
+    """
+    import math
+
+    from tregsim.cohort import start_analysis
+    from tregsim.explore.sweep import ledger_lines
+
+    for name, v, lo in (("n", n, 3), ("n_phi", n_phi, 1)):
+        if v < lo:
+            raise ArgumentError(
+                f"{name} must be ≥ {lo}, got {v}", field=name, fix=f"give a whole number ≥ {lo}"
+            )
+    if not (math.isfinite(month) and month > 0):
+        raise ArgumentError(
+            f"month must be > 0, got {month}",
+            field="month",
+            fix="give months after the baseline visit, e.g. 12",
+        )
+    if not math.isfinite(target_pct):
+        raise ArgumentError(
+            "target_pct must be finite", field="target_pct", fix="give a percentage, e.g. 10"
+        )
+    arm = exp.treatment_arm(arm)
+    settings = {"n": n, "n_phi": n_phi, "arm": arm, "month": month, "target_pct": target_pct}
+    st = start_analysis(
+        exp,
+        command="responders",
+        function="tregsim.explore.responders.responders_study",
+        seed=seed,
+        arguments=settings,
+        settings=settings,
+        posterior=posterior,
+        argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
+    )
+    draws, label = st.draws, st.label
+    opts = {"workers": workers, "scheduler": scheduler, "chunk_size": chunk_size}
+    ranking, _ = responder_analysis(
+        exp, n=n, seed=seed, arm=arm, month=month, posterior=draws, out_dir=st.out,
+        stage="ranking", **opts,
+    )  # fmt: skip
+    pn = phi_needed(exp, target_pct, month, n=n_phi, seed=seed, arm=arm, posterior=draws, **opts)
+    manifest = st.finish()
+    ledger = ledger_lines(exp, arm=arm, swept=[], n=n, seed=seed, posterior=label)
+    ledger_phi = [
+        ln
+        for ln in ledger_lines(exp, arm=arm, swept=[], n=n_phi, seed=seed, posterior=label)
+        if not ln.startswith("# phi:")
+    ]
+    ledger_phi.insert(1, "# phi: searched (the model default is replaced by each value tried)")
+    return ResponderStudy(ranking, pn, ledger, ledger_phi, manifest)

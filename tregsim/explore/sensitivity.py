@@ -205,6 +205,12 @@ class SensitivityResult:
     seed: int
     conf_level: float = 0.95
     notes: tuple[str, ...] = field(default_factory=tuple)
+    ledger: tuple[str, ...] = ()
+    manifest: dict = field(default_factory=dict)
+
+    def save(self, out_dir) -> Path:
+        """Write ``indices.csv`` (with the ledger), the figures and ``manifest.json``."""
+        return _save_sensitivity(self, out_dir)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -319,6 +325,12 @@ def read_indices(path) -> SensitivityResult:
     )
 
 
+def _bootstrap_seed(seed: int) -> int:
+    """SALib ignores a seed of 0 (``if seed:``) and then bootstraps from NumPy's global state,
+    so seed 0 gave different confidence intervals on every run; any other seed is kept."""
+    return int(seed) if seed else 2**31 - 1
+
+
 def check_sample_size(n_base: int, what: str, power_of_two: bool):
     """Raise :class:`ArgumentError` unless ``n_base`` is an integer ≥ 2 (and a power of 2)."""
     if not isinstance(n_base, (int, np.integer)) or n_base < 2:
@@ -399,7 +411,7 @@ def sobol_indices(
             calc_second_order=calc_second_order,
             num_resamples=num_resamples,
             conf_level=conf_level,
-            seed=seed,
+            seed=_bootstrap_seed(seed),
         )
         for k in res:
             res[k][i] = si[k]
@@ -465,7 +477,7 @@ def morris_indices(
             num_resamples=num_resamples,
             conf_level=conf_level,
             num_levels=num_levels,
-            seed=seed,
+            seed=_bootstrap_seed(seed),
         )
         for k in keys:
             res[k][i] = np.asarray(si[k], dtype=float)
@@ -498,19 +510,19 @@ def default_ranges(model, names: Sequence[str]) -> tuple[ParameterRange, ...]:
         if p is None:
             raise ArgumentError(
                 f"unknown parameter {name!r} for model {model.name}",
-                field="--params",
+                field="params",
                 fix=f"use names from: {', '.join(model.parameter_names)}",
             )
         if p.role in ("covariate", "individual"):
             raise ArgumentError(
                 f"{name!r} is a {p.role} parameter (it varies between patients already)",
-                field="--params",
+                field="params",
                 fix="choose population or fixed parameters",
             )
         if p.prior is None:
             raise ArgumentError(
                 f"{name!r} has no prior in the model file, so it has no default range",
-                field="--params",
+                field="params",
                 fix=f"give --range {name}=LOW..HIGH[:log]",
             )
         lo, hi = (float(v) for v in p.prior.ppf(np.array(PRIOR_QUANTILES)))
@@ -588,9 +600,7 @@ def experiment_sensitivity(
     from tregsim.population.sampling import sample_population
 
     if method not in ("sobol", "morris"):
-        raise ArgumentError(
-            f"unknown method {method!r}", field="--method", fix="use sobol or morris"
-        )
+        raise ArgumentError(f"unknown method {method!r}", field="method", fix="use sobol or morris")
     params = make_problem(problem)
     names = [p.name for p in params]
     for p in params:
@@ -598,7 +608,7 @@ def experiment_sensitivity(
         if spec is None or spec.role in ("covariate", "individual"):
             raise ArgumentError(
                 f"{p.name!r} is not a population/fixed parameter of {exp.model.name}",
-                field="--params",
+                field="params",
                 fix="choose population or fixed model parameters",
             )
     if months is None:
@@ -616,8 +626,8 @@ def experiment_sensitivity(
         if (cnt == 0).any():
             raise ArgumentError(
                 f"every patient failed to solve at {int((cnt[:, 0] == 0).sum())} design points",
-                field="--params",
-                fix="narrow the ranges (see --range)",
+                field="params",
+                fix="narrow the ranges (see ranges)",
             )
         ctrl = np.where(ok, po.control, 0.0).sum(axis=1) / cnt
         delta = np.where(ok, po.treg - po.control, 0.0).sum(axis=1) / cnt
@@ -626,3 +636,120 @@ def experiment_sensitivity(
     if method == "sobol":
         return sobol_indices(func, params, n, seed=seed, outputs=outs, num_resamples=num_resamples)
     return morris_indices(func, params, n, seed=seed, outputs=outs, num_resamples=num_resamples)
+
+
+def _save_sensitivity(res: SensitivityResult, out_dir) -> Path:
+    """Write ``indices.csv``, ``bars_<output>_<m>mo.png``, ``time_<output>.png`` and
+    ``manifest.json`` (last) into ``out_dir``."""
+    from tregsim.plots import explore as pe
+    from tregsim.results import ensure_output_dir, write_manifest
+
+    out = ensure_output_dir(out_dir)
+    res.to_csv(out / "indices.csv", header=list(res.ledger))
+    foot = pe._ledger_footnote(list(res.ledger))
+    index = "ST" if res.method == "sobol" else "mu_star"
+    months = [x.month for x in res.outputs]
+    for i, o in enumerate(res.outputs):
+        if o.month == 12.0 or (12.0 not in months and i == 0):
+            ax = pe.plot_sensitivity_bars(res, i)
+            pe.add_footnote(ax.figure, foot)
+            ax.figure.get_layout_engine().set(rect=(0, 0.08, 1, 0.92))
+            pe.save(ax.figure, out / f"bars_{o.name}_{o.month:g}mo.png")
+    for name in dict.fromkeys(o.name for o in res.outputs):
+        ax = pe.plot_indices_vs_time(res, name, index)
+        pe.add_footnote(ax.figure, foot)
+        ax.figure.get_layout_engine().set(rect=(0, 0.08, 1, 0.92))
+        pe.save(ax.figure, out / f"time_{name}.png")
+    write_manifest(out, res.manifest)
+    return out
+
+
+def sensitivity_study(
+    exp,
+    *,
+    params: Sequence[str] = DEFAULT_PARAMETERS,
+    ranges: Sequence[str] = (),
+    method: str = "sobol",
+    n: int = 512,
+    patients: int = 16,
+    seed: int = 0,
+    arm: str | None = None,
+    out_dir=None,
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk_size: int = 16384,
+    argv: list[str] | None = None,
+    progress: bool = True,
+) -> SensitivityResult:
+    """:func:`experiment_sensitivity` over prior-based ranges, with its ledger and manifest:
+    the analysis behind ``tregsim sensitivity`` and the report's sensitivity section.
+
+    params : population/fixed model parameters to vary; ranges default to the 5–95 % prior
+        quantiles (:func:`default_ranges`); ``ranges`` override some (``NAME=LOW..HIGH[:log]``).
+    n : Sobol' base sample (power of 2) or Morris trajectories; ``patients`` fixed virtual
+        patients per design point. Parameters vary over their priors, not a posterior.
+    """
+    import dataclasses
+
+    from tregsim.cohort import start_analysis
+    from tregsim.explore.sweep import ledger_lines
+
+    if patients < 1:
+        raise ArgumentError(
+            f"patients must be ≥ 1, got {patients}", field="patients", fix="use e.g. 16"
+        )
+    names = [p.strip() for p in params if p.strip()]
+    overrides = {r.name: r for r in (parse_range(s, exp.model) for s in ranges)}
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ArgumentError(
+            f"ranges given for {unknown}, which are not in params",
+            field="ranges",
+            fix="add them to params or drop the range",
+        )
+    problem = make_problem(
+        [overrides.get(nm) or default_ranges(exp.model, [nm])[0] for nm in names]
+    )
+    check_sample_size(n, "n", power_of_two=method == "sobol")
+    arm = exp.treatment_arm(arm)
+    settings = {
+        "method": method,
+        "n": n,
+        "patients": patients,
+        "arm": arm,
+        "problem": [[p.name, p.low, p.high, p.scale] for p in problem],
+    }
+    st = start_analysis(
+        exp,
+        command="sensitivity",
+        function="tregsim.explore.sensitivity.sensitivity_study",
+        seed=seed,
+        arguments={"params": names, "ranges": list(ranges), **settings},
+        settings=settings,
+        use_posterior=False,
+        argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
+    )
+    res = experiment_sensitivity(
+        exp,
+        problem,
+        n,
+        seed=seed,
+        method=method,
+        n_patients=patients,
+        arm=arm,
+        out_dir=st.out,
+        workers=workers,
+        scheduler=scheduler,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    ledger = ledger_lines(exp, arm=arm, swept=[p.name for p in problem], n=patients, seed=seed)
+    ledger = [
+        ln.replace("# phi: swept (column phi)", "# phi: varied (a sensitivity parameter)")
+        for ln in ledger
+    ]
+    manifest = st.finish(n_model_evaluations=res.n_evaluations)
+    return dataclasses.replace(res, ledger=tuple(ledger), manifest=manifest)

@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.errors import ArgumentError
+from tregsim.results import SHIPPED
+from tregsim.units import DAYS_PER_MONTH
 
-DAYS_PER_MONTH = 30.4375  # 365.25 / 12, as tregsim.experiment
 DEFAULT_MONTHS = (12.0, 24.0)
 RESPONDER_THRESHOLD_NMOL_L = 0.05
 """Default responder threshold: paired ΔC-peptide ≥ 0.05 nmol/L (MMTT 2-h AUC mean).
@@ -95,11 +96,9 @@ def parse_grid(spec: str) -> GridAxis:
     name, eq, rhs = spec.partition("=")
     name = name.strip()
     if not eq or not name or not rhs.strip():
-        raise ArgumentError(f"cannot parse grid {spec!r}", field="--grid", fix=_GRID_FIX)
+        raise ArgumentError(f"cannot parse grid {spec!r}", field="grid", fix=_GRID_FIX)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ArgumentError(
-            f"grid name {name!r} is not an identifier", field="--grid", fix=_GRID_FIX
-        )
+        raise ArgumentError(f"grid name {name!r} is not an identifier", field="grid", fix=_GRID_FIX)
     m = _RANGE.match(rhs)
     try:
         if m:
@@ -113,7 +112,7 @@ def parse_grid(spec: str) -> GridAxis:
                     if a <= 0 or b <= 0:
                         raise ArgumentError(
                             f"log-spaced grid needs a, b > 0, got {a:g}..{b:g}",
-                            field=f"--grid {name}",
+                            field="grid",
                             fix="use positive bounds or ':lin:k'",
                         )
                     values, spacing = np.geomspace(a, b, k), "log"
@@ -124,14 +123,14 @@ def parse_grid(spec: str) -> GridAxis:
                 if not step > 0 or b < a:
                     raise ArgumentError(
                         f"linear grid needs step > 0 and a ≤ b, got {a:g}..{b:g}:{parts[0]}",
-                        field=f"--grid {name}",
+                        field="grid",
                         fix=_GRID_FIX,
                     )
                 n = math.floor((b - a) / step + 1e-9) + 1
                 if n > 100_000:
                     raise ArgumentError(
                         f"grid {name} would have {n} values",
-                        field=f"--grid {name}",
+                        field="grid",
                         fix="use a larger step",
                     )
                 values, spacing = a + step * np.arange(n), "linear"
@@ -143,15 +142,15 @@ def parse_grid(spec: str) -> GridAxis:
     except ArgumentError:
         raise
     except ValueError as e:
-        raise ArgumentError(f"cannot parse grid {spec!r}", field="--grid", fix=_GRID_FIX) from e
+        raise ArgumentError(f"cannot parse grid {spec!r}", field="grid", fix=_GRID_FIX) from e
     if not np.all(np.isfinite(values)):
         raise ArgumentError(
-            f"grid {name} has non-finite values", field=f"--grid {name}", fix="use finite numbers"
+            f"grid {name} has non-finite values", field="grid", fix="use finite numbers"
         )
     if len(np.unique(values)) != len(values):
         raise ArgumentError(
             f"grid {name} repeats values {values.tolist()}",
-            field=f"--grid {name}",
+            field="grid",
             fix="list each value once",
         )
     return GridAxis(name, values.astype(float), spacing)
@@ -632,6 +631,13 @@ def ledger_lines(
         if posterior
         else "# population parameters: the model file's values (no posterior)"
     )
+    overrides = getattr(exp, "parameter_overrides", None) or {}
+    if overrides:
+        lines.append(
+            "# parameter overrides: "
+            + ", ".join(f"{k} = {v:g}" for k, v in overrides.items())
+            + " (--set or the experiment's [parameters] table)"
+        )
     if "phi" in spec.parameters:
         p = spec.parameters["phi"]
         prior = p.prior.describe() if p.prior is not None else "no prior"
@@ -639,7 +645,8 @@ def ledger_lines(
             lines.append(f"# phi: swept (column phi); model default {p.value:g}, prior {prior}")
         else:
             lines.append(
-                f"# phi: {p.value:g} (model default, prior-driven {prior}; potency × "
+                f"# phi: {overrides.get('phi', p.value):g} "
+                f"({'overridden' if 'phi' in overrides else 'model default'}, prior-driven {prior}; potency × "
                 "homing of infused vs endogenous Tregs, the least known number)"
             )
     reg = exp.arms[arm].regimen
@@ -671,6 +678,7 @@ class SweepResult:
     threshold_nmol_L: float
     table: object
     ledger: list[str] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
 
     def column(self, name: str) -> str:
         return column_name(name, self.units[name])
@@ -688,6 +696,21 @@ class SweepResult:
         head = [*self.ledger, f"# responder: delta >= {self.threshold_nmol_L:g} nmol/L"]
         return write_text(path, "\n".join(head) + "\n" + buf.getvalue())
 
+    def save(self, out_dir) -> Path:
+        """Write ``sweep.csv``, ``heatmap.png`` (2+ axes) or ``lines.png`` (1 axis) and
+        ``manifest.json`` (last) into ``out_dir``."""
+        from tregsim.plots import explore as pe
+        from tregsim.results import ensure_output_dir, write_manifest
+
+        out = ensure_output_dir(out_dir)
+        self.to_csv(out / "sweep.csv")
+        if len(self.axes) >= 2:
+            pe.save(pe.plot_sweep_heatmap(self, month=self.outcomes.months[0]), out / "heatmap.png")
+        else:
+            pe.save(pe.plot_sweep_lines(self), out / "lines.png")
+        write_manifest(out, self.manifest)
+        return out
+
 
 def grid_points(axes: list[GridAxis]) -> np.ndarray:
     """Cartesian product of the axes' values, (n_points, n_axes); the first varies slowest."""
@@ -698,16 +721,16 @@ def validate_sweep(exp, axes: list[GridAxis], *, arm: str | None = None, n: int 
     """Check names, values and the arm before anything runs; returns the arm used."""
     if not axes:
         raise ArgumentError(
-            "no grid given", field="--grid", fix="add e.g. --grid dose_per_kg=1e6..1e8:log:9"
+            "no grid given", field="grid", fix="add e.g. --grid dose_per_kg=1e6..1e8:log:9"
         )
     names = [a.name for a in axes]
     dup = sorted({x for x in names if names.count(x) > 1})
     if dup:
         raise ArgumentError(
-            f"grid names repeated: {dup}", field="--grid", fix="give each swept name once"
+            f"grid names repeated: {dup}", field="grid", fix="give each swept name once"
         )
     if isinstance(n, bool) or not (isinstance(n, int | np.integer) and n >= 1):
-        raise ArgumentError(f"n must be ≥ 1, got {n}", field="--n", fix="use e.g. --n 1000")
+        raise ArgumentError(f"n must be ≥ 1, got {n}", field="n", fix="use e.g. n = 1000")
     arm = arm or exp.treatment_arms[0]
     _validated_points(exp, arm, names, grid_points(axes))
     return arm
@@ -770,3 +793,101 @@ def sweep(
     label = posterior_label or ("posterior draws" if posterior else None)
     ledger = ledger_lines(exp, arm=arm, swept=names, n=po.ok.shape[1], seed=seed, posterior=label)
     return SweepResult(tuple(axes), units, points, po, float(threshold_nmol_L), table, ledger)
+
+
+def sweep_study(
+    exp,
+    grid: list[str | GridAxis],
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    arm: str | None = None,
+    months=DEFAULT_MONTHS,
+    threshold_nmol_L: float = RESPONDER_THRESHOLD_NMOL_L,
+    posterior=SHIPPED,
+    out_dir=None,
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk_size: int = 16384,
+    argv: list[str] | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """:func:`sweep` with the default posterior and a manifest: the analysis behind
+    ``tregsim sweep`` and the report's sweep section.
+
+    grid : axes as :func:`parse_grid` strings (``"dose_per_kg=1e6,2e7"``) or :class:`GridAxis`.
+    posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path, or ``None``.
+    out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
+    argv : the command line that asked for it (``None``: the call is recorded).
+    """
+    from tregsim.cohort import start_analysis
+
+    if not threshold_nmol_L == threshold_nmol_L:  # NaN
+        raise ArgumentError(
+            "threshold_nmol_L is NaN",
+            field="threshold_nmol_L",
+            fix="give a number in nmol/L, e.g. 0.05",
+        )
+    axes = [a if isinstance(a, GridAxis) else parse_grid(a) for a in grid]
+    months = [float(m) for m in months]
+    arm = validate_sweep(exp, axes, arm=arm, n=n)
+    grid_text = [f"{a.name}=" + ",".join(f"{v:.10g}" for v in a.values) for a in axes]
+    settings = {
+        "grid": grid_text,
+        "n": n,
+        "arm": arm,
+        "months": months,
+        "responder_threshold_nmol_L": threshold_nmol_L,
+    }
+    st = start_analysis(
+        exp,
+        command="sweep",
+        function="tregsim.explore.sweep.sweep_study",
+        seed=seed,
+        arguments=settings,
+        settings=settings,
+        posterior=posterior,
+        argv=argv,
+        out_dir=out_dir,
+        overwrite=overwrite,
+    )
+    res = sweep(
+        exp,
+        axes,
+        n=n,
+        seed=seed,
+        arm=arm,
+        months=months,
+        threshold_nmol_L=threshold_nmol_L,
+        posterior=st.draws,
+        posterior_label=st.label,
+        out_dir=st.out,
+        workers=workers,
+        scheduler=scheduler,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    n_patients = res.outcomes.ok.shape[1]
+    res.manifest = st.finish(
+        n_points=len(res.points),
+        n_rows=int((res.points.shape[0] + res.outcomes.n_shared_controls) * n_patients),
+    )
+    return res
+
+
+def load_sweep(out_dir) -> dict:
+    """A sweep saved by :meth:`SweepResult.save`: ``{"table": DataFrame, "ledger": [...],
+    "manifest": {...}}`` (the paired arrays are not saved)."""
+    import pandas as pd
+
+    from tregsim.results import read_manifest
+
+    out = Path(out_dir)
+    text = (out / "sweep.csv").read_text(encoding="utf-8").splitlines()
+    ledger = [ln for ln in text if ln.startswith("#")]
+    return {
+        "table": pd.read_csv(out / "sweep.csv", comment="#"),
+        "ledger": ledger,
+        "manifest": read_manifest(out),
+    }

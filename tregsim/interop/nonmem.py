@@ -17,8 +17,9 @@ AGE, WT, SEX, CPEP0, …  covariates (optional; years, kg, M/F or 0/1, nmol/L); 
 ========  =====================================================================================
 
 **Long format** (what the individual-level calibration reads), one row per observation:
-``id, day, cpeptide_nmol_l, age, censored`` (``censored`` 0/1: value below the LLOQ, given as
-the LLOQ), optionally followed by covariates ``weight``, ``sex``, ``cpep0``.
+``id, day, cpeptide_nmol_l, age, censored``, optionally followed by covariates ``weight``,
+``sex``, ``cpep0``. Its one reader and its rules live in :mod:`tregsim.long_format`
+(``read_long``, ``validate_long``, ``write_long`` are re-exported here).
 
 Every reader validates before anything is used and raises :class:`tregsim.errors.DataFileError`
 naming the file, the line (1 = header) and column, and the fix. Writers are atomic.
@@ -34,6 +35,17 @@ import numpy as np
 import pandas as pd
 
 from tregsim.errors import DataFileError
+from tregsim.long_format import (
+    LONG_COLUMNS,
+    LONG_OPTIONAL,
+    MISSING,
+    numeric_column,
+    read_csv_table,
+    read_long,
+    validate_long,
+    write_long,
+)
+from tregsim.long_format import data_line as _line
 
 REQUIRED = ("ID", "TIME", "DV", "MDV", "EVID", "AMT")
 OPTIONAL = ("CMT", "BLQ")
@@ -42,52 +54,17 @@ NUMERIC = ("TIME", "DV", "MDV", "EVID", "AMT", "CMT", "BLQ")
 CMT_DOSE, CMT_OBS = 1, 2
 COVARIATES = {"AGE": "age", "WT": "weight", "CPEP0": "cpep0", "SEX": "sex"}
 """NONMEM column → tregsim name (model covariate parameter or population covariate)."""
-LONG_COLUMNS = ("id", "day", "cpeptide_nmol_l", "age", "censored")
-LONG_OPTIONAL = ("weight", "sex", "cpep0")
-MISSING = "."
-
-
-def _line(i: int) -> int:
-    """Line number in the file of data row ``i`` (0-based; line 1 is the header)."""
-    return int(i) + 2
 
 
 def _fail(problem, file, field, fix):
     return DataFileError(problem, file=file, field=field, fix=fix)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(
-            path,
-            na_values=[MISSING, ""],
-            keep_default_na=True,
-            skipinitialspace=True,
-            dtype={"ID": str, "id": str},
-        )
-    except FileNotFoundError:
-        raise _fail("file not found", path, None, "check the path") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise _fail(
-            f"not a readable CSV table ({' '.join(str(e).split())})",
-            path,
-            None,
-            "save the table as comma-separated text with a header row",
-        ) from None
+_read_csv = read_csv_table
 
 
 def _numeric(df: pd.DataFrame, col: str, file) -> pd.Series:
-    s = pd.to_numeric(df[col], errors="coerce")
-    bad = s.isna() & df[col].notna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise _fail(
-            f"{col} value {df[col].iloc[i]!r} is not a number",
-            file,
-            f"line {_line(i)}, column {col}",
-            f"write a number (or {MISSING} for missing)",
-        )
-    return s.astype(float)
+    return numeric_column(df, col, file)
 
 
 def _baseline(df: pd.DataFrame, col: str) -> pd.Series:
@@ -387,94 +364,10 @@ def long_to_nonmem(
     return validate_nonmem(df.drop(columns="_o").reset_index(drop=True))
 
 
-# ------------------------------------------------------------------------------ long format
-def validate_long(df: pd.DataFrame, file: object = None) -> pd.DataFrame:
-    """Check a long-format table (``id, day, cpeptide_nmol_l, age[, censored]``); returns a
-    normalised copy (``id`` text, ``censored`` 0/1 int, defaulting to 0)."""
-    df = df.copy()
-    df.columns = [str(c).strip() for c in df.columns]
-    if "censored" not in df.columns:
-        df["censored"] = 0
-    missing = [c for c in LONG_COLUMNS if c not in df.columns]
-    if missing:
-        raise _fail(
-            f"missing column(s) {missing}",
-            file,
-            "header",
-            f"the long format needs {', '.join(LONG_COLUMNS)} (days since diagnosis, "
-            "nmol/L, years, 0/1)",
-        )
-    if len(df) == 0:
-        raise _fail("the table has no rows", file, None, "add one row per individual and visit")
-    for c in (
-        "day",
-        "cpeptide_nmol_l",
-        "age",
-        "censored",
-        *[c for c in ("weight", "cpep0") if c in df.columns],
-    ):
-        df[c] = _numeric(df, c, file)
-    if df["id"].isna().any():
-        i = int(np.flatnonzero(df["id"].isna().to_numpy())[0])
-        raise _fail("id is missing", file, f"line {_line(i)}, column id", "give every row an id")
-    df["id"] = df["id"].astype(str).str.strip()
-    checks = [
-        (
-            "day",
-            ~np.isfinite(df["day"]) | (df["day"] < 0),
-            "day must be ≥ 0 days since diagnosis",
-            "use days since diagnosis (t = 0 = diagnosis)",
-        ),
-        (
-            "cpeptide_nmol_l",
-            ~np.isfinite(df["cpeptide_nmol_l"]) | (df["cpeptide_nmol_l"] < 0),
-            "C-peptide must be a number ≥ 0 nmol/L",
-            "give the MMTT AUC mean in nmol/L; below the LLOQ: the LLOQ with censored = 1",
-        ),
-        (
-            "age",
-            ~np.isfinite(df["age"]) | (df["age"] <= 0),
-            "age must be > 0 years",
-            "give the age at diagnosis in years",
-        ),
-        (
-            "censored",
-            ~df["censored"].isin((0, 1)),
-            "censored must be 0 or 1",
-            "use 1 for values below the LLOQ, else 0",
-        ),
-    ]
-    for col, bad, problem, fix in checks:
-        bad = np.asarray(bad, dtype=bool)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise _fail(
-                f"{problem}, got {df[col].iloc[i]!r}", file, f"line {_line(i)}, column {col}", fix
-            )
-    df["censored"] = df["censored"].astype(int)
-    return df
-
-
-def read_long(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and validate a long-format CSV (see the module docstring)."""
-    path = Path(path)
-    return validate_long(_read_csv(path), file=path)
-
-
-def write_long(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Validate and write a long-format table atomically (CSV)."""
-    from tregsim.io import atomic_path
-
-    df = validate_long(df, file=path)
-    cols = [*LONG_COLUMNS, *[c for c in LONG_OPTIONAL if c in df.columns]]
-    with atomic_path(path) as tmp:
-        df[cols].to_csv(tmp, index=False)
-    return Path(path)
-
-
 __all__ = [
     "COVARIATES",
     "LONG_COLUMNS",
+    "LONG_OPTIONAL",
     "REQUIRED",
     "long_to_nonmem",
     "nonmem_to_doses",

@@ -19,6 +19,7 @@ import sympy as sp
 from tregsim.errors import ModelFileError
 from tregsim.model.expr import RESERVED, parse_expression
 from tregsim.model.priors import Prior, parse_prior
+from tregsim.schema import Table
 
 SCHEMA_VERSION = 1
 ROLES = ("fixed", "population", "individual", "covariate")
@@ -134,26 +135,17 @@ def _err(msg, path, key, fix):
     return ModelFileError(msg, file=path, field=key, fix=fix)
 
 
+def _table(table, path, key) -> Table:
+    """``table`` at dotted ``key`` of the model file, validated by :mod:`tregsim.schema`."""
+    return Table(table, path, "" if key == "<top level>" else key, ModelFileError)
+
+
 def _check_keys(table, allowed, path, key):
-    if not isinstance(table, dict):
-        raise _err(
-            f"expected a table, got {type(table).__name__}",
-            path,
-            key,
-            f"write [{key}] as a TOML table",
-        )
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise _err(
-            f"unknown key(s) {unknown}", path, key, f"valid keys: {', '.join(sorted(allowed))}"
-        )
+    _table(table, path, key).check_keys(allowed)
 
 
 def _str(table, k, path, key, default=""):
-    v = table.get(k, default)
-    if not isinstance(v, str):
-        raise _err(f"{k} must be a string, got {v!r}", path, f"{key}.{k}", "quote it")
-    return v
+    return _table(table, path, key).string(k, default=default)
 
 
 def _check_name(name, path, key):
@@ -399,14 +391,7 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
     states: dict[str, State] = {}
     for n, tbl in states_raw.items():
         key = f"states.{n}"
-        _check_keys(tbl, _STATE_KEYS, path, key)
-        if "unit" not in tbl or "initial" not in tbl:
-            raise _err(
-                "a state needs unit and initial",
-                path,
-                key,
-                'write unit = "..." and initial = "<expression of parameters>"',
-            )
+        _table(tbl, path, key).check_keys(_STATE_KEYS, required=("unit", "initial"))
         init = parse_expression(
             tbl["initial"],
             {k: v for k, v in no_time.items() if k not in states_raw},
@@ -456,14 +441,7 @@ def spec_from_dict(doc: dict, path: str | Path | None = None) -> ModelSpec:
     observables = {}
     for n, tbl in obs_raw.items():
         key = f"observables.{n}"
-        _check_keys(tbl, _OBS_KEYS, path, key)
-        if "expr" not in tbl or "unit" not in tbl:
-            raise _err(
-                "an observable needs expr and unit",
-                path,
-                key,
-                'write expr = "..." and unit = "..."',
-            )
+        _table(tbl, path, key).check_keys(_OBS_KEYS, required=("expr", "unit"))
         if n == "cpeptide" and tbl.get("unit") != "nmol/L":
             raise _err(
                 f"the cpeptide observable must be in nmol/L, got {tbl.get('unit')!r}",

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import special
 
 from tregsim import rng as _rng
-from tregsim.population.fields import Table
+from tregsim.schema import Table
 
 COVARIATES = (
     "age",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tregsim.population.distributions import COVARIATE_UNITS, COVARIATES
-from tregsim.population.fields import Table
+from tregsim.schema import Table
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,8 @@ def sample_population(
     seed : master seed; the same seed gives the same patients.
     start : absolute index of the first patient (for chunks).
     theta : population parameters, name → scalar or ``(n,)`` (e.g. posterior draws);
-        defaults to the model's values.
+        defaults to the model's values. ``exp.parameter_overrides`` (``[parameters]``,
+        :func:`tregsim.experiment.with_parameters`) replace both.
 
     Returns
     -------
@@ -172,6 +173,9 @@ def sample_population(
     cand_index = (lo + sel).astype(np.int64)
 
     ov = _theta_overrides(exp, theta, n)
+    # experiment overrides ([parameters], with_parameters) win over theta / posterior draws
+    for name, v in getattr(exp, "parameter_overrides", {}).items():
+        ov[name] = np.full(n, float(v))
     model = exp.model
     defaults = model.defaults()
     var = exp.variability

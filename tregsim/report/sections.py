@@ -1,18 +1,55 @@
-"""The sections of ``tregsim run``: how each project command is called and how its files read.
+"""The sections of ``tregsim run``: which analysis each one calls and how its result reads.
 
-Each section calls one command (``tregsim cohort``, ``check natural-history``, ``power``,
-``sweep``, ``sensitivity``) with arguments built from the run budget, then turns the CSV and
-PNG files it wrote into a report :class:`~tregsim.report.html.Section` and lines of the summary
-box. Nothing here simulates or plots; numbers are read from the commands' CSVs.
+Each section calls one library analysis (:func:`tregsim.cohort.cohort_study`,
+:func:`tregsim.natural_history.natural_history_check`, :func:`tregsim.trial.study.power_study`,
+:func:`tregsim.explore.sweep.sweep_study`, :func:`tregsim.explore.sensitivity.sensitivity_study`)
+with arguments from the run budget, saves the result object into its folder, then turns the
+result object (not its files) into a report :class:`~tregsim.report.html.Section` and lines of
+the summary box.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tregsim.report.html import Figure, KeyNumber, Section, SummaryItem, Table
-from tregsim.report.run import RunPlan, SectionSpec, _fmt_list, register_section
+from tregsim.report.plan import RunPlan
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """How to compute and present one section.
+
+    ``compute(plan, folder, exp)`` calls the library analysis (checkpoints in ``folder``),
+    saves its result object into ``folder`` and returns it; ``present(plan, folder, exp,
+    result)`` returns the report section and summary lines from the result object.
+    """
+
+    name: str
+    title: str
+    compute: Callable[[RunPlan, Path, Any], Any]
+    present: Callable[[RunPlan, Path, Any, Any], tuple[Section, list[SummaryItem]]]
+
+
+def _analysis_kwargs(
+    plan: RunPlan, folder: Path, *, posterior: bool = True, workers: bool = True
+) -> dict[str, Any]:
+    """What every section passes its analysis: the run's seed, posterior, overwrite and
+    workers; ``folder`` for checkpoints (the call, not `tregsim run`, goes in its manifest)."""
+    kw: dict[str, Any] = {"seed": plan.seed, "out_dir": folder, "overwrite": plan.overwrite}
+    if posterior:
+        kw["posterior"] = plan.posterior
+    if workers:
+        kw["workers"] = plan.workers
+    return kw
+
+
+def fmt_list(xs) -> str:
+    return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in xs)
+
 
 TITLES = {
     "cohort": "Virtual cohort per arm",
@@ -39,12 +76,6 @@ SENSITIVITY_PATIENTS = 16
 """Fixed virtual patients per sensitivity design point (``tregsim sensitivity`` default)."""
 
 
-def _read_csv(path: Path):
-    import pandas as pd
-
-    return pd.read_csv(path, comment="#")
-
-
 def _endpoint_months(exp) -> list[float]:
     months = [float(m) for m in exp.visit_months]
     chosen = [m for m in (12.0, 24.0) if m in months]
@@ -60,6 +91,9 @@ def _phi_text(exp) -> str:
     if p is None:
         return "its model value"
     prior = f" (prior {p.prior.describe()})" if p.prior is not None else ""
+    overrides = getattr(exp, "parameter_overrides", None) or {}
+    if "phi" in overrides:
+        return f"{overrides['phi']:g} (overridden; model default {p.value:g}{prior})"
     return f"the model default {p.value:g}{prior}"
 
 
@@ -74,18 +108,20 @@ def _pct(x: float) -> str:
 # --------------------------------------------------------------------------------------------
 # cohort
 # --------------------------------------------------------------------------------------------
-def _cohort_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
-    return [
-        str(plan.experiment),
-        "--n", str(plan.n_patients),
-        "--seed", str(plan.seed),
-        "--out", str(folder),
-        *(["--posterior", plan.posterior] if plan.posterior else []),
-    ]  # fmt: skip
+def _cohort_compute(plan: RunPlan, folder: Path, exp):
+    from tregsim.cohort import cohort_study
+
+    res = cohort_study(
+        exp,
+        n=plan.n_patients,
+        **_analysis_kwargs(plan, folder),
+    )
+    res.save(folder)
+    return res
 
 
-def _cohort_collect(plan: RunPlan, folder: Path, exp):
-    df = _read_csv(folder / "summary.csv")
+def _cohort_present(plan: RunPlan, folder: Path, exp, res):
+    df = res.summary_frame()
     months = _endpoint_months(exp)
     ctrl = exp.control_arm
     numbers, arm_txt, eff_txt = [], [], []
@@ -142,8 +178,7 @@ def _cohort_collect(plan: RunPlan, folder: Path, exp):
         "diff_q95_nmol_L": "paired Δ, 95th percentile (nmol/L)",
     }
     tab = df[list(keep)].rename(columns=keep)
-    man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    acc = man.get("results", {}).get("acceptance_rate")
+    acc = res.acceptance_rate
     section = Section(
         TITLES["cohort"],
         f"{plan.n_patients:,} virtual patients, each simulated in every arm (the same patient "
@@ -174,18 +209,16 @@ def _cohort_collect(plan: RunPlan, folder: Path, exp):
 # --------------------------------------------------------------------------------------------
 # natural history
 # --------------------------------------------------------------------------------------------
-def _nh_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
-    return [
-        "natural-history",
-        str(plan.experiment),
-        "--seed", str(plan.seed),
-        "--out", str(folder),
-        *(["--posterior", plan.posterior] if plan.posterior else []),
-    ]  # fmt: skip
+def _nh_compute(plan: RunPlan, folder: Path, exp):
+    from tregsim.natural_history import natural_history_check
+
+    nh = natural_history_check(exp, **_analysis_kwargs(plan, folder, workers=False))
+    nh.save(folder, exp)
+    return nh
 
 
-def _nh_collect(plan: RunPlan, folder: Path, exp):
-    df = _read_csv(folder / "natural_history.csv")
+def _nh_present(plan: RunPlan, folder: Path, exp, nh):
+    df = nh.frame()
     allg = df[df["age_group"] == "all"]
     numbers, txt = [], []
     for m in _endpoint_months(exp):
@@ -272,22 +305,23 @@ def _power_grid(plan: RunPlan, exp) -> list[int]:
     return sorted(grid)
 
 
-def _power_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
-    return [
-        str(plan.experiment),
-        "--n-per-arm", _fmt_list(_power_grid(plan, exp)),
-        "--trials", str(plan.n_trials),
-        "--seed", str(plan.seed),
-        "--out", str(folder),
-        *(["--effect-phi", repr(plan.effect_phi)] if plan.effect_phi is not None else []),
-        *(["--posterior", plan.posterior] if plan.posterior else []),
-    ]  # fmt: skip
+def _power_compute(plan: RunPlan, folder: Path, exp):
+    from tregsim.trial.study import power_study
+
+    study = power_study(
+        exp,
+        n_per_arm=_power_grid(plan, exp),
+        trials=plan.n_trials,
+        effect_phi=plan.effect_phi,
+        **_analysis_kwargs(plan, folder),
+    )
+    study.save(folder)
+    return study
 
 
-def _power_collect(plan: RunPlan, folder: Path, exp):
-    df = _read_csv(folder / "power.csv")
-    man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    test = man["settings"]["tests"][0]
+def _power_present(plan: RunPlan, folder: Path, exp, study):
+    df = study.frame()
+    test = study.primary_test
     planned = _planned_n(exp) or int(df["n_per_arm"].min())
     grid_max = int(df["n_per_arm"].max())
     numbers, txt = [], []
@@ -310,7 +344,7 @@ def _power_collect(plan: RunPlan, folder: Path, exp):
                 "95 % Monte-Carlo interval",
             )
         )
-        n80 = man.get("summary", {}).get(curve, {}).get("n_per_arm_for_80pct")
+        n80 = study.summary.get(curve, {}).get("n_per_arm_for_80pct")
         numbers.append(
             KeyNumber(
                 f"N per arm for 80 % {what}",
@@ -334,7 +368,7 @@ def _power_collect(plan: RunPlan, folder: Path, exp):
         f"power_{test}_mc_high": "Monte-Carlo 95 % high (fraction)",
         "mean_true_effect_percent_auc_plus_1": "mean true effect (% of AUC+1)",
     }
-    for t in man["settings"]["tests"][1:]:
+    for t in study.tests[1:]:
         keep[f"power_{t}"] = f"power, {t} (fraction)"
     tab = df[[c for c in keep if c in df.columns]].rename(columns=keep)
     endpoint = str(df["endpoint"].iloc[0])
@@ -363,20 +397,21 @@ def _power_collect(plan: RunPlan, folder: Path, exp):
 # --------------------------------------------------------------------------------------------
 # sweep
 # --------------------------------------------------------------------------------------------
-def _sweep_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
-    return [
-        str(plan.experiment),
-        "--grid", "dose_per_kg=" + _fmt_list(plan.sweep_doses),
-        "--grid", "infusion_day=" + _fmt_list(plan.sweep_days),
-        "--n", str(min(plan.n_patients, SWEEP_MAX_PATIENTS)),
-        "--seed", str(plan.seed),
-        "--out", str(folder),
-        *(["--posterior", plan.posterior] if plan.posterior else []),
-    ]  # fmt: skip
+def _sweep_compute(plan: RunPlan, folder: Path, exp):
+    from tregsim.explore.sweep import sweep_study
+
+    res = sweep_study(
+        exp,
+        ["dose_per_kg=" + fmt_list(plan.sweep_doses), "infusion_day=" + fmt_list(plan.sweep_days)],
+        n=min(plan.n_patients, SWEEP_MAX_PATIENTS),
+        **_analysis_kwargs(plan, folder),
+    )
+    res.save(folder)
+    return res
 
 
-def _sweep_collect(plan: RunPlan, folder: Path, exp):
-    df = _read_csv(folder / "sweep.csv")
+def _sweep_present(plan: RunPlan, folder: Path, exp, res):
+    df = res.table
     col = "delta_cpeptide_12mo_median_nmol_L"
     best = df.loc[df[col].idxmax()]
     worst = df.loc[df[col].idxmin()]
@@ -439,18 +474,21 @@ def _sweep_collect(plan: RunPlan, folder: Path, exp):
 # --------------------------------------------------------------------------------------------
 # sensitivity
 # --------------------------------------------------------------------------------------------
-def _sens_argv(plan: RunPlan, folder: Path, exp) -> list[str]:
-    return [
-        str(plan.experiment),
-        "--n", str(plan.sensitivity_n),
-        "--patients", str(SENSITIVITY_PATIENTS),
-        "--seed", str(plan.seed),
-        "--out", str(folder),
-    ]  # fmt: skip
+def _sens_compute(plan: RunPlan, folder: Path, exp):
+    from tregsim.explore.sensitivity import sensitivity_study
+
+    res = sensitivity_study(
+        exp,
+        n=plan.sensitivity_n,
+        patients=SENSITIVITY_PATIENTS,
+        **_analysis_kwargs(plan, folder, posterior=False),
+    )
+    res.save(folder)
+    return res
 
 
-def _sens_collect(plan: RunPlan, folder: Path, exp):
-    df = _read_csv(folder / "indices.csv")
+def _sens_present(plan: RunPlan, folder: Path, exp, res):
+    df = res.to_frame()
     index = "ST" if "ST" in df.columns else "mu_star"
     sub = df[(df["output"] == "delta_cpeptide") & (df["month"] == 12)]
     if sub.empty:  # no 12-month visit: the last month
@@ -515,12 +553,13 @@ def _sens_collect(plan: RunPlan, folder: Path, exp):
     return section, [SummaryItem("What drives the result", text)]
 
 
-register_section(SectionSpec("cohort", TITLES["cohort"], "cohort", _cohort_argv, _cohort_collect))
-register_section(
-    SectionSpec("natural_history", TITLES["natural_history"], "check", _nh_argv, _nh_collect, False)
-)
-register_section(SectionSpec("power", TITLES["power"], "power", _power_argv, _power_collect))
-register_section(SectionSpec("sweep", TITLES["sweep"], "sweep", _sweep_argv, _sweep_collect))
-register_section(
-    SectionSpec("sensitivity", TITLES["sensitivity"], "sensitivity", _sens_argv, _sens_collect)
-)
+SECTIONS: dict[str, SectionSpec] = {
+    "cohort": SectionSpec("cohort", TITLES["cohort"], _cohort_compute, _cohort_present),
+    "natural_history": SectionSpec(
+        "natural_history", TITLES["natural_history"], _nh_compute, _nh_present
+    ),
+    "power": SectionSpec("power", TITLES["power"], _power_compute, _power_present),
+    "sweep": SectionSpec("sweep", TITLES["sweep"], _sweep_compute, _sweep_present),
+    "sensitivity": SectionSpec("sensitivity", TITLES["sensitivity"], _sens_compute, _sens_present),
+}
+"""Every section ``tregsim run`` knows, by name (report order: :data:`SECTION_ORDER`)."""

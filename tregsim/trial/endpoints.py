@@ -19,9 +19,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy import special, stats
 
-RESPONDER_THRESHOLD_NMOL_L = 0.2
-"""MMTT AUC mean C-peptide ≥ 0.2 nmol/L: the 'clinically meaningful residual function' cut-off
-(DCCT; Palmer et al., Diabetes 2004;53:250, doi:10.2337/diabetes.53.1.250)."""
+from tregsim.units import RESPONDER_THRESHOLD_NMOL_L
 
 
 @dataclass(frozen=True)

@@ -144,13 +144,13 @@ def parse_grid(text: str) -> np.ndarray:
     except ValueError as e:
         raise ArgumentError(
             f"cannot read the N grid {text!r}",
-            field="--n-per-arm",
+            field="n_per_arm",
             fix="write start:stop:step (e.g. 5:60:5) or a comma list (10,20,40)",
         ) from e
     if grid.size == 0 or np.any(grid < 2):
         raise ArgumentError(
             f"N grid {text!r} is empty or has N < 2",
-            field="--n-per-arm",
+            field="n_per_arm",
             fix="use N ≥ 2 per arm",
         )
     return grid

@@ -12,8 +12,8 @@ ln(y_T+1) − ln(y_C+1), noise-free, at the endpoint). The solver steps each pat
 so the analysed outcomes do not depend on which patients share a batch.
 
 Observation: MMTT 2-h AUC mean C-peptide, nmol/L, through
-:func:`tregsim.observe.observe_cpeptide` with the model observable's noise model (log-normal
-``log y = log μ + ε``, ε ~ N(0, σ²), σ = model parameter ``sigma``; MODEL.md), at the
+:func:`tregsim.observe.observe` with the model observable's noise model (log-normal
+``y = μ·exp(ε)``, ε ~ N(0, σ²), σ = model parameter ``sigma``; docs/model_spec.md), at the
 baseline visit and at the endpoint; a value below LLOQ (model parameter ``LLOQ``,
 0.017 nmol/L) is censored and set to LLOQ/2 for the analysis (a common substitution; the TrialNet
 ln(AUC+1) scale makes the choice nearly immaterial). An enrolled patient drops out (no
@@ -35,7 +35,7 @@ import numpy as np
 
 from tregsim import rng as _rng
 from tregsim.errors import ArgumentError
-from tregsim.observe import observe_cpeptide
+from tregsim.observe import draw_standard_normals, observe
 from tregsim.trial import allocation as _alloc
 from tregsim.trial.design import TrialData
 
@@ -43,20 +43,6 @@ POOL_FACTOR = 4
 """Screened patients per enrolled patient slot under non-randomized allocation (before any
 doubling): 4·N_max screened leave each arm ≥ N_max with overwhelming probability for
 |β| ≤ 1; the pool doubles deterministically until every replicate fills both arms."""
-
-
-class _Drawn:
-    """Feeds pre-drawn standard normals to :func:`tregsim.observe.observe_cpeptide`.
-
-    The normals come from :func:`tregsim.rng.draw` by absolute patient index, so the noise of
-    patient i does not depend on the chunk that simulates it.
-    """
-
-    def __init__(self, z: np.ndarray):
-        self._z = z
-
-    def standard_normal(self, shape) -> np.ndarray:
-        return self._z.reshape(shape)
 
 
 def _subset_population(pop, idx: np.ndarray):
@@ -167,15 +153,19 @@ def trial_chunk(
     mu = np.where(arm[:, :, None], mu_t, mu_c)
     failed = ~np.isfinite(mu).all(axis=2)
     idx = (start * e, stop * e)
-    z = _rng.draw(seed, "trial.assay", *idx, lambda g, k: g.standard_normal((k, 2)))
+    z = draw_standard_normals(seed, "trial.assay", *idx, (2,))  # baseline, endpoint
     u = _rng.draw(seed, "trial.dropout", *idx, lambda g, k: g.random(k))
     obs = exp.model.spec.observables["cpeptide"]
     sigma = np.asarray(pop.params[obs.sigma], dtype=float).reshape(n, e, 1)
     lloq = np.asarray(pop.params[obs.lloq], dtype=float).reshape(n, e, 1)
-    y, censored = observe_cpeptide(
-        np.where(failed[:, :, None], 1.0, mu), _Drawn(z), sigma, lloq=lloq, noise=obs.noise
+    y, _ = observe(
+        np.where(failed[:, :, None], 1.0, mu),
+        z.reshape(n, e, 2),
+        sigma,
+        lloq=lloq,
+        noise=obs.noise,
+        below="half_lloq",
     )
-    y = np.where(censored, lloq / 2, y)
     y = np.where(failed[:, :, None], np.nan, y)
     endpoint = np.where(u.reshape(n, e) < dropout, np.nan, y[:, :, 1])
     with np.errstate(invalid="ignore"):

@@ -1,23 +1,65 @@
-"""Typed reading of TOML tables with errors that name the file, the dotted field and the fix.
+"""The one schema validator for every TOML file tregsim reads (models, experiments,
+calibration configurations).
 
-Used by the experiment loader and the covariate / eligibility parsers. Every reader rejects
-unknown keys and lists the valid ones.
+A :class:`Table` wraps a TOML table at a dotted path of a file and reads typed values from it
+(number, integer, string, boolean, lists, sub-tables), range-checked; :class:`Field`
+declarations (type, required, default, range, choices) validate a whole table at once with
+:meth:`Table.fields`. Every error has the same shape, ``file: [field] problem; fix: …``, and
+the error class of the file kind (:class:`~tregsim.errors.ModelFileError`,
+:class:`~tregsim.errors.ExperimentFileError`, :class:`~tregsim.errors.ConfigFileError`).
+Unknown keys are rejected with the valid ones listed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from tregsim.errors import ExperimentFileError
+from tregsim.errors import ExperimentFileError, TregsimError
+
+_TYPE_NAMES = {
+    int: "integer",
+    float: "number",
+    str: "string",
+    bool: "boolean",
+    list: "list",
+    dict: "table",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """Declaration of one key of a table.
+
+    type : ``int``, ``float`` (ints accepted), ``str``, ``bool``, ``list`` or ``dict``.
+    required : the key must be present; otherwise ``default`` is used.
+    lo, hi : inclusive range of a number; choices : allowed strings.
+    """
+
+    type: type
+    required: bool = False
+    default: object = None
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] | None = None
+    unit: str = ""
 
 
 class Table:
-    """A TOML table being validated: ``data`` at dotted path ``field`` of ``file``."""
+    """A TOML table being validated: ``data`` at dotted path ``field`` of ``file``; errors
+    are raised as ``error_class`` (default :class:`~tregsim.errors.ExperimentFileError`)."""
 
-    def __init__(self, data: object, file: object, field: str):
+    def __init__(
+        self,
+        data: object,
+        file: object,
+        field: str,
+        error_class: type[TregsimError] = ExperimentFileError,
+    ):
         self.file = file
         self.field = field
+        self.error_class = error_class
         if not isinstance(data, dict):
             raise self.error(
                 f"expected a table, got {type(data).__name__} {data!r}",
@@ -26,9 +68,54 @@ class Table:
         self.data = data
 
     def error(self, problem: str, *, key: str | None = None, fix: str | None = None):
-        return ExperimentFileError(problem, file=self.file, field=self.sub(key), fix=fix)
+        return self.error_class(problem, file=self.file, field=self.sub(key), fix=fix)
+
+    def fields(
+        self, schema: Mapping[str, Field], *, elsewhere: Mapping[str, str] | None = None
+    ) -> dict:
+        """Validate the table against ``schema`` (key → :class:`Field`): unknown keys (with
+        ``elsewhere[key]`` as the fix when the key belongs to another kind of file), missing
+        required keys, types, ranges, choices. Returns key → value (defaults filled in)."""
+        for k in self.data:
+            if k not in schema:
+                if elsewhere and k in elsewhere:
+                    raise self.error(f"key {k!r} is not used here", key=k, fix=elsewhere[k])
+                raise self.error(
+                    f"unknown key {k!r}", key=k, fix=f"use one of: {', '.join(sorted(schema))}"
+                )
+        out = {}
+        for k, f in schema.items():
+            if k not in self.data:
+                if f.required:
+                    raise self.error(
+                        f"missing required key {k!r}",
+                        key=k,
+                        fix=f"add `{k} = ...` to [{self.field or 'top level'}]",
+                    )
+                out[k] = f.default
+                continue
+            v = self.data[k]
+            if f.type is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, f.type) or (f.type in (int, float) and isinstance(v, bool)):
+                name = _TYPE_NAMES.get(f.type, f.type.__name__)
+                raise self.error(
+                    f"expected a {name}, got {type(v).__name__} {v!r}",
+                    key=k,
+                    fix=f"give a {name}",
+                )
+            if f.type in (int, float) and (f.lo is not None or f.hi is not None):
+                v = self._check_number(v, k, f.lo, f.hi, False, f.unit)
+                v = int(v) if f.type is int else v
+            if f.choices is not None and v not in f.choices:
+                raise self.error(
+                    f"unknown value {v!r}", key=k, fix=f"use one of: {', '.join(f.choices)}"
+                )
+            out[k] = v
+        return out
 
     def sub(self, key: str | None) -> str:
+        """Dotted path of ``key`` inside this table."""
         if key is None:
             return self.field
         return f"{self.field}.{key}" if self.field else key
@@ -59,8 +146,8 @@ class Table:
                     key=key,
                     fix=f"add a [{self.sub(key)}] section",
                 )
-            return Table(default, self.file, self.sub(key))
-        return Table(self.data[key], self.file, self.sub(key))
+            return Table(default, self.file, self.sub(key), self.error_class)
+        return Table(self.data[key], self.file, self.sub(key), self.error_class)
 
     def number(
         self,

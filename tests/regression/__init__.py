@@ -1,0 +1,1 @@
+"""Regression of the quick run's CSV outputs (see docs/regression.md)."""

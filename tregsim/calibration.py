@@ -1,0 +1,173 @@
+"""Calibration as one analysis: :func:`calibration_study` → :class:`Calibration`.
+
+A thin result wrapper over the calibration package (:func:`tregsim.calibrate.pipeline.calibrate`
+for NPE, :func:`tregsim.calibrate.individual_run.calibrate_individual` for the individual-level
+likelihood; ``[method] kind`` of the config chooses). Both write their files (``posterior.nc``,
+tables, figures, ``manifest.json``) into the output folder while they run, because a posterior
+and its diagnostics are large; :meth:`Calibration.save` copies them elsewhere and
+:func:`load_calibration` reads a saved calibration back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tregsim.errors import ArgumentError
+
+
+@dataclass
+class Calibration:
+    """Result of :func:`calibration_study`.
+
+    kind : ``"npe"`` or ``"likelihood"``; out : the folder the calibration wrote;
+    result : the package's result (``CalibrationResult`` or ``IndividualRunResult``).
+    """
+
+    kind: str
+    out: Path
+    result: Any
+    method: dict | None = None  # the config's [method] table
+
+    @property
+    def posterior_path(self) -> Path:
+        return self.out / "posterior.nc"
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """The calibration's folder at ``out_dir`` (a copy unless it was written there)."""
+        target = Path(out_dir)
+        if target.resolve() != self.out.resolve():
+            shutil.copytree(self.out, target, dirs_exist_ok=True)
+        return target
+
+    def report_lines(self) -> list[str]:
+        """What ``tregsim calibrate`` prints: the posterior summary and diagnostics."""
+        if self.kind == "npe":
+            return _npe_lines(self.result)
+        return _likelihood_lines(self.result, self.method)
+
+
+def calibration_study(
+    config: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    budget: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    diagnostics: bool = True,
+    argv: list[str] | None = None,
+) -> Calibration:
+    """Calibrate the config's parameters into ``out_dir``.
+
+    budget : NPE simulations (≥ 50; default the config's); diagnostics : NPE SBC and
+    posterior-predictive checks. Both are NPE options: a likelihood config refuses them.
+    """
+    from tregsim.calibrate.config import load_config
+
+    cfg = load_config(config)
+    if cfg.kind == "likelihood":
+        from tregsim.calibrate.individual_run import calibrate_individual
+
+        for name, given in (("budget", budget is not None), ("diagnostics", not diagnostics)):
+            if given:
+                raise ArgumentError(
+                    f"{name} is an NPE option; {cfg.path.name} has method.kind = 'likelihood'",
+                    field=name,
+                    fix="set [method] n_steps in the config instead"
+                    if name == "budget"
+                    else "drop it",
+                )
+        res = calibrate_individual(cfg, out_dir, seed=seed, progress=progress, command_line=argv)
+        return Calibration("likelihood", Path(res.out), res, dict(cfg.method))
+    from tregsim.calibrate.pipeline import calibrate
+
+    if budget is not None and budget < 50:
+        raise ArgumentError(
+            f"budget {budget} is too small",
+            field="budget",
+            fix="give at least 50 simulations (1,000+ for a usable posterior)",
+        )
+    res = calibrate(
+        cfg,
+        out_dir,
+        budget=budget,
+        seed=seed,
+        progress=progress,
+        diagnostics=diagnostics,
+        command_line=argv,
+    )
+    return Calibration("npe", Path(res.out), res)
+
+
+def load_calibration(out_dir: str | os.PathLike) -> dict:
+    """A saved calibration: ``{"posterior": name → (n_draws,) draws, "manifest": {...}}``."""
+    import numpy as np
+    import xarray as xr
+
+    from tregsim.results import read_manifest
+
+    out = Path(out_dir)
+    with xr.open_dataset(out / "posterior.nc", group="posterior", engine="h5netcdf") as ds:
+        draws = {k: np.asarray(v.values, dtype=float).reshape(-1) for k, v in ds.data_vars.items()}
+    return {"posterior": draws, "manifest": read_manifest(out)}
+
+
+def _npe_lines(res: Any) -> list[str]:
+    lines = [f"posterior: {res.out / 'posterior.nc'}"]
+    for _, r in res.contraction.iterrows():
+        lines.append(
+            f"  {r['parameter']:>13s} [{r['unit']}]: mean {r['posterior_mean']:.4g}, "
+            f"90% [{r['posterior_q05']:.4g}, {r['posterior_q95']:.4g}], "
+            f"contraction {r['contraction']:.2f}"
+        )
+    if res.sbc_coverage is not None:
+        for _, r in res.sbc_coverage.iterrows():
+            lines.append(
+                f"  SBC {r['parameter']:>13s}: coverage50 {r['coverage_50']:.2f}, "
+                f"coverage90 {r['coverage_90']:.2f}"
+            )
+        lines.append(
+            "  predictive 95% inside: "
+            + ", ".join(f"{k} {v}" for k, v in res.info["predictive_inside_95"].items())
+        )
+    lines.append("  timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.timings_s.items()))
+    return lines
+
+
+def _likelihood_lines(res: Any, m: dict | None) -> list[str]:
+    import math
+
+    lines = [
+        f"posterior: {res.out / 'posterior.nc'} ({res.n_participants} participants, "
+        f"{res.n_visits} visits, {res.n_censored} below the LLOQ)"
+    ]
+    head = ("MAP", "mean", "SD", "q05", "q95", "τ (steps)")
+    lines.append(f"  {'parameter':<13s} {'unit':<11s}" + "".join(f"{h:>11s}" for h in head))
+    for _, r in res.table.iterrows():
+        vals = [r[k] for k in ("map", "posterior_mean", "posterior_sd", "q05", "q95")]
+        lines.append(
+            f"  {r['parameter']:<13s} {r['unit']:<11s}"
+            + "".join(f"{v:>11.4g}" for v in vals)
+            + f"{r['autocorr_time_steps']:>11.0f}"
+        )
+    near = int((res.starts_logpost >= res.map_logpost - 0.1).sum())
+    lines.append(
+        f"  MAP log posterior {res.map_logpost:.2f}: {near}/{len(res.starts_logpost)} "
+        "starts within 0.1 of it"
+    )
+    ratio = res.kept_steps_per_tau
+    note = "" if math.isfinite(ratio) and ratio >= 50 else " (< 50: run more steps)"
+    if m is not None:
+        lines.append(
+            f"  emcee: {m['n_walkers']} walkers x {m['n_steps']} steps (burn {m['burn']}, "
+            f"thin {m['thin']}), acceptance {res.acceptance:.2f}, "
+            f"steps after burn-in / max τ = {ratio:.0f}{note}"
+        )
+    lines.append(
+        "  timings (s): "
+        + ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in res.timings_s.items())
+    )
+    return lines
