@@ -10,7 +10,7 @@ from scipy import integrate, stats
 from tregsim import load_model
 from tregsim.errors import DataFileError
 from tregsim.experiment import load_experiment
-from tregsim.posterior import load_posterior, sample_theta
+from tregsim.posterior import load_posterior
 from tregsim.twin import (
     BaselinePrior,
     FastingModel,
@@ -18,7 +18,7 @@ from tregsim.twin import (
     TwinRecords,
     load_twin_prediction,
     read_twin_records,
-    twin_for_experiment,
+    twin_study,
 )
 from tregsim.units import DAYS_PER_MONTH
 
@@ -126,8 +126,9 @@ def test_twin_agrees_with_brute_force_conditioning(exp):
     prior = BaselinePrior.from_experiment(exp)
     age, tb, y0 = 25.0, 60.0, 0.55
     n = 24000
-    th = sample_theta(post, n, seed=11)
     g = np.random.default_rng(5)
+    pick = g.integers(0, len(post["sigma"]), n)
+    th = {k: v[pick] for k, v in post.items()}
     om = th["omega_lambda"]
     mu0, sd0 = prior(np.array([age]))
     b = np.exp(mu0[0] + sd0[0] * g.standard_normal(n))
@@ -172,7 +173,7 @@ def test_prediction_is_monotone_in_baseline(twin):
 
 def test_save_and_load_round_trip(tmp_path, exp):
     rec = TwinRecords.from_baseline([0.4, 0.9], [11.0, 33.0], [60.0, 60.0], ids=["a", "b"])
-    p = twin_for_experiment(exp, rec, n_draws=32, seed=1)
+    p = twin_study(exp, rec, n_draws=32, seed=1)
     p.save(tmp_path)
     q = load_twin_prediction(tmp_path)
     assert list(q.ids) == ["a", "b"]
@@ -183,7 +184,8 @@ def test_save_and_load_round_trip(tmp_path, exp):
     import json
 
     man = json.loads((tmp_path / "manifest.json").read_text())
-    assert man["command"] == "twin" and man["summary"]["n_participants"] == 2
+    assert man["command"] == "twin" and man["results"]["n_participants"] == 2
+    assert man["inputs"]["posterior"]["sha256"] and man["call"]["function"].endswith("twin_study")
     header = (tmp_path / "twin_predictions.csv").read_text().splitlines()[0]
     assert "pred_mean_ln_auc_plus_1" in header and "days_since_diagnosis" in header
 

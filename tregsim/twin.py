@@ -42,6 +42,7 @@ from scipy import special
 
 from tregsim import rng as _rng
 from tregsim.errors import ArgumentError, DataFileError
+from tregsim.results import SHIPPED
 from tregsim.units import DAYS_PER_MONTH
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -259,6 +260,7 @@ class TwinPrediction:
     ess: np.ndarray
     min_ess: float = MIN_ESS
     info: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
 
     @property
     def ess_low(self) -> np.ndarray:
@@ -293,36 +295,55 @@ class TwinPrediction:
         cols["ess_low"] = np.repeat(self.ess_low, V)
         return pd.DataFrame(cols)
 
-    def save(self, out_dir, *, manifest: dict | None = None, inputs: dict | None = None) -> Path:
-        """Write ``twin_predictions.csv`` and ``manifest.json`` into ``out_dir`` (atomic).
+    def save(self, out_dir) -> Path:
+        """Write ``twin_predictions.csv`` and then ``manifest.json`` (when the result has one,
+        e.g. from :func:`twin_study`) into ``out_dir``, atomically."""
+        from tregsim.io import atomic_path
+        from tregsim.results import ensure_output_dir, write_manifest
 
-        manifest : the caller's manifest (e.g. the CLI's) to complete; otherwise one is built
-        with ``inputs`` (role → path) hashed.
-        """
-        from tregsim.io import atomic_path, build_manifest, write_json
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = ensure_output_dir(out_dir)
         with atomic_path(out / PREDICTION_FILE) as tmp:
             self.table().to_csv(tmp, index=False, float_format="%.10g")
-        if manifest is None:
-            manifest = build_manifest(
-                command="twin", seed=self.info.get("seed"), inputs=inputs, settings={}
-            )
-        manifest = dict(manifest)
-        manifest["twin"] = {
+        man = dict(self.manifest) if self.manifest else {"command": "twin"}
+        man["twin"] = {
             "schema_version": SCHEMA_VERSION,
             "levels": list(self.levels),
             "min_ess": self.min_ess,
             **{k: v for k, v in self.info.items() if isinstance(v, str | int | float | list)},
         }
-        manifest["summary"] = {
+        man["results"] = {
             "n_participants": int(self.ids.size),
             "n_ess_low": int(self.ess_low.sum()),
             "median_ess": float(np.median(self.ess)),
         }
-        write_json(out / "manifest.json", manifest)
+        write_manifest(out, man)
         return out
+
+    def report_lines(self, n_show: int = 5) -> list[str]:
+        """A short summary: the last visit of the first participants, ESS, flags."""
+        last = len(self.months) - 1
+        lines = []
+        for i in range(min(self.ids.size, n_show)):
+            q = self.quantiles[i, last]
+            lines.append(
+                f"{self.ids[i]}: month {self.months[last]:g} ln(AUC+1) {self.mean[i, last]:.3f} "
+                f"(90 % {q[0]:.3f}–{q[-1]:.3f}; median AUC {np.expm1(q[len(q) // 2]):.3f} "
+                f"nmol/L), ESS {self.ess[i]:.0f}"
+            )
+        if self.ids.size > n_show:
+            lines.append(f"... {self.ids.size - n_show} more participants")
+        n_low = int(self.ess_low.sum())
+        lines.append(
+            f"{self.ids.size} participants, {self.info.get('n_draws')} draws each, median ESS "
+            f"{np.median(self.ess):.0f}"
+            + (
+                f"; {n_low} with ESS < {self.min_ess:g} (column ess_low: a baseline unusual "
+                "under the posterior; use more draws)"
+                if n_low
+                else ""
+            )
+        )
+        return lines
 
 
 def load_twin_prediction(out_dir) -> TwinPrediction:
@@ -358,6 +379,7 @@ def load_twin_prediction(out_dir) -> TwinPrediction:
         ess=df["ess"].to_numpy(float).reshape(P, V)[:, 0],
         min_ess=float(settings.get("min_ess", MIN_ESS)),
         info={k: v for k, v in settings.items() if k not in ("levels", "min_ess")},
+        manifest=man,
     )
 
 
@@ -390,8 +412,6 @@ class Twin:
         rtol: float = 1e-6,
         atol: float = 1e-9,
     ):
-        from tregsim.posterior import sample_theta
-
         if n_draws < 2:
             raise ArgumentError(
                 f"n_draws must be ≥ 2, got {n_draws}", field="n_draws", fix="use e.g. 512"
@@ -422,7 +442,12 @@ class Twin:
         self.model = model
         self.n_draws = int(n_draws)
         self.seed = int(seed)
-        th = sample_theta(theta_draws, self.n_draws, self.seed)
+        n_post = len(next(iter(theta_draws.values())))
+        # joint draws with replacement (correlations kept), stream "twin.theta"
+        pick = _rng.draw(
+            self.seed, "twin.theta", 0, self.n_draws, lambda g, k: g.integers(0, n_post, size=k)
+        )
+        th = {k: np.asarray(v, float)[pick] for k, v in theta_draws.items()}
         self.theta = {k: v for k, v in th.items() if k in names}
         self.baseline_draws = {k: th[k] for k in _BASELINE_NAMES} if has_base else None
         self.baseline_prior = baseline_prior
@@ -760,25 +785,86 @@ def predict_twin(
     return twin.predict(records, months=months, min_ess=min_ess)
 
 
-def twin_for_experiment(
-    exp, records: TwinRecords, *, posterior=None, n_draws: int = 512, seed: int = 0, months=None
-) -> TwinPrediction:
-    """The twin in an experiment's frame: its model, baseline distribution, fasting model and
-    visit months; population draws from ``posterior`` (a path; default the shipped one)."""
-    from tregsim.posterior import load_posterior
+def posterior_draws(posterior, model) -> tuple[dict, Path | None]:
+    """Population draws for a twin: the model's population / fixed parameters and, when the
+    file has them, the baseline prior ``mu_log_cpep0``/``sd_log_cpep0`` (records likelihood).
 
-    draws = load_posterior(posterior)
+    posterior : :data:`tregsim.results.SHIPPED`, a netCDF path, or ``None`` (refused: a twin
+    needs a posterior).
+    """
+    from tregsim.posterior import load_posterior
+    from tregsim.results import posterior_path
+
+    path = posterior_path(posterior)
+    if path is None:
+        raise ArgumentError(
+            "the twin needs a population posterior",
+            field="posterior",
+            fix="give a posterior.nc (default: the shipped natural-history posterior)",
+        )
+    raw = load_posterior(path)
+    spec = model.spec.parameters
+    keep = {
+        k: v
+        for k, v in raw.items()
+        if k in _BASELINE_NAMES or (k in spec and spec[k].role in ("population", "fixed"))
+    }
+    if not all(k in keep for k in _BASELINE_NAMES):
+        keep = {k: v for k, v in keep.items() if k not in _BASELINE_NAMES}
+    return keep, path
+
+
+def twin_study(
+    exp,
+    records,
+    *,
+    posterior=SHIPPED,
+    n_draws: int = 512,
+    seed: int = 0,
+    months=None,
+    argv: list[str] | None = None,
+) -> TwinPrediction:
+    """Each participant's twin in an experiment's frame: its model, baseline distribution and
+    fasting model, visits at its months (or ``months``) after each participant's baseline.
+
+    records : :class:`TwinRecords` or a data file (:func:`read_twin_records`).
+    posterior : :data:`tregsim.results.SHIPPED` (default) or a netCDF path; ``None`` is refused
+        (a twin needs population draws).
+    argv : the command line that asked for it (``None``: the call is recorded).
+    The result carries its manifest (inputs with hashes, the call, settings).
+    """
+    from tregsim.cohort import start_analysis
+
+    extra = {}
+    if not isinstance(records, TwinRecords):
+        extra["data"] = Path(records)
+        records = read_twin_records(records)
+    draws, post_file = posterior_draws(posterior, exp.model)
+    extra["posterior"] = post_file
+    months = exp.visit_months if months is None else np.asarray(months, float)
+    st = start_analysis(
+        exp,
+        command="twin",
+        function="tregsim.twin.twin_study",
+        seed=seed,
+        arguments={"n_draws": int(n_draws), "months": [float(m) for m in months]},
+        settings={"n_draws": int(n_draws), "months": [float(m) for m in months]},
+        use_posterior=False,
+        extra_inputs=extra,
+        argv=argv,
+    )
     pred = predict_twin(
         records,
         exp.model,
         draws,
-        months=exp.visit_months if months is None else months,
+        months=months,
         n_draws=n_draws,
         seed=seed,
         baseline_prior=BaselinePrior.from_experiment(exp),
         fasting=FastingModel.from_experiment(exp),
     )
-    pred.info.update({"experiment": Path(str(exp.path)).name})
+    pred.info.update({"posterior": post_file.name})
+    pred.manifest = st.finish(n_participants=records.n)
     return pred
 
 
@@ -802,11 +888,12 @@ def read_twin_records(path, *, lloq_nmol_l: float | None = None) -> TwinRecords:
 
     Raises :class:`DataFileError` naming the file, the line, the column and the fix.
     """
+    from tregsim import long_format as lf
     from tregsim.interop import nonmem as nm
     from tregsim.units import LLOQ_NMOL_L
 
     path = Path(path)
-    raw = nm._read_csv(path)
+    raw = lf.read_csv_table(path)
     raw.columns = [str(c).strip() for c in raw.columns]
     cols = list(raw.columns)
     if {"ID", "TIME", "DV"} <= set(cols):
@@ -824,13 +911,13 @@ def read_twin_records(path, *, lloq_nmol_l: float | None = None) -> TwinRecords:
                 "dose record in a twin file (the twin predicts routine care from "
                 "pre-randomization records)",
                 file=path,
-                field=f"line {nm._line(dose[0])}, column EVID",
+                field=f"line {lf.data_line(dose[0])}, column EVID",
                 fix="keep only the pre-randomization observation rows (EVID 0)",
             )
         _missing_rows(path, df, "AGE", "age (years)")
         long = nm.nonmem_to_long(df)
         fast = (
-            nm._numeric(df, "FCPEP", path)[(df["MDV"] == 0).to_numpy()].to_numpy(float)
+            lf.numeric_column(df, "FCPEP", path)[(df["MDV"] == 0).to_numpy()].to_numpy(float)
             if "FCPEP" in df.columns
             else np.full(len(long), np.nan)
         )
@@ -838,7 +925,7 @@ def read_twin_records(path, *, lloq_nmol_l: float | None = None) -> TwinRecords:
         lines = np.flatnonzero((df["MDV"] == 0).to_numpy())
         fcol = "FCPEP"
     else:
-        allowed = set(nm.LONG_COLUMNS) | set(TWIN_LONG_OPTIONAL)
+        allowed = set(lf.LONG_COLUMNS) | set(TWIN_LONG_OPTIONAL)
         _unknown_columns(path, cols, allowed, "long-format")
         missing = [c for c in ("id", "day", "cpeptide_nmol_l", "age") if c not in cols]
         if missing:
@@ -851,9 +938,11 @@ def read_twin_records(path, *, lloq_nmol_l: float | None = None) -> TwinRecords:
             )
         _missing_rows(path, raw, "cpeptide_nmol_l", "baseline MMTT C-peptide (nmol/L)")
         _missing_rows(path, raw, "age", "age (years)")
-        long = nm.validate_long(raw, file=path)
+        long = lf.validate_long(raw, file=path)
         if "fasting_cpeptide_pmol_l" in long.columns:
-            long["fasting_cpeptide_pmol_l"] = nm._numeric(long, "fasting_cpeptide_pmol_l", path)
+            long["fasting_cpeptide_pmol_l"] = lf.numeric_column(
+                long, "fasting_cpeptide_pmol_l", path
+            )
         else:
             long["fasting_cpeptide_pmol_l"] = np.nan
         lines = np.arange(len(long))
@@ -864,7 +953,7 @@ def read_twin_records(path, *, lloq_nmol_l: float | None = None) -> TwinRecords:
         raise DataFileError(
             f"fasting C-peptide must be > 0 pmol/L, got {f[bad[0]]!r}",
             file=path,
-            field=f"line {nm._line(lines[bad[0]])}, column {fcol}",
+            field=f"line {lf.data_line(lines[bad[0]])}, column {fcol}",
             fix="give the fasting C-peptide in pmol/L, or leave it empty when not measured",
         )
     y = long["cpeptide_nmol_l"].to_numpy(float)
@@ -873,7 +962,7 @@ def read_twin_records(path, *, lloq_nmol_l: float | None = None) -> TwinRecords:
         raise DataFileError(
             "C-peptide 0 nmol/L is not a measurement",
             file=path,
-            field=f"line {nm._line(lines[zero[0]])}, column {'DV' if fcol == 'FCPEP' else 'cpeptide_nmol_l'}",
+            field=f"line {lf.data_line(lines[zero[0]])}, column {'DV' if fcol == 'FCPEP' else 'cpeptide_nmol_l'}",
             fix="below the LLOQ give the LLOQ (0.017 nmol/L) with censored = 1",
         )
     ids, first = np.unique(long["id"].to_numpy(str), return_index=True)
@@ -915,7 +1004,7 @@ def _unknown_columns(path, cols, allowed, kind):
 
 
 def _missing_rows(path, df, col, what):
-    from tregsim.interop import nonmem as nm
+    from tregsim.long_format import data_line
 
     if col not in df.columns:
         return
@@ -926,6 +1015,6 @@ def _missing_rows(path, df, col, what):
         raise DataFileError(
             f"missing {what}",
             file=path,
-            field=f"line {nm._line(miss[0])}, column {col}",
+            field=f"line {data_line(miss[0])}, column {col}",
             fix=f"fill in the {what} on every row, or remove the row",
         )
