@@ -7,42 +7,19 @@ randomization the test keeps its level whatever the prediction's quality; the re
 variance, and with it the sample size, shrinks by 1 − ρ² where ρ is the partial correlation of
 prediction and outcome beyond the other covariates.
 
-The analysis is the batched OLS of :func:`tregsim.trial.endpoints.ancova` (one linear solve for
-R replicate trials): ln(AUC_m + 1) on arm, ln(AUC_0 + 1), age and the prediction.
+The analysis, :func:`tregsim.trial.endpoints.ancova_prognostic` (re-exported here), is the
+batched OLS of :func:`tregsim.trial.endpoints.ancova` (one linear solve for R replicate trials):
+ln(AUC_m + 1) on arm, ln(AUC_0 + 1), age and the prediction. This module adds the statistics
+that measure a prognostic score on data (partial correlation, residual SD).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tregsim.trial.endpoints import AnalysisResult, ancova, log1p_auc
+from tregsim.trial.endpoints import ancova_prognostic
 
-
-def ancova_prognostic(
-    endpoint_auc_nmol_l: np.ndarray,
-    baseline_auc_nmol_l: np.ndarray,
-    age_years: np.ndarray,
-    prognostic_ln_auc_plus_1: np.ndarray,
-    arm: np.ndarray,
-    *,
-    include: np.ndarray | None = None,
-    alpha: float = 0.05,
-) -> AnalysisResult:
-    """ANCOVA of ln(AUC+1) at the endpoint on arm, ln(baseline AUC+1), age and the prognostic
-    score (the twin's predicted control-arm ln(AUC+1) at the endpoint visit).
-
-    All arrays (R, n): C-peptide in nmol/L (MMTT 2-h AUC mean), age in years, prognostic score
-    on the ln(AUC+1) scale; NaN in any of them drops the slot. ``result.estimate`` is the
-    adjusted treatment − control difference of ln(AUC+1), ``result.ratio`` the ratio of
-    adjusted geometric means of (AUC+1).
-    """
-    return ancova(
-        log1p_auc(endpoint_auc_nmol_l),
-        arm,
-        [log1p_auc(baseline_auc_nmol_l), age_years, prognostic_ln_auc_plus_1],
-        include=include,
-        alpha=alpha,
-    )
+__all__ = ["ancova_prognostic", "partial_correlation", "residual_sd"]
 
 
 def partial_correlation(y: np.ndarray, x: np.ndarray, covariates: np.ndarray) -> float:

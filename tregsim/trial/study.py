@@ -23,7 +23,15 @@ import numpy as np
 from tregsim.errors import ArgumentError
 from tregsim.results import SHIPPED, PosteriorArg, display_path
 
-TESTS = ("ancova", "welch", "pooled_t", "ranksum", "responder_0.2", "no_decline")
+TESTS = (
+    "ancova",
+    "ancova_prognostic",
+    "welch",
+    "pooled_t",
+    "ranksum",
+    "responder_0.2",
+    "no_decline",
+)
 """Analyses a power study can apply to every replicate trial."""
 
 DEFAULT_TESTS = ("ancova", "welch", "ranksum", "responder_0.2")
@@ -313,6 +321,13 @@ def _check_arguments(
         raise bad(
             "effect_phi", "effect_phi needs an experiment (model-based mode)", "use effect instead"
         )
+    if synthetic and "ancova_prognostic" in tests:
+        raise bad(
+            "tests",
+            "ancova_prognostic needs an experiment: its covariate is each participant's "
+            "mechanistic twin",
+            "drop ancova_prognostic, or give an experiment (model-based mode)",
+        )
     if effect_phi is not None and not effect_phi >= 0:
         raise bad(
             "effect_phi",
@@ -350,6 +365,7 @@ def power_study(
     beta_cpep: float = 0.5,
     dropout: float = 0.0,
     effect_patients: int = 16,
+    twin_draws: int = 256,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     workers: int | None = None,
@@ -381,6 +397,8 @@ def power_study(
     dropout : probability of no endpoint.
     effect_patients : model-based: true effect from the paired simulation of the first K
         enrolled patients (0 = all).
+    twin_draws : with ``ancova_prognostic``: posterior × individual draws of each
+        participant's twin (its prognostic score; docs/twin.md).
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     workers, scheduler, chunk_size : where and in what pieces the trials run (results do not
         depend on them).
@@ -424,6 +442,12 @@ def power_study(
         "no_assurance": not assurance,
         "effect_patients": None if synthetic else effect_patients,
     }
+    if "ancova_prognostic" in tests:
+        if twin_draws < 2:
+            raise ArgumentError(
+                f"twin_draws must be ≥ 2, got {twin_draws}", field="twin_draws", fix="use e.g. 256"
+            )
+        settings["twin_draws"] = int(twin_draws)
     st = start_analysis(
         exp,
         command="power",
@@ -456,10 +480,16 @@ def power_study(
         )
     else:
         common["endpoint"] = f"MMTT 2-h AUC mean C-peptide at month {endpoint_month:g}, {exp.name}"
+        twin = (
+            _twin_grid(exp, st.draws, twin_draws, seed, endpoint_month)
+            if "ancova_prognostic" in tests
+            else None
+        )
         curves = _model_curves(
             exp,
             ea,
             assurance,
+            twin=twin,
             n_trials=trials,
             n_max_per_arm=n_max,
             seed=seed,
@@ -474,6 +504,29 @@ def power_study(
             progress=progress,
         )
     return _study(curves, common, grid, tests, alpha, settings, manifest, progress)
+
+
+def _twin_grid(exp: Any, draws: dict | None, n_draws: int, seed: int, endpoint_month: float):
+    """The twin behind ``ancova_prognostic``: the analyst's posterior (the study's population
+    draws, or the model file's values), the experiment's baseline distribution, curves on an
+    age grid over the population's age range at the experiment's baseline day."""
+    from tregsim.twin import BaselinePrior, Twin, TwinGrid
+
+    model = exp.model
+    if not draws:
+        d = model.defaults()
+        draws = {
+            k: np.array([d[k]]) for k, p in model.spec.parameters.items() if p.role == "population"
+        }
+    twin = Twin(
+        model, draws, n_draws=n_draws, seed=seed, baseline_prior=BaselinePrior.from_experiment(exp)
+    )
+    from tregsim.population.distributions import AGE_LIMITS_YEARS
+
+    lo, hi = exp.population.age.support
+    lo, hi = max(float(lo), 0.5), min(float(hi), AGE_LIMITS_YEARS[1])
+    ages = np.geomspace(lo, hi, 41)
+    return TwinGrid(twin, ages, exp.baseline_day, [endpoint_month])
 
 
 @dataclass
