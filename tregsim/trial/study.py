@@ -248,7 +248,7 @@ class PowerStudy:
         )
         ax = tplot.plot_power_curve(
             self.tables,
-            tests=self.tests[:1],
+            tests=self._curve_tests(),
             alpha=s["alpha"],
             assumption=f"{self.assumption}\n{label}",
             title="Virtual-trial power vs N per arm",
@@ -263,6 +263,14 @@ class PowerStudy:
         )
         tplot.save(fig, out / "effect_distribution.png")
         write_manifest(out, self.manifest)
+        return out
+
+    def _curve_tests(self) -> list[str]:
+        """Tests drawn in ``power_curve.png``: the primary, and ``ancova_prognostic`` beside
+        ``ancova`` when both were run (the twin's gain at the same N)."""
+        out = [self.primary_test]
+        if "ancova_prognostic" in self.tests:
+            out += [t for t in ("ancova", "ancova_prognostic") if t in self.tests and t not in out]
         return out
 
     def report_lines(self) -> list[str]:
@@ -286,6 +294,14 @@ class PowerStudy:
                 f"  N per arm for 80%: {self.summary[k]['n_per_arm_for_80pct']}, "
                 f"for 90%: {self.summary[k]['n_per_arm_for_90pct']} (None = beyond the grid)"
             )
+            for t in self._curve_tests()[1:]:
+                pw = np.asarray(tab[f"power_{t}"])
+                n80 = [int(n) for n, p in zip(tab["n_per_arm"], pw, strict=True) if p >= 0.8]
+                cells = ", ".join(
+                    f"N={n}: {p:.3f}" for n, p in zip(tab["n_per_arm"], pw, strict=True)
+                )
+                lines.append(f"{what} ({t}): {cells}")
+                lines.append(f"  N per arm for 80% ({t}): {n80[0] if n80 else None}")
         grid = self.n_per_arm
         n_ref = 10 if 10 in grid else int(grid[0])
         i = int(np.nonzero(grid == n_ref)[0][0])
