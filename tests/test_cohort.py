@@ -19,7 +19,7 @@ from tregsim.cohort import (
     simulate_arms,
 )
 from tregsim.experiment import load_experiment
-from tregsim.natural_history import natural_history
+from tregsim.placebo import natural_history
 from tregsim.population import sample_population
 
 ROOT = Path(__file__).resolve().parents[1]

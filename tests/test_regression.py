@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from regression.regenerate import HASHES, ROOT, quick_run_hashes, read_hashes
 
-from tregsim.natural_history import default_data_path
+from tregsim.placebo import default_data_path
 
 
 def test_quick_run_csvs_are_unchanged(tmp_path, capsys, monkeypatch):

@@ -219,7 +219,7 @@ sensitivity_n = 4
 
 
 def test_run_every_section_on_a_tiny_budget(tmp_path, capsys):
-    from tregsim.natural_history import default_data_path
+    from tregsim.placebo import default_data_path
 
     if default_data_path() is None:
         pytest.skip("../shared/data/placebo_cpeptide_by_age_month.csv is absent (natural history)")

@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tregsim.cli import options
-    from tregsim.natural_history import natural_history_check
+    from tregsim.placebo import natural_history_check
 
     exp = options.load_experiment_arg(args)
     nh = natural_history_check(

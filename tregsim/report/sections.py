@@ -1,7 +1,7 @@
 """The sections of ``tregsim run``: which analysis each one calls and how its result reads.
 
 Each section calls one library analysis (:func:`tregsim.cohort.cohort_study`,
-:func:`tregsim.natural_history.natural_history_check`, :func:`tregsim.trial.study.power_study`,
+:func:`tregsim.placebo.natural_history_check`, :func:`tregsim.trial.study.power_study`,
 :func:`tregsim.explore.sweep.sweep_study`, :func:`tregsim.explore.sensitivity.sensitivity_study`)
 with arguments from the run budget, saves the result object into its folder, then turns the
 result object (not its files) into a report :class:`~tregsim.report.html.Section` and lines of
@@ -210,7 +210,7 @@ def _cohort_present(plan: RunPlan, folder: Path, exp, res):
 # natural history
 # --------------------------------------------------------------------------------------------
 def _nh_compute(plan: RunPlan, folder: Path, exp):
-    from tregsim.natural_history import natural_history_check
+    from tregsim.placebo import natural_history_check
 
     nh = natural_history_check(exp, **_analysis_kwargs(plan, folder, workers=False))
     nh.save(folder, exp)

@@ -193,7 +193,7 @@ def natural_history_check(
     st = start_analysis(
         exp,
         command="check natural-history",
-        function="tregsim.natural_history.natural_history_check",
+        function="tregsim.placebo.natural_history_check",
         seed=seed,
         arguments={"data": display_path(path), "scale": scale},
         settings={"scale": scale},
