@@ -2,8 +2,9 @@
 
 The loop is what a user would write instead: scipy LSODA per patient with the analytic
 Jacobian, both lambdified from the same sympy expressions for scalar (``math``) evaluation,
-integrated piecewise between doses. Prints patients/second for each, the max relative
-difference between them, and last the speed ratio ``speedup_vs_scipy_loop=<x>``.
+integrated piecewise between doses. Prints patients/second for each tregsim method (steps,
+right-hand-side and Jacobian evaluations per patient), the max relative difference to the
+scipy loop, and last the speed ratio of the default method ``speedup_vs_scipy_loop=<x>``.
 
     python benchmarks/bench_simulate.py                 # 1,000 and 10,000 patients
     python benchmarks/bench_simulate.py --n 1000 --scipy-max 300
@@ -26,6 +27,7 @@ from tregsim.model.compile import _numeric_ready
 from tregsim.solve import DEFAULT_ATOL, DEFAULT_RTOL, MONTH_DAYS
 
 RTOL, ATOL = DEFAULT_RTOL, DEFAULT_ATOL  # the batched solver's defaults, for both
+METHODS = ("auto", "explicit", "rosenbrock")  # tregsim's default method first
 
 
 def cohort(model, n, seed=1):
@@ -120,33 +122,49 @@ def main():
         default=None,
         help="run the scipy loop on at most this many patients per size",
     )
+    ap.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="tregsim methods to time, comma-separated (the first one gives the speedup)",
+    )
     a = ap.parse_args()
+    methods = a.methods.split(",")
     model = tregsim.load_model("treg_t1d")
     times = np.arange(25) * MONTH_DAYS
     model.kernels  # noqa: B018  compile outside the timing
-    # load (or compile) the numba kernels outside the timing: a once-per-process cost
-    tregsim.simulate_arrays(model, model.parameters(2), None, np.arange(3) * MONTH_DAYS)
+    # load (or compile) every kernel the timed calls use, outside the timing: the same
+    # cohort shape (treated and untreated patients), every method, a once-per-process cost
+    Pw, dw, _ = cohort(model, 8, seed=2)
+    for m in methods:
+        tregsim.simulate_arrays(model, Pw, dw, times, rtol=RTOL, atol=ATOL, method=m)
     ratio = None
     for n in a.n or [1000, 10000]:
         P, doses, dt = cohort(model, n)
-        t0 = time.perf_counter()
-        r = tregsim.simulate_arrays(model, P, doses, times, rtol=RTOL, atol=ATOL)
-        tb = time.perf_counter() - t0
         k = n if a.scipy_max is None else min(n, a.scipy_max)
         idx = np.arange(k)
         t0 = time.perf_counter()
         ref = scipy_loop(model, P, dt, times, idx)
         ts = time.perf_counter() - t0
-        cb = r.observables["cpeptide"][idx]
-        diff = np.nanmax(np.abs(cb - ref) / np.abs(ref))
-        rate_b, rate_s = n / tb, k / ts
-        ratio = rate_b / rate_s
-        print(
-            f"n={n:>6}: tregsim batched {rate_b:9.0f} patients/s ({tb:.2f} s, "
-            f"{int((r.status != 0).sum())} failed, mean {r.n_steps.mean():.0f} steps)  |  "
-            f"scipy LSODA loop {rate_s:7.1f} patients/s ({ts:.2f} s on {k} patients)  |  "
-            f"max rel diff C-peptide {diff:.2e}  |  ratio {ratio:.1f}x"
-        )
+        rate_s = k / ts
+        print(f"n={n:>6}: scipy LSODA loop {rate_s:7.1f} patients/s ({ts:.2f} s on {k} patients)")
+        rates = {}
+        for m in methods:
+            t0 = time.perf_counter()
+            r = tregsim.simulate_arrays(model, P, doses, times, rtol=RTOL, atol=ATOL, method=m)
+            tb = time.perf_counter() - t0
+            cb = r.observables["cpeptide"][idx]
+            diff = np.nanmax(np.abs(cb - ref) / np.abs(ref))
+            rates[m] = n / tb
+            st = r.stats
+            print(
+                f"n={n:>6}: tregsim {m:<10} {rates[m]:9.0f} patients/s ({tb:.2f} s, "
+                f"{int((r.status != 0).sum())} failed)  per patient: "
+                f"{st['steps'].mean():.1f} steps, {st['rejected'].mean():.1f} rejected, "
+                f"{st['rhs'].mean():.0f} rhs, {st['jacobians'].mean():.1f} jacobians, "
+                f"{st['switches'].mean():.3f} switches  |  max rel diff C-peptide vs scipy "
+                f"{diff:.2e}  |  {rates[m] / rate_s:.1f}x"
+            )
+        ratio = rates[methods[0]] / rate_s
     print(f"speedup_vs_scipy_loop={ratio:.1f}")
 
 

@@ -110,20 +110,20 @@ def assert_bitwise(res_all, res_clean, keep):
 _CACHE: dict = {}
 
 
-def _runs(model, backend):
-    """The batch with and without its pathological patients (computed once per backend).
-    max_steps=2000 makes the hardest pathological patient hit the step limit, so the flagged
-    path (status != 0, reason, NaN) is exercised too."""
-    if backend not in _CACHE:
+def _runs(model, backend, method="auto"):
+    """The batch with and without its pathological patients (computed once per backend and
+    solver method). max_steps=2000 makes the hardest pathological patient hit the step
+    limit, so the flagged path (status != 0, reason, NaN) is exercised too."""
+    if (backend, method) not in _CACHE:
         P_bad = inject(model, normal_batch(model, N), PATHOLOGICAL)
         keep = np.setdiff1d(np.arange(N), PATHOLOGICAL)
-        kw = dict(times=TIMES, backend=backend, max_steps=2_000)
+        kw = dict(times=TIMES, backend=backend, max_steps=2_000, method=method)
         t0 = time.perf_counter()
         res_all = simulate_arrays(model, P_bad, doses_for(N), **kw)
         elapsed = time.perf_counter() - t0
         res_clean = simulate_arrays(model, P_bad.subset(keep), doses_for(len(keep)), **kw)
-        _CACHE[backend] = (res_all, res_clean, keep, elapsed)
-    return _CACHE[backend]
+        _CACHE[backend, method] = (res_all, res_clean, keep, elapsed)
+    return _CACHE[backend, method]
 
 
 def _avx512() -> bool:
@@ -147,16 +147,24 @@ NUMPY_ULP_BUG = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize("backend", ["numba", pytest.param("numpy", marks=NUMPY_ULP_BUG)])
-def test_pathological_patients_model_layer(model, backend, capsys):
+@pytest.mark.parametrize(
+    ("backend", "method"),
+    [
+        ("numba", "auto"),
+        ("numba", "explicit"),
+        ("numba", "rosenbrock"),
+        pytest.param("numpy", "auto", marks=NUMPY_ULP_BUG),
+    ],
+)
+def test_pathological_patients_model_layer(model, backend, method, capsys):
     if backend == "numba":
         pytest.importorskip("numba")
-    res_all, res_clean, keep, elapsed = _runs(model, backend)
+    res_all, res_clean, keep, elapsed = _runs(model, backend, method)
     assert elapsed < 120, f"batch with pathological patients took {elapsed:.0f} s"
     flagged = check_flagged(res_all, PATHOLOGICAL)
     with capsys.disabled():
         print(
-            f"\n[{backend}] {flagged} of {len(PATHOLOGICAL)} pathological patients flagged "
+            f"\n[{backend}, {method}] {flagged} of {len(PATHOLOGICAL)} pathological patients flagged "
             f"(reasons: {sorted(set(res_all.reason[PATHOLOGICAL]))}), {elapsed:.1f} s"
         )
     assert_bitwise(res_all, res_clean, keep)

@@ -66,3 +66,21 @@ def test_il2_on_core_model_refused_with_a_fix_that_works(tmp_path):
     good = tmp_path / "fixed.toml"
     good.write_text(text.replace('model = "treg_t1d"', fix), encoding="utf-8")
     assert load_experiment(good).model.name == "treg_t1d_v1_il2"
+
+
+def test_sweep_gives_the_il2_course_too():
+    """A dose sweep on the IL-2 arm simulates cells + IL-2, as a direct solve with the
+    regimen's doses does (and differs from the same sweep on the cells-only arm)."""
+    from tregsim.explore.sweep import parse_grid, sweep
+    from tregsim.regimen import regimen_doses
+
+    exp = load_experiment(IL2_EXP)
+    axes = [parse_grid("dose_per_kg=2e7")]
+    res = sweep(exp, axes, n=8, seed=3, arm="treg_il2", progress=False)
+    pop = sample_population(exp, 8, 3)
+    doses = regimen_doses(exp.arms["treg_il2"].regimen, pop.covariates["weight"])
+    assert isinstance(doses, list) and {d.target for d in doses} == {"X", "IL2"}
+    direct = simulate_arrays(exp.model, pop.params, doses, res.outcomes.times_days)
+    np.testing.assert_allclose(res.outcomes.treg[0], direct.observables["cpeptide"], rtol=1e-6)
+    cells_only = sweep(exp, axes, n=8, seed=3, arm="treg", progress=False)
+    assert (res.outcomes.treg[0] > cells_only.outcomes.treg[0]).all()

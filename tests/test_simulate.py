@@ -93,8 +93,13 @@ def _rel(a, b):
     return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12))
 
 
+METHODS = ["auto", "explicit", "rosenbrock"]
+_REFS: dict = {}
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(("treated", "n"), [(False, 100), (True, 100)])
-def test_matches_scipy_radau_reference(rng, treated, n):
+def test_matches_scipy_radau_reference(rng, treated, n, method):
     P = patients_from_priors(rng, n)
     if treated:
         dt = rng.uniform(20, 120, n)
@@ -102,12 +107,15 @@ def test_matches_scipy_radau_reference(rng, treated, n):
         doses = tregsim.Doses(time=dt[:, None], amount=da[:, None])
     else:
         doses = None
-    r = tregsim.simulate_arrays(MODEL, P, doses, TIMES)
+    r = tregsim.simulate_arrays(MODEL, P, doses, TIMES, method=method)
     assert (r.status == 0).all()
     worst = 0.0
     for i in range(n):
         p = {k: float(v[i]) for k, v in P.items()}
-        ref = reference_solve(p, [dt[i]], [da[i]]) if treated else reference_solve(p)
+        key = (treated, i, tuple(sorted(p.items())))
+        if key not in _REFS:  # the same patients for every method: solve Radau once
+            _REFS[key] = reference_solve(p, [dt[i]], [da[i]]) if treated else reference_solve(p)
+        ref = _REFS[key]
         cref = p["C_cap"] * (ref[0] + p["eta_S"] * ref[1])
         worst = max(
             worst,
@@ -118,15 +126,19 @@ def test_matches_scipy_radau_reference(rng, treated, n):
     assert worst < 1e-6, worst
 
 
-def test_closed_form_reduced_model(rng):
-    """No stunning, no therapy, fast effectors: B = B0 (1 + q λ0 t)^(-1/q) (docs/model_spec.md)."""
+@pytest.mark.parametrize("method", ["auto", "rosenbrock"])
+def test_closed_form_reduced_model(rng, method):
+    """No stunning, no therapy, fast effectors: B = B0 (1 + q λ0 t)^(-1/q) (docs/model_spec.md).
+
+    δ_E = 1e7 /day makes this problem stiff (an eigenvalue near −1e7): the explicit method
+    alone cannot take it (see tests/test_solver_methods.py), ``auto`` must switch."""
     n = 20
     q = rng.uniform(0.1, 0.9, n)
     age = rng.uniform(8, 40, n)
     P = MODEL.parameters(
         n, s0=0.0, delta_E=1e7, q=q, age=age, f_lambda=np.exp(rng.normal(0, 0.5, n)), cpep0=0.8
     )
-    r = tregsim.simulate_arrays(MODEL, P, None, TIMES)
+    r = tregsim.simulate_arrays(MODEL, P, None, TIMES, method=method)
     lam0 = P["lambda_ref"] * (age / 10) ** (-P["gamma_a"]) * P["f_lambda"]
     B0 = 0.8 / P["C_cap"]
     exact = B0[:, None] * (1 + q[:, None] * lam0[:, None] * TIMES[None]) ** (-1 / q[:, None])
@@ -134,12 +146,17 @@ def test_closed_form_reduced_model(rng):
     assert _rel(r.state("B"), exact) < 1e-7
 
 
-def test_dose_conserved_without_decay(rng):
+@pytest.mark.parametrize("method", METHODS)
+def test_dose_conserved_without_decay(rng, method):
     n = 10
     P = MODEL.parameters(n, alpha_X=0.0, beta_M=0.0, FX=1.0)
     amount = rng.uniform(1e6, 5e7, n)
     r = tregsim.simulate_arrays(
-        MODEL, P, tregsim.Doses(time=np.full((n, 1), 45.0), amount=amount[:, None]), TIMES
+        MODEL,
+        P,
+        tregsim.Doses(time=np.full((n, 1), 45.0), amount=amount[:, None]),
+        TIMES,
+        method=method,
     )
     after = TIMES >= 45.0
     total = r.state("X")[:, after] + r.state("M")[:, after]
@@ -147,15 +164,16 @@ def test_dose_conserved_without_decay(rng):
     assert np.all(r.state("X")[:, ~after] == 0)
 
 
-def test_bad_patient_flagged_others_unaffected(rng):
+@pytest.mark.parametrize("method", METHODS)
+def test_bad_patient_flagged_others_unaffected(rng, method):
     n = 50
     P = patients_from_priors(rng, n)
-    good = tregsim.simulate_arrays(MODEL, P, None, TIMES)
+    good = tregsim.simulate_arrays(MODEL, P, None, TIMES, method=method)
     bad = P.replace(f_lambda=P["f_lambda"].copy())
     bad["f_lambda"][7] = np.nan  # invalid parameter
     bad["q"][13] = -40.0  # effector drive explodes as mass falls
     bad["lambda_ref"][21] = 1e6  # absurd hazard
-    r = tregsim.simulate_arrays(MODEL, bad, None, TIMES)
+    r = tregsim.simulate_arrays(MODEL, bad, None, TIMES, method=method)
     assert r.status[7] != 0 and "non-finite" in r.reason[7]
     others = np.setdiff1d(np.arange(n), [7, 13, 21])
     for i in (13, 21):
@@ -165,12 +183,13 @@ def test_bad_patient_flagged_others_unaffected(rng):
     )
 
 
-def test_multiple_doses_and_output_at_dose_time(rng):
+@pytest.mark.parametrize("method", METHODS)
+def test_multiple_doses_and_output_at_dose_time(rng, method):
     n = 4
     P = MODEL.parameters(n)
     d = tregsim.Doses(time=[30.0, 60.0, 90.0], amount=[1e7, 1e7, 1e7])
     times = np.array([0.0, 30.0, 60.0, 90.0, 120.0])
-    r = tregsim.simulate_arrays(MODEL, P, d, times)
+    r = tregsim.simulate_arrays(MODEL, P, d, times, method=method)
     X = r.state("X")
     # outputs at a dose time are recorded after the dose
     assert X[0, 1] == pytest.approx(1e7, rel=1e-12)
@@ -196,24 +215,36 @@ def test_compiled_model_pickles():
     np.testing.assert_array_equal(a, b)
 
 
-def test_numba_and_numpy_backends_agree(rng):
+@pytest.mark.parametrize("method", ["explicit", "rosenbrock"])
+def test_numba_and_numpy_backends_agree(rng, method):
     """Two implementations of the same scheme: per-patient compiled vs lock-step numpy."""
     pytest.importorskip("numba")
     n = 40
     P = patients_from_priors(rng, n)
     d = tregsim.Doses(time=rng.uniform(20, 120, (n, 2)), amount=rng.uniform(1e6, 5e7, (n, 2)))
-    a = tregsim.simulate_arrays(MODEL, P, d, TIMES, backend="numba")
-    b = tregsim.simulate_arrays(MODEL, P, d, TIMES, backend="numpy")
+    a = tregsim.simulate_arrays(MODEL, P, d, TIMES, backend="numba", method=method)
+    b = tregsim.simulate_arrays(MODEL, P, d, TIMES, backend="numpy", method=method)
     assert (a.status == 0).all() and (b.status == 0).all()
-    # rounding differs, so accept/reject decisions differ near the error threshold: the two
-    # agree to the order of the tolerance (rtol 1e-8), not bitwise
-    assert _rel(a.states, b.states) < 1e-7
+    # rounding differs (numpy's and numba's transcendental functions), so accept/reject
+    # decisions can differ near the error threshold: the two agree to the order of the
+    # tolerance, not bitwise; values below 1e-7 × the state's scale (30 cells/kg for X,
+    # which decays to 1e-3 cells/kg and below long after the dose) are compared absolutely,
+    # as in benchmarks/bench_roadrunner.py
+    scale = np.array([MODEL.spec.states[s].scale for s in MODEL.state_names])[:, None, None]
+    floor = 1e-7 * scale
+    assert np.max(np.abs(a.states - b.states) / np.maximum(np.abs(b.states), floor)) < 1e-7
 
 
-def test_results_do_not_depend_on_batch_composition(rng):
+@pytest.mark.parametrize("method", METHODS)
+def test_results_do_not_depend_on_batch_composition(rng, method):
     """A patient's trajectory is the same alone or in any batch (chunk invariance)."""
     n = 30
     P = patients_from_priors(rng, n)
-    full = tregsim.simulate_arrays(MODEL, P, None, TIMES)
-    part = tregsim.simulate_arrays(MODEL, P.subset(np.arange(10, 20)), None, TIMES)
+    d = tregsim.Doses(time=rng.uniform(20, 120, (n, 1)), amount=rng.uniform(1e6, 5e7, (n, 1)))
+    full = tregsim.simulate_arrays(MODEL, P, d, TIMES, method=method)
+    sub = np.arange(10, 20)
+    d_sub = tregsim.Doses(time=d.time[sub], amount=d.amount[sub])
+    part = tregsim.simulate_arrays(MODEL, P.subset(sub), d_sub, TIMES, method=method)
     np.testing.assert_array_equal(full.states[:, 10:20], part.states)
+    for k in full.stats:
+        np.testing.assert_array_equal(full.stats[k][10:20], part.stats[k])

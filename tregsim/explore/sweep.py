@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.errors import ArgumentError
+from tregsim.grid import GRID_FIX as _GRID_FIX
+from tregsim.grid import parse_values
 from tregsim.results import SHIPPED
 from tregsim.units import DAYS_PER_MONTH
 
@@ -58,13 +59,6 @@ REGIMEN_FIELDS = {
     "n_infusions": "count",
     "interval_days": "days",
 }
-
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_RANGE = re.compile(rf"^\s*({_NUM})\s*\.\.\s*({_NUM})\s*:(.*)$")
-_GRID_FIX = (
-    "write NAME=a..b:log:k (k log-spaced values), NAME=a..b:lin:k (k evenly spaced), "
-    "NAME=a..b:step (a, a+step, … ≤ b) or NAME=v1,v2,…"
-)
 
 
 @dataclass(frozen=True)
@@ -99,60 +93,7 @@ def parse_grid(spec: str) -> GridAxis:
         raise ArgumentError(f"cannot parse grid {spec!r}", field="grid", fix=_GRID_FIX)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ArgumentError(f"grid name {name!r} is not an identifier", field="grid", fix=_GRID_FIX)
-    m = _RANGE.match(rhs)
-    try:
-        if m:
-            a, b, rest = float(m.group(1)), float(m.group(2)), m.group(3).strip()
-            parts = [p.strip() for p in rest.split(":")]
-            if len(parts) == 2 and parts[0] in ("log", "lin"):
-                k = int(parts[1])
-                if k < 1 or str(k) != parts[1]:
-                    raise ValueError
-                if parts[0] == "log":
-                    if a <= 0 or b <= 0:
-                        raise ArgumentError(
-                            f"log-spaced grid needs a, b > 0, got {a:g}..{b:g}",
-                            field="grid",
-                            fix="use positive bounds or ':lin:k'",
-                        )
-                    values, spacing = np.geomspace(a, b, k), "log"
-                else:
-                    values, spacing = np.linspace(a, b, k), "linear"
-            elif len(parts) == 1:
-                step = float(parts[0])
-                if not step > 0 or b < a:
-                    raise ArgumentError(
-                        f"linear grid needs step > 0 and a ≤ b, got {a:g}..{b:g}:{parts[0]}",
-                        field="grid",
-                        fix=_GRID_FIX,
-                    )
-                n = math.floor((b - a) / step + 1e-9) + 1
-                if n > 100_000:
-                    raise ArgumentError(
-                        f"grid {name} would have {n} values",
-                        field="grid",
-                        fix="use a larger step",
-                    )
-                values, spacing = a + step * np.arange(n), "linear"
-            else:
-                raise ValueError
-        else:
-            values = np.array([float(v) for v in rhs.split(",")])
-            spacing = "list"
-    except ArgumentError:
-        raise
-    except ValueError as e:
-        raise ArgumentError(f"cannot parse grid {spec!r}", field="grid", fix=_GRID_FIX) from e
-    if not np.all(np.isfinite(values)):
-        raise ArgumentError(
-            f"grid {name} has non-finite values", field="grid", fix="use finite numbers"
-        )
-    if len(np.unique(values)) != len(values):
-        raise ArgumentError(
-            f"grid {name} repeats values {values.tolist()}",
-            field="grid",
-            fix="list each value once",
-        )
+    values, spacing = parse_values(rhs, field="grid", name=name)
     return GridAxis(name, values.astype(float), spacing)
 
 
@@ -243,9 +184,9 @@ class _Plan:
     model_axes: tuple  # names of swept model parameters
     ctrl_values: np.ndarray  # (n_ctrl_groups, n_model_axes)
     treg_values: np.ndarray  # (n_points, n_model_axes)
-    dose_time: np.ndarray  # (n_points, n, K) days; NaN = no dose
-    dose_amount: np.ndarray  # (n_points, n, K) cells/kg
-    target: str
+    # dose target → (time days, amount per kg), each (n_points, n, K), NaN time = no dose:
+    # the cells of every point and, with an IL-2 adjunct, its IL-2 course (regimen_doses)
+    doses: dict
     times: np.ndarray  # (n_times,) days since diagnosis
     iiv: dict  # sd-parameter name → list of individual parameter names it scales
     rtol: float
@@ -282,21 +223,28 @@ def _chunk_params(plan: _Plan, rows: np.ndarray):
                 old = values[name]
                 values[ind] = typical * (values[ind] / typical) ** (new / old)
             values[name] = new
-    K = plan.dose_time.shape[2]
-    t = np.full((len(rows), K), np.nan)
-    a = np.zeros((len(rows), K))
     tr = ~ctrl
-    t[tr] = plan.dose_time[group[tr], patient[tr]]
-    a[tr] = plan.dose_amount[group[tr], patient[tr]]
-    return ParameterBatch(values, len(rows)), t, a
+    doses = {}
+    for target, (time, amount) in plan.doses.items():
+        K = time.shape[2]
+        t = np.full((len(rows), K), np.nan)
+        a = np.zeros((len(rows), K))
+        t[tr] = time[group[tr], patient[tr]]
+        a[tr] = amount[group[tr], patient[tr]]
+        doses[target] = (t, a)
+    return ParameterBatch(values, len(rows)), doses
+
+
+def _as_list(doses) -> list:
+    return [] if doses is None else [doses] if not isinstance(doses, list) else doses
 
 
 def _paired_chunk(start: int, stop: int, plan: _Plan) -> dict:
     from tregsim.solve import Doses, simulate_arrays
 
     rows = np.arange(start, stop)
-    params, t, a = _chunk_params(plan, rows)
-    doses = Doses(time=t, amount=a, target=plan.target) if t.shape[1] else None
+    params, arrays = _chunk_params(plan, rows)
+    doses = [Doses(time=t, amount=a, target=k) for k, (t, a) in arrays.items() if t.shape[1]]
     res = simulate_arrays(
         plan.model, params, doses, plan.times, rtol=plan.rtol, atol=plan.atol, backend=plan.backend
     )
@@ -494,14 +442,20 @@ def simulate_paired(
                     field=f"--grid {nme}",
                     fix="sweep values inside the parameter's support",
                 )
-    # dose arrays of every point, (n_points, n, K), NaN-padded to the largest schedule
-    K = max(r.n_infusions for r in regimens)
-    dose_time = np.full((len(points), n, K), np.nan)
-    dose_amount = np.zeros((len(points), n, K))
-    for g, r in enumerate(regimens):
-        t, a = r.dose_arrays(pop.covariates["weight"])
-        dose_time[g, :, : t.shape[1]] = t
-        dose_amount[g, :, : a.shape[1]] = a
+    # dose arrays of every point by target, (n_points, n, K), NaN-padded to the largest schedule
+    from tregsim.regimen import regimen_doses
+
+    per_point = [_as_list(regimen_doses(r, pop.covariates["weight"])) for r in regimens]
+    doses = {}
+    for target in dict.fromkeys(d.target for ds in per_point for d in ds):
+        K = max(d.time.shape[1] for ds in per_point for d in ds if d.target == target)
+        time = np.full((len(points), n, K), np.nan)
+        amount = np.zeros((len(points), n, K))
+        for g, ds in enumerate(per_point):
+            for d in (d for d in ds if d.target == target):
+                time[g, :, : d.time.shape[1]] = d.time
+                amount[g, :, : d.amount.shape[1]] = d.amount
+        doses[target] = (time, amount)
     iiv = {}
     for ind, sd in exp.variability.sd_log.items():
         if isinstance(sd, str) and sd in m_names:
@@ -519,9 +473,7 @@ def simulate_paired(
         model_axes=m_names,
         ctrl_values=ctrl_values,
         treg_values=treg_values,
-        dose_time=dose_time,
-        dose_amount=dose_amount,
-        target=regimens[0].target,
+        doses=doses,
         times=times,
         iiv=iiv,
         rtol=DEFAULT_RTOL if rtol is None else rtol,

@@ -114,7 +114,7 @@ class CompiledModel:
     def __getstate__(self):
         d = self.__dict__.copy()
         d["_kernels"] = None
-        for k in ("rhs_exprs", "jacobian_exprs", "_numba_mod"):
+        for k in ("rhs_exprs", "jacobian_exprs", "_numba_mod", "_break_fns"):
             d.pop(k, None)
         return d
 
@@ -161,6 +161,49 @@ class CompiledModel:
     @cached_property
     def jacobian_exprs(self) -> sp.Matrix:
         return sp.Matrix(self.rhs_exprs).jacobian(self._y)
+
+    @cached_property
+    def clock_break_exprs(self) -> list[tuple[int, sp.Expr]]:
+        """Switching points of dose-clock gates, as (clock index, offset after the dose, days).
+
+        For every ``logistic(a)`` or ``Heaviside(a)`` in the right-hand side whose argument is
+        linear in a dose clock with parameter-only coefficients, the clock value where the
+        argument is 0 (the treg_t1d expansion gate: τ = T_max). The solver puts a step
+        boundary there after each dose, so the step control does not straddle the switch
+        (``docs/solver.md``)."""
+        from tregsim.model.expr import Logistic
+
+        params = set(self._p)
+        out: list[tuple[int, sp.Expr]] = []
+        for ci, last in enumerate(self._clock_last):
+            seen = set()
+            for e in self.rhs_exprs:
+                for g in e.atoms(Logistic, sp.Heaviside):
+                    a = g.args[0]
+                    if last not in a.free_symbols:
+                        continue
+                    slope = sp.diff(a, last)
+                    if slope == 0 or not slope.free_symbols <= params:
+                        continue
+                    # a = slope * (last - t + offset)  ⇒  a = 0 at t - last = offset
+                    off = sp.simplify(self._t - last + a / slope)
+                    if off.free_symbols <= params and off not in seen:
+                        seen.add(off)
+                        out.append((ci, off))
+        return out
+
+    def clock_breaks(self, p: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Numeric :attr:`clock_break_exprs` for parameters ``p`` (n_params, n): a list of
+        (clock index, offsets (n,) in days)."""
+        n = p.shape[1]
+        fns = self.__dict__.get("_break_fns")
+        if fns is None:
+            fns = [
+                (ci, sp.lambdify(self._p, _numeric_ready(e), modules=_MODULES))
+                for ci, e in self.clock_break_exprs
+            ]
+            self.__dict__["_break_fns"] = fns
+        return [(ci, np.broadcast_to(np.asarray(fn(*p), dtype=float), (n,))) for ci, fn in fns]
 
     def _check_initials(self):
         allowed = set(self._p)

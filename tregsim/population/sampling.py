@@ -136,7 +136,13 @@ def _theta_overrides(exp, theta: dict | None, n: int) -> dict:
 
 
 def sample_population(
-    exp, n: int, seed: int, start: int = 0, theta: dict | None = None
+    exp,
+    n: int,
+    seed: int,
+    start: int = 0,
+    theta: dict | None = None,
+    *,
+    baseline_cpep0: bool = True,
 ) -> Population:
     """Eligible patients ``[start, start + n)`` of the experiment's virtual population.
 
@@ -149,6 +155,10 @@ def sample_population(
     theta : population parameters, name → scalar or ``(n,)`` (e.g. posterior draws);
         defaults to the model's values. ``exp.parameter_overrides`` (``[parameters]``,
         :func:`tregsim.experiment.with_parameters`) replace both.
+    baseline_cpep0 : derive each patient's C-peptide at diagnosis from the sampled baseline
+        MMTT (one short solve per patient). ``False`` leaves it for
+        :func:`complete_baseline` — for screening pools of which only some patients enrol;
+        the enrolled patients then get exactly the values a full draw gives them.
 
     Returns
     -------
@@ -192,11 +202,23 @@ def sample_population(
             individual[name] = typical * np.exp(sd * eta[:, j])
     cov_over = {k: v.astype(float) for k, v in cov.items() if k in model.parameter_names}
     params = model.parameters(n, **{**ov, **cov_over, **individual})
-    if n and exp.baseline_day > 0 and "cpep0" in params and "cpep_baseline" in cov:
-        params["cpep0"] = _cpep0_for_baseline(model, params, cov["cpep_baseline"], exp.baseline_day)
-        cov["cpep0"] = params["cpep0"].copy()
     rate = float(cum[b_hi] / hi) if hi else float("nan")
-    return Population(cov, params, individual, cand_index, rate, int(start), int(seed))
+    pop = Population(cov, params, individual, cand_index, rate, int(start), int(seed))
+    return complete_baseline(exp, pop) if baseline_cpep0 else pop
+
+
+def complete_baseline(exp, pop: Population) -> Population:
+    """Set ``cpep0`` (C-peptide at diagnosis, nmol/L) of ``pop`` from its sampled baseline
+    MMTT, in place (see ``baseline_cpep0`` of :func:`sample_population`); returns ``pop``.
+    Each patient's value depends on that patient alone, so completing a subset gives the same
+    numbers as completing the whole pool."""
+    params, cov = pop.params, pop.covariates
+    if pop.n and exp.baseline_day > 0 and "cpep0" in params and "cpep_baseline" in cov:
+        params["cpep0"] = _cpep0_for_baseline(
+            exp.model, params, cov["cpep_baseline"], exp.baseline_day
+        )
+        cov["cpep0"] = params["cpep0"].copy()
+    return pop
 
 
 def _cpep0_for_baseline(model, params, cpep_baseline: np.ndarray, baseline_day: float):

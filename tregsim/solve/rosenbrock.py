@@ -2,10 +2,9 @@
 
 Method: the 4-stage, order-4(3) Rosenbrock scheme of Kaps & Rentrop with Shampine's
 coefficients (Shampine 1982, ACM TOMS 8:93; the ``stiff`` routine of Numerical Recipes),
-using the analytic Jacobian and ∂f/∂t from sympy. Why Rosenbrock: the model is mildly stiff
-(the infusion gate and fast immune compartments beside years-long decline); measured on this
-machine kind, linearly-implicit methods with an exact Jacobian need ~10× fewer steps than
-explicit ones (see ``../shared/design/PERFORMANCE.md`` and ``benchmarks/bench_simulate.py``).
+using the analytic Jacobian and ∂f/∂t from sympy. Used for ``method="rosenbrock"`` and, under
+``method="auto"``, for patients whose stiffness test fires: along typical trajectories the
+model is not stiff and the explicit DOP853 pair is cheaper (``docs/solver.md``).
 
 Batching: all unfinished patients advance together, each with its OWN time, step size and
 error control (lock-step iterations, not a common step). The 6×6 linear systems are solved by
@@ -81,13 +80,18 @@ def lu_solve(LU: np.ndarray, perm: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SolveResult:
-    """Raw solver output. ``y`` is (n_states, n, n_times); ``status`` (n,) int8; ``n_steps``
-    (n,) accepted steps; ``n_rejected`` (n,)."""
+    """Raw solver output. ``y`` is (n_states, n, n_times); ``status`` (n,) int8; per patient
+    (n,) int64 counters: ``n_steps`` accepted and ``n_rejected`` rejected steps, ``n_rhs``
+    right-hand-side evaluations, ``n_jac`` Jacobian evaluations (each with an LU),
+    ``n_switches`` method switches (``method="auto"``)."""
 
     y: np.ndarray
     status: np.ndarray
     n_steps: np.ndarray
     n_rejected: np.ndarray
+    n_rhs: np.ndarray | None = None
+    n_jac: np.ndarray | None = None
+    n_switches: np.ndarray | None = None
 
 
 def integrate(
@@ -100,6 +104,8 @@ def integrate(
     dose_state: np.ndarray,
     dose_clock: np.ndarray,
     *,
+    breaks: np.ndarray | None = None,
+    method: str = "rosenbrock",
     t0: float = 0.0,
     rtol: float = 1e-7,
     atol: float = 1e-10,
@@ -113,18 +119,49 @@ def integrate(
     model : CompiledModel.
     p : (n_params, n) parameters.
     y0 : (n_states, n) initial states at ``t0``.
-    times : (n_times,) increasing output times ≥ t0, days.
+    times : (n_times,) or (n, n_times) non-decreasing output times ≥ t0, days (shared, or
+        each patient's own).
     dose_time : (n, k) dose times (days), +inf for padding; sorted per patient.
     dose_amount : (n, k) amounts added to the target state.
     dose_state, dose_clock : (n, k) int arrays: index of the target state, index of the clock
         reset by the dose (-1 for none).
+    breaks : (n, kb) extra step boundaries (days; +inf padding), sorted per patient, e.g. the
+        end of the expansion phase after each dose.
+    method : ``"rosenbrock"`` (this lock-step scheme), ``"explicit"`` (lock-step DOP853,
+        :func:`tregsim.solve.explicit_numpy.integrate`) or ``"auto"``: DOP853, and the
+        patients whose stiffness test fires solved again from t0 with Rosenbrock (a
+        per-patient choice, not per stretch as in the numba kernel; ``docs/solver.md``).
     rtol, atol : relative and absolute tolerances; state i uses ``atol × scale_i``.
 
     Outputs at a dose time are recorded after the dose.
     """
+    if method in ("explicit", "auto"):
+        from tregsim.solve import explicit_numpy
+
+        kw = dict(breaks=breaks, t0=t0, rtol=rtol, atol=atol, h0=h0, max_steps=max_steps)
+        res = explicit_numpy.integrate(
+            model, p, y0, times, dose_time, dose_amount, dose_state, dose_clock,
+            stiff_exit=method == "auto", **kw,
+        )  # fmt: skip
+        stiff = np.flatnonzero(res.n_switches > 0)
+        if stiff.size:  # auto: the patients whose stiffness test fired, with Rosenbrock
+            tt = np.atleast_2d(np.asarray(times, dtype=float))
+            sub = integrate(
+                model, p[:, stiff], y0[:, stiff], tt if tt.shape[0] == 1 else tt[stiff],
+                dose_time[stiff], dose_amount[stiff], dose_state[stiff], dose_clock[stiff],
+                method="rosenbrock", **{**kw, "breaks": None if breaks is None else breaks[stiff]},
+            )  # fmt: skip
+            res.y[:, stiff] = sub.y
+            res.status[stiff] = sub.status
+            for name in ("n_steps", "n_rejected", "n_rhs", "n_jac"):
+                getattr(res, name)[stiff] += getattr(sub, name)
+        return res
     ns, n = y0.shape
-    nt = len(times)
+    times = np.atleast_2d(np.asarray(times, dtype=float))
+    nt = times.shape[1]
     kd = dose_time.shape[1]
+    if breaks is None:
+        breaks = np.full((n, 0), np.inf)
     n_clocks = len(model.clock_names)
     scales = np.array([model.spec.states[s].scale for s in model.state_names])[:, None]
     atol_v = atol * scales
@@ -150,7 +187,10 @@ def integrate(
     DA = dose_amount[ids]
     DS = dose_state[ids]
     DC = dose_clock[ids]
-    times_ext = np.append(np.asarray(times, float), np.inf)
+    BP = np.concatenate([breaks[ids], np.full((len(ids), 1), np.inf)], axis=1)
+    bptr = np.zeros(len(ids), dtype=np.int64)
+    TE = np.concatenate([times, np.full((times.shape[0], 1), np.inf)], axis=1)
+    TE = np.broadcast_to(TE, (n, nt + 1))
     steps = np.zeros(len(ids), dtype=np.int64)
     rej = np.zeros(len(ids), dtype=np.int64)
     done = np.zeros(len(ids), dtype=bool)
@@ -175,15 +215,18 @@ def integrate(
                 dptr[s] += 1
                 # the gate opens at a dose: restart with a small step
                 h[s] = np.minimum(h[s], h0)
-            oo = times_ext[optr[sel]]
-            rec = (oo <= tt) & ~due
+            bb = BP[sel, bptr[sel]]
+            brk = (bb <= tt) & ~due
+            bptr[sel[brk]] += 1
+            oo = TE[ids[sel], optr[sel]]
+            rec = (oo <= tt) & ~due & ~brk
             if rec.any():
                 s = sel[rec]
                 out[:, ids[s], optr[s]] = y[:, s]
                 optr[s] += 1
                 fin = optr[s] >= nt
                 done[s[fin]] = True
-            sel = sel[due | rec]
+            sel = sel[due | rec | brk]
             sel = sel[~done[sel]]
 
     process_events(np.arange(len(ids)))
@@ -200,11 +243,13 @@ def integrate(
             n_rej[ids[finished]] = rej[finished]
             ids, t, y, P, h, tlast = ids[act], t[act], y[:, act], P[:, act], h[act], tlast[:, act]
             optr, dptr, DT, DA, DS, DC = optr[act], dptr[act], DT[act], DA[act], DS[act], DC[act]
+            BP, bptr = BP[act], bptr[act]
             steps, rej, done, st = steps[act], rej[act], done[act], st[act]
             act = np.arange(len(ids))
 
         ta = t[act]
-        tstop = np.minimum(times_ext[optr[act]], DT[act, dptr[act]])
+        tstop = np.minimum(TE[ids[act], optr[act]], DT[act, dptr[act]])
+        tstop = np.minimum(tstop, BP[act, bptr[act]])
         span = tstop - ta
         hh = np.minimum(h[act], span)
         hit = h[act] >= span
@@ -272,4 +317,7 @@ def integrate(
     n_rej[ids[alln]] = rej
     # a failed patient has no trustworthy trajectory: report NaN, with the status
     out[:, status != STATUS_OK, :] = np.nan
-    return SolveResult(out, status, n_steps, n_rej)
+    tried = n_steps + n_rej
+    return SolveResult(
+        out, status, n_steps, n_rej, n_rhs=3 * tried, n_jac=tried, n_switches=np.zeros_like(tried)
+    )

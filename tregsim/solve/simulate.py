@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -12,6 +12,8 @@ from tregsim.solve.rosenbrock import STATUS_OK, STATUS_TEXT, integrate
 
 DEFAULT_RTOL = 1e-7
 DEFAULT_ATOL = 1e-10
+DEFAULT_METHOD = "auto"
+METHODS = ("auto", "explicit", "rosenbrock")
 MONTH_DAYS = 365.25 / 12
 
 
@@ -83,7 +85,10 @@ class SimulationArrays:
     states : (n_states, n, n_times) in the model's state order and units.
     observables : name → (n, n_times) noise-free observables (e.g. ``cpeptide`` nmol/L).
     status : (n,) int8, 0 = ok; ``reason`` (n,) text; ``n_steps`` (n,) accepted steps.
-    times : (n_times,) days.
+    times : (n_times,) days, or (n, n_times) when each patient has their own output times.
+    stats : per-patient solver counters, name → (n,) int64: ``steps`` (accepted),
+        ``rejected``, ``rhs`` (right-hand-side evaluations), ``jacobians`` (Jacobian + LU
+        evaluations), ``switches`` (explicit ↔ Rosenbrock switches of ``method="auto"``).
     """
 
     states: np.ndarray
@@ -93,6 +98,7 @@ class SimulationArrays:
     n_steps: np.ndarray
     times: np.ndarray
     state_names: tuple[str, ...]
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
 
     def state(self, name: str) -> np.ndarray:
         return self.states[self.state_names.index(name)]
@@ -127,6 +133,20 @@ def _dose_arrays(model: CompiledModel, doses, n: int):
     return take(T), np.where(np.isinf(take(T)), 0.0, take(A)), take(S), take(C)
 
 
+def _breaks(model: CompiledModel, p: np.ndarray, T: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Step boundaries (n, k) after the doses: each dose time plus each gate-switch offset of
+    its clock (:attr:`CompiledModel.clock_break_exprs`), sorted, +inf padding."""
+    n = p.shape[1]
+    cols = []
+    if T.shape[1]:
+        for ci, off in model.clock_breaks(p):
+            ok = (C == ci) & np.isfinite(T) & (np.isfinite(off) & (off > 0))[:, None]
+            cols.append(np.where(ok, T + off[:, None], np.inf))
+    if not cols:
+        return np.full((n, 0), np.inf)
+    return np.sort(np.concatenate(cols, axis=1), axis=1)
+
+
 def _integrator(backend: str):
     from tregsim.solve import numba_backend
 
@@ -158,6 +178,7 @@ def simulate_arrays(
     atol: float = DEFAULT_ATOL,
     max_steps: int = 100_000,
     backend: str = "auto",
+    method: str = DEFAULT_METHOD,
 ) -> SimulationArrays:
     """Simulate a batch of patients in one call; numpy results (the fast path).
 
@@ -166,31 +187,51 @@ def simulate_arrays(
     model : a compiled model (:func:`tregsim.load_model`).
     params : a :class:`ParameterBatch` of ``n`` patients (``model.parameters(n, ...)``).
     doses : bolus doses (cells/kg) per patient, or ``None`` (routine care).
-    times : output times, days after diagnosis, increasing, ≥ ``t0``
-        (default: monthly for 2 years).
+    times : output times, days after diagnosis, non-decreasing, ≥ ``t0``: shape (n_times,)
+        for every patient, or (n, n_times) for each patient's own times (e.g. visits counted
+        from each patient's enrolment). Default: monthly for 2 years.
     rtol, atol : tolerances of the per-patient error control (atol scaled per state).
-    backend : ``"numba"`` (per-patient compiled Rosenbrock, threads across patients; compiled
-        once per model and cached on disk), ``"numpy"`` (lock-step batched Rosenbrock, no
-        compiler), or ``"auto"`` (numba when installed). Both implement the same method and
-        meet the same tolerance against scipy references.
+    method : ``"auto"`` (default: explicit DOP853 per patient, switching a patient to
+        Rosenbrock where its stiffness test fires and back when safe), ``"explicit"``
+        (DOP853 only) or ``"rosenbrock"`` (the linearly-implicit 4(3) scheme only). All meet
+        the same tolerance against scipy Radau references (``docs/solver.md``).
+    backend : ``"numba"`` (per-patient compiled kernels, threads across patients; compiled
+        once per model and cached on disk), ``"numpy"`` (lock-step batches, no compiler;
+        ``"auto"`` maps to Rosenbrock there), or ``"auto"`` (numba when installed).
 
     A patient whose solve fails gets NaN outputs and a non-zero ``status``; others are
     unaffected.
     """
     if times is None:
         times = np.arange(25) * MONTH_DAYS
+    n = params.n
     times = np.atleast_1d(np.asarray(times, dtype=float))
-    if times.ndim != 1 or not np.isfinite(times).all() or (np.diff(times) < 0).any():
+    if times.ndim == 2 and times.shape[0] != n:
         raise ArgumentError(
-            "output times must be finite and non-decreasing",
+            f"per-patient output times have {times.shape[0]} rows, the batch has {n} patients",
+            field="times",
+            fix="pass times of shape (n_times,) or (n_patients, n_times)",
+        )
+    if (
+        times.ndim not in (1, 2)
+        or not np.isfinite(times).all()
+        or (np.diff(times, axis=-1) < 0).any()
+    ):
+        raise ArgumentError(
+            "output times must be finite and non-decreasing, shape (n_times,) or "
+            "(n_patients, n_times)",
             field="times",
             fix="pass sorted days after diagnosis",
         )
-    if times.size and times[0] < t0:
+    if times.size and times.min() < t0:
         raise ArgumentError(
-            f"output times start at {times[0]} < t0 = {t0}",
+            f"output times start at {times.min()} < t0 = {t0}",
             field="times",
             fix="request outputs at or after t0",
+        )
+    if method not in METHODS:
+        raise ArgumentError(
+            f"unknown method {method!r}", field="method", fix=f"use one of {', '.join(METHODS)}"
         )
     if not (rtol > 0 and atol > 0):
         raise ArgumentError(
@@ -198,20 +239,43 @@ def simulate_arrays(
             field="rtol/atol",
             fix="use e.g. rtol=1e-7, atol=1e-10",
         )
-    n = params.n
     p = model.param_matrix(params)
     with np.errstate(all="ignore"):
         y0 = model.initial_state(p)
         T, A, S, C = _dose_arrays(model, doses, n)
         res = _integrator(backend)(
-            model, p, y0, times, T, A, S, C, t0=t0, rtol=rtol, atol=atol, max_steps=max_steps
+            model,
+            p,
+            y0,
+            times,
+            T,
+            A,
+            S,
+            C,
+            breaks=_breaks(model, p, T, C),
+            method=method,
+            t0=t0,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
         )
         obs = {}
+        nt = times.shape[-1]
+        tt = times if times.ndim == 2 else times[None, :]
         for o in model.observable_names:
-            tl = np.full((len(model.clock_names), n, len(times)), np.nan)  # obs need no clocks
-            obs[o] = model.observable(o, times[None, :], res.y, p[:, :, None], tl)
+            tl = np.full((len(model.clock_names), n, nt), np.nan)  # obs need no clocks
+            obs[o] = model.observable(o, tt, res.y, p[:, :, None], tl)
     reason = np.array([STATUS_TEXT[int(s)] for s in res.status], dtype=object)
-    return SimulationArrays(res.y, obs, res.status, reason, res.n_steps, times, model.state_names)
+    stats = {
+        "steps": res.n_steps,
+        "rejected": res.n_rejected,
+        "rhs": res.n_rhs,
+        "jacobians": res.n_jac,
+        "switches": res.n_switches,
+    }
+    return SimulationArrays(
+        res.y, obs, res.status, reason, res.n_steps, times, model.state_names, stats
+    )
 
 
 def simulate(
@@ -248,15 +312,20 @@ def simulate(
     data["status"] = (("patient",), r.status, {"long_name": "solver status (0 = ok)"})
     data["status_reason"] = (("patient",), r.reason.astype(str))
     data["n_steps"] = (("patient",), r.n_steps)
+    for k, v in r.stats.items():
+        data[f"solver_{k}"] = (("patient",), v)
     for k, v in params.items():
         pu = model.spec.parameters[k].unit
         data[f"param_{k}"] = (("patient",), np.asarray(v), {"units": pu})
-    ds = xr.Dataset(
-        data,
-        coords={
+    tattrs = {"units": "day", "long_name": "days since diagnosis"}
+    if r.times.ndim == 2:  # each patient's own times: an index dimension plus the days
+        coords = {
             "patient": np.arange(params.n),
-            "time": ("time", r.times, {"units": "day", "long_name": "days since diagnosis"}),
-        },
-    )
+            "time": np.arange(r.times.shape[1]),
+            "time_days": (("patient", "time"), r.times, tattrs),
+        }
+    else:
+        coords = {"patient": np.arange(params.n), "time": ("time", r.times, tattrs)}
+    ds = xr.Dataset(data, coords=coords)
     ds.attrs.update(model=model.name, n_failed=int((r.status != STATUS_OK).sum()))
     return ds

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tregsim.errors import ArgumentError
+from tregsim.grid import parse_values
 from tregsim.trial import endpoints as _ep
 from tregsim.trial.allocation import first_n_per_arm
 from tregsim.trial.design import TrialData
@@ -131,27 +132,19 @@ def _nanmean0(x: np.ndarray) -> np.ndarray:
 
 
 def parse_grid(text: str) -> np.ndarray:
-    """``"5:60:5"`` (start:stop:step, inclusive) or ``"10,20,40"`` → int array of N per arm."""
-    try:
-        if ":" in text:
-            parts = [int(p) for p in text.split(":")]
-            if len(parts) == 2:
-                parts.append(1)
-            a, b, s = parts
-            grid = np.arange(a, b + 1, s)
-        else:
-            grid = np.array([int(p) for p in text.split(",") if p.strip()])
-    except ValueError as e:
+    """N per arm in the grid grammar of :mod:`tregsim.grid` (``5..60:5``, ``10,20,40``,
+    ``10..80:log:5`` rounded to whole N); ``start:stop:step`` is read as ``start..stop:step``."""
+    fix = "write a..b:step (e.g. 5..60:5, or 5:60:5) or a comma list (10,20,40)"
+    parts = text.split(":")
+    if ".." not in text and len(parts) in (2, 3):
+        text = f"{parts[0]}..{parts[1]}:{parts[2] if len(parts) == 3 else 1}"
+    values, spacing = parse_values(text, field="n_per_arm", name="N per arm", fix=fix)
+    grid = np.unique(np.rint(values)).astype(int) if spacing == "log" else values.astype(int)
+    if spacing != "log" and np.any(grid != values):
+        raise ArgumentError(f"N grid {text!r} has non-whole N", field="n_per_arm", fix=fix)
+    if np.any(grid < 2):
         raise ArgumentError(
-            f"cannot read the N grid {text!r}",
-            field="n_per_arm",
-            fix="write start:stop:step (e.g. 5:60:5) or a comma list (10,20,40)",
-        ) from e
-    if grid.size == 0 or np.any(grid < 2):
-        raise ArgumentError(
-            f"N grid {text!r} is empty or has N < 2",
-            field="n_per_arm",
-            fix="use N ≥ 2 per arm",
+            f"N grid {text!r} has N < 2", field="n_per_arm", fix="use N ≥ 2 per arm"
         )
     return grid
 

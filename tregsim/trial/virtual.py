@@ -86,7 +86,7 @@ def pool_size(exp, seed: int, n_trials: int, n_max_per_arm: int, allocation, the
     _alloc.check_allocation(allocation)
     m = POOL_FACTOR * int(n_max_per_arm)
     while True:
-        pool = sample_population(exp, n_trials * m, seed, start=0)
+        pool = sample_population(exp, n_trials * m, seed, start=0, baseline_cpep0=False)
         arm = _allocate(seed, 0, n_trials, pool, m, n_max_per_arm, allocation)
         if _alloc.arms_filled(arm, n_max_per_arm).all():
             return m
@@ -121,18 +121,20 @@ def trial_chunk(
     """
     from tregsim.cohort import simulate_arms
     from tregsim.population import sample_population
+    from tregsim.population.sampling import complete_baseline
 
     n = stop - start
     m = int(pool_m)
     e = 2 * int(n_max_per_arm)
     th, draw_index = _theta_for(start, stop, m, theta, theta_draws)
-    pool = sample_population(exp, n * m, seed, start=start * m, theta=th)
+    # screening needs covariates only; the baseline solve is for the enrolled patients
+    pool = sample_population(exp, n * m, seed, start=start * m, theta=th, baseline_cpep0=False)
     arm_pool = _allocate(seed, start, stop, pool, m, n_max_per_arm, allocation)
     enrolled = _alloc.first_n_per_arm(arm_pool, n_max_per_arm)
     # column indices of the enrolled slots, in screening order: exactly e per replicate
     cols = np.sort(np.argsort(~enrolled, axis=1, kind="stable")[:, :e], axis=1)
     flat = (np.arange(n)[:, None] * m + cols).ravel()
-    pop = _subset_population(pool, flat)
+    pop = complete_baseline(exp, _subset_population(pool, flat))
     arm = np.take_along_axis(arm_pool, cols, axis=1)
     times = exp.visits_days[[0, endpoint_index]]
     # Each slot needs its allocated arm; the first k slots of a replicate also need the other
