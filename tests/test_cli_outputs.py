@@ -34,6 +34,7 @@ CALLS = {
     "export petab": ["export", "petab", "treg_t1d", "--data", EXP, "-o", BAD + "/p"],
     "data import": ["data", "import", EXP, "-o", BAD + "/long.csv"],
     "data export": ["data", "export", EXP, "-o", BAD + "/nm.csv"],
+    "twin": ["twin", EXP, "--experiment", EXP, "--out", BAD],
 }
 NO_OUTPUT = {"model", "models"}
 

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "models": "tregsim.cli.models",
     "export": "tregsim.cli.export",
     "data": "tregsim.cli.data",
+    "twin": "tregsim.cli.twin",
 }
 
 

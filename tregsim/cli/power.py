@@ -38,8 +38,17 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--tests",
         default="ancova,welch,ranksum,responder_0.2",
-        help="analyses, comma separated, from ancova,welch,pooled_t,ranksum,responder_0.2,"
-        "no_decline; the first is primary (default ancova,welch,ranksum,responder_0.2)",
+        help="analyses, comma separated, from ancova,ancova_prognostic,welch,pooled_t,ranksum,"
+        "responder_0.2,no_decline; the first is primary (default ancova,welch,ranksum,"
+        "responder_0.2). ancova_prognostic adds each participant's mechanistic twin (predicted "
+        "control outcome from the baseline MMTT, age and baseline day) as a covariate",
+    )
+    parser.add_argument(
+        "--twin-draws",
+        type=int,
+        default=256,
+        help="posterior × individual draws of each participant's twin for ancova_prognostic "
+        "(default 256)",
     )
     eff = parser.add_argument_group("effect assumption (model-based)")
     eff.add_argument(
@@ -171,6 +180,7 @@ def run(args) -> int:
         beta_cpep=args.beta_cpep,
         dropout=args.dropout,
         effect_patients=args.effect_patients,
+        twin_draws=args.twin_draws,
         **options.analysis_kwargs(args),
     )
     out = study.save(args.out)

@@ -341,6 +341,8 @@ def _power_compute(plan: RunPlan, folder: Path, exp):
         trials=plan.n_trials,
         effect_phi=plan.effect_phi,
         phi=plan.phi,
+        # the twin's prognostic covariate beside the primary ANCOVA (docs/twin.md)
+        tests=("ancova", "ancova_prognostic", "welch", "ranksum", "responder_0.2"),
         **_analysis_kwargs(plan, folder),
     )
     study.save(folder)

@@ -28,6 +28,9 @@ class TrialData:
     true_effect : (R,) true treatment effect of each replicate on the ln(AUC+1) scale
         (treatment − control), or None if unknown. For assurance it varies across replicates.
     effect_label : how the effect was specified (printed on figures, written to CSV).
+    prognostic_ln_auc_plus_1 : (R, M) each participant's twin-predicted ln(AUC+1) under
+        control at the endpoint, from pre-randomization data only (``ancova_prognostic``),
+        or None.
     """
 
     baseline_auc_nmol_l: np.ndarray
@@ -37,10 +40,14 @@ class TrialData:
     true_effect: np.ndarray | None = None
     effect_label: str = ""
     info: dict = field(default_factory=dict)
+    prognostic_ln_auc_plus_1: np.ndarray | None = None
 
     def __post_init__(self):
         shape = np.shape(self.endpoint_auc_nmol_l)
-        for name in ("baseline_auc_nmol_l", "age_years", "arm"):
+        names = ["baseline_auc_nmol_l", "age_years", "arm"]
+        if self.prognostic_ln_auc_plus_1 is not None:
+            names.append("prognostic_ln_auc_plus_1")
+        for name in names:
             if np.shape(getattr(self, name)) != shape:
                 raise ArgumentError(
                     f"{name} has shape {np.shape(getattr(self, name))}, expected {shape}",

@@ -203,6 +203,35 @@ def ancova_trialnet(
     )
 
 
+def ancova_prognostic(
+    endpoint_auc_nmol_l: np.ndarray,
+    baseline_auc_nmol_l: np.ndarray,
+    age_years: np.ndarray,
+    prognostic_ln_auc_plus_1: np.ndarray,
+    arm: np.ndarray,
+    *,
+    include: np.ndarray | None = None,
+    alpha: float = 0.05,
+) -> AnalysisResult:
+    """ANCOVA of ln(AUC+1) at the endpoint on arm, ln(baseline AUC+1), age and the prognostic
+    score (the twin's predicted control-arm ln(AUC+1) at the endpoint visit): prognostic
+    covariate adjustment (PROCOVA; EMA qualification opinion 2022; Schuler et al., Int J
+    Biostat 2022;18:329), see docs/twin.md.
+
+    All arrays (R, n): C-peptide in nmol/L (MMTT 2-h AUC mean), age in years, prognostic score
+    on the ln(AUC+1) scale; NaN in any of them drops the slot. ``result.estimate`` is the
+    adjusted treatment − control difference of ln(AUC+1), ``result.ratio`` the ratio of
+    adjusted geometric means of (AUC+1).
+    """
+    return ancova(
+        log1p_auc(endpoint_auc_nmol_l),
+        arm,
+        [log1p_auc(baseline_auc_nmol_l), age_years, prognostic_ln_auc_plus_1],
+        include=include,
+        alpha=alpha,
+    )
+
+
 def t_test(
     endpoint: np.ndarray,
     arm: np.ndarray,
@@ -417,12 +446,15 @@ def analyse_trials(
     include: np.ndarray | None = None,
     alpha: float = 0.05,
     tests: tuple[str, ...] = ("ancova", "welch", "ranksum"),
+    prognostic_ln_auc_plus_1: np.ndarray | None = None,
 ) -> dict[str, AnalysisResult]:
     """Run the named analyses on R trials; all arrays (R, n), C-peptide in nmol/L.
 
-    tests : any of ``"ancova"`` (primary, TrialNet), ``"welch"``, ``"pooled_t"`` (on ln(AUC+1)),
-    ``"ranksum"`` (Mann–Whitney on AUC), ``"responder_0.2"`` (AUC ≥ 0.2 nmol/L),
-    ``"no_decline"`` (AUC ≥ baseline).
+    tests : any of ``"ancova"`` (primary, TrialNet), ``"ancova_prognostic"`` (the same plus
+    ``prognostic_ln_auc_plus_1``, each participant's twin-predicted control outcome from
+    pre-randomization data: :mod:`tregsim.trial.prognostic`), ``"welch"``, ``"pooled_t"``
+    (on ln(AUC+1)), ``"ranksum"`` (Mann–Whitney on AUC), ``"responder_0.2"``
+    (AUC ≥ 0.2 nmol/L), ``"no_decline"`` (AUC ≥ baseline).
     """
     out = {}
     ly = log1p_auc(endpoint_auc_nmol_l)
@@ -433,6 +465,24 @@ def analyse_trials(
                 endpoint_auc_nmol_l,
                 baseline_auc_nmol_l,
                 age_years,
+                arm,
+                include=include,
+                alpha=alpha,
+            )
+        elif name == "ancova_prognostic":
+            if prognostic_ln_auc_plus_1 is None:
+                from tregsim.errors import ArgumentError
+
+                raise ArgumentError(
+                    "ancova_prognostic needs each participant's prognostic score",
+                    field="tests",
+                    fix="pass prognostic_ln_auc_plus_1 (model-based trials with a twin)",
+                )
+            out[name] = ancova_prognostic(
+                endpoint_auc_nmol_l,
+                baseline_auc_nmol_l,
+                age_years,
+                prognostic_ln_auc_plus_1,
                 arm,
                 include=include,
                 alpha=alpha,
@@ -454,6 +504,7 @@ def analyse_trials(
             raise ArgumentError(
                 f"unknown analysis {name!r}",
                 field="tests",
-                fix="use any of ancova, welch, pooled_t, ranksum, responder_0.2, no_decline",
+                fix="use any of ancova, ancova_prognostic, welch, pooled_t, ranksum, "
+                "responder_0.2, no_decline",
             )
     return out

@@ -208,6 +208,9 @@ def simulated_power(
             include=inc[sl],
             alpha=alpha,
             tests=tests,
+            prognostic_ln_auc_plus_1=None
+            if data.prognostic_ln_auc_plus_1 is None
+            else data.prognostic_ln_auc_plus_1[sl],
         )
         for t, r in res.items():
             reject[t][:, k] = r.reject

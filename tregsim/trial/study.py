@@ -23,7 +23,15 @@ import numpy as np
 from tregsim.errors import ArgumentError
 from tregsim.results import SHIPPED, PosteriorArg, display_path
 
-TESTS = ("ancova", "welch", "pooled_t", "ranksum", "responder_0.2", "no_decline")
+TESTS = (
+    "ancova",
+    "ancova_prognostic",
+    "welch",
+    "pooled_t",
+    "ranksum",
+    "responder_0.2",
+    "no_decline",
+)
 """Analyses a power study can apply to every replicate trial."""
 
 DEFAULT_TESTS = ("ancova", "welch", "ranksum", "responder_0.2")
@@ -273,7 +281,7 @@ class PowerStudy:
         )
         ax = tplot.plot_power_curve(
             self.tables,
-            tests=self.tests[:1],
+            tests=self._curve_tests(),
             alpha=s["alpha"],
             assumption=f"{self.assumption}\n{label}",
             title="Virtual-trial power vs N per arm",
@@ -288,6 +296,14 @@ class PowerStudy:
         )
         tplot.save(fig, out / "effect_distribution.png")
         write_manifest(out, self.manifest)
+        return out
+
+    def _curve_tests(self) -> list[str]:
+        """Tests drawn in ``power_curve.png``: the primary, and ``ancova_prognostic`` beside
+        ``ancova`` when both were run (the twin's gain at the same N)."""
+        out = [self.primary_test]
+        if "ancova_prognostic" in self.tests:
+            out += [t for t in ("ancova", "ancova_prognostic") if t in self.tests and t not in out]
         return out
 
     def report_lines(self) -> list[str]:
@@ -311,6 +327,14 @@ class PowerStudy:
                 f"  N per arm for 80%: {self.summary[k]['n_per_arm_for_80pct']}, "
                 f"for 90%: {self.summary[k]['n_per_arm_for_90pct']} (None = beyond the grid)"
             )
+            for t in self._curve_tests()[1:]:
+                pw = np.asarray(tab[f"power_{t}"])
+                n80 = [int(n) for n, p in zip(tab["n_per_arm"], pw, strict=True) if p >= 0.8]
+                cells = ", ".join(
+                    f"N={n}: {p:.3f}" for n, p in zip(tab["n_per_arm"], pw, strict=True)
+                )
+                lines.append(f"{what} ({t}): {cells}")
+                lines.append(f"  N per arm for 80% ({t}): {n80[0] if n80 else None}")
         grid = self.n_per_arm
         n_ref = 10 if 10 in grid else int(grid[0])
         i = int(np.nonzero(grid == n_ref)[0][0])
@@ -345,6 +369,13 @@ def _check_arguments(
     if synthetic and effect_phi is not None:
         raise bad(
             "effect_phi", "effect_phi needs an experiment (model-based mode)", "use effect instead"
+        )
+    if synthetic and "ancova_prognostic" in tests:
+        raise bad(
+            "tests",
+            "ancova_prognostic needs an experiment: its covariate is each participant's "
+            "mechanistic twin",
+            "drop ancova_prognostic, or give an experiment (model-based mode)",
         )
     if effect_phi is not None and not effect_phi >= 0:
         raise bad(
@@ -384,6 +415,7 @@ def power_study(
     beta_cpep: float = 0.5,
     dropout: float = 0.0,
     effect_patients: int = 16,
+    twin_draws: int = 256,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     workers: int | None = None,
@@ -417,6 +449,8 @@ def power_study(
     dropout : probability of no endpoint.
     effect_patients : model-based: true effect from the paired simulation of the first K
         enrolled patients (0 = all).
+    twin_draws : with ``ancova_prognostic``: posterior × individual draws of each
+        participant's twin (its prognostic score; docs/twin.md).
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     workers, scheduler, chunk_size : where and in what pieces the trials run (results do not
         depend on them).
@@ -465,6 +499,12 @@ def power_study(
         "effect_patients": None if synthetic else effect_patients,
         "phi": None if synthetic else phi,
     }
+    if "ancova_prognostic" in tests:
+        if twin_draws < 2:
+            raise ArgumentError(
+                f"twin_draws must be ≥ 2, got {twin_draws}", field="twin_draws", fix="use e.g. 256"
+            )
+        settings["twin_draws"] = int(twin_draws)
     st = start_analysis(
         exp,
         command="power",
@@ -498,10 +538,16 @@ def power_study(
         )
     else:
         common["endpoint"] = f"MMTT 2-h AUC mean C-peptide at month {endpoint_month:g}, {exp.name}"
+        twin = (
+            _twin_grid(exp, st.draws, twin_draws, seed, endpoint_month)
+            if "ancova_prognostic" in tests
+            else None
+        )
         curves = _model_curves(
             exp,
             ea,
             assurance,
+            twin=twin,
             n_trials=trials,
             n_max_per_arm=n_max,
             seed=seed,
@@ -516,6 +562,29 @@ def power_study(
             progress=progress,
         )
     return _study(curves, common, grid, tests, alpha, settings, manifest, progress)
+
+
+def _twin_grid(exp: Any, draws: dict | None, n_draws: int, seed: int, endpoint_month: float):
+    """The twin behind ``ancova_prognostic``: the analyst's posterior (the study's population
+    draws, or the model file's values), the experiment's baseline distribution, curves on an
+    age grid over the population's age range at the experiment's baseline day."""
+    from tregsim.twin import BaselinePrior, Twin, TwinGrid
+
+    model = exp.model
+    if not draws:
+        d = model.defaults()
+        draws = {
+            k: np.array([d[k]]) for k, p in model.spec.parameters.items() if p.role == "population"
+        }
+    twin = Twin(
+        model, draws, n_draws=n_draws, seed=seed, baseline_prior=BaselinePrior.from_experiment(exp)
+    )
+    from tregsim.population.distributions import AGE_LIMITS_YEARS
+
+    lo, hi = exp.population.age.support
+    lo, hi = max(float(lo), 0.5), min(float(hi), AGE_LIMITS_YEARS[1])
+    ages = np.geomspace(lo, hi, 41)
+    return TwinGrid(twin, ages, exp.baseline_day, [endpoint_month])
 
 
 @dataclass

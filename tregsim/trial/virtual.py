@@ -95,13 +95,17 @@ def trial_chunk(
     endpoint_index: int,
     treatment_arm: str,
     effect_patients: int | None = None,
+    twin=None,
 ) -> dict:
     """Chunk function for :func:`tregsim.parallel.run_chunks`: replicate trials [start, stop).
 
     Returns (n, 2·n_max_per_arm) arrays ``baseline``, ``endpoint`` (nmol/L, NaN = missing),
     ``age`` (years), ``arm`` (bool), and (n,) ``true_effect`` (ln(AUC+1) scale; mean paired
     difference over the first ``effect_patients`` enrolled slots, all if None),
-    ``draw_index`` (posterior draw used, −1 if none), ``phi``, ``n_failed``.
+    ``draw_index`` (posterior draw used, −1 if none), ``phi``, ``n_failed``; with ``twin``
+    (a :class:`tregsim.twin.TwinGrid` at the endpoint month) also (n, 2·n_max_per_arm)
+    ``prognostic``: each patient's twin-predicted control ln(AUC+1) at the endpoint from the
+    observed baseline MMTT, age and baseline day only (pre-randomization data).
     """
     from tregsim.cohort import simulate_arms
     from tregsim.population import sample_population
@@ -167,7 +171,11 @@ def trial_chunk(
         if n and phi_all is not None
         else np.full(n, np.nan)
     )
-    return {
+    out = {}
+    if twin is not None:
+        age = np.asarray(pop.covariates["age"], dtype=float).ravel()
+        out["prognostic"] = twin.mean(y[:, :, 0].ravel(), age)[:, 0].reshape(n, e)
+    return out | {
         "baseline": y[:, :, 0],
         "endpoint": endpoint,
         "age": np.asarray(pop.covariates["age"], dtype=float).reshape(n, e),
@@ -192,6 +200,7 @@ def virtual_trials(
     endpoint_month: float = 12.0,
     treatment_arm: str | None = None,
     effect_patients: int | None = None,
+    twin=None,
     label: str = "",
     chunk_size: int = 50,
     out_dir=None,
@@ -216,6 +225,8 @@ def virtual_trials(
     effect_patients : simulate the non-allocated arm only for the first k enrolled slots of
         each replicate and estimate its true effect from them (None = all 2·n_max_per_arm:
         exact but twice the solver work). Outcomes analysed are unaffected.
+    twin : a :class:`tregsim.twin.TwinGrid` for ``endpoint_month``: adds every patient's
+        prognostic score (``TrialData.prognostic_ln_auc_plus_1``) for ``ancova_prognostic``.
     chunk_size, out_dir, stage, workers, scheduler, progress : see
         :func:`tregsim.parallel.run_chunks` (items = replicate trials).
 
@@ -262,6 +273,7 @@ def virtual_trials(
             int(hit[0]),
             arm_name,
             effect_patients,
+            twin,
         ),
         out_dir=out_dir,
         stage=stage,
@@ -277,6 +289,7 @@ def virtual_trials(
         arm=res["arm"].astype(bool),
         true_effect=res["true_effect"],
         effect_label=label,
+        prognostic_ln_auc_plus_1=res.get("prognostic"),
         info={
             "generator": "model",
             "experiment": str(exp.path),
