@@ -384,6 +384,8 @@ def power_study(
     beta_cpep: float = 0.5,
     dropout: float = 0.0,
     effect_patients: int = 16,
+    variability: str = "lumped",
+    relative_effect: float | None = None,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     workers: int | None = None,
@@ -417,6 +419,12 @@ def power_study(
     dropout : probability of no endpoint.
     effect_patients : model-based: true effect from the paired simulation of the first K
         enrolled patients (0 = all).
+    variability : model-based: ``"lumped"`` (default; the model's one residual ``sigma``) or
+        ``"records"`` (population hazard, hazard covariate and observation model of the
+        structure fitted to the placebo records, ``calibration/natural_history_structure.json``;
+        :mod:`tregsim.trial.virtual`). Its SHA-256 goes into the manifest and ``power.csv``.
+    relative_effect : model-based: a fixed relative effect X on the noise-free endpoint
+        (treated = (1 + X) × routine care) instead of the treatment model; no assurance curve.
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     workers, scheduler, chunk_size : where and in what pieces the trials run (results do not
         depend on them).
@@ -437,6 +445,24 @@ def power_study(
         effect_patients=effect_patients,
         effect_sd=effect_sd,
     )
+    from tregsim.trial.virtual import check_variability, records_structure
+
+    check_variability(variability)
+    if synthetic and (variability != "lumped" or relative_effect is not None):
+        raise ArgumentError(
+            "variability and relative_effect need an experiment (model-based mode)",
+            field="variability" if variability != "lumped" else "relative_effect",
+            fix="pass an experiment, or use effect in synthetic mode",
+        )
+    if relative_effect is not None and (effect_phi is not None or not relative_effect > -1):
+        raise ArgumentError(
+            f"relative_effect {relative_effect} with effect_phi {effect_phi}",
+            field="relative_effect",
+            fix="give relative_effect > -1 (e.g. 0.3) without effect_phi",
+        )
+    if relative_effect is not None:
+        assurance = False  # a fixed effect has no effect distribution
+    structure = records_structure() if variability == "records" else None
     if phi not in PHI_SOURCES:
         raise ArgumentError(
             f"unknown phi source {phi!r}", field="phi", fix=f"use one of {', '.join(PHI_SOURCES)}"
@@ -465,6 +491,10 @@ def power_study(
         "effect_patients": None if synthetic else effect_patients,
         "phi": None if synthetic else phi,
     }
+    if variability != "lumped" or relative_effect is not None:
+        # only when asked for: the default settings (and manifests) stay as they were
+        settings["variability"] = variability
+        settings["relative_effect"] = relative_effect
     st = start_analysis(
         exp,
         command="power",
@@ -478,6 +508,11 @@ def power_study(
         overwrite=overwrite,
     )
     manifest, out = st.manifest, st.out
+    if structure is not None:
+        manifest["variability_structure"] = {
+            "file": structure["file"],
+            "sha256": structure["sha256"],
+        }
     if not synthetic:
         ea = effect_assumption(
             exp,
@@ -490,6 +525,32 @@ def power_study(
             endpoint_month=endpoint_month,
             phi=phi,
         )
+        if relative_effect is not None:
+            ea.theta = {k: v for k, v in (ea.theta or {}).items() if k != "phi"} or None
+            ea.fixed_text = (
+                f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC "
+                f"(treated = {1 + relative_effect:g} × routine care; no treatment model); "
+                + ea.fixed_text.split("; φ =")[0]
+            )
+        if structure is not None:
+            # the structure's values replace these in every trial (tregsim.trial.virtual);
+            # name only what still comes from the posterior / model file
+            replaced = {*structure["population"], "sigma"}
+            kept = sorted(k for k in (ea.theta or {}) if k not in replaced)
+            head = ea.fixed_text.split("posterior medians (")[0]
+            ea.fixed_text = head + (
+                "posterior medians (" + ", ".join(f"{k} = {ea.theta[k]:.3g}" for k in kept) + ")"
+                if st.draws and kept
+                else ea.fixed_text[len(head) :]
+                if not st.draws
+                else "model file values"
+            )
+            ea.fixed_text += (
+                f"; variability: records (hazard, hazard covariate and observation model of "
+                f"{structure['file']}, sha256 {structure['sha256'][:12]})"
+            )
+            if ea.draws is not None:
+                ea.assurance_text += "; variability: records"
     common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
     if synthetic:
         common["endpoint"] = "synthetic ln(AUC+1) model, TrialNet placebo month-12 defaults"
@@ -509,6 +570,11 @@ def power_study(
             dropout=dropout,
             endpoint_month=endpoint_month,
             effect_patients=effect_patients or None,
+            **(
+                {"variability": variability, "relative_effect": relative_effect}
+                if variability != "lumped" or relative_effect is not None
+                else {}
+            ),
             out_dir=out,
             workers=workers,
             scheduler=scheduler,
