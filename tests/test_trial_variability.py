@@ -120,3 +120,26 @@ def test_relative_effect_multiplies_the_routine_care_endpoint(exp):
     np.testing.assert_allclose(d.baseline_auc_nmol_l, want_bl, rtol=1e-12)
     want_te = (np.log1p((1 + X) * c[:, :, 1]) - np.log1p(c[:, :, 1])).mean(axis=1)
     np.testing.assert_allclose(d.true_effect, want_te, rtol=1e-12)
+
+
+def test_power_command_records_the_structure(tmp_path, exp):
+    """``tregsim power --variability records``: the structure file's SHA-256 (hashed here) is in
+    the manifest and named in ``power.csv``; the default run names no structure."""
+    import hashlib
+    import json
+
+    from tregsim.cli import main
+
+    want = hashlib.sha256((ROOT / "calibration/natural_history_structure.json").read_bytes())
+    base = [
+        "power", str(EXP), "--n-per-arm", "5", "--trials", "10", "--tests", "ancova",
+        "--relative-effect", "0.3", "--allocation", "randomized",
+    ]  # fmt: skip
+    assert main([*base, "--variability", "records", "--out", str(tmp_path / "r")]) == 0
+    man = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert man["variability_structure"]["sha256"] == want.hexdigest()
+    label = pd.read_csv(tmp_path / "r" / "power.csv").effect_assumption[0]
+    assert "natural_history_structure.json" in label and want.hexdigest()[:12] in label
+    assert main([*base, "--out", str(tmp_path / "d")]) == 0
+    assert "variability_structure" not in json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert "natural_history_structure" not in pd.read_csv(tmp_path / "d" / "power.csv").iloc[0, 5]

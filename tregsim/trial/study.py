@@ -449,16 +449,23 @@ def power_study(
 
     check_variability(variability)
     if synthetic and (variability != "lumped" or relative_effect is not None):
+        name = "variability" if variability != "lumped" else "relative_effect"
         raise ArgumentError(
-            "variability and relative_effect need an experiment (model-based mode)",
-            field="variability" if variability != "lumped" else "relative_effect",
+            f"{name} needs an experiment (model-based mode)",
+            field=name,
             fix="pass an experiment, or use effect in synthetic mode",
         )
-    if relative_effect is not None and (effect_phi is not None or not relative_effect > -1):
+    if relative_effect is not None and effect_phi is not None:
         raise ArgumentError(
-            f"relative_effect {relative_effect} with effect_phi {effect_phi}",
+            "relative_effect and effect_phi both given",
             field="relative_effect",
-            fix="give relative_effect > -1 (e.g. 0.3) without effect_phi",
+            fix="give one of them: a fixed relative effect or the treatment model's φ",
+        )
+    if relative_effect is not None and not relative_effect > -1:
+        raise ArgumentError(
+            f"relative_effect must be > -1, got {relative_effect}",
+            field="relative_effect",
+            fix="use e.g. 0.3 for +30 %",
         )
     if relative_effect is not None:
         assurance = False  # a fixed effect has no effect distribution
@@ -550,7 +557,11 @@ def power_study(
                 f"{structure['file']}, sha256 {structure['sha256'][:12]})"
             )
             if ea.draws is not None:
-                ea.assurance_text += "; variability: records"
+                ea.assurance_text += (
+                    "; variability: records (the structure's "
+                    + ", ".join(structure["population"])
+                    + " and observation model replace the posterior's)"
+                )
     common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
     if synthetic:
         common["endpoint"] = "synthetic ln(AUC+1) model, TrialNet placebo month-12 defaults"
