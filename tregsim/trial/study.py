@@ -363,6 +363,39 @@ def _check_arguments(
     return tests
 
 
+def _relabel(ea: EffectAssumption, relative_effect, structure, *, from_posterior: bool) -> None:
+    """Effect-assumption texts under ``relative_effect`` / ``variability="records"``: name
+    only the values that still come from the posterior or model file (the structure's
+    population values and observation model, and a fixed relative effect, replace the rest)."""
+    drop = set()
+    if relative_effect is not None:
+        drop.add("phi")
+        ea.theta = {k: v for k, v in (ea.theta or {}).items() if k != "phi"} or None
+    if structure is not None:
+        drop |= {*structure["population"], "sigma"}
+    theta = ea.theta or {}
+    kept = ", ".join(f"{k} = {theta[k]:.3g}" for k in sorted(theta) if k not in drop)
+    source = "posterior medians" if from_posterior else "model file values"
+    text = f"{source} ({kept})" if kept else source
+    if relative_effect is not None:
+        text = (
+            f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC "
+            f"(treated = {1 + relative_effect:g} × routine care; no treatment model); " + text
+        )
+    if structure is not None:
+        text += (
+            f"; variability: records (hazard, hazard covariate and observation model of "
+            f"{structure['file']}, sha256 {structure['sha256'][:12]})"
+        )
+        if ea.draws is not None:
+            ea.assurance_text += (
+                "; variability: records (the structure's "
+                + ", ".join(structure["population"])
+                + " and observation model replace the posterior's)"
+            )
+    ea.fixed_text = text
+
+
 def power_study(
     exp: Any,
     *,
@@ -532,36 +565,8 @@ def power_study(
             endpoint_month=endpoint_month,
             phi=phi,
         )
-        if relative_effect is not None:
-            ea.theta = {k: v for k, v in (ea.theta or {}).items() if k != "phi"} or None
-            ea.fixed_text = (
-                f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC "
-                f"(treated = {1 + relative_effect:g} × routine care; no treatment model); "
-                + ea.fixed_text.split("; φ =")[0]
-            )
-        if structure is not None:
-            # the structure's values replace these in every trial (tregsim.trial.virtual);
-            # name only what still comes from the posterior / model file
-            replaced = {*structure["population"], "sigma"}
-            kept = sorted(k for k in (ea.theta or {}) if k not in replaced)
-            head = ea.fixed_text.split("posterior medians (")[0]
-            ea.fixed_text = head + (
-                "posterior medians (" + ", ".join(f"{k} = {ea.theta[k]:.3g}" for k in kept) + ")"
-                if st.draws and kept
-                else ea.fixed_text[len(head) :]
-                if not st.draws
-                else "model file values"
-            )
-            ea.fixed_text += (
-                f"; variability: records (hazard, hazard covariate and observation model of "
-                f"{structure['file']}, sha256 {structure['sha256'][:12]})"
-            )
-            if ea.draws is not None:
-                ea.assurance_text += (
-                    "; variability: records (the structure's "
-                    + ", ".join(structure["population"])
-                    + " and observation model replace the posterior's)"
-                )
+        if relative_effect is not None or structure is not None:
+            _relabel(ea, relative_effect, structure, from_posterior=bool(st.draws))
     common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
     if synthetic:
         common["endpoint"] = "synthetic ln(AUC+1) model, TrialNet placebo month-12 defaults"
