@@ -114,6 +114,7 @@ def test_cli_power_agrees_with_closed_form_t_test(tmp_path):
         (["--synthetic", "--n-per-arm", "5:x"], "[--n-per-arm]"),
         (["--synthetic", "--tests", "anova"], "[--tests]"),
         (["--synthetic", "--dropout", "1.5"], "[--dropout]"),
+        (["--synthetic", "--variability", "records"], "[--variability]"),
         ([], "[experiment]"),
     ],
 )
@@ -214,7 +215,12 @@ def test_posterior_assurance_uses_one_draw_per_trial(tmp_path):
 
 @pytest.mark.parametrize(
     "args, msg",
-    [(["--endpoint-month", "7"], "[--endpoint-month]"), (["--effect-phi", "-1"], "[--effect-phi]")],
+    [
+        (["--endpoint-month", "7"], "[--endpoint-month]"),
+        (["--effect-phi", "-1"], "[--effect-phi]"),
+        (["--relative-effect", "-2"], "[--relative-effect]"),
+        (["--relative-effect", "0.3", "--effect-phi", "3"], "[--relative-effect]"),
+    ],
 )
 def test_model_mode_validates_before_writing(tmp_path, capsys, args, msg):
     if not EXP.exists():

@@ -71,6 +71,21 @@ def add_arguments(parser) -> None:
         "the infused-cell kinetics from calibration/posteriors/treatment_effect.nc (the Treg "
         "trials' evidence, docs/treatment_effect.md); 'prior' draws φ from the model file's prior",
     )
+    eff.add_argument(
+        "--relative-effect",
+        type=float,
+        help="a fixed relative effect X instead of the treatment model: treated noise-free "
+        "endpoint = (1 + X) × the patient's routine-care value (e.g. 0.3 = +30%%); no assurance "
+        "curve",
+    )
+    parser.add_argument(
+        "--variability",
+        choices=("lumped", "records"),
+        default="lumped",
+        help="model-based: 'lumped' (default) draws the model's one residual sigma; 'records' "
+        "uses the hazard, hazard covariate and observation model fitted to the placebo records "
+        "(calibration/natural_history_structure.json; docs/trials.md)",
+    )
     parser.add_argument(
         "--no-assurance",
         action="store_true",
@@ -181,6 +196,8 @@ def run(args) -> int:
         dropout=args.dropout,
         effect_patients=args.effect_patients,
         twin_draws=args.twin_draws,
+        variability=args.variability,
+        relative_effect=args.relative_effect,
         **options.analysis_kwargs(args),
     )
     out = study.save(args.out)

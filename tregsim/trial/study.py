@@ -394,6 +394,39 @@ def _check_arguments(
     return tests
 
 
+def _relabel(ea: EffectAssumption, relative_effect, structure, *, from_posterior: bool) -> None:
+    """Effect-assumption texts under ``relative_effect`` / ``variability="records"``: name
+    only the values that still come from the posterior or model file (the structure's
+    population values and observation model, and a fixed relative effect, replace the rest)."""
+    drop = set()
+    if relative_effect is not None:
+        drop.add("phi")
+        ea.theta = {k: v for k, v in (ea.theta or {}).items() if k != "phi"} or None
+    if structure is not None:
+        drop |= {*structure["population"], "sigma"}
+    theta = ea.theta or {}
+    kept = ", ".join(f"{k} = {theta[k]:.3g}" for k in sorted(theta) if k not in drop)
+    source = "posterior medians" if from_posterior else "model file values"
+    text = f"{source} ({kept})" if kept else source
+    if relative_effect is not None:
+        text = (
+            f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC "
+            f"(treated = {1 + relative_effect:g} × routine care; no treatment model); " + text
+        )
+    if structure is not None:
+        text += (
+            f"; variability: records (hazard, hazard covariate and observation model of "
+            f"{structure['file']}, sha256 {structure['sha256'][:12]})"
+        )
+        if ea.draws is not None:
+            ea.assurance_text += (
+                "; variability: records (the structure's "
+                + ", ".join(structure["population"])
+                + " and observation model replace the posterior's)"
+            )
+    ea.fixed_text = text
+
+
 def power_study(
     exp: Any,
     *,
@@ -416,6 +449,8 @@ def power_study(
     dropout: float = 0.0,
     effect_patients: int = 16,
     twin_draws: int = 256,
+    variability: str = "lumped",
+    relative_effect: float | None = None,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     workers: int | None = None,
@@ -451,6 +486,12 @@ def power_study(
         enrolled patients (0 = all).
     twin_draws : with ``ancova_prognostic``: posterior × individual draws of each
         participant's twin (its prognostic score; docs/twin.md).
+    variability : model-based: ``"lumped"`` (default; the model's one residual ``sigma``) or
+        ``"records"`` (population hazard, hazard covariate and observation model of the
+        structure fitted to the placebo records, ``calibration/natural_history_structure.json``;
+        :mod:`tregsim.trial.virtual`). Its SHA-256 goes into the manifest and ``power.csv``.
+    relative_effect : model-based: a fixed relative effect X on the noise-free endpoint
+        (treated = (1 + X) × routine care) instead of the treatment model; no assurance curve.
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     workers, scheduler, chunk_size : where and in what pieces the trials run (results do not
         depend on them).
@@ -471,6 +512,31 @@ def power_study(
         effect_patients=effect_patients,
         effect_sd=effect_sd,
     )
+    from tregsim.trial.virtual import check_variability, records_structure
+
+    check_variability(variability)
+    if synthetic and (variability != "lumped" or relative_effect is not None):
+        name = "variability" if variability != "lumped" else "relative_effect"
+        raise ArgumentError(
+            f"{name} needs an experiment (model-based mode)",
+            field=name,
+            fix="pass an experiment, or use effect in synthetic mode",
+        )
+    if relative_effect is not None and effect_phi is not None:
+        raise ArgumentError(
+            "relative_effect and effect_phi both given",
+            field="relative_effect",
+            fix="give one of them: a fixed relative effect or the treatment model's φ",
+        )
+    if relative_effect is not None and not relative_effect > -1:
+        raise ArgumentError(
+            f"relative_effect must be > -1, got {relative_effect}",
+            field="relative_effect",
+            fix="use e.g. 0.3 for +30 %",
+        )
+    if relative_effect is not None:
+        assurance = False  # a fixed effect has no effect distribution
+    structure = records_structure() if variability == "records" else None
     if phi not in PHI_SOURCES:
         raise ArgumentError(
             f"unknown phi source {phi!r}", field="phi", fix=f"use one of {', '.join(PHI_SOURCES)}"
@@ -505,6 +571,10 @@ def power_study(
                 f"twin_draws must be ≥ 2, got {twin_draws}", field="twin_draws", fix="use e.g. 256"
             )
         settings["twin_draws"] = int(twin_draws)
+    if variability != "lumped" or relative_effect is not None:
+        # only when asked for: the default settings (and manifests) stay as they were
+        settings["variability"] = variability
+        settings["relative_effect"] = relative_effect
     st = start_analysis(
         exp,
         command="power",
@@ -518,6 +588,11 @@ def power_study(
         overwrite=overwrite,
     )
     manifest, out = st.manifest, st.out
+    if structure is not None:
+        manifest["variability_structure"] = {
+            "file": structure["file"],
+            "sha256": structure["sha256"],
+        }
     if not synthetic:
         ea = effect_assumption(
             exp,
@@ -530,6 +605,8 @@ def power_study(
             endpoint_month=endpoint_month,
             phi=phi,
         )
+        if relative_effect is not None or structure is not None:
+            _relabel(ea, relative_effect, structure, from_posterior=bool(st.draws))
     common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
     if synthetic:
         common["endpoint"] = "synthetic ln(AUC+1) model, TrialNet placebo month-12 defaults"
@@ -555,6 +632,11 @@ def power_study(
             dropout=dropout,
             endpoint_month=endpoint_month,
             effect_patients=effect_patients or None,
+            **(
+                {"variability": variability, "relative_effect": relative_effect}
+                if variability != "lumped" or relative_effect is not None
+                else {}
+            ),
             out_dir=out,
             workers=workers,
             scheduler=scheduler,

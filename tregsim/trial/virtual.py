@@ -23,6 +23,18 @@ Uncertainty in the population parameters: ``theta`` (name → scalar) fixes them
 replicate (e.g. ``{"phi": 2.0}``); ``theta_draws`` (name → ``(n_draws,)``, a posterior or
 prior sample) gives replicate ``r`` the draw ``r mod n_draws`` — the assurance setting.
 
+``variability="records"`` (opt-in; default ``"lumped"`` is the above) uses the structure of
+individual variability fitted to the placebo records instead (docs/calibration.md, "Structure of
+individual variability"; ``calibration/natural_history_structure.json``): its population
+parameters and hazard covariate (λ_ref, γ_a, ω_λ, q, β_c, β_lin replace the posterior's or the
+model file's values) and its observation model (:func:`tregsim.observe.observe_visits`: assay
+σ_meas, within-patient deviation σ_bio/τ_bio, heteroscedastic factor κ) at the baseline visit
+and the endpoint, stream ``trial.observed`` by patient.
+
+``relative_effect`` X (opt-in) replaces the treatment model by a fixed relative effect: a
+treated patient's noise-free endpoint is (1 + X) times the same patient's routine-care value
+(the baseline is unchanged); no infusion is simulated.
+
 Every random number is drawn by absolute trial / patient index through :func:`tregsim.rng.draw`,
 so results do not depend on chunk size or worker count.
 """
@@ -33,7 +45,7 @@ import numpy as np
 
 from tregsim import rng as _rng
 from tregsim.errors import ArgumentError
-from tregsim.observe import draw_standard_normals, observe
+from tregsim.observe import draw_standard_normals, observe, observe_visits, visit_normals
 from tregsim.trial import allocation as _alloc
 from tregsim.trial.design import TrialData
 
@@ -41,6 +53,61 @@ POOL_FACTOR = 4
 """Screened patients per enrolled patient slot under non-randomized allocation (before any
 doubling): 4·N_max screened leave each arm ≥ N_max with overwhelming probability for
 |β| ≤ 1; the pool doubles deterministically until every replicate fills both arms."""
+
+
+VARIABILITY = ("lumped", "records")
+"""Observation/variability settings of virtual trials (see the module docstring)."""
+
+STRUCTURE_FILE = "calibration/natural_history_structure.json"
+"""The records-fitted structure, relative to the project root."""
+
+STRUCTURE_POPULATION = ("lambda_ref", "gamma_a", "omega_lambda", "q", "beta_c", "beta_lin")
+"""Population parameters the structure sets (its hazard and hazard covariate)."""
+
+STRUCTURE_OBSERVATION = ("sigma_meas", "sigma_bio", "tau_bio", "kappa")
+"""Observation-model parameters the structure sets (:func:`tregsim.observe.observe_visits`)."""
+
+
+def records_structure() -> dict:
+    """The structure fitted to the placebo records: ``{"population": name → value,
+    "observation": name → value, "file": path relative to the project, "sha256": …}``."""
+    import hashlib
+    import json
+
+    from tregsim.resources import shipped_path
+
+    path = shipped_path(STRUCTURE_FILE)
+    if not path.is_file():
+        raise ArgumentError(
+            f"{STRUCTURE_FILE} is missing",
+            file=str(STRUCTURE_FILE),
+            fix="restore it from the repository (benchmarks/structure_variability.py writes it)",
+        )
+    raw = path.read_bytes()
+    theta = json.loads(raw)["theta"]
+    missing = [k for k in (*STRUCTURE_POPULATION, *STRUCTURE_OBSERVATION) if k not in theta]
+    if missing:
+        raise ArgumentError(
+            f"theta lacks {', '.join(missing)}",
+            file=STRUCTURE_FILE,
+            field="theta",
+            fix="rewrite the file with benchmarks/structure_variability.py",
+        )
+    return {
+        "population": {k: float(theta[k]) for k in STRUCTURE_POPULATION},
+        "observation": {k: float(theta[k]) for k in STRUCTURE_OBSERVATION},
+        "file": STRUCTURE_FILE,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+    }
+
+
+def check_variability(variability: str) -> None:
+    if variability not in VARIABILITY:
+        raise ArgumentError(
+            f"unknown variability {variability!r}",
+            field="variability",
+            fix=f"use one of {', '.join(VARIABILITY)}",
+        )
 
 
 def _theta_for(start: int, stop: int, m: int, theta: dict | None, theta_draws: dict | None):
@@ -96,6 +163,8 @@ def trial_chunk(
     treatment_arm: str,
     effect_patients: int | None = None,
     twin=None,
+    observation: dict | None = None,
+    relative_effect: float | None = None,
 ) -> dict:
     """Chunk function for :func:`tregsim.parallel.run_chunks`: replicate trials [start, stop).
 
@@ -106,6 +175,10 @@ def trial_chunk(
     (a :class:`tregsim.twin.TwinGrid` at the endpoint month) also (n, 2·n_max_per_arm)
     ``prognostic``: each patient's twin-predicted control ln(AUC+1) at the endpoint from the
     observed baseline MMTT, age and baseline day only (pre-randomization data).
+
+    ``observation`` : None = the model's lumped residual ``sigma``; else the records-fitted
+    observation parameters (``sigma_meas``, ``sigma_bio``, ``tau_bio``, ``kappa``) for
+    :func:`tregsim.observe.observe_visits`. ``relative_effect`` : see the module docstring.
     """
     from tregsim.cohort import simulate_arms
     from tregsim.population import sample_population
@@ -132,32 +205,43 @@ def trial_chunk(
     paired[:, :k] = True
     mu_t = np.full((n * e, 2), np.nan)
     mu_c = np.full((n * e, 2), np.nan)
-    for name, out_arr, need in (
-        (treatment_arm, mu_t, arm | paired),
-        (exp.control_arm, mu_c, ~arm | paired),
-    ):
+    if relative_effect is None:
+        jobs = ((treatment_arm, mu_t, arm | paired), (exp.control_arm, mu_c, ~arm | paired))
+    else:  # every slot in routine care; the treated value is a fixed multiple of it
+        jobs = ((exp.control_arm, mu_c, np.ones_like(arm)),)
+    for name, out_arr, need in jobs:
         idx_need = np.flatnonzero(need.ravel())
         if idx_need.size:
             r = simulate_arms(exp, pop.subset(idx_need), arms={name: exp.arms[name]}, times=times)
             out_arr[idx_need] = r[name]
+    if relative_effect is not None:
+        mu_t = mu_c * np.array([1.0, 1.0 + float(relative_effect)])
     mu_t = mu_t.reshape(n, e, 2)
     mu_c = mu_c.reshape(n, e, 2)
     mu = np.where(arm[:, :, None], mu_t, mu_c)
     failed = ~np.isfinite(mu).all(axis=2)
     idx = (start * e, stop * e)
-    z = draw_standard_normals(seed, "trial.assay", *idx, (2,))  # baseline, endpoint
     u = _rng.draw(seed, "trial.dropout", *idx, lambda g, k: g.random(k))
     obs = exp.model.spec.observables["cpeptide"]
-    sigma = np.asarray(pop.params[obs.sigma], dtype=float).reshape(n, e, 1)
     lloq = np.asarray(pop.params[obs.lloq], dtype=float).reshape(n, e, 1)
-    y, _ = observe(
-        np.where(failed[:, :, None], 1.0, mu),
-        z.reshape(n, e, 2),
-        sigma,
-        lloq=lloq,
-        noise=obs.noise,
-        below="half_lloq",
-    )
+    mu_ok = np.where(failed[:, :, None], 1.0, mu)
+    if observation is None:
+        z = draw_standard_normals(seed, "trial.assay", *idx, (2,))  # baseline, endpoint
+        sigma = np.asarray(pop.params[obs.sigma], dtype=float).reshape(n, e, 1)
+        y, _ = observe(
+            mu_ok, z.reshape(n, e, 2), sigma, lloq=lloq, noise=obs.noise, below="half_lloq"
+        )
+    else:
+        zv = visit_normals(seed, "trial.observed", *idx, 2)
+        y, cens = observe_visits(
+            mu_ok.reshape(n * e, 2),
+            times,
+            zv,
+            lloq=float(np.min(lloq)) if lloq.size else 0.0,
+            **observation,
+        )
+        # the same LLOQ/2 substitution as the lumped path
+        y = np.where(cens.reshape(n, e, 2), lloq / 2, y.reshape(n, e, 2))
     y = np.where(failed[:, :, None], np.nan, y)
     endpoint = np.where(u.reshape(n, e) < dropout, np.nan, y[:, :, 1])
     with np.errstate(invalid="ignore"):
@@ -201,6 +285,8 @@ def virtual_trials(
     treatment_arm: str | None = None,
     effect_patients: int | None = None,
     twin=None,
+    variability: str = "lumped",
+    relative_effect: float | None = None,
     label: str = "",
     chunk_size: int = 50,
     out_dir=None,
@@ -227,6 +313,11 @@ def virtual_trials(
         exact but twice the solver work). Outcomes analysed are unaffected.
     twin : a :class:`tregsim.twin.TwinGrid` for ``endpoint_month``: adds every patient's
         prognostic score (``TrialData.prognostic_ln_auc_plus_1``) for ``ancova_prognostic``.
+    variability : ``"lumped"`` (default: the model's one residual ``sigma``, no hazard
+        covariate) or ``"records"`` (the structure fitted to the placebo records; its values
+        replace those of ``theta``/``theta_draws``; see the module docstring).
+    relative_effect : None (the treatment arm's model) or X > −1: treated endpoint = (1 + X) ×
+        the patient's routine-care endpoint, noise-free.
     chunk_size, out_dir, stage, workers, scheduler, progress : see
         :func:`tregsim.parallel.run_chunks` (items = replicate trials).
 
@@ -255,7 +346,22 @@ def virtual_trials(
             field="endpoint_month",
             fix=f"use one of {[float(x) for x in months[1:]]}",
         )
+    check_variability(variability)
+    if relative_effect is not None and not relative_effect > -1:
+        raise ArgumentError(
+            f"relative_effect must be > -1, got {relative_effect}",
+            field="relative_effect",
+            fix="use e.g. 0.3 for +30 %",
+        )
     arm_name = exp.treatment_arm(treatment_arm, field="treatment_arm")
+    observation, structure = None, None
+    if variability == "records":
+        structure = records_structure()
+        pop_values = structure["population"]
+        theta = {**(theta or {}), **pop_values}
+        if theta_draws:
+            theta_draws = {k: v for k, v in theta_draws.items() if k not in pop_values} or None
+        observation = structure["observation"]
     m = pool_size(exp, seed, n_trials, n_max_per_arm, allocation)
     res = run_chunks(
         trial_chunk,
@@ -274,6 +380,8 @@ def virtual_trials(
             arm_name,
             effect_patients,
             twin,
+            observation,
+            relative_effect,
         ),
         out_dir=out_dir,
         stage=stage,
@@ -297,6 +405,11 @@ def virtual_trials(
             "endpoint_month": float(endpoint_month),
             "pool_per_trial": m,
             "effect_patients": effect_patients,
+            "variability": variability,
+            "structure": None
+            if structure is None
+            else {"file": structure["file"], "sha256": structure["sha256"]},
+            "relative_effect": relative_effect,
             "dropout": float(dropout),
             "draw_index": res["draw_index"],
             "phi": res["phi"],
