@@ -14,12 +14,12 @@ import numpy as np
 
 from tregsim.solve import dop853 as dp
 from tregsim.solve.rosenbrock import (
-    STATUS_BAD_INPUT,
     STATUS_MAX_STEPS,
     STATUS_NONFINITE,
     STATUS_OK,
     STATUS_STEP_TOO_SMALL,
     SolveResult,
+    batch_start,
 )
 
 
@@ -64,21 +64,13 @@ def integrate(
     stability cap to less than half of what accuracy allows, as in the numba kernel); its
     ``n_switches`` is 1 and its outputs NaN, for the caller to solve it with Rosenbrock."""
     ns, n = y0.shape
-    times = np.atleast_2d(np.asarray(times, dtype=float))
+    times, breaks, atol_v, out, status, bad = batch_start(model, p, y0, times, breaks, atol)
     nt = times.shape[1]
     kd = dose_time.shape[1]
-    if breaks is None:
-        breaks = np.full((n, 0), np.inf)
     n_clocks = len(model.clock_names)
-    scales = np.array([model.spec.states[s].scale for s in model.state_names])[:, None]
-    atol_v = atol * scales
-    out = np.full((ns, n, nt), np.nan)
-    status = np.zeros(n, dtype=np.int8)
     n_steps = np.zeros(n, dtype=np.int64)
     n_rej = np.zeros(n, dtype=np.int64)
     n_rhs = np.zeros(n, dtype=np.int64)
-    bad = ~np.isfinite(p).all(axis=0) | ~np.isfinite(y0).all(axis=0)
-    status[bad] = STATUS_BAD_INPUT
 
     ids = np.flatnonzero(~bad)
     m = len(ids)

@@ -94,6 +94,22 @@ class SolveResult:
     n_switches: np.ndarray | None = None
 
 
+def batch_start(model, p, y0, times, breaks, atol):
+    """What both numpy integrators set up first: ``times`` as ``(1 | n, n_times)``, empty
+    ``breaks`` ``(n, 0)`` if None, per-state absolute tolerances ``(ns, 1)``, NaN outputs
+    ``(ns, n, n_times)``, statuses ``(n,)`` with non-finite inputs flagged, and that mask."""
+    ns, n = y0.shape
+    times = np.atleast_2d(np.asarray(times, dtype=float))
+    if breaks is None:
+        breaks = np.full((n, 0), np.inf)
+    scales = np.array([model.spec.states[s].scale for s in model.state_names])[:, None]
+    out = np.full((ns, n, times.shape[1]), np.nan)
+    status = np.zeros(n, dtype=np.int8)
+    bad = ~np.isfinite(p).all(axis=0) | ~np.isfinite(y0).all(axis=0)
+    status[bad] = STATUS_BAD_INPUT
+    return times, breaks, atol * scales, out, status, bad
+
+
 def integrate(
     model,
     p: np.ndarray,
@@ -136,22 +152,12 @@ def integrate(
     if method != "rosenbrock":
         raise ValueError(f"rosenbrock.integrate solves method='rosenbrock' only, got {method!r}")
     ns, n = y0.shape
-    times = np.atleast_2d(np.asarray(times, dtype=float))
+    times, breaks, atol_v, out, status, bad = batch_start(model, p, y0, times, breaks, atol)
     nt = times.shape[1]
     kd = dose_time.shape[1]
-    if breaks is None:
-        breaks = np.full((n, 0), np.inf)
     n_clocks = len(model.clock_names)
-    scales = np.array([model.spec.states[s].scale for s in model.state_names])[:, None]
-    atol_v = atol * scales
-
-    out = np.full((ns, n, nt), np.nan)
-    status = np.zeros(n, dtype=np.int8)
     n_steps = np.zeros(n, dtype=np.int64)
     n_rej = np.zeros(n, dtype=np.int64)
-
-    bad = ~np.isfinite(p).all(axis=0) | ~np.isfinite(y0).all(axis=0)
-    status[bad] = STATUS_BAD_INPUT
 
     # active-set arrays (compacted together)
     ids = np.flatnonzero(~bad)
