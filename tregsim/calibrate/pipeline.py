@@ -31,7 +31,7 @@ from tregsim.calibrate.simulator import (
     summarize,
 )
 from tregsim.errors import OutputFolderError
-from tregsim.io import atomic_path, build_manifest, file_sha256, write_json
+from tregsim.io import atomic_path, build_manifest, file_sha256, portable_path, write_json
 
 SBC_START = 100_000_000
 """θ items of SBC datasets start here (disjoint from any training budget below it)."""
@@ -170,8 +170,14 @@ def calibrate(
                 file=out,
                 fix="choose another --out folder",
             )
+    problem = build_problem(config)  # every input check before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    problem = build_problem(config)
+    model_file = getattr(problem.model.spec, "path", None)
+    if model_file:  # the stale-posterior check compares it (tregsim.calibration.stale_inputs)
+        manifest["inputs"]["model"] = {
+            "path": portable_path(model_file),
+            "sha256": file_sha256(model_file),
+        }
     meth = config.method
     timings = {}
 
