@@ -175,7 +175,10 @@ def test_same_seed_gives_identical_draws(run_a, folder, capsys):
     assert rows["lambda_ref"][1] == "1/day" and rows["mu_log_cpep0"][1] == "ln(nmol/L)"
     assert all(len(rows[n]) == 8 for n in NAMES)  # name, unit, MAP, mean, SD, q05, q95, τ
     assert "acceptance" in stdout
-    a, b = load_posterior(run_a[1].with_suffix(".nc")), load_posterior(out_b / "synthetic_records.nc")
+    a, b = (
+        load_posterior(run_a[1].with_suffix(".nc")),
+        load_posterior(out_b / "synthetic_records.nc"),
+    )
     for name in NAMES:
         np.testing.assert_array_equal(a[name], b[name])
 
