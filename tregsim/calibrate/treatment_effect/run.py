@@ -56,12 +56,12 @@ def calibrate_treatment_effect(
     commit = _git_commit()  # the code that runs, not the tree at the end
     cfg = load_config(config)
     out = Path(out)
-    tables = out / TABLES_DIR  # the shipped layout: DIR/treatment_effect.nc + DIR/treatment_effect/
-    tables.mkdir(parents=True, exist_ok=True)
     timings = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*balance properties of Sobol.*")
-        prob = prepare(cfg, out / "cache", progress=progress)
+        prob = prepare(cfg, out / "cache", progress=progress)  # validates before writing
+    tables = out / TABLES_DIR  # the shipped layout: DIR/treatment_effect.nc + DIR/treatment_effect/
+    tables.mkdir(parents=True, exist_ok=True)
     timings["design_s"] = time.perf_counter() - t0
     from tregsim.posterior import load_posterior
 
@@ -232,6 +232,8 @@ def calibrate_treatment_effect(
     for role, v in man["inputs"].items():
         v["path"] = os.path.relpath(prob.input_files[role], cfg.path.parent)
     man["git_commit"] = commit
+    if out.is_absolute():  # no path of the build machine in a shipped manifest
+        man["command_line"] = man["command_line"].replace(str(out), "DIR")
     write_json(tables / "manifest.json", man)
     return res
 
