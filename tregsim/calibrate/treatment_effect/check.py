@@ -190,7 +190,11 @@ def effect_under_posterior(
         for N in n_per_arm
     ]
     cal, notes = None, []
-    sdir = Path(summary_dir or DEFAULT_SUMMARY_DIR)
+    if summary_dir is None:
+        # the calibration's layout: DIR/treatment_effect.nc beside DIR/treatment_effect/
+        sibling = te_path.with_suffix("")
+        summary_dir = sibling if (sibling / "summary.json").is_file() else DEFAULT_SUMMARY_DIR
+    sdir = Path(summary_dir)
     if (sdir / "summary.json").is_file():
         c = TreatmentEffectResult.load(sdir)
         if c.target == exp.name:
