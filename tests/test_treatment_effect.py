@@ -444,3 +444,27 @@ def test_designs_use_the_records_structure_by_default():
     se_default = design_outputs([designs["trex"]], theta, **kw)["trex.m12.se"][0]
     se_lumped = design_outputs([designs["trex"]], theta, variability="lumped", **kw)
     assert se_default < se_lumped["trex.m12.se"][0]
+
+
+@pytest.mark.parametrize("sigma_bio", [0.0, 0.2])
+def test_no_decline_probability_matches_observe_visits(sigma_bio):
+    """TILT's no-decline probability Φ(ln(μ₁/μ₀)/s) under the records observation model equals
+    the frequency of y₁ ≥ y₀ in 200,000 draws of :func:`tregsim.observe.observe_visits` (the
+    chosen structure, σ_bio = 0, and one with an OU deviation σ_bio = 0.2, τ_bio = 180 d)."""
+    from scipy.special import ndtr
+
+    from tregsim.calibrate.treatment_effect.designs import TrialDesign, _Prepared
+    from tregsim.experiment import load_experiment
+    from tregsim.observe import observe_visits, visit_normals
+
+    exp = load_experiment(ROOT / "experiments" / "tilt.toml")
+    prep = _Prepared(TrialDesign("tilt", exp, {"treg_il2_low": 9}, None, 0, (12.0,)), 100, 1, None)
+    obs = {**prep.structure["observation"], "sigma_bio": sigma_bio, "tau_bio": 180.0}
+    prep.structure = {**prep.structure, "observation": obs}
+    m = 200_000
+    mu = np.tile([0.6, 0.45], (m, 1))  # nmol/L at baseline and one year later
+    days = np.array([0.0, 365.0])
+    y, _ = observe_visits(mu, days, visit_normals(7, "test", 0, m, 2), lloq=0.0, **obs)
+    freq = np.mean(y[:, 1] >= y[:, 0])
+    want = ndtr(np.log(0.45 / 0.6) / prep.change_sd(0.6, 0.45, 365.0))
+    assert freq == pytest.approx(want, abs=4 * np.sqrt(want * (1 - want) / m))
