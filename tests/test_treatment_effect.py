@@ -164,7 +164,9 @@ def _toy_likelihood(keep=None):
         "trex": TrialDesign("trex", None, {"low": 40, "high": 24}, "placebo", 46, (12.0, 24.0)),
         "gdansk": TrialDesign("gdansk", None, {"dose10": 4, "dose20": 6}, "untreated", 10, (4.5,)),
         "poltreg": TrialDesign("poltreg", None, {"treg": 13}, "control", 11, (24.0,)),
-        "tilt": TrialDesign("tilt", None, {"treg_il2": 9}, None, 0, (12.0,)),
+        "tilt": TrialDesign(
+            "tilt", None, {"treg_il2_low": 4, "treg_il2_high": 5}, None, 0, (12.0,)
+        ),
     }
     lik = Likelihood(
         rows, designs, {}, {"gdansk": True}, {"trex": 0.6}, bias_sd=0.1, persistence_sd=0.5
@@ -284,8 +286,14 @@ def test_calibrate_treatment_effect_small(tmp_path):
     out = tmp_path / "out"
     idata = az.from_netcdf(out / "treatment_effect.nc")
     assert {"mu", "tau", "phi", "FX", "F_M", "alpha_X", "beta_M"} <= set(idata.posterior.data_vars)
-    man = json.loads((out / "manifest.json").read_text())
+    # the shipped layout: DIR/treatment_effect.nc + DIR/treatment_effect/ (tables, manifest)
+    man = json.loads((out / "treatment_effect" / "manifest.json").read_text())
     assert all(not v["path"].startswith("/") for v in man["inputs"].values())
+    assert man["settings"]["variability"] == "records"
+    assert len(man["variability_structure"]["sha256"]) == 64
+    assert "model_treg_t1d_v1_il2" in man["inputs"]  # TILT's model
+    for f in ("sbc.csv", "emulator_check.csv", "summary.json", "treatment_effect.csv"):
+        assert (out / "treatment_effect" / f).is_file(), f
     assert man["git_commit"] is None or len(man["git_commit"].split("-")[0]) == 40
     for r in res.diagnostics["sbc"]:
         assert 0.3 < r["coverage_50"] < 0.7 and 0.78 < r["coverage_90"] < 0.98, r
@@ -380,3 +388,83 @@ def test_cli_check_treatment_effect(tmp_path, capsys):
     text = (out / "treatment_effect.csv").read_text()
     assert "prediction,without poltreg,p_effect_12m_gt_10pct" in text
     assert "effect_nct06708780,month=12,p_effect_gt_10pct" in text
+
+
+def _control_ancova_12m(prep, design):
+    """Slope on ln(AUC₀+1) and residual SD (n − 3 df) of the ANCOVA of ln(AUC₁₂+1) on
+    ln(AUC₀+1) and age in a prepared design's observed control arm."""
+    j = design.visit_index(12.0)
+    y, x0 = np.log1p(prep.control_y[:, j]), np.log1p(prep.control_y[:, 0])
+    age = np.asarray(prep.pop.covariates["age"], float)
+    ok = np.isfinite(y) & np.isfinite(x0)
+    X = np.column_stack([np.ones(ok.sum()), x0[ok], age[ok]])
+    beta, *_ = np.linalg.lstsq(X, y[ok], rcond=None)
+    r = y[ok] - X @ beta
+    return float(beta[1]), float(np.sqrt(r @ r / (ok.sum() - 3)))
+
+
+def test_designs_use_the_records_structure_by_default():
+    """The designs' virtual patients vary like the placebo records unless told otherwise: the
+    shipped config and the code default say "records"; the target design's observed control
+    arm (2,000 patients, shipped natural-history posterior) has its 12-month ANCOVA slope and
+    residual SD inside the records' participant-bootstrap 95 % intervals (400 resamples,
+    computed here from the records); and T-Rex's standard error at φ = 70 is smaller than with
+    the lumped residual (the #14 finding: lumped residual SD 0.21 vs 0.165 in the records)."""
+    import pandas as pd
+
+    from tregsim.calibrate.treatment_effect.designs import _Prepared, design_outputs
+    from tregsim.calibrate.treatment_effect.settings import load_config
+    from tregsim.calibrate.treatment_effect.setup import build_designs
+    from tregsim.model import load_model
+    from tregsim.posterior import load_posterior
+    from tregsim.trial_statistics import trial_statistics
+
+    cfg = load_config(ROOT / "calibration" / "treatment_effect.toml")
+    assert cfg.variability == "records"
+    exps: dict = {}
+    designs, _ = build_designs(cfg, load_evidence(cfg.evidence, experiments=exps), exps)
+    nh = load_posterior(cfg.natural_history)
+    target = designs["target"]
+    prep = _Prepared(target, 2000, 3, nh)  # no variability argument: the default
+    assert prep.variability == "records" and prep.structure is not None
+    records = ROOT.parent / "shared" / "data" / "placebo_cpeptide_individual.csv"
+    if records.exists():
+        rec = pd.read_csv(records)
+        ts = trial_statistics(
+            rec.participant_id, rec.age_years, rec.month, rec.auc_mean_cpeptide_nmol_l,
+            n_boot=400, seed=1, targets=(12,),
+        )  # fmt: skip
+        slope, sd = _control_ancova_12m(prep, target)
+        s_rec, sd_rec = ts.get("ancova_slope", 12), ts.get("ancova_resid_sd", 12)
+        assert s_rec["lo"] <= slope <= s_rec["hi"], (slope, s_rec)
+        assert sd_rec["lo"] <= sd <= sd_rec["hi"], (sd, sd_rec)
+    m = load_model("treg_t1d").defaults()
+    theta = np.array([[70.0] + [m[k] for k in ("FX", "F_M", "alpha_X", "beta_M")]])
+    kw = dict(n_patients=1000, seed=cfg.seed, nh_draws=nh)
+    se_default = design_outputs([designs["trex"]], theta, **kw)["trex.m12.se"][0]
+    se_lumped = design_outputs([designs["trex"]], theta, variability="lumped", **kw)
+    assert se_default < se_lumped["trex.m12.se"][0]
+
+
+@pytest.mark.parametrize("sigma_bio", [0.0, 0.2])
+def test_no_decline_probability_matches_observe_visits(sigma_bio):
+    """TILT's no-decline probability Φ(ln(μ₁/μ₀)/s) under the records observation model equals
+    the frequency of y₁ ≥ y₀ in 200,000 draws of :func:`tregsim.observe.observe_visits` (the
+    chosen structure, σ_bio = 0, and one with an OU deviation σ_bio = 0.2, τ_bio = 180 d)."""
+    from scipy.special import ndtr
+
+    from tregsim.calibrate.treatment_effect.designs import TrialDesign, _Prepared
+    from tregsim.experiment import load_experiment
+    from tregsim.observe import observe_visits, visit_normals
+
+    exp = load_experiment(ROOT / "experiments" / "tilt.toml")
+    prep = _Prepared(TrialDesign("tilt", exp, {"treg_il2_low": 9}, None, 0, (12.0,)), 100, 1, None)
+    obs = {**prep.structure["observation"], "sigma_bio": sigma_bio, "tau_bio": 180.0}
+    prep.structure = {**prep.structure, "observation": obs}
+    m = 200_000
+    mu = np.tile([0.6, 0.45], (m, 1))  # nmol/L at baseline and one year later
+    days = np.array([0.0, 365.0])
+    y, _ = observe_visits(mu, days, visit_normals(7, "test", 0, m, 2), lloq=0.0, **obs)
+    freq = np.mean(y[:, 1] >= y[:, 0])
+    want = ndtr(np.log(0.45 / 0.6) / prep.change_sd(0.6, 0.45, 365.0))
+    assert freq == pytest.approx(want, abs=4 * np.sqrt(want * (1 - want) / m))

@@ -92,16 +92,25 @@ def calibration_study(
     posterior-predictive checks. Both are NPE options: a likelihood config refuses them.
     """
     name = config_name(config)
+    # the treatment-effect synthesis writes DIR/treatment_effect.nc + DIR/treatment_effect/
+    # itself (docs/treatment_effect.md); the others write into DIR/NAME/ and are published
+    te = _method_kind(config) == "treatment_effect"
     cal = _run_method(
         config,
-        Path(out_dir) / name,
+        Path(out_dir) if te else Path(out_dir) / name,
         budget=budget,
         seed=seed,
         progress=progress,
         diagnostics=diagnostics,
         argv=argv,
     )
-    cal.posterior_file = publish(cal.posterior_path, Path(out_dir) / f"{name}.nc", cal.out)
+    if te:
+        from tregsim.calibrate.treatment_effect.run import POSTERIOR_FILE, TABLES_DIR
+
+        posterior, cal.out = Path(out_dir) / POSTERIOR_FILE, Path(out_dir) / TABLES_DIR
+        cal.posterior_file = publish(posterior, posterior, cal.out)
+    else:
+        cal.posterior_file = publish(cal.posterior_path, Path(out_dir) / f"{name}.nc", cal.out)
     return cal
 
 

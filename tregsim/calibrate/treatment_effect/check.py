@@ -117,10 +117,13 @@ def effect_under_posterior(
     n_per_arm=(5, 10, 20, 40, 80, 160),
     seed: int = 1,
     alpha: float = 0.05,
+    variability: str = "records",
     argv: list[str] | None = None,
 ) -> EffectUnderPosterior:
     """See the module docstring. exp : loaded Experiment; posterior : treatment-effect .nc
-    (default the shipped one); natural_history : NH posterior .nc (default the shipped one)."""
+    (default the shipped one); natural_history : NH posterior .nc (default the shipped one);
+    variability : the virtual patients' (``"records"``, default, as the shipped calibration's
+    designs, or ``"lumped"``; :mod:`tregsim.calibrate.treatment_effect.designs`)."""
     from tregsim import rng as trng
     from tregsim.calibrate.treatment_effect.constants import outcome_sd_and_rho
     from tregsim.calibrate.treatment_effect.designs import TrialDesign, _Prepared
@@ -141,7 +144,7 @@ def effect_under_posterior(
     design = TrialDesign(
         "check", exp, {arm: 1}, exp.control_arm, 1, tuple(float(m) for m in exp.visit_months[1:])
     )
-    prep = _Prepared(design, n_patients, seed, nh)
+    prep = _Prepared(design, n_patients, seed, nh, variability)
     n = prep.n
     rep = np.tile(np.arange(n), n_draws)
     pop = dataclasses.replace(
@@ -177,7 +180,7 @@ def effect_under_posterior(
     m12 = 12.0 if any(np.isclose(exp.visit_months, 12.0)) else float(exp.visit_months[-1])
     j12 = design.visit_index(m12)
     d12 = np.nanmean(np.log1p(mu_t[:, :, j12]) - np.log1p(mu_c[None, :, j12]), axis=1)
-    sd, rho = outcome_sd_and_rho(design, m12, 5000, seed, nh)
+    sd, rho = outcome_sd_and_rho(design, m12, 5000, seed, nh, variability)
     ass = [
         {
             "n_per_arm": int(N),
@@ -187,7 +190,11 @@ def effect_under_posterior(
         for N in n_per_arm
     ]
     cal, notes = None, []
-    sdir = Path(summary_dir or DEFAULT_SUMMARY_DIR)
+    if summary_dir is None:
+        # the calibration's layout: DIR/treatment_effect.nc beside DIR/treatment_effect/
+        sibling = te_path.with_suffix("")
+        summary_dir = sibling if (sibling / "summary.json").is_file() else DEFAULT_SUMMARY_DIR
+    sdir = Path(summary_dir)
     if (sdir / "summary.json").is_file():
         c = TreatmentEffectResult.load(sdir)
         if c.target == exp.name:
@@ -207,7 +214,12 @@ def effect_under_posterior(
         arguments={"n_draws": n_draws, "n_patients": n_patients, "seed": seed},
         seed=seed,
         inputs=inputs,
-        settings={"n_draws": n_draws, "n_patients": n_patients, "n_per_arm": list(n_per_arm)},
+        settings={
+            "n_draws": n_draws,
+            "n_patients": n_patients,
+            "n_per_arm": list(n_per_arm),
+            "variability": variability,
+        },
         argv=argv,
     )
     res = EffectUnderPosterior(exp.name, arm, rows, ass, th[:, 0], cal, notes)

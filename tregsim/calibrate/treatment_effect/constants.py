@@ -9,15 +9,23 @@ import dataclasses
 
 import numpy as np
 
-from tregsim.calibrate.treatment_effect.designs import THETA_NAMES, _observe, _Prepared
+from tregsim.calibrate.treatment_effect.designs import DEFAULT_VARIABILITY, THETA_NAMES, _Prepared
 
 
-def replicate_estimates(design, n_trials: int, seed: int, nh_draws, theta: np.ndarray) -> dict:
-    """Replicate virtual trials of ``design`` at one point θ (5,): month → AnalysisResult."""
+def replicate_estimates(
+    design,
+    n_trials: int,
+    seed: int,
+    nh_draws,
+    theta: np.ndarray,
+    variability: str = DEFAULT_VARIABILITY,
+) -> dict:
+    """Replicate virtual trials of ``design`` at one point θ (5,): month → AnalysisResult
+    (``variability`` as in :mod:`~tregsim.calibrate.treatment_effect.designs`)."""
     from tregsim.cohort import simulate_arms
     from tregsim.trial.endpoints import analyse_trials
 
-    prep = _Prepared(design, n_trials * design.n_trial, seed, nh_draws)
+    prep = _Prepared(design, n_trials * design.n_trial, seed, nh_draws, variability)
     exp = design.experiment
     pop = dataclasses.replace(
         prep.pop, params=prep.pop.params.replace(**dict(zip(THETA_NAMES, theta, strict=True)))
@@ -25,7 +33,7 @@ def replicate_estimates(design, n_trials: int, seed: int, nh_draws, theta: np.nd
     y = {}
     for a in design.treated:
         mu = simulate_arms(exp, pop, arms={a: exp.arms[a]}, rtol=1e-6, atol=1e-9)[a]
-        y[a] = _observe(exp, pop, mu, prep.z)
+        y[a] = prep.observe(mu, pop)
     N, R = design.n_trial, prep.n_rep
     k = N * R
     lab = prep.alloc
@@ -49,19 +57,23 @@ def replicate_estimates(design, n_trials: int, seed: int, nh_draws, theta: np.nd
     return out
 
 
-def endpoint_correlation(design, months, n_trials: int, seed: int, nh_draws, theta) -> float:
+def endpoint_correlation(
+    design, months, n_trials: int, seed: int, nh_draws, theta, variability=DEFAULT_VARIABILITY
+) -> float:
     """Correlation across replicate virtual trials of the estimates at two endpoint months."""
-    res = replicate_estimates(design, n_trials, seed, nh_draws, theta)
+    res = replicate_estimates(design, n_trials, seed, nh_draws, theta, variability)
     a, b = res[months[0]].estimate, res[months[1]].estimate
     ok = np.isfinite(a) & np.isfinite(b)
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
-def outcome_sd_and_rho(design, month: float, n_patients: int, seed: int, nh_draws) -> tuple:
+def outcome_sd_and_rho(
+    design, month: float, n_patients: int, seed: int, nh_draws, variability=DEFAULT_VARIABILITY
+) -> tuple:
     """SD of ln(AUC+1) at ``month`` in the control arm (observed, nmol/L) and its multiple
     correlation with ln(baseline AUC+1) and age (years): the ``sd`` and ``rho`` of
     :func:`tregsim.trial.closed_form.power_ancova`."""
-    prep = _Prepared(design, n_patients, seed, nh_draws)
+    prep = _Prepared(design, n_patients, seed, nh_draws, variability)
     j = design.visit_index(month)
     y = np.log1p(prep.control_y[:, j])
     X = np.column_stack(

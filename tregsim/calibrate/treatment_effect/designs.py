@@ -11,18 +11,27 @@ set of assay-noise draws per trial) in every arm and returns per trial and endpo
   estimator targets;
 * ``pct`` — 100·(mean treated / mean control − 1), % higher mean C-peptide;
 * ``se`` — the standard error of the trial's estimator: the cohort is cut into replicate
-  virtual trials of the trial's own size and allocation, observed with assay noise
-  (:func:`tregsim.observe.observe`, LLOQ/2 substitution as in
+  virtual trials of the trial's own size and allocation, observed (LLOQ/2 substitution as in
   :mod:`tregsim.trial.virtual`) and analysed with :func:`tregsim.trial.endpoints.analyse_trials`
   (ANCOVA of ln(AUC+1) on arm, ln(baseline+1) and age, or Welch's t on ln(AUC+1));
   ``se = sqrt(mean(se_r²))`` over the replicates;
 * ``nodecline`` — P(observed AUC at the endpoint ≥ observed AUC at baseline) for a treated
-  patient, averaged over the cohort (log-normal assay noise: Φ(ln(μ_end/μ_0) / (σ√2)));
+  patient, averaged over the cohort: Φ(ln(μ_end/μ_0) / s), s the SD of the difference of the
+  two visits' log observation errors (lumped: σ√2);
 * ``r_dose`` — Pearson correlation of the infused dose (cells/kg) with the change in observed
   AUC from baseline among treated patients (trials with more than one dose).
 
 Population parameters of the natural history come from a posterior (patient i takes draw
-i mod n_draws, as cohorts do); φ and the kinetics are set per design point. See
+i mod n_draws, as cohorts do); φ and the kinetics are set per design point.
+
+Variability (``variability``, the same two settings as :func:`tregsim.trial.virtual.virtual_trials`):
+``"records"`` (default) uses the structure of individual variability fitted to the placebo
+records, :func:`tregsim.trial.virtual.records_structure` — its hazard and hazard covariate
+(λ_ref, γ_a, ω_λ, q, β_c, β_lin replace the posterior's values, as in virtual trials) and its
+observation model (:func:`tregsim.observe.observe_visits`: assay σ_meas, within-patient
+deviation σ_bio/τ_bio, heteroscedastic factor κ) at every visit, per-patient stream
+``treatment_effect.<key>.observed``; ``"lumped"`` is the model's one residual ``sigma``
+(:func:`tregsim.observe.observe`, stream ``treatment_effect.<key>.assay``). See
 docs/treatment_effect.md.
 """
 
@@ -35,10 +44,14 @@ import numpy as np
 from scipy import special
 
 from tregsim import rng as trng
-from tregsim.observe import observe
+from tregsim.errors import ArgumentError
+from tregsim.observe import C_REF_NMOL_L, observe, observe_visits, visit_normals
 
 THETA_NAMES = ("phi", "FX", "F_M", "alpha_X", "beta_M")
 """Design coordinates, natural scale: φ (1), FX (1), F_M (1), α_X (1/day), β_M (1/day)."""
+
+DEFAULT_VARIABILITY = "records"
+"""Variability of the designs' virtual patients unless the configuration says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -77,14 +90,39 @@ def _observe(exp, pop, mu, z):
     return np.where(bad, np.nan, y)
 
 
+def _structure_theta(exp, structure: dict, n: int) -> dict:
+    """The structure's population values as theta for ``n`` patients of ``exp``'s model."""
+    spec = exp.model.spec.parameters
+    missing = [k for k in structure["population"] if k not in spec]
+    if missing:
+        raise ArgumentError(
+            f"model {exp.model.spec.name} lacks {', '.join(missing)} of the records structure",
+            file=str(exp.path),
+            field="variability",
+            fix='use a model with the hazard covariate, or variability = "lumped"',
+        )
+    return {k: np.full(n, v) for k, v in structure["population"].items()}
+
+
 class _Prepared:
     """A trial's fixed virtual patients, noise draws, allocation and control-arm outcomes."""
 
-    def __init__(self, design: TrialDesign, n_patients: int, seed: int, nh_draws: dict | None):
+    def __init__(
+        self,
+        design: TrialDesign,
+        n_patients: int,
+        seed: int,
+        nh_draws: dict | None,
+        variability: str = DEFAULT_VARIABILITY,
+    ):
         from tregsim.cohort import simulate_arms
         from tregsim.population import sample_population
+        from tregsim.trial.virtual import check_variability, records_structure
 
+        check_variability(variability)
         self.design = design
+        self.variability = variability
+        self.structure = records_structure() if variability == "records" else None
         exp = design.experiment
         stream = f"treatment_effect.{design.key}"
         n_rep = max(1, n_patients // design.n_trial) if design.control else 0
@@ -93,9 +131,17 @@ class _Prepared:
         if nh_draws:
             k = len(next(iter(nh_draws.values())))
             theta = {name: np.asarray(v, float)[np.arange(n) % k] for name, v in nh_draws.items()}
+        if self.structure:
+            # the structure's hazard replaces the posterior's, as in virtual trials
+            theta = {**(theta or {}), **_structure_theta(exp, self.structure, n)}
         self.pop = sample_population(exp, n, seed, theta=theta)
         nv = len(exp.visits_days)
-        self.z = trng.draw(seed, stream + ".assay", 0, n, lambda g, m: g.standard_normal((m, nv)))
+        if self.structure:
+            self.z = visit_normals(seed, stream + ".observed", 0, n, nv)
+        else:
+            self.z = trng.draw(
+                seed, stream + ".assay", 0, n, lambda g, m: g.standard_normal((m, nv))
+            )
         self.n, self.n_rep = n, n_rep
         # replicate trial r holds patients [r·N, (r+1)·N); within it the arms are a random
         # permutation of the trial's own arm sizes (randomized or not, the allocation is the
@@ -117,7 +163,47 @@ class _Prepared:
             self.control_mu = simulate_arms(
                 exp, self.pop, arms={design.control: exp.arms[design.control]}, **_SOLVER
             )[design.control]
-            self.control_y = _observe(exp, self.pop, self.control_mu, self.z)
+            self.control_y = self.observe(self.control_mu)
+
+    def observe(self, mu: np.ndarray, pop=None) -> np.ndarray:
+        """Observed nmol/L for noise-free ``mu`` (B·n, n_visits): B copies of the patients
+        (rows b·n + i = patient i), each with patient i's noise draws; NaN stays NaN."""
+        exp = self.design.experiment
+        reps = len(mu) // self.n
+        if self.structure is None:
+            pop = pop if pop is not None else self.pop
+            return _observe(exp, pop, mu, np.tile(self.z, (reps, 1)))
+        obs = exp.model.spec.observables["cpeptide"]
+        lloq = float(np.min(np.asarray(self.pop.params[obs.lloq], float)))
+        bad = ~np.isfinite(mu)
+        y, cens = observe_visits(
+            np.where(bad, 1.0, mu),
+            exp.visits_days,
+            np.tile(self.z, (reps, 1, 1)),
+            lloq=lloq,
+            **self.structure["observation"],
+        )
+        # the LLOQ/2 substitution of virtual trials
+        return np.where(bad, np.nan, np.where(cens, lloq / 2, y))
+
+    def change_sd(self, mu0: np.ndarray, mu1: np.ndarray, days: float) -> np.ndarray:
+        """SD of ln y₁ − ln y₀ for two visits ``days`` apart given the noise-free values
+        (the observation error only; arrays broadcast)."""
+        if self.structure is None:
+            obs = self.design.experiment.model.spec.observables["cpeptide"]
+            sigma = np.asarray(self.pop.params[obs.sigma], float)
+            return sigma * np.sqrt(2.0)
+        o = self.structure["observation"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h0 = np.exp(-o["kappa"] * (np.log(mu0) - np.log(C_REF_NMOL_L)))
+            h1 = np.exp(-o["kappa"] * (np.log(mu1) - np.log(C_REF_NMOL_L)))
+        h0 = np.where(np.isfinite(h0), h0, 1.0)
+        h1 = np.where(np.isfinite(h1), h1, 1.0)
+        sm, sb = o["sigma_meas"], o["sigma_bio"]
+        if sb > 0:  # observe_visits: OU deviation scaled by h, assay error unscaled
+            rho = np.exp(-days / o["tau_bio"])
+            return np.sqrt(sb**2 * (h0**2 + h1**2 - 2 * rho * h0 * h1) + 2 * sm**2)
+        return sm * np.sqrt(h0**2 + h1**2)
 
 
 _SOLVER = {"rtol": 1e-6, "atol": 1e-9}
@@ -134,14 +220,13 @@ def _outputs_batch(prep: _Prepared, thetas: np.ndarray) -> dict[str, np.ndarray]
     pop = prep.pop.subset(np.tile(np.arange(prep.pop.n), B))
     over = {k: np.repeat(thetas[:, j], n) for j, k in enumerate(THETA_NAMES)}
     pop = dataclasses.replace(pop, params=pop.params.replace(**over))
-    z = np.tile(prep.z, (B, 1))
     mu = {}
     for a in d.treated:
         mu[a] = simulate_arms(exp, pop, arms={a: exp.arms[a]}, **_SOLVER)[a].reshape(B, n, -1)
-    y = {a: _observe(exp, pop, mu[a].reshape(B * n, -1), z).reshape(B, n, -1) for a in d.treated}
+    y = {a: prep.observe(mu[a].reshape(B * n, -1), pop).reshape(B, n, -1) for a in d.treated}
     n_tr = sum(d.treated.values())
     w = {a: k / n_tr for a, k in d.treated.items()}
-    sigma = np.asarray(prep.pop.params[exp.model.spec.observables["cpeptide"].sigma], float)
+    days = np.asarray(exp.visits_days, float)
     out = {}
     for m in d.months:
         j = d.visit_index(m)
@@ -150,14 +235,17 @@ def _outputs_batch(prep: _Prepared, thetas: np.ndarray) -> dict[str, np.ndarray]
         nd = sum(
             w[a]
             * np.nanmean(
-                special.ndtr(np.log(mu[a][:, :, j] / mu[a][:, :, 0]) / (sigma * np.sqrt(2))),
+                special.ndtr(
+                    np.log(mu[a][:, :, j] / mu[a][:, :, 0])
+                    / prep.change_sd(mu[a][:, :, 0], mu[a][:, :, j], days[j] - days[0])
+                ),
                 axis=1,
             )
             for a in d.treated
         )
         out[f"{key}.nodecline"] = nd
-        if len(d.treated) > 1:
-            doses = {a: _dose_per_kg(exp.arms[a], prep.pop) for a in d.treated}
+        doses = {a: _dose_per_kg(exp.arms[a], prep.pop) for a in d.treated}
+        if len({tuple(np.round(v, 6)) for v in doses.values()}) > 1:  # cell doses differ
             out[f"{key}.r_dose"] = _weighted_corr(
                 {a: (doses[a], y[a][:, :, j] - y[a][:, :, 0]) for a in d.treated}, w
             )
@@ -222,6 +310,7 @@ def design_outputs(
     n_patients: int,
     seed: int,
     nh_draws: dict | None = None,
+    variability: str = DEFAULT_VARIABILITY,
     batch: int = 8,
     progress=None,
 ) -> dict[str, np.ndarray]:
@@ -234,6 +323,7 @@ def design_outputs(
     seed : master seed (streams ``treatment_effect.<key>.*`` and the population's own).
     nh_draws : natural-history population parameters, name → (n_draws,) (patient i takes
         draw i mod n_draws); None = the model file's values.
+    variability : ``"records"`` (default) or ``"lumped"`` (see the module docstring).
 
     Returns
     -------
@@ -242,7 +332,7 @@ def design_outputs(
     thetas = np.atleast_2d(np.asarray(thetas, float))
     out: dict[str, list] = {}
     for d in designs:
-        prep = _Prepared(d, n_patients, seed, nh_draws)
+        prep = _Prepared(d, n_patients, seed, nh_draws, variability)
         for s in range(0, len(thetas), batch):
             for k, v in _outputs_batch(prep, thetas[s : s + batch]).items():
                 out.setdefault(k, []).append(v)

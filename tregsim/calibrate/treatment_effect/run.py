@@ -29,6 +29,10 @@ from tregsim.calibrate.treatment_effect.setup import TARGET_KEY, prepare
 from tregsim.calibrate.treatment_effect.summary import summarise, target_effects
 
 POSTERIOR_FILE = "treatment_effect.nc"
+TABLES_DIR = "treatment_effect"
+"""``DIR/treatment_effect.nc`` + ``DIR/treatment_effect/`` (tables, figures, manifest): the
+layout of ``calibration/posteriors/``, so the output folder's two entries are copied as they
+are."""
 
 
 def calibrate_treatment_effect(
@@ -36,14 +40,17 @@ def calibrate_treatment_effect(
 ):
     """Run the treatment-effect calibration of ``config`` (a path) into folder ``out``.
 
-    Writes ``treatment_effect.nc`` (posterior draws of mu, tau, the kinetics, each trial's φ and
-    a new trial's φ; ArviZ InferenceData), ``emulator_check.csv``,
-    ``sbc.csv``, the :class:`TreatmentEffectResult` files (``treatment_effect.csv``,
-    ``summary.json``, ``phi_prior_posterior.png``, ``assurance.png``) and ``manifest.json``.
+    Writes ``out/treatment_effect.nc`` (posterior draws of mu, tau, the kinetics, each trial's
+    φ and a new trial's φ; ArviZ InferenceData) and into ``out/treatment_effect/``
+    ``emulator_check.csv``, ``sbc.csv``, the :class:`TreatmentEffectResult` files
+    (``treatment_effect.csv``, ``summary.json``, ``phi_prior_posterior.png``,
+    ``assurance.png``) and ``manifest.json`` — the layout of ``calibration/posteriors/``;
+    the design cache goes to ``out/cache``.
     Returns the result; its ``diagnostics`` hold ESS, SBC coverage, emulator errors, timings.
     """
-    from tregsim.io import atomic_path, build_manifest, file_sha256, write_json
+    from tregsim.io import atomic_path, build_manifest, file_sha256, portable_path, write_json
     from tregsim.posterior import save_posterior
+    from tregsim.resources import shipped_path
 
     t0 = time.perf_counter()
     from tregsim.io import git_commit
@@ -54,7 +61,9 @@ def calibrate_treatment_effect(
     timings = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*balance properties of Sobol.*")
-        prob = prepare(cfg, out / "cache", progress=progress)
+        prob = prepare(cfg, out / "cache", progress=progress)  # validates before writing
+    tables = out / TABLES_DIR  # the shipped layout: DIR/treatment_effect.nc + DIR/treatment_effect/
+    tables.mkdir(parents=True, exist_ok=True)
     timings["design_s"] = time.perf_counter() - t0
     from tregsim.posterior import load_posterior
 
@@ -66,9 +75,12 @@ def calibrate_treatment_effect(
     rho = {}
     for k, des in efficacy.items():
         if len(des.months) == 2 and des.control:
-            rho[k] = endpoint_correlation(des, des.months, 400, cfg.seed, nh, theta0)
+            rho[k] = endpoint_correlation(
+                des, des.months, 400, cfg.seed, nh, theta0, cfg.variability
+            )
     sd_rho = {
-        m: outcome_sd_and_rho(d[TARGET_KEY], m, 20000, cfg.seed, nh) for m in cfg.target_months
+        m: outcome_sd_and_rho(d[TARGET_KEY], m, 20000, cfg.seed, nh, cfg.variability)
+        for m in cfg.target_months
     }
     lik0 = Likelihood(
         prob.rows,
@@ -130,6 +142,7 @@ def calibrate_treatment_effect(
             "config": cfg.text,
             "seed": cfg.seed,
             "n_prior_draws": cfg.n_prior_draws,
+            "variability": cfg.variability,
             "ess": ess(w),
             "note": "phi = a new trial's phi from the predictive LN(mu, tau); phi_<trial> per trial",
         },
@@ -180,8 +193,8 @@ def calibrate_treatment_effect(
         "sbc_min_ess": float(np.min(sbc_res["ess"])) if sbc_res else None,
         "timings_s": timings,
     }
-    res.save(out)
-    with atomic_path(out / "sbc.csv") as tmp:
+    res.save(tables)
+    with atomic_path(tables / "sbc.csv") as tmp:
         Path(tmp).write_text(
             "parameter,coverage_50,coverage_90,n_sets\n"
             + "".join(
@@ -190,7 +203,7 @@ def calibrate_treatment_effect(
             ),
             encoding="utf-8",
         )
-    with atomic_path(out / "emulator_check.csv") as tmp:
+    with atomic_path(tables / "emulator_check.csv") as tmp:
         Path(tmp).write_text(
             "output,holdout_rmse,holdout_max_abs_error,sd_of_output\n"
             + "".join(
@@ -204,9 +217,26 @@ def calibrate_treatment_effect(
         command="calibrate.treatment_effect",
         seed=cfg.seed,
         inputs=prob.input_files,
-        settings={"config": cfg.path.name, "timings_s": timings, "ess": ess(w)},
+        settings={
+            "config": cfg.path.name,
+            "variability": cfg.variability,
+            "timings_s": timings,
+            "ess": ess(w),
+        },
         argv=argv,
     )
+    if cfg.variability == "records":
+        from tregsim.trial.virtual import records_structure
+
+        st = records_structure()
+        man["variability_structure"] = {"file": st["file"], "sha256": st["sha256"]}
+        # an input like the others: the stale-posterior check compares its hash
+        man["inputs"]["variability_structure"] = {
+            "path": portable_path(shipped_path(st["file"])),
+            "sha256": st["sha256"],
+        }
     man["git_commit"] = commit
-    write_json(out / "manifest.json", man)
+    if out.is_absolute():  # no path of the build machine in a shipped manifest
+        man["command_line"] = man["command_line"].replace(str(out), "DIR")
+    write_json(tables / "manifest.json", man)
     return res

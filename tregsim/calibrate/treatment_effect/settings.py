@@ -36,6 +36,7 @@ class TreatmentEffectConfig:
     n_points: int
     n_holdout: int
     n_patients: int
+    variability: str
     log_phi: tuple
     quantiles: tuple
     n_prior_draws: int
@@ -112,7 +113,7 @@ def load_config(path) -> TreatmentEffectConfig:
     mu.check_keys(("dist", "mean", "sd"), required=("dist", "mean", "sd"))
     mu.string("dist", choices=("normal",))
     g = t.table("design", default={})
-    g.check_keys(("n_points", "n_holdout", "n_patients", "log_phi", "quantiles"))
+    g.check_keys(("n_points", "n_holdout", "n_patients", "log_phi", "quantiles", "variability"))
     i = t.table("inference", default={})
     i.check_keys(("n_prior_draws", "n_posterior_draws", "n_sbc", "n_sbc_prior_draws"))
     s = t.table("assurance", default={})
@@ -148,6 +149,8 @@ def load_config(path) -> TreatmentEffectConfig:
         n_points=g.integer("n_points", default=200, lo=20, hi=2000),
         n_holdout=g.integer("n_holdout", default=40, lo=5, hi=1000),
         n_patients=g.integer("n_patients", default=1000, lo=100, hi=100000),
+        # docs/treatment_effect.md: the records-fitted structure of individual variability
+        variability=g.string("variability", default="records", choices=("records", "lumped")),
         log_phi=log_phi,
         quantiles=quant,
         n_prior_draws=i.integer("n_prior_draws", default=200000, lo=1000),

@@ -93,8 +93,14 @@ def prepare(cfg, cache_dir, *, progress=None) -> Problem:
     files = {"config": cfg.path, "evidence": cfg.evidence, "target": cfg.target}
     if cfg.natural_history:
         files["natural_history"] = cfg.natural_history
+    if cfg.variability == "records":
+        from tregsim.resources import shipped_path
+        from tregsim.trial.virtual import STRUCTURE_FILE
+
+        files["variability_structure"] = shipped_path(STRUCTURE_FILE)
     for d in designs.values():
         files[f"experiment_{d.key}"] = Path(d.experiment.path)
+        files[f"model_{d.experiment.model.spec.name}"] = Path(d.experiment.model.spec.path)
     key = {
         "files": {k: file_sha256(p) for k, p in files.items() if k != "config"},
         "model": model.spec.name,
@@ -102,11 +108,40 @@ def prepare(cfg, cache_dir, *, progress=None) -> Problem:
             k: [d.treated, d.control, d.n_control, d.months, d.analysis] for k, d in designs.items()
         },
         "n_patients": cfg.n_patients,
+        "variability": cfg.variability,
         "seed": cfg.seed,
     }
-    kw = dict(n_patients=cfg.n_patients, seed=cfg.seed, nh_draws=nh, progress=progress)
+    kw = dict(
+        n_patients=cfg.n_patients,
+        seed=cfg.seed,
+        nh_draws=nh,
+        variability=cfg.variability,
+        progress=progress,
+    )
     dl = list(designs.values())
     cache_dir = Path(cache_dir)
     train = cached_design_outputs(cache_dir / "design_train.npz", key, dl, train_t, **kw)
     hold = cached_design_outputs(cache_dir / "design_holdout.npz", key, dl, hold_t, **kw)
     return Problem(cfg, model, rows, designs, nonrand, train_t, train, hold_t, hold, files)
+
+
+def reference_outputs(cfg, theta, variability: str, *, n_patients: int | None = None) -> dict:
+    """Every design's outputs at one point θ = (φ, FX, F_M, α_X, β_M) (natural scale) with
+    the given variability — no cache; for comparing ``"records"`` with ``"lumped"``
+    (docs/treatment_effect.md, "Standard errors")."""
+    from tregsim.calibrate.treatment_effect.designs import design_outputs
+    from tregsim.posterior import load_posterior
+
+    experiments: dict = {}
+    rows = load_evidence(cfg.evidence, experiments=experiments)
+    designs, _ = build_designs(cfg, rows, experiments)
+    nh = load_posterior(cfg.natural_history) if cfg.natural_history else None
+    out = design_outputs(
+        list(designs.values()),
+        np.atleast_2d(np.asarray(theta, float)),
+        n_patients=n_patients or cfg.n_patients,
+        seed=cfg.seed,
+        nh_draws=nh,
+        variability=variability,
+    )
+    return {k: float(v[0]) for k, v in out.items()}
