@@ -43,21 +43,60 @@ SPAGHETTI_N = 50
 class CohortArms(dict):
     """arm name → ``(n, n_visits)`` noise-free MMTT C-peptide (nmol/L); NaN where the solve
     failed. ``.status``: arm → ``(n,)`` int8 solver status (0 = ok); ``.times``: ``(n_visits,)``
-    days since diagnosis."""
+    days since diagnosis, or ``(n, n_visits)`` when patients have their own baseline day."""
 
     status: dict
     times: np.ndarray
 
 
-def simulate_arms(exp, pop, *, arms: dict | None = None, times=None, **solver_kw) -> CohortArms:
-    """Simulate the same patients in every arm.
+def baseline_offsets(exp, pop) -> np.ndarray | None:
+    """Each patient's enrolment shift, days: ``t_baseline_i − exp.baseline_day`` (``(n,)``),
+    or ``None`` when every patient's baseline is the experiment's ``baseline_day`` (or the
+    population has no ``t_baseline``) — then one common time grid is used, as before.
+
+    The experiment's visit and dose days are written for a patient whose baseline visit is
+    ``baseline_day`` after diagnosis; patient i's visits and doses move by this shift
+    (docs/experiments.md, ``t_baseline``)."""
+    tb = pop.covariates.get("t_baseline")
+    if tb is None or pop.n == 0:
+        return None
+    off = np.asarray(tb, dtype=float) - float(exp.baseline_day)
+    return None if not np.any(off) else off
+
+
+def shift_doses(doses, offset: np.ndarray | None):
+    """``doses`` (``None``, one :class:`tregsim.Doses` or a list) with every patient's dose
+    times moved by ``offset`` (``(n,)`` days; ``None``: unchanged)."""
+    if doses is None or offset is None:
+        return doses
+    from tregsim.solve import Doses
+
+    def one(d):
+        t = np.asarray(d.time, dtype=float)
+        a = np.asarray(d.amount, dtype=float)
+        if t.ndim == 1:
+            t = np.broadcast_to(t, (offset.size, t.size))
+            a = np.broadcast_to(a, (offset.size, a.size))
+        return Doses(time=t + offset[:, None], amount=a.copy(), target=d.target)
+
+    return [one(d) for d in doses] if isinstance(doses, list) else one(doses)
+
+
+def simulate_arms(
+    exp, pop, *, arms: dict | None = None, times=None, shift_times: bool = True, **solver_kw
+) -> CohortArms:
+    """Simulate the same patients in every arm, each at their own enrolment day.
 
     Parameters
     ----------
     exp : loaded experiment.
     pop : :class:`~tregsim.population.Population` of ``n`` patients.
     arms : name → :class:`~tregsim.experiment.Arm` (default: ``exp.arms``).
-    times : output times, days since diagnosis (default: ``exp.visits_days``).
+    times : output times, days since diagnosis of the experiment's schedule (baseline visit at
+        ``exp.baseline_day``; default: ``exp.visits_days``).
+    shift_times : move each patient's output times by their enrolment shift
+        (:func:`baseline_offsets`); ``False`` keeps ``times`` as absolute days since diagnosis
+        for everyone (e.g. a plotting grid). Doses always follow the patient's own baseline.
     solver_kw : passed to :func:`tregsim.solve.simulate_arrays` (rtol, atol, ...).
 
     Returns
@@ -68,11 +107,18 @@ def simulate_arms(exp, pop, *, arms: dict | None = None, times=None, **solver_kw
 
     arms = exp.arms if arms is None else arms
     times = exp.visits_days if times is None else np.asarray(times, dtype=float)
+    offset = baseline_offsets(exp, pop)
+    if offset is not None and shift_times:
+        times = times[None, :] + offset[:, None]  # the solver's per-patient output times
     out = CohortArms()
     out.status, out.times = {}, times
     for name, arm in arms.items():
         r = simulate_arrays(
-            exp.model, pop.params, doses=arm.regimen.doses(pop), times=times, **solver_kw
+            exp.model,
+            pop.params,
+            doses=shift_doses(arm.regimen.doses(pop), offset),
+            times=times,
+            **solver_kw,
         )
         c = np.asarray(r.observables["cpeptide"], dtype=float)
         bad = r.status != 0
@@ -587,7 +633,7 @@ def run_cohort(
         grid = np.unique(
             np.concatenate([np.arange(0.0, exp.horizon_days + 1e-9, 7.0), exp.visits_days])
         )
-        res.spaghetti = dict(simulate_arms(exp, pop, times=grid))
+        res.spaghetti = dict(simulate_arms(exp, pop, times=grid, shift_times=False))
         res.spaghetti_days = grid
     return res
 
