@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -640,15 +641,19 @@ def run_cohort(
 
 @dataclass
 class AnalysisStart:
-    """What :func:`start_analysis` prepared: posterior draws (name → ``(n_draws,)``) and
-    their file (``None``: model file values), the ledger label of the draws, the manifest,
-    and the checkpoint folder (``None`` without ``out_dir``)."""
+    """What :func:`start_analysis` prepared: population-parameter draws (name →
+    ``(n_draws,)``, after the structure of individual variability is resolved) and the
+    posterior file (``None``: model file values), the ledger label of the draws, the manifest,
+    the checkpoint folder (``None`` without ``out_dir``) and the resolved
+    :class:`~tregsim.population.structure.VariabilityStructure` (``None`` when the analysis
+    does not take one)."""
 
     draws: dict | None
     posterior: Path | None
     label: str | None
     manifest: dict
     out: Path | None
+    structure: Any = None  # tregsim.population.structure.VariabilityStructure or None
     started: float = field(default_factory=time.perf_counter)
 
     def finish(self, **runtime) -> dict:
@@ -671,6 +676,8 @@ def start_analysis(
     settings: dict,
     posterior=SHIPPED,
     use_posterior: bool = True,
+    variability: str | None = None,
+    structure: bool = False,
     extra_inputs: dict | None = None,
     argv: list[str] | None = None,
     out_dir=None,
@@ -682,6 +689,11 @@ def start_analysis(
     ``parameter_overrides``, the call) and prepare ``out_dir`` for checkpoints.
 
     ``exp`` ``None``: an analysis without an experiment (no inputs, no posterior).
+    ``structure`` True: also resolve the structure of individual variability
+    (:func:`tregsim.population.structure.resolve_structure` of ``variability``, ``None`` = the
+    default ``"records"``): the returned ``draws`` carry it, the manifest records it
+    (``variability_structure``, and the structure file among the inputs when its values are
+    used).
     """
     from tregsim.results import display_path, open_output, posterior_note, result_manifest
 
@@ -705,6 +717,19 @@ def start_analysis(
     if post_file is not None and draws:
         inputs["posterior"] = post_file
         label = f"posterior draws of {', '.join(draws)} from {post_file.name}"
+    resolved = None
+    if exp is not None and structure:
+        from tregsim.population.structure import resolve_structure
+        from tregsim.resources import shipped_path
+
+        resolved = resolve_structure(
+            variability, draws if use_posterior else None, post_file, exp.model
+        )
+        draws = resolved.draws
+        settings["variability"] = resolved.variability
+        arguments["variability"] = variability
+        if resolved.structure is not None:
+            inputs["variability_structure"] = shipped_path(resolved.structure["file"])
     manifest = result_manifest(
         command=command,
         function=function,
@@ -714,8 +739,10 @@ def start_analysis(
         settings=settings,
         argv=argv,
     )
+    if resolved is not None:
+        manifest["variability_structure"] = resolved.manifest()
     return AnalysisStart(
-        draws, post_file, label, manifest, open_output(out_dir, manifest, overwrite)
+        draws, post_file, label, manifest, open_output(out_dir, manifest, overwrite), resolved
     )
 
 
@@ -725,6 +752,7 @@ def cohort_study(
     n: int,
     seed: int = 0,
     posterior=SHIPPED,
+    variability: str | None = None,
     keep: int | None = KEEP_DEFAULT,
     out_dir=None,
     overwrite: bool = False,
@@ -739,6 +767,12 @@ def cohort_study(
 
     posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path, or ``None`` for
         the model file's values.
+    variability : structure of individual variability (:mod:`tregsim.population.structure`):
+        ``None`` = the default ``"records"`` (hazard covariate on each patient's baseline
+        C-peptide; ``cpeptide_observed`` from the structure's observation model, per draw of a
+        records-structure posterior or the structure file's point values), or ``"lumped"``
+        (the pre-#14 cohort: no hazard covariate, ``cpeptide_observed`` from the model file's
+        observation parameters).
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     argv : the command line that asked for it (``None``: the call is recorded).
     """
@@ -756,6 +790,8 @@ def cohort_study(
         arguments={"n": int(n), "keep": keep},
         settings={"n": int(n), "keep": keep},
         posterior=posterior,
+        variability=variability,
+        structure=True,
         argv=argv,
         out_dir=out_dir,
         overwrite=overwrite,

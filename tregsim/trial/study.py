@@ -395,15 +395,19 @@ def _check_arguments(
 
 
 def _relabel(ea: EffectAssumption, relative_effect, structure, *, from_posterior: bool) -> None:
-    """Effect-assumption texts under ``relative_effect`` / ``variability="records"``: name
-    only the values that still come from the posterior or model file (the structure's
-    population values and observation model, and a fixed relative effect, replace the rest)."""
+    """Effect-assumption texts under ``relative_effect`` / the records structure: name only
+    the values that still come from the posterior or model file (the structure file's values,
+    the observation model and a fixed relative effect replace the rest), then say which
+    structure (:meth:`~tregsim.population.structure.VariabilityStructure.describe`)."""
+    from tregsim.population.structure import STRUCTURE_OBSERVATION
+
     drop = set()
     if relative_effect is not None:
         drop.add("phi")
         ea.theta = {k: v for k, v in (ea.theta or {}).items() if k != "phi"} or None
-    if structure is not None:
-        drop |= {*structure["population"], "sigma"}
+    records = structure is not None and structure.variability == "records"
+    if records:
+        drop |= {*structure.from_file, *STRUCTURE_OBSERVATION, "sigma"}
     theta = ea.theta or {}
     kept = ", ".join(f"{k} = {theta[k]:.3g}" for k in sorted(theta) if k not in drop)
     source = "posterior medians" if from_posterior else "model file values"
@@ -413,17 +417,16 @@ def _relabel(ea: EffectAssumption, relative_effect, structure, *, from_posterior
             f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC "
             f"(treated = {1 + relative_effect:g} × routine care; no treatment model); " + text
         )
-    if structure is not None:
-        text += (
-            f"; variability: records (hazard, hazard covariate and observation model of "
-            f"{structure['file']}, sha256 {structure['sha256'][:12]})"
-        )
-        if ea.draws is not None:
+    if records:
+        text += "; " + structure.describe()
+        if ea.draws is not None and structure.from_file:
             ea.assurance_text += (
-                "; variability: records (the structure's "
-                + ", ".join(structure["population"])
-                + " and observation model replace the posterior's)"
+                "; variability: records (the structure file's "
+                + ", ".join(structure.from_file)
+                + " replace the posterior's)"
             )
+        elif ea.draws is not None:
+            ea.assurance_text += "; variability: records (per posterior draw)"
     ea.fixed_text = text
 
 
@@ -449,7 +452,7 @@ def power_study(
     dropout: float = 0.0,
     effect_patients: int = 16,
     twin_draws: int = 256,
-    variability: str = "lumped",
+    variability: str | None = None,
     relative_effect: float | None = None,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -486,10 +489,13 @@ def power_study(
         enrolled patients (0 = all).
     twin_draws : with ``ancova_prognostic``: posterior × individual draws of each
         participant's twin (its prognostic score; docs/twin.md).
-    variability : model-based: ``"lumped"`` (default; the model's one residual ``sigma``) or
-        ``"records"`` (population hazard, hazard covariate and observation model of the
-        structure fitted to the placebo records, ``calibration/natural_history_structure.json``;
-        :mod:`tregsim.trial.virtual`). Its SHA-256 goes into the manifest and ``power.csv``.
+    variability : model-based structure of individual variability
+        (:mod:`tregsim.population.structure`): ``None`` = the default ``"records"`` (hazard
+        covariate and within-patient observation model fitted to the placebo records — per
+        draw of a records-structure posterior, else the point values of
+        ``calibration/natural_history_structure.json``, whose SHA-256 then goes into the
+        manifest and ``power.csv``'s ``variability`` column) or ``"lumped"`` (the model's one
+        residual ``sigma``, no hazard covariate).
     relative_effect : model-based: a fixed relative effect X on the noise-free endpoint
         (treated = (1 + X) × routine care) instead of the treatment model; no assurance curve.
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
@@ -512,11 +518,11 @@ def power_study(
         effect_patients=effect_patients,
         effect_sd=effect_sd,
     )
-    from tregsim.trial.virtual import check_variability, records_structure
+    from tregsim.population.structure import check_variability
 
     check_variability(variability)
-    if synthetic and (variability != "lumped" or relative_effect is not None):
-        name = "variability" if variability != "lumped" else "relative_effect"
+    if synthetic and (variability not in (None, "lumped") or relative_effect is not None):
+        name = "variability" if variability not in (None, "lumped") else "relative_effect"
         raise ArgumentError(
             f"{name} needs an experiment (model-based mode)",
             field=name,
@@ -536,7 +542,6 @@ def power_study(
         )
     if relative_effect is not None:
         assurance = False  # a fixed effect has no effect distribution
-    structure = records_structure() if variability == "records" else None
     if phi not in PHI_SOURCES:
         raise ArgumentError(
             f"unknown phi source {phi!r}", field="phi", fix=f"use one of {', '.join(PHI_SOURCES)}"
@@ -571,9 +576,7 @@ def power_study(
                 f"twin_draws must be ≥ 2, got {twin_draws}", field="twin_draws", fix="use e.g. 256"
             )
         settings["twin_draws"] = int(twin_draws)
-    if variability != "lumped" or relative_effect is not None:
-        # only when asked for: the default settings (and manifests) stay as they were
-        settings["variability"] = variability
+    if relative_effect is not None:
         settings["relative_effect"] = relative_effect
     st = start_analysis(
         exp,
@@ -583,16 +586,14 @@ def power_study(
         arguments={**settings, "allocation": allocation},
         settings=settings,
         posterior=posterior,
+        variability=variability,
+        structure=not synthetic,
         argv=argv,
         out_dir=out_dir,
         overwrite=overwrite,
     )
     manifest, out = st.manifest, st.out
-    if structure is not None:
-        manifest["variability_structure"] = {
-            "file": structure["file"],
-            "sha256": structure["sha256"],
-        }
+    structure = st.structure
     if not synthetic:
         ea = effect_assumption(
             exp,
@@ -605,9 +606,11 @@ def power_study(
             endpoint_month=endpoint_month,
             phi=phi,
         )
-        if relative_effect is not None or structure is not None:
-            _relabel(ea, relative_effect, structure, from_posterior=bool(st.draws))
+        if relative_effect is not None or structure.variability == "records":
+            _relabel(ea, relative_effect, structure, from_posterior=st.posterior is not None)
     common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
+    if not synthetic:
+        common["variability"] = structure.describe()
     if synthetic:
         common["endpoint"] = "synthetic ln(AUC+1) model, TrialNet placebo month-12 defaults"
         curves = _synthetic_curves(
@@ -632,11 +635,8 @@ def power_study(
             dropout=dropout,
             endpoint_month=endpoint_month,
             effect_patients=effect_patients or None,
-            **(
-                {"variability": variability, "relative_effect": relative_effect}
-                if variability != "lumped" or relative_effect is not None
-                else {}
-            ),
+            variability=structure.variability,
+            relative_effect=relative_effect,
             out_dir=out,
             workers=workers,
             scheduler=scheduler,
@@ -777,8 +777,9 @@ def load_power_study(out_dir: str | os.PathLike) -> PowerStudy:
     s = man["settings"]
     tests = tuple(s["tests"])
     df = pd.read_csv(out / "power.csv")
-    meta_cols = ["alpha", "allocation", "dropout_fraction", "endpoint", "effect_assumption",
-                 "mean_true_effect_ln_auc_plus_1", "mean_true_effect_percent_auc_plus_1"]  # fmt: skip
+    meta_cols = ["alpha", "allocation", "dropout_fraction", "endpoint", "variability",
+                 "effect_assumption", "mean_true_effect_ln_auc_plus_1",
+                 "mean_true_effect_percent_auc_plus_1"]  # fmt: skip
     tables, meta = {}, {}
     for curve, sub in df.groupby("curve", sort=False):
         meta[str(curve)] = {c: sub[c].iloc[0] for c in meta_cols if c in sub.columns}
