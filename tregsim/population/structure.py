@@ -155,7 +155,7 @@ class VariabilityStructure:
             )
         s = self.structure or {}
         kept = (
-            f"; {', '.join(sorted(k for k in self.draws or {} if k not in self.from_file))} "
+            f"; {', '.join(sorted(k for k in self.draws or {} if k not in self.from_file and k != 'sigma'))} "
             f"from the posterior {post}"
             if self.posterior is not None
             else "; other parameters from the model file"

@@ -70,6 +70,7 @@ class RunPlan:
     effect_phi: float | None = None
     posterior: Path | None = None
     phi: str = "treatment_effect"  # the power section's assurance φ (PHI_SOURCES)
+    variability: str | None = None  # structure of individual variability (None = records)
     # How the work runs, not what it computes (kept out of settings()):
     overwrite: bool = False
     workers: int | None = None
@@ -88,6 +89,7 @@ class RunPlan:
             "effect_phi": self.effect_phi,
             "phi": self.phi,
             "posterior": None if self.posterior is None else display_path(self.posterior),
+            "variability": self.variability or "records (default)",
         }
 
 
@@ -101,12 +103,15 @@ def plan_run(
     workers: int | None = None,
     posterior: str | os.PathLike | None = SHIPPED,
     phi: str = "treatment_effect",
+    variability: str | None = None,
 ) -> RunPlan:
     """The budgets of ``exp``'s ``[run]`` / ``[run.quick]`` table over the defaults.
 
     ``--quick`` never falls back to the full budget: a key missing in ``[run.quick]`` takes
     the quick default; only the section list is inherited from ``[run]``.
     ``posterior``: :data:`~tregsim.results.SHIPPED` (default), a netCDF path or ``None``.
+    ``variability``: structure of individual variability of the cohort, natural-history and
+    power sections (:mod:`tregsim.population.structure`; ``None`` = ``"records"``).
     """
     from tregsim.errors import ArgumentError
 
@@ -120,6 +125,9 @@ def plan_run(
             field="workers",
             fix="give a whole number ≥ 1, or none to run in this process",
         )
+    from tregsim.population.structure import check_variability
+
+    check_variability(variability)
     table = {k: v for k, v in (exp.sections or {}).items() if k != "quick"}
     if quick:
         src = dict(QUICK_BUDGET)
@@ -143,6 +151,7 @@ def plan_run(
         effect_phi=None if src.get("effect_phi") is None else float(src["effect_phi"]),
         posterior=posterior_path(posterior),
         phi=phi,
+        variability=variability,
         overwrite=bool(overwrite),
         workers=workers,
     )

@@ -75,6 +75,7 @@ def effect_assumption(
     assurance: bool = True,
     endpoint_month: float = 12.0,
     phi: str = "treatment_effect",
+    from_structure: Sequence[str] = (),
 ) -> EffectAssumption:
     """The effect assumption of a model-based power study (validates ``endpoint_month``).
 
@@ -87,7 +88,9 @@ def effect_assumption(
     ``effect_phi`` (default: the posterior's φ, else the model file's value); the assurance
     curve gives replicate trial r posterior draw ``r mod n_draws`` and φ from its prior when the
     posterior does not hold φ. ``posterior``: name → ``(n_draws,)`` population-parameter draws
-    (``None``: the model file's values), read from ``posterior_file``.
+    (``None``: the model file's values), read from ``posterior_file``; ``from_structure``
+    names those of them that hold the structure file's point values (not listed as posterior
+    draws).
     """
     from tregsim.cohort import posterior_rows
     from tregsim.rng import block_generator
@@ -97,7 +100,8 @@ def effect_assumption(
     theta: dict = {}
     draws: dict = {}
     post, post_path = posterior, posterior_file
-    post_names = sorted(post) if post else []
+    # names whose draws are the structure file's constants, not the posterior's
+    post_names = sorted(k for k in post if k not in set(from_structure)) if post else []
     if post:
         theta.update({k: float(np.median(v)) for k, v in post.items()})
         draws.update(posterior_rows(post, 0, n_trials) or {})
@@ -605,6 +609,7 @@ def power_study(
             assurance=assurance,
             endpoint_month=endpoint_month,
             phi=phi,
+            from_structure=structure.from_file,
         )
         if relative_effect is not None or structure.variability == "records":
             _relabel(ea, relative_effect, structure, from_posterior=st.posterior is not None)
