@@ -13,14 +13,10 @@ import numpy as np
 from tregsim.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXED = """[population.t_baseline]
-# Days from diagnosis to the baseline visit; fixed at baseline_day because the simulation
-# uses one visit grid for all patients.
-distribution = "fixed"
+FIXED = """distribution = "fixed"
 value = 60.0
 """
-UNIFORM = """[population.t_baseline]
-distribution = "uniform"
+UNIFORM = """distribution = "uniform"
 low = 20.0
 high = 100.0
 """
