@@ -624,7 +624,7 @@ def power_study(
     else:
         common["endpoint"] = f"MMTT 2-h AUC mean C-peptide at month {endpoint_month:g}, {exp.name}"
         twin = (
-            _twin_grid(exp, st.draws, twin_draws, seed, endpoint_month)
+            _twin_grid(exp, st.draws, twin_draws, seed, endpoint_month, structure)
             if "ancova_prognostic" in tests
             else None
         )
@@ -651,13 +651,36 @@ def power_study(
     return _study(curves, common, grid, tests, alpha, settings, manifest, progress)
 
 
-def _twin_grid(exp: Any, draws: dict | None, n_draws: int, seed: int, endpoint_month: float):
+def _twin_grid(
+    exp: Any,
+    draws: dict | None,
+    n_draws: int,
+    seed: int,
+    endpoint_month: float,
+    structure: Any = None,
+):
     """The twin behind ``ancova_prognostic``: the analyst's posterior (the study's population
     draws, or the model file's values), the experiment's baseline distribution, curves on an
-    age grid over the population's age range at the experiment's baseline day."""
-    from tregsim.twin import BaselinePrior, Twin, TwinGrid
+    age grid over the population's age range at the experiment's baseline day. Under the
+    records structure: :class:`tregsim.twin.StructureTwinGrid` at the draws' medians (hazard
+    covariate and heteroscedastic observation model); otherwise the lumped
+    :class:`tregsim.twin.Twin` with ``n_draws`` posterior × individual draws."""
+    from tregsim.population.distributions import AGE_LIMITS_YEARS
+    from tregsim.twin import BaselinePrior, StructureTwinGrid, Twin, TwinGrid
 
     model = exp.model
+    lo, hi = exp.population.age.support
+    lo, hi = max(float(lo), 0.5), min(float(hi), AGE_LIMITS_YEARS[1])
+    ages = np.geomspace(lo, hi, 41)
+    if structure is not None and structure.observed:
+        return StructureTwinGrid(
+            model,
+            {k: v for k, v in (draws or {}).items() if k != "phi"},
+            BaselinePrior.from_experiment(exp),
+            ages,
+            exp.baseline_day,
+            [endpoint_month],
+        )
     if not draws:
         d = model.defaults()
         draws = {
@@ -666,11 +689,6 @@ def _twin_grid(exp: Any, draws: dict | None, n_draws: int, seed: int, endpoint_m
     twin = Twin(
         model, draws, n_draws=n_draws, seed=seed, baseline_prior=BaselinePrior.from_experiment(exp)
     )
-    from tregsim.population.distributions import AGE_LIMITS_YEARS
-
-    lo, hi = exp.population.age.support
-    lo, hi = max(float(lo), 0.5), min(float(hi), AGE_LIMITS_YEARS[1])
-    ages = np.geomspace(lo, hi, 41)
     return TwinGrid(twin, ages, exp.baseline_day, [endpoint_month])
 
 
