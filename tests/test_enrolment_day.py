@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.experiment import load_experiment
+from tregsim.units import DAYS_PER_MONTH
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXED = """distribution = "fixed"
@@ -68,3 +69,35 @@ def test_fixed_enrolment_day_keeps_one_grid(tmp_path):
     pop = sample_population(exp, 8, 0)
     assert baseline_offsets(exp, pop) is None
     assert simulate_arms(exp, pop).times.ndim == 1
+
+
+def test_virtual_trials_follow_each_patients_enrolment_day(tmp_path):
+    """σ = 0 (lumped observation = noise-free value): every slot equals a direct solve of
+    that patient at their own baseline and 12-month days, in the allocated arm."""
+    from tregsim.population.sampling import sample_population
+    from tregsim.solve import Doses, simulate_arrays
+    from tregsim.trial.virtual import virtual_trials
+
+    exp = _experiment(tmp_path, UNIFORM)
+    R, nmax, seed = 2, 3, 4
+    m = 2 * nmax
+    theta = {"phi": 50.0, "sigma": 0.0}
+    d = virtual_trials(
+        exp, n_trials=R, n_max_per_arm=nmax, seed=seed, theta=theta, variability="lumped",
+        allocation=None, progress=False,
+    )  # fmt: skip
+    pop = sample_population(exp, R * m, seed, theta=theta)
+    tb = np.asarray(pop.covariates["t_baseline"], float)
+    treat = exp.arms[exp.treatment_arms[0]].regimen
+    arm = d.arm.ravel()
+    for i in range(R * m):
+        one = pop.subset(np.array([i]))
+        days = tb[i] + np.array([0.0, 12 * DAYS_PER_MONTH])
+        doses = None
+        if arm[i]:
+            t = treat.times_days - exp.baseline_day + tb[i]
+            doses = Doses(time=t, amount=np.full(t.shape, treat.dose_per_kg), target="X")
+        c = simulate_arrays(exp.model, one.params, doses=doses, times=days)
+        want = np.maximum(c.observables["cpeptide"][0], 0.017)  # no value near the LLOQ here
+        got = [d.baseline_auc_nmol_l.ravel()[i], d.endpoint_auc_nmol_l.ravel()[i]]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
