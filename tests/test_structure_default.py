@@ -162,3 +162,22 @@ def test_ledger_says_which_structure(tmp_path, exp):
     assert set(STRUCTURE_OBSERVATION) - {"sigma_bio", "tau_bio"} <= set(
         text.replace(",", " ").split()
     )
+
+
+def test_run_table_sets_the_structure(tmp_path):
+    """``[run] variability = "lumped"`` in the experiment file → the run plan's structure;
+    the command line's value wins; an unknown value is one error naming the key."""
+    from tregsim.errors import ExperimentFileError
+    from tregsim.report.plan import plan_run
+
+    text = EXP.read_text(encoding="utf-8")
+    assert "\n[run]\n" in text
+    p = tmp_path / "exp.toml"
+    p.write_text(text.replace("\n[run]\n", '\n[run]\nvariability = "lumped"\n'), encoding="utf-8")
+    exp = load_experiment(p)
+    assert plan_run(exp, tmp_path / "o").variability == "lumped"
+    assert plan_run(exp, tmp_path / "o", variability="records").variability == "records"
+    assert plan_run(load_experiment(EXP), tmp_path / "o").variability is None  # = records
+    p.write_text(text.replace("\n[run]\n", '\n[run]\nvariability = "pooled"\n'), encoding="utf-8")
+    with pytest.raises(ExperimentFileError, match="variability"):
+        load_experiment(p)

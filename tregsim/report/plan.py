@@ -27,12 +27,15 @@ DEFAULT_BUDGET: dict[str, Any] = {
     "sweep_days": [14.0, 30.0, 60.0, 90.0, 180.0],
     "sensitivity_n": 128,
     "effect_phi": None,
+    "variability": None,
 }
 """Budget of a full run when the experiment file's ``[run]`` table omits a key.
 Units: n_patients (virtual patients per arm), n_trials (simulated trials per sample size),
 n_per_arm (participants per arm), sweep_doses (cells/kg), sweep_days (days since diagnosis),
 sensitivity_n (Sobol' base sample size, a power of two), effect_phi (the φ of the power section's
-fixed-effect curve; None = the model file's value)."""
+fixed-effect curve; None = the model file's value), variability (structure of individual
+variability of the cohort, natural-history and power sections: "records" or "lumped"; None =
+"records"; the command line's --variability wins)."""
 
 QUICK_BUDGET: dict[str, Any] = {
     "sections": ["cohort", "natural_history", "power"],
@@ -43,6 +46,7 @@ QUICK_BUDGET: dict[str, Any] = {
     "sweep_days": [30.0, 90.0],
     "sensitivity_n": 16,
     "effect_phi": None,
+    "variability": None,
 }
 """Budget of ``--quick`` when ``[run.quick]`` omits a key (finishes in < 2 min on 2 cores)."""
 
@@ -151,7 +155,7 @@ def plan_run(
         effect_phi=None if src.get("effect_phi") is None else float(src["effect_phi"]),
         posterior=posterior_path(posterior),
         phi=phi,
-        variability=variability,
+        variability=variability if variability is not None else src.get("variability"),
         overwrite=bool(overwrite),
         workers=workers,
     )
