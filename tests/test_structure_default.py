@@ -74,6 +74,11 @@ def test_records_posterior_gives_per_draw_values(tmp_path, exp):
     assert np.all(obs[noisy] != mu[noisy])
     man = res.manifest["variability_structure"]
     assert man["source"] == "posterior" and man["structure_sha256"] is None
+    # lumped with a records posterior: no covariate, no structure observation model
+    lump = resolve_structure("lumped", load_posterior_draws(post, exp.model), post, exp.model)
+    assert not {"beta_c", "beta_lin", "sigma_meas", "kappa"} & set(lump.draws)
+    np.testing.assert_array_equal(lump.draws["lambda_ref"], want["lambda_ref"])
+    assert "not used" in lump.describe()
 
 
 def test_lumped_posterior_under_records_takes_the_structure_file(exp):

@@ -144,7 +144,15 @@ class VariabilityStructure:
         if self.variability == "lumped":
             return (
                 "variability: lumped (one residual sigma on the log scale, no hazard covariate; "
-                "the pre-issue-#14 structure)"
+                "the pre-issue-#14 structure"
+                + (
+                    "; a records-structure posterior's beta_c, beta_lin and observation model "
+                    "are not used, sigma is the posterior's or the model file's)"
+                    if self.posterior is not None
+                    and self.draws is not None
+                    and "sigma" not in self.draws
+                    else ")"
+                )
             )
         post = "none" if self.posterior is None else display_path(self.posterior)
         if self.source == "posterior":
@@ -210,6 +218,12 @@ def resolve_structure(
         variability = "lumped" if missing else DEFAULT_VARIABILITY
     check_variability(variability)
     if variability == "lumped":
+        if is_records_posterior(draws):
+            # the old path has no covariate and one residual sigma: drop the structure's
+            # covariate and observation model (the hazard draws stay; see describe())
+            drop = {"beta_c", "beta_lin", *STRUCTURE_OBSERVATION}
+            kept = {k: v for k, v in draws.items() if k not in drop}
+            return VariabilityStructure("lumped", "lumped", kept, posterior, from_file=())
         return VariabilityStructure("lumped", "lumped", draws, posterior)
     if model is not None:
         if missing:
