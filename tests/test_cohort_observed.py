@@ -33,10 +33,14 @@ def test_cpeptide_observed_in_cohort_nc(tmp_path, monkeypatch):
     mean = a["cpeptide"].values
     ok = np.isfinite(mean) & (mean > 0.3)  # far above the LLOQ: no censoring
     r = np.log(obs.values[ok] / mean[ok])
-    # assay + biological SD at 0.3-2.5 nmol/L from the model file: between the value at
-    # 2.5 nmol/L and at 0.3 nmol/L of sqrt(0.07² + (0.255·(μ/0.6)^-0.26)²)
-    lo = np.hypot(0.07, 0.255 * (2.5 / 0.6) ** -0.26)
-    hi = np.hypot(0.07, 0.255 * (0.3 / 0.6) ** -0.26)
+    # default structure (records; the shipped posterior is lumped, so the structure file's
+    # observation model): sigma_bio = 0, SD = sigma_meas·(μ/0.6)^-kappa at 0.3–2.5 nmol/L
+    import json
+
+    th = json.loads(Path("calibration/natural_history_structure.json").read_text())["theta"]
+    assert th["sigma_bio"] == 0
+    lo = th["sigma_meas"] * (2.5 / 0.6) ** -th["kappa"]
+    hi = th["sigma_meas"] * (0.3 / 0.6) ** -th["kappa"]
     assert lo < r.std() < hi
     assert abs(r.mean()) < 0.02
     assert not np.array_equal(obs.values[ok], mean[ok])

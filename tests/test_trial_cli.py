@@ -165,7 +165,11 @@ def test_model_based_power_run(tmp_path):
     )
     df = pd.read_csv(out / "power.csv")
     assert set(df.curve) == {"fixed", "assurance"}
-    assert df.effect_assumption.iloc[0] == "φ = 100"
+    # default records structure without a posterior: the structure file's values
+    assert df.effect_assumption.iloc[0].startswith(
+        "model file values (phi = 100); variability: records"
+    )
+    assert "natural_history_structure.json" in df.variability.iloc[0]
     draws = pd.read_csv(out / "effect_draws.csv")
     fixed = draws[draws.curve == "fixed"]
     np.testing.assert_allclose(fixed.phi, 100.0)

@@ -95,19 +95,24 @@ def test_known_structure_recovered():
 
 
 def test_natural_history_trial_statistics_acceptance(records, tmp_path):
-    """Issue #14 acceptance: simulated observed statistics of the shipped structure lie inside
-    the records' bootstrap 95 % intervals (ANCOVA slope, residual SD, baseline correlation at
+    """Issue #14 acceptance: simulated observed statistics of the experiment's own virtual
+    cohort (default records structure, shipped posterior, records' age mix) lie inside the
+    records' bootstrap 95 % intervals (ANCOVA slope, residual SD, baseline correlation at
     6/12/24 months), and the rows round-trip through trial_statistics.csv."""
     import pandas as pd
 
-    from tregsim.placebo import (
-        NaturalHistory,
-        load_natural_history,
-        structure_trial_statistics,
-    )
+    from tregsim.cohort import resolve_posterior
+    from tregsim.experiment import load_experiment
+    from tregsim.placebo import NaturalHistory, cohort_trial_statistics, load_natural_history
+    from tregsim.population.structure import resolve_structure
+    from tregsim.results import SHIPPED
     from tregsim.trial_statistics import COMPARISON_COLUMNS
 
-    rows = structure_trial_statistics(RECORDS, seed=3)
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "experiments/nct06708780.toml")
+    draws, path = resolve_posterior(SHIPPED, exp.model)
+    st = resolve_structure(None, draws, path, exp.model)
+    assert st.variability == "records"
+    rows = cohort_trial_statistics(exp, RECORDS, 3, posterior=st.draws, observed=True)
     assert len(rows) == 9
     for r in rows:
         assert r["observed_lo"] <= r["simulated"] <= r["observed_hi"], r

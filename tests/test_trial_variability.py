@@ -84,15 +84,16 @@ def test_records_mode_is_chunk_independent_and_default_unchanged(exp):
     b = virtual_trials(exp, variability="records", chunk_size=4, **kw)
     np.testing.assert_array_equal(a.baseline_auc_nmol_l, b.baseline_auc_nmol_l)
     np.testing.assert_array_equal(a.endpoint_auc_nmol_l, b.endpoint_auc_nmol_l)
-    default = virtual_trials(exp, **kw)
+    default = virtual_trials(exp, **kw)  # records is the default (issue #14)
     lumped = virtual_trials(exp, variability="lumped", **kw)
-    np.testing.assert_array_equal(default.endpoint_auc_nmol_l, lumped.endpoint_auc_nmol_l)
-    np.testing.assert_array_equal(default.baseline_auc_nmol_l, lumped.baseline_auc_nmol_l)
+    np.testing.assert_array_equal(default.endpoint_auc_nmol_l, a.endpoint_auc_nmol_l)
+    np.testing.assert_array_equal(default.baseline_auc_nmol_l, a.baseline_auc_nmol_l)
     # same patients and arms, different hazard and observation model
-    np.testing.assert_array_equal(default.age_years, a.age_years)
-    np.testing.assert_array_equal(default.arm, a.arm)
-    assert not np.allclose(default.endpoint_auc_nmol_l, a.endpoint_auc_nmol_l)
-    assert default.info["variability"] == "lumped" and default.info["structure"] is None
+    np.testing.assert_array_equal(lumped.age_years, a.age_years)
+    np.testing.assert_array_equal(lumped.arm, a.arm)
+    assert not np.allclose(lumped.endpoint_auc_nmol_l, a.endpoint_auc_nmol_l)
+    assert lumped.info["variability"] == "lumped" and lumped.info["structure"] is None
+    assert default.info["variability"] == "records"
     assert len(a.info["structure"]["sha256"]) == 64
     with pytest.raises(ArgumentError, match="variability"):
         virtual_trials(exp, variability="pooled", **kw)
@@ -105,7 +106,7 @@ def test_relative_effect_multiplies_the_routine_care_endpoint(exp):
     theta = {"sigma": 0.0}
     d = virtual_trials(
         exp, n_trials=R, n_max_per_arm=nmax, seed=SEED, theta=theta, relative_effect=X,
-        allocation=None, progress=False,
+        allocation=None, variability="lumped", progress=False,
     )  # fmt: skip
     pop = sample_population(exp, R * 2 * nmax, SEED, theta=theta)
     month12 = int(np.nonzero(exp.visit_months == 12)[0][0])
@@ -123,8 +124,9 @@ def test_relative_effect_multiplies_the_routine_care_endpoint(exp):
 
 
 def test_power_command_records_the_structure(tmp_path, exp):
-    """``tregsim power --variability records``: the structure file's SHA-256 (hashed here) is in
-    the manifest and named in ``power.csv``; the default run names no structure."""
+    """``tregsim power`` (default records): the structure file's SHA-256 (hashed here) is in
+    the manifest and named in ``power.csv``; ``--variability lumped`` names no structure file
+    and says lumped."""
     import hashlib
     import json
 
@@ -135,11 +137,19 @@ def test_power_command_records_the_structure(tmp_path, exp):
         "power", str(EXP), "--n-per-arm", "5", "--trials", "10", "--tests", "ancova",
         "--relative-effect", "0.3", "--allocation", "randomized",
     ]  # fmt: skip
-    assert main([*base, "--variability", "records", "--out", str(tmp_path / "r")]) == 0
+    assert main([*base, "--out", str(tmp_path / "r")]) == 0
     man = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    assert man["variability_structure"]["sha256"] == want.hexdigest()
-    label = pd.read_csv(tmp_path / "r" / "power.csv").effect_assumption[0]
-    assert "natural_history_structure.json" in label and want.hexdigest()[:12] in label
-    assert main([*base, "--out", str(tmp_path / "d")]) == 0
-    assert "variability_structure" not in json.loads((tmp_path / "d" / "manifest.json").read_text())
-    assert "natural_history_structure" not in pd.read_csv(tmp_path / "d" / "power.csv").iloc[0, 5]
+    vs = man["variability_structure"]
+    assert vs["variability"] == "records" and vs["source"] == "structure_file"  # lumped .nc
+    assert vs["structure_sha256"] == want.hexdigest()
+    assert man["inputs"]["variability_structure"]["sha256"] == want.hexdigest()
+    df = pd.read_csv(tmp_path / "r" / "power.csv")
+    for text in (df.effect_assumption[0], df.variability[0]):
+        assert "natural_history_structure.json" in text and want.hexdigest()[:12] in text
+    assert main([*base, "--variability", "lumped", "--out", str(tmp_path / "d")]) == 0
+    man = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert man["variability_structure"]["variability"] == "lumped"
+    assert man["variability_structure"]["structure_sha256"] is None
+    df = pd.read_csv(tmp_path / "d" / "power.csv")
+    assert "natural_history_structure" not in df.effect_assumption[0]
+    assert df.variability[0].startswith("variability: lumped")

@@ -36,6 +36,7 @@ def test_each_slot_is_one_patient_in_its_allocated_arm(exp):
         n_max_per_arm=nmax,
         seed=SEED,
         theta={"phi": 50.0, "sigma": 0.0},
+        variability="lumped",  # σ = 0: the lumped observation is the noise-free value
         progress=False,
     )
     pop = sample_population(exp, R * m, SEED, theta={"phi": 50.0, "sigma": 0.0})
@@ -61,6 +62,7 @@ def test_each_slot_is_one_patient_in_its_allocated_arm(exp):
         seed=SEED,
         effect_patients=2,
         theta={"phi": 50.0, "sigma": 0.0},
+        variability="lumped",  # σ = 0: the lumped observation is the noise-free value
         progress=False,
     )
     np.testing.assert_allclose(d2.endpoint_auc_nmol_l, d.endpoint_auc_nmol_l, rtol=1e-12)
@@ -70,7 +72,10 @@ def test_each_slot_is_one_patient_in_its_allocated_arm(exp):
 
 
 def test_assay_noise_has_the_model_sigma_and_chunks_do_not_matter(exp):
-    kw = dict(n_trials=8, n_max_per_arm=4, seed=SEED, theta={"phi": 2.0}, progress=False)
+    kw = dict(
+        n_trials=8, n_max_per_arm=4, seed=SEED, theta={"phi": 2.0}, progress=False,
+        variability="lumped",  # the model's one residual sigma (records: tests/test_trial_variability.py)
+    )  # fmt: skip
     a = virtual_trials(exp, chunk_size=8, **kw)
     b = virtual_trials(exp, chunk_size=3, **kw)
     np.testing.assert_array_equal(a.endpoint_auc_nmol_l, b.endpoint_auc_nmol_l)

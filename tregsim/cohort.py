@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,21 +44,60 @@ SPAGHETTI_N = 50
 class CohortArms(dict):
     """arm name → ``(n, n_visits)`` noise-free MMTT C-peptide (nmol/L); NaN where the solve
     failed. ``.status``: arm → ``(n,)`` int8 solver status (0 = ok); ``.times``: ``(n_visits,)``
-    days since diagnosis."""
+    days since diagnosis, or ``(n, n_visits)`` when patients have their own baseline day."""
 
     status: dict
     times: np.ndarray
 
 
-def simulate_arms(exp, pop, *, arms: dict | None = None, times=None, **solver_kw) -> CohortArms:
-    """Simulate the same patients in every arm.
+def baseline_offsets(exp, pop) -> np.ndarray | None:
+    """Each patient's enrolment shift, days: ``t_baseline_i − exp.baseline_day`` (``(n,)``),
+    or ``None`` when every patient's baseline is the experiment's ``baseline_day`` (or the
+    population has no ``t_baseline``) — then one common time grid is used, as before.
+
+    The experiment's visit and dose days are written for a patient whose baseline visit is
+    ``baseline_day`` after diagnosis; patient i's visits and doses move by this shift
+    (docs/experiments.md, ``t_baseline``)."""
+    tb = pop.covariates.get("t_baseline")
+    if tb is None or pop.n == 0:
+        return None
+    off = np.asarray(tb, dtype=float) - float(exp.baseline_day)
+    return None if not np.any(off) else off
+
+
+def shift_doses(doses, offset: np.ndarray | None):
+    """``doses`` (``None``, one :class:`tregsim.Doses` or a list) with every patient's dose
+    times moved by ``offset`` (``(n,)`` days; ``None``: unchanged)."""
+    if doses is None or offset is None:
+        return doses
+    from tregsim.solve import Doses
+
+    def one(d):
+        t = np.asarray(d.time, dtype=float)
+        a = np.asarray(d.amount, dtype=float)
+        if t.ndim == 1:
+            t = np.broadcast_to(t, (offset.size, t.size))
+            a = np.broadcast_to(a, (offset.size, a.size))
+        return Doses(time=t + offset[:, None], amount=a.copy(), target=d.target)
+
+    return [one(d) for d in doses] if isinstance(doses, list) else one(doses)
+
+
+def simulate_arms(
+    exp, pop, *, arms: dict | None = None, times=None, shift_times: bool = True, **solver_kw
+) -> CohortArms:
+    """Simulate the same patients in every arm, each at their own enrolment day.
 
     Parameters
     ----------
     exp : loaded experiment.
     pop : :class:`~tregsim.population.Population` of ``n`` patients.
     arms : name → :class:`~tregsim.experiment.Arm` (default: ``exp.arms``).
-    times : output times, days since diagnosis (default: ``exp.visits_days``).
+    times : output times, days since diagnosis of the experiment's schedule (baseline visit at
+        ``exp.baseline_day``; default: ``exp.visits_days``).
+    shift_times : move each patient's output times by their enrolment shift
+        (:func:`baseline_offsets`); ``False`` keeps ``times`` as absolute days since diagnosis
+        for everyone (e.g. a plotting grid). Doses always follow the patient's own baseline.
     solver_kw : passed to :func:`tregsim.solve.simulate_arrays` (rtol, atol, ...).
 
     Returns
@@ -68,11 +108,18 @@ def simulate_arms(exp, pop, *, arms: dict | None = None, times=None, **solver_kw
 
     arms = exp.arms if arms is None else arms
     times = exp.visits_days if times is None else np.asarray(times, dtype=float)
+    offset = baseline_offsets(exp, pop)
+    if offset is not None and shift_times:
+        times = times[None, :] + offset[:, None]  # the solver's per-patient output times
     out = CohortArms()
     out.status, out.times = {}, times
     for name, arm in arms.items():
         r = simulate_arrays(
-            exp.model, pop.params, doses=arm.regimen.doses(pop), times=times, **solver_kw
+            exp.model,
+            pop.params,
+            doses=shift_doses(arm.regimen.doses(pop), offset),
+            times=times,
+            **solver_kw,
         )
         c = np.asarray(r.observables["cpeptide"], dtype=float)
         bad = r.status != 0
@@ -587,22 +634,26 @@ def run_cohort(
         grid = np.unique(
             np.concatenate([np.arange(0.0, exp.horizon_days + 1e-9, 7.0), exp.visits_days])
         )
-        res.spaghetti = dict(simulate_arms(exp, pop, times=grid))
+        res.spaghetti = dict(simulate_arms(exp, pop, times=grid, shift_times=False))
         res.spaghetti_days = grid
     return res
 
 
 @dataclass
 class AnalysisStart:
-    """What :func:`start_analysis` prepared: posterior draws (name → ``(n_draws,)``) and
-    their file (``None``: model file values), the ledger label of the draws, the manifest,
-    and the checkpoint folder (``None`` without ``out_dir``)."""
+    """What :func:`start_analysis` prepared: population-parameter draws (name →
+    ``(n_draws,)``, after the structure of individual variability is resolved) and the
+    posterior file (``None``: model file values), the ledger label of the draws, the manifest,
+    the checkpoint folder (``None`` without ``out_dir``) and the resolved
+    :class:`~tregsim.population.structure.VariabilityStructure` (``None`` when the analysis
+    does not take one)."""
 
     draws: dict | None
     posterior: Path | None
     label: str | None
     manifest: dict
     out: Path | None
+    structure: Any = None  # tregsim.population.structure.VariabilityStructure or None
     started: float = field(default_factory=time.perf_counter)
 
     def finish(self, **runtime) -> dict:
@@ -625,6 +676,8 @@ def start_analysis(
     settings: dict,
     posterior=SHIPPED,
     use_posterior: bool = True,
+    variability: str | None = None,
+    structure: bool = False,
     extra_inputs: dict | None = None,
     argv: list[str] | None = None,
     out_dir=None,
@@ -636,6 +689,11 @@ def start_analysis(
     ``parameter_overrides``, the call) and prepare ``out_dir`` for checkpoints.
 
     ``exp`` ``None``: an analysis without an experiment (no inputs, no posterior).
+    ``structure`` True: also resolve the structure of individual variability
+    (:func:`tregsim.population.structure.resolve_structure` of ``variability``, ``None`` = the
+    default ``"records"``): the returned ``draws`` carry it, the manifest records it
+    (``variability_structure``, and the structure file among the inputs when its values are
+    used).
     """
     from tregsim.results import display_path, open_output, posterior_note, result_manifest
 
@@ -659,6 +717,19 @@ def start_analysis(
     if post_file is not None and draws:
         inputs["posterior"] = post_file
         label = f"posterior draws of {', '.join(draws)} from {post_file.name}"
+    resolved = None
+    if exp is not None and structure:
+        from tregsim.population.structure import resolve_structure
+        from tregsim.resources import shipped_path
+
+        resolved = resolve_structure(
+            variability, draws if use_posterior else None, post_file, exp.model
+        )
+        draws = resolved.draws
+        settings["variability"] = resolved.variability
+        arguments["variability"] = variability
+        if resolved.structure is not None:
+            inputs["variability_structure"] = shipped_path(resolved.structure["file"])
     manifest = result_manifest(
         command=command,
         function=function,
@@ -668,8 +739,10 @@ def start_analysis(
         settings=settings,
         argv=argv,
     )
+    if resolved is not None:
+        manifest["variability_structure"] = resolved.manifest()
     return AnalysisStart(
-        draws, post_file, label, manifest, open_output(out_dir, manifest, overwrite)
+        draws, post_file, label, manifest, open_output(out_dir, manifest, overwrite), resolved
     )
 
 
@@ -679,6 +752,7 @@ def cohort_study(
     n: int,
     seed: int = 0,
     posterior=SHIPPED,
+    variability: str | None = None,
     keep: int | None = KEEP_DEFAULT,
     out_dir=None,
     overwrite: bool = False,
@@ -693,6 +767,12 @@ def cohort_study(
 
     posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path, or ``None`` for
         the model file's values.
+    variability : structure of individual variability (:mod:`tregsim.population.structure`):
+        ``None`` = the default ``"records"`` (hazard covariate on each patient's baseline
+        C-peptide; ``cpeptide_observed`` from the structure's observation model, per draw of a
+        records-structure posterior or the structure file's point values), or ``"lumped"``
+        (the pre-#14 cohort: no hazard covariate, ``cpeptide_observed`` from the model file's
+        observation parameters).
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     argv : the command line that asked for it (``None``: the call is recorded).
     """
@@ -710,6 +790,8 @@ def cohort_study(
         arguments={"n": int(n), "keep": keep},
         settings={"n": int(n), "keep": keep},
         posterior=posterior,
+        variability=variability,
+        structure=True,
         argv=argv,
         out_dir=out_dir,
         overwrite=overwrite,

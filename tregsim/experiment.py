@@ -44,6 +44,7 @@ _RUN_KEYS = (
     "sweep_days",
     "sensitivity_n",
     "effect_phi",
+    "variability",
 )
 
 
@@ -353,6 +354,8 @@ def _parse_run(t: Table, arms: list[str], nested: bool) -> dict:
             out[k] = t.integer(k, lo=1, hi=10**9)
     if t.has("effect_phi"):
         out["effect_phi"] = t.number("effect_phi", lo=0.0, hi=1e6)
+    if t.has("variability"):  # docs/report.md; tregsim.population.structure
+        out["variability"] = t.string("variability", choices=("records", "lumped"))
     if t.has("n_per_arm"):
         v = t.data["n_per_arm"]
         if (

@@ -166,8 +166,9 @@ def observe_cpeptide(
 # The candidate structures and why this one: ``docs/calibration.md``, "Structure of individual
 # variability". Random numbers come from :mod:`tregsim.rng` stream ``stream`` indexed by
 # patient, so patient i gets the same measurements whatever the chunking. Used by
-# ``cohort.nc``'s ``cpeptide_observed`` and by virtual trials under ``variability="records"`` (their
-# default still uses :func:`observe` with ``sigma``).
+# ``cohort.nc``'s ``cpeptide_observed``, the natural-history check and virtual trials under the
+# records structure (the default, :mod:`tregsim.population.structure`); ``variability="lumped"``
+# uses :func:`observe` with ``sigma``.
 #
 # :func:`solve_at_patient_times` gives noise-free values at per-patient visit days (each
 # patient's own baseline), the one place that knows whether the solver takes a

@@ -176,15 +176,20 @@ def natural_history_check(
     seed: int = 0,
     scale: int = 10,
     posterior: PosteriorArg = SHIPPED,
+    variability: str | None = None,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     argv: list[str] | None = None,
 ) -> NaturalHistory:
     """The routine-care arm of ``exp`` against the placebo table (:func:`natural_history`)
-    with its manifest: the analysis behind ``tregsim check natural-history``.
+    with its manifest: the analysis behind ``tregsim check natural-history``; with the
+    individual records beside the table also ``trial_statistics``
+    (:func:`cohort_trial_statistics`, from the experiment's own virtual cohort).
 
     data : the placebo table (default :func:`default_data_path`).
     posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path or ``None``.
+    variability : structure of individual variability (:mod:`tregsim.population.structure`;
+        ``None`` = the default ``"records"``, or ``"lumped"``).
     out_dir, overwrite : the output folder (checked against another run here) and whether to
         replace another run.
     argv : the command line that asked for it (``None``: the call is recorded).
@@ -213,36 +218,150 @@ def natural_history_check(
         arguments={"data": display_path(path), "scale": scale},
         settings={"scale": scale},
         posterior=posterior,
+        variability=variability,
+        structure=True,
         extra_inputs={"data": path},
         argv=argv,
         out_dir=out_dir,
         overwrite=overwrite,
     )
-    nh = natural_history(exp, path, seed, scale=scale, posterior=st.draws)
-    nh.trial_statistics = structure_trial_statistics(path.parent / RECORDS_NAME, seed)
+    observed = st.structure.observed
+    nh = natural_history(exp, path, seed, scale=scale, posterior=st.draws, observed=observed)
+    nh.trial_statistics = cohort_trial_statistics(
+        exp, path.parent / RECORDS_NAME, seed, posterior=st.draws, observed=observed
+    )
+    if nh.trial_statistics:
+        st.manifest["settings"]["trial_statistics"] = {
+            "simulated": f"{TRIAL_STATISTICS_REPLICATES} virtual cohorts of the experiment's "
+            "population restricted to the records' age mix (same whole year of age), control "
+            f"arm at months {list(TRIAL_STATISTICS_MONTHS)}, observed measurements; "
+            + st.structure.describe(),
+            "observed": f"{RECORDS_NAME}, 2000 participant-bootstrap resamples",
+        }
     nh.manifest = st.manifest
     return nh
 
 
 RECORDS_NAME = "placebo_cpeptide_individual.csv"
-STRUCTURE_FILE = "natural_history_structure.json"
+TRIAL_STATISTICS_MONTHS = (0, 6, 12, 24)
+"""Nominal visit months of the virtual cohorts behind ``trial_statistics.csv``."""
+TRIAL_STATISTICS_REPLICATES = 400
+OBSERVED_STREAM = "check.natural_history.observed"
 
 
-def structure_trial_statistics(records: Path, seed: int) -> list:
-    """The within-patient statistics that drive power (``trial_statistics.csv`` rows), if the
-    individual records sit beside the placebo table: observed (participant bootstrap 95 %)
-    vs 400 virtual cohorts with the records' ages and visit pattern, observed visits drawn from
-    the fitted structure of individual variability (``calibration/natural_history_structure.json``;
-    docs/calibration.md, "Structure of individual variability"). ``[]`` without records."""
-    import json
+def cohort_trial_statistics(
+    exp,
+    records: Path,
+    seed: int,
+    *,
+    posterior: dict | None = None,
+    observed: bool = True,
+    n_rep: int = TRIAL_STATISTICS_REPLICATES,
+    n_boot: int = 2000,
+) -> list:
+    """The within-patient statistics that drive power (rows of ``trial_statistics.csv``), if
+    the individual records sit beside the placebo table (``[]`` otherwise).
 
-    from tregsim.calibrate.variability import structure_check
-    from tregsim.resources import shipped_path
+    Observed: the records' ANCOVA slope, residual SD and baseline correlation at 6/12/24
+    months with participant-bootstrap 95 % intervals (``n_boot`` resamples).
 
-    if not records.exists():
+    Simulated: ``n_rep`` virtual cohorts of the **experiment's own population** (its
+    covariates, eligibility, enrolment days, ``posterior`` draws — item i of the pool takes
+    draw i mod n_draws) **restricted to the records' age mix**: for every records participant,
+    each cohort takes the next eligible virtual patient whose age falls in the same whole year
+    of age (nearest non-empty year if none). Each patient is simulated in the control arm at
+    the records' nominal months 0/6/12/24 after their own baseline visit, one *observed*
+    measurement per visit (``observed``: the records structure's
+    :func:`tregsim.observe.observe_visits` with each patient's own ``sigma_meas``, ``kappa``,
+    ``sigma_bio``, ``tau_bio``; else the lumped log-normal ``sigma``), and the records' visit
+    pattern is imposed (a visit missing in the records is missing in the virtual participant).
+    Values: the mean and central 95 % over the cohorts.
+    """
+    import pandas as pd
+
+    from tregsim.cohort import posterior_rows
+    from tregsim.population.sampling import complete_baseline, sample_population
+    from tregsim.trial_statistics import (
+        cohort_statistics,
+        comparison_rows,
+        to_wide,
+        trial_statistics,
+    )
+
+    if not Path(records).exists():
         return []
-    spec = json.loads(shipped_path(f"calibration/{STRUCTURE_FILE}").read_text(encoding="utf-8"))
-    return structure_check(records, spec["theta"], seed=seed)
+    months = TRIAL_STATISTICS_MONTHS
+    d = pd.read_csv(records)
+    _, wide, age_rec = to_wide(
+        d.participant_id, d.month, d.auc_mean_cpeptide_nmol_l, d.age_years, months=months
+    )
+    obs = trial_statistics(
+        d.participant_id,
+        d.age_years,
+        d.month,
+        d.auc_mean_cpeptide_nmol_l,
+        months=months,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    P = age_rec.size
+    year = np.floor(age_rec).astype(int)
+    need = {int(y): int(n_rep * (year == y).sum()) for y in np.unique(year)}
+    pool_n = max(8192, 8 * n_rep * P)
+    while True:
+        theta = posterior_rows(posterior, 0, pool_n)
+        pool: Any = sample_population(exp, pool_n, seed, start=0, theta=theta, baseline_cpep0=False)
+        pyear = np.floor(np.asarray(pool.covariates["age"], float)).astype(int)
+        have = {y: np.flatnonzero(pyear == y) for y in np.unique(pyear)}
+        if all(have.get(y, np.array([])).size >= k for y, k in need.items()) or pool_n > 4_000_000:
+            break
+        pool_n *= 2
+    # the patient each (cohort r, participant i) takes: the next one of that age year
+    pick = np.empty((n_rep, P), dtype=np.int64)
+    years_avail = np.array(sorted(y for y, v in have.items() if v.size), dtype=int)
+    used = dict.fromkeys(need, 0)
+    for i in range(P):
+        y = int(year[i])
+        src = y
+        if have.get(y, np.array([])).size < need[y]:  # nearest year with enough patients
+            src = int(years_avail[np.argmin(np.abs(years_avail - y))])
+        cand = have[src]
+        k = used[y]
+        idx = cand[(k + np.arange(n_rep)) % cand.size]
+        used[y] = k + n_rep
+        pick[:, i] = idx
+    sub = complete_baseline(exp, pool.subset(pick.ravel()))
+    times = exp.baseline_day + DAYS_PER_MONTH * np.asarray(months, float)
+    ctl = exp.control_arm
+    c = simulate_arms(exp, sub, arms={ctl: exp.arms[ctl]}, times=times)[ctl]
+    y_obs = _observe(exp, sub, c, times, seed, observed, OBSERVED_STREAM)
+    age_sim = np.asarray(sub.covariates["age"], float).reshape(n_rep, P)
+    sim = cohort_statistics(
+        y_obs.reshape(n_rep, P, len(months)), age_sim, months=months, present=np.isfinite(wide)
+    )
+    return comparison_rows(obs, sim)
+
+
+def _observe(exp, pop, c: np.ndarray, times, seed: int, observed: bool, stream: str):
+    """One observed measurement per patient and visit of the noise-free ``c`` (n, T), nmol/L:
+    the records structure's observation model with each patient's own parameters
+    (``observed``), else the lumped log-normal residual ``sigma``. Normals from ``stream`` by
+    patient; failed solves stay NaN."""
+    from tregsim.observe import add_noise, draw_standard_normals, observe_visits, visit_normals
+    from tregsim.population.structure import observation_parameters
+
+    ok = np.isfinite(c)
+    mu = np.where(ok, c, 1.0)
+    if observed:
+        lloq = float(np.asarray(pop.params["LLOQ"]).ravel()[0])
+        z = visit_normals(seed, stream, 0, len(c), c.shape[1])
+        y, _ = observe_visits(
+            mu, np.asarray(times, float), z, lloq=lloq, **observation_parameters(pop.params)
+        )
+    else:
+        z = draw_standard_normals(seed, "check.natural_history.residual", 0, len(c), c.shape[1:])
+        y = add_noise(mu, z, np.asarray(pop.params["sigma"])[:, None])
+    return np.where(ok, y, np.nan)
 
 
 def natural_history(
@@ -254,14 +373,18 @@ def natural_history(
     noise: bool = True,
     progress: bool = False,
     posterior: dict | None = None,
+    observed: bool = False,
 ) -> NaturalHistory:
     """Simulate the control arm for the placebo data's age mix and compare by age group.
 
     The month-0 ``n`` of each age group (<13, 13–17, ≥18 y) times ``scale`` patients are drawn
     from the experiment's eligible population (stratified by age group: the first patients of
     each group in the global patient sequence) and simulated under the control regimen at
-    ``baseline_day + DAYS_PER_MONTH · month`` for the table's months. With ``noise`` the model's
-    log-normal residual (parameter ``sigma``) is added, so spreads compare with data spreads.
+    ``baseline_day + DAYS_PER_MONTH · month`` for the table's months (after each patient's own
+    baseline visit). With ``noise`` one observed measurement per visit, so spreads compare
+    with data spreads: ``observed`` True = the records structure's observation model
+    (:func:`tregsim.observe.observe_visits`, each patient's own parameters), False = the
+    model's lumped log-normal residual (parameter ``sigma``).
     With ``posterior`` (name → ``(n_draws,)``, e.g. :func:`load_posterior_draws`), candidate
     patient i uses draw ``i mod n_draws`` of the population parameters: a posterior predictive
     check.
@@ -316,11 +439,13 @@ def natural_history(
     times = exp.baseline_day + DAYS_PER_MONTH * months
     control = {exp.control_arm: exp.arms[exp.control_arm]}
     c = simulate_arms(exp, sub, arms=control, times=times)[exp.control_arm]
-    if noise:
+    if noise and not observed:  # the lumped residual, exactly as before issue #14
         from tregsim.observe import add_noise, draw_standard_normals
 
         z = draw_standard_normals(seed, "check.natural_history.residual", 0, len(c), c.shape[1:])
         c = add_noise(c, z, np.asarray(sub.params["sigma"])[:, None])
+    elif noise:
+        c = _observe(exp, sub, c, times, seed, True, "check.natural_history.visits")
     sim = {g: c[group_of == g] for g in AGE_GROUPS}
     rows = []
     for r in obs:

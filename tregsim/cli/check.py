@@ -34,6 +34,7 @@ def add_arguments(parser) -> None:
         default=None,
         help="treatment-effect posterior (default: calibration/posteriors/treatment_effect.nc)",
     )
+    options.add_variability(parser)
     options.add_common(parser)
 
 

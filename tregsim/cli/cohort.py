@@ -18,6 +18,7 @@ def add_arguments(parser) -> None:
         help="keep every patient in cohort.nc (memory grows ~0.2 kB/patient); "
         "default keeps the first 100,000",
     )
+    options.add_variability(parser)
     options.add_common(parser, parallel_chunk=4096)
 
 

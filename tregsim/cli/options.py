@@ -28,6 +28,22 @@ def add_posterior(parser: argparse.ArgumentParser, help: str = POSTERIOR_HELP) -
     parser.add_argument("--posterior", metavar="FILE|none", default=None, help=help)
 
 
+VARIABILITY_HELP = (
+    "structure of individual variability of the virtual patients (docs/calibration.md, "
+    "'Structure of individual variability'): 'records' (default) = the structure fitted to the "
+    "placebo records: hazard covariate on the baseline C-peptide and the within-patient "
+    "observation model, per draw of a records-structure posterior, else the point values of "
+    "calibration/natural_history_structure.json; 'lumped' = the old structure (one residual "
+    "sigma, no hazard covariate)"
+)
+
+
+def add_variability(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--variability", choices=("records", "lumped"), default=None, help=VARIABILITY_HELP
+    )
+
+
 def add_overwrite(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite",
@@ -144,7 +160,8 @@ def parallel(args: argparse.Namespace) -> dict[str, Any]:
 
 def analysis_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments every library analysis takes from the shared options: ``seed``,
-    ``posterior`` (when the command has ``--posterior``), ``out_dir``, ``overwrite``,
+    ``posterior`` (when the command has ``--posterior``), ``variability`` (``--variability``),
+    ``out_dir``, ``overwrite``,
     ``argv`` and, for commands with the parallel options, ``workers``/``scheduler``/
     ``chunk_size``."""
     kw: dict[str, Any] = {
@@ -155,6 +172,8 @@ def analysis_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
     if hasattr(args, "posterior"):
         kw["posterior"] = posterior_arg(args)
+    if hasattr(args, "variability"):
+        kw["variability"] = args.variability
     if hasattr(args, "chunk_size"):
         kw.update(parallel(args))
     return kw

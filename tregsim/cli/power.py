@@ -78,14 +78,7 @@ def add_arguments(parser) -> None:
         "endpoint = (1 + X) × the patient's routine-care value (e.g. 0.3 = +30%%); no assurance "
         "curve",
     )
-    parser.add_argument(
-        "--variability",
-        choices=("lumped", "records"),
-        default="lumped",
-        help="model-based: 'lumped' (default) draws the model's one residual sigma; 'records' "
-        "uses the hazard, hazard covariate and observation model fitted to the placebo records "
-        "(calibration/natural_history_structure.json; docs/trials.md)",
-    )
+    options.add_variability(parser)
     parser.add_argument(
         "--no-assurance",
         action="store_true",
@@ -196,7 +189,6 @@ def run(args) -> int:
         dropout=args.dropout,
         effect_patients=args.effect_patients,
         twin_draws=args.twin_draws,
-        variability=args.variability,
         relative_effect=args.relative_effect,
         **options.analysis_kwargs(args),
     )

@@ -23,6 +23,7 @@ def add_arguments(parser) -> None:
         help="the power section's assurance φ: 'treatment-effect' (default: the shipped "
         "posterior from the Treg trials' results) or 'prior' (φ's prior in the model file)",
     )
+    options.add_variability(parser)
     options.add_common(parser)
     options.add_workers(parser)
 
@@ -36,6 +37,7 @@ def run(args) -> int:
         args.out,
         posterior=options.posterior_arg(args),
         phi=args.phi.replace("-", "_"),
+        variability=args.variability,
         quick=args.quick,
         seed=args.seed,
         overwrite=args.overwrite,

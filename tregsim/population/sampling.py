@@ -230,17 +230,24 @@ def complete_baseline(exp, pop: Population) -> Population:
     Each patient's value depends on that patient alone, so completing a subset gives the same
     numbers as completing the whole pool."""
     params, cov = pop.params, pop.covariates
-    if pop.n and exp.baseline_day > 0 and "cpep0" in params and "cpep_baseline" in cov:
-        params["cpep0"] = _cpep0_for_baseline(
-            exp.model, params, cov["cpep_baseline"], exp.baseline_day
-        )
-        cov["cpep0"] = params["cpep0"].copy()
+    if not (pop.n and "cpep0" in params and "cpep_baseline" in cov):
+        return pop
+    tb = cov.get("t_baseline")
+    if tb is not None and np.any(np.asarray(tb, float) != exp.baseline_day):
+        # each patient's own enrolment day (docs/experiments.md, t_baseline)
+        day = np.asarray(tb, dtype=float)
+    elif exp.baseline_day > 0:
+        day = float(exp.baseline_day)
+    else:
+        return pop
+    params["cpep0"] = _cpep0_for_baseline(exp.model, params, cov["cpep_baseline"], day)
+    cov["cpep0"] = params["cpep0"].copy()
     return pop
 
 
-def _cpep0_for_baseline(model, params, cpep_baseline: np.ndarray, baseline_day: float):
+def _cpep0_for_baseline(model, params, cpep_baseline: np.ndarray, baseline_day):
     """C-peptide at diagnosis (nmol/L) that makes the untreated model reproduce the sampled
-    baseline MMTT at ``baseline_day``.
+    baseline MMTT at ``baseline_day`` (days after diagnosis: a scalar, or ``(n,)`` per patient).
 
     The trajectory is homogeneous of degree one in ``cpep0`` (β-cell states scale with M₀;
     effectors see only (B+S)/M₀), so one batched simulation with ``cpep0 = 1`` gives the ratio
@@ -250,7 +257,12 @@ def _cpep0_for_baseline(model, params, cpep_baseline: np.ndarray, baseline_day: 
     from tregsim.solve import simulate_arrays
 
     unit = params.replace(cpep0=1.0)
-    r = simulate_arrays(model, unit, None, np.array([0.0, float(baseline_day)]))
+    day = np.asarray(baseline_day, dtype=float)
+    if day.ndim == 0:
+        times = np.array([0.0, float(day)])
+    else:  # (n,) per-patient baseline days: the solver's per-patient output times
+        times = np.stack([np.zeros_like(day), day], axis=1)
+    r = simulate_arrays(model, unit, None, times)
     ratio = r.observables["cpeptide"][:, -1]
     ok = np.isfinite(ratio) & (ratio > 0)
     # a patient whose short solve fails keeps cpep0 = baseline; the cohort flags it later

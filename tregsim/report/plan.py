@@ -27,12 +27,15 @@ DEFAULT_BUDGET: dict[str, Any] = {
     "sweep_days": [14.0, 30.0, 60.0, 90.0, 180.0],
     "sensitivity_n": 128,
     "effect_phi": None,
+    "variability": None,
 }
 """Budget of a full run when the experiment file's ``[run]`` table omits a key.
 Units: n_patients (virtual patients per arm), n_trials (simulated trials per sample size),
 n_per_arm (participants per arm), sweep_doses (cells/kg), sweep_days (days since diagnosis),
 sensitivity_n (Sobol' base sample size, a power of two), effect_phi (the φ of the power section's
-fixed-effect curve; None = the model file's value)."""
+fixed-effect curve; None = the model file's value), variability (structure of individual
+variability of the cohort, natural-history and power sections: "records" or "lumped"; None =
+"records"; the command line's --variability wins)."""
 
 QUICK_BUDGET: dict[str, Any] = {
     "sections": ["cohort", "natural_history", "power"],
@@ -43,6 +46,7 @@ QUICK_BUDGET: dict[str, Any] = {
     "sweep_days": [30.0, 90.0],
     "sensitivity_n": 16,
     "effect_phi": None,
+    "variability": None,
 }
 """Budget of ``--quick`` when ``[run.quick]`` omits a key (finishes in < 2 min on 2 cores)."""
 
@@ -70,6 +74,7 @@ class RunPlan:
     effect_phi: float | None = None
     posterior: Path | None = None
     phi: str = "treatment_effect"  # the power section's assurance φ (PHI_SOURCES)
+    variability: str | None = None  # structure of individual variability (None = records)
     # How the work runs, not what it computes (kept out of settings()):
     overwrite: bool = False
     workers: int | None = None
@@ -88,6 +93,7 @@ class RunPlan:
             "effect_phi": self.effect_phi,
             "phi": self.phi,
             "posterior": None if self.posterior is None else display_path(self.posterior),
+            "variability": self.variability or "records (default)",
         }
 
 
@@ -101,12 +107,15 @@ def plan_run(
     workers: int | None = None,
     posterior: str | os.PathLike | None = SHIPPED,
     phi: str = "treatment_effect",
+    variability: str | None = None,
 ) -> RunPlan:
     """The budgets of ``exp``'s ``[run]`` / ``[run.quick]`` table over the defaults.
 
     ``--quick`` never falls back to the full budget: a key missing in ``[run.quick]`` takes
     the quick default; only the section list is inherited from ``[run]``.
     ``posterior``: :data:`~tregsim.results.SHIPPED` (default), a netCDF path or ``None``.
+    ``variability``: structure of individual variability of the cohort, natural-history and
+    power sections (:mod:`tregsim.population.structure`; ``None`` = ``"records"``).
     """
     from tregsim.errors import ArgumentError
 
@@ -120,6 +129,9 @@ def plan_run(
             field="workers",
             fix="give a whole number ≥ 1, or none to run in this process",
         )
+    from tregsim.population.structure import check_variability
+
+    check_variability(variability)
     table = {k: v for k, v in (exp.sections or {}).items() if k != "quick"}
     if quick:
         src = dict(QUICK_BUDGET)
@@ -143,6 +155,7 @@ def plan_run(
         effect_phi=None if src.get("effect_phi") is None else float(src["effect_phi"]),
         posterior=posterior_path(posterior),
         phi=phi,
+        variability=variability if variability is not None else src.get("variability"),
         overwrite=bool(overwrite),
         workers=workers,
     )

@@ -137,13 +137,15 @@ def assumption_ledger(
     posterior: Path | None = None,
     *,
     phi: str = "treatment_effect",
+    variability: str | None = None,
 ) -> list[LedgerEntry]:
-    """The assumption ledger: model, φ, overrides, what is prior-driven, fixed, individual;
-    input hashes.
+    """The assumption ledger: model, φ, overrides, the structure of individual variability,
+    what is prior-driven, fixed, individual; input hashes.
 
     ``manifests`` maps a section name to its manifest dict (input hashes are read from them;
     equal files are listed once); ``posterior`` the population posterior of the run (``None``:
-    the model file's values).
+    the model file's values); ``variability`` the run's structure setting (``None`` = the
+    default, :func:`tregsim.population.structure.resolve_structure`).
     """
     spec = exp.model.spec
     params = spec.parameters
@@ -224,18 +226,33 @@ def assumption_ledger(
                 "model file's default values; their priors are shown below",
             )
         )
-    calibrated_fixed = [n for n in by_role.get("fixed", []) if n in draws]
+    from tregsim.population.structure import resolve_structure
+
+    structure = resolve_structure(variability, dict(draws) or None, posterior, exp.model)
+    rows.append(_structure_ledger(structure))
+    from_file = set(structure.from_file)
+    calibrated_fixed = [n for n in by_role.get("fixed", []) if n in draws or n in from_file]
     for name in by_role.get("population", []) + calibrated_fixed:
         p = params[name]
         if name == "phi":
             continue
         prior = p.prior.describe() if p.prior is not None else "no prior"
+        value = f"{p.value:g} {unit(p)}; prior {prior}"
+        if name in from_file:
+            value = (
+                f"{float(structure.draws[name][0]):.4g} {unit(p)} (structure file); model file "
+                + value
+            )
         rows.append(
             LedgerEntry(
                 f"{name} ({p.description or 'population parameter'})",
-                f"{p.value:g} {unit(p)}; prior {prior}",
+                value,
                 (
-                    "calibrated: drawn from the posterior above in cohort, natural history, "
+                    f"records structure: {_STRUCTURE_VALUE} in cohort, natural history and "
+                    "power (the posterior's value is used by the sweep; sensitivity varies it "
+                    "over its prior)"
+                    if name in from_file
+                    else "calibrated: drawn from the posterior above in cohort, natural history, "
                     "power and sweep (file value and prior shown for reference; sensitivity "
                     "varies it over its prior)"
                     if name in draws
@@ -249,7 +266,7 @@ def assumption_ledger(
         ("covariate", "covariates, sampled from the experiment's population"),
         ("fixed", "fixed parameters"),
     ):
-        names = [n for n in by_role.get(role, []) if n not in draws]
+        names = [n for n in by_role.get(role, []) if n not in draws and n not in from_file]
         if names:
             rows.append(LedgerEntry(label, ", ".join(names), role))
     seen: set[str] = set()
@@ -269,6 +286,35 @@ def assumption_ledger(
     return rows
 
 
+_STRUCTURE_VALUE = "point value of calibration/natural_history_structure.json"
+
+
+def _structure_ledger(structure) -> LedgerEntry:
+    """The ledger row of the structure of individual variability (issue #14)."""
+    what = {
+        "lumped": "lumped (--variability lumped): one residual sigma on the log scale, no "
+        "hazard covariate",
+        "posterior": "records, per posterior draw",
+        "structure_file": "records, point values of the structure file",
+    }[structure.source]
+    note = structure.describe()
+    if structure.source == "structure_file" and structure.posterior is not None:
+        note += (
+            ". The population posterior in use is lumped (no sigma_meas/kappa): combining its "
+            "hazard (omega_lambda ≈ 1.2, fitted without the covariate) with the structure's "
+            "covariate would be incoherent, so lambda_ref, gamma_a, omega_lambda, q, beta_c, "
+            "beta_lin and the observation model come from the structure file, s0 and k_re "
+            "from the posterior"
+        )
+    if structure.variability == "records":
+        note += (
+            ". Applies to the cohort (hazard covariate and cpeptide_observed), natural-history "
+            "(observed visits and trial statistics) and power sections; the sweep and "
+            "sensitivity sections keep the lumped structure (noise-free, no hazard covariate)"
+        )
+    return LedgerEntry("structure of individual variability", what, note)
+
+
 def run_experiment(
     experiment: Any,
     out: str | os.PathLike,
@@ -280,6 +326,7 @@ def run_experiment(
     argv: list[str] | None = None,
     posterior: str | os.PathLike | None = SHIPPED,
     phi: str = "treatment_effect",
+    variability: str | None = None,
 ) -> list[SectionOutcome]:
     """Run every section ``experiment`` enables into ``out`` and write ``out/report.html``.
 
@@ -300,6 +347,9 @@ def run_experiment(
         the model file's values.
     phi : the power section's assurance φ: ``"treatment_effect"`` (the shipped
         treatment-effect posterior, default) or ``"prior"`` (φ's prior in the model file).
+    variability : structure of individual variability of the cohort, natural-history and
+        power sections (:mod:`tregsim.population.structure`): ``None`` = the default
+        ``"records"``, or ``"lumped"`` (the pre-#14 structure). The ledger says which.
 
     Returns
     -------
@@ -320,6 +370,7 @@ def run_experiment(
         workers=workers,
         posterior=posterior,
         phi=phi,
+        variability=variability,
     )
     inputs = dict(exp.input_files())
     if plan.posterior is not None:
@@ -358,7 +409,9 @@ def run_experiment(
         )
 
     sub = {oc.name: oc.result.manifest for oc in outcomes if oc.result is not None}
-    ledger = assumption_ledger(exp, {"run": manifest, **sub}, plan.posterior, phi=plan.phi)
+    ledger = assumption_ledger(
+        exp, {"run": manifest, **sub}, plan.posterior, phi=plan.phi, variability=plan.variability
+    )
     ledger.append(
         LedgerEntry(
             "budget",

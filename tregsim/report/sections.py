@@ -35,13 +35,21 @@ class SectionSpec:
 
 
 def _analysis_kwargs(
-    plan: RunPlan, folder: Path, *, posterior: bool = True, workers: bool = True
+    plan: RunPlan,
+    folder: Path,
+    *,
+    posterior: bool = True,
+    workers: bool = True,
+    variability: bool = False,
 ) -> dict[str, Any]:
     """What every section passes its analysis: the run's seed, posterior, overwrite and
-    workers; ``folder`` for checkpoints (the call, not `tregsim run`, goes in its manifest)."""
+    workers (and, for the analyses that take one, the structure of individual variability);
+    ``folder`` for checkpoints (the call, not `tregsim run`, goes in its manifest)."""
     kw: dict[str, Any] = {"seed": plan.seed, "out_dir": folder, "overwrite": plan.overwrite}
     if posterior:
         kw["posterior"] = plan.posterior
+    if variability:
+        kw["variability"] = plan.variability
     if workers:
         kw["workers"] = plan.workers
     return kw
@@ -116,7 +124,7 @@ def _cohort_compute(plan: RunPlan, folder: Path, exp):
     res = cohort_study(
         exp,
         n=plan.n_patients,
-        **_analysis_kwargs(plan, folder),
+        **_analysis_kwargs(plan, folder, variability=True),
     )
     res.save(folder)
     return res
@@ -214,7 +222,9 @@ def _cohort_present(plan: RunPlan, folder: Path, exp, res):
 def _nh_compute(plan: RunPlan, folder: Path, exp):
     from tregsim.placebo import natural_history_check
 
-    nh = natural_history_check(exp, **_analysis_kwargs(plan, folder, workers=False))
+    nh = natural_history_check(
+        exp, **_analysis_kwargs(plan, folder, workers=False, variability=True)
+    )
     nh.save(folder, exp)
     return nh
 
@@ -343,7 +353,7 @@ def _power_compute(plan: RunPlan, folder: Path, exp):
         phi=plan.phi,
         # the twin's prognostic covariate beside the primary ANCOVA (docs/twin.md)
         tests=("ancova", "ancova_prognostic", "welch", "ranksum", "responder_0.2"),
-        **_analysis_kwargs(plan, folder),
+        **_analysis_kwargs(plan, folder, variability=True),
     )
     study.save(folder)
     return study

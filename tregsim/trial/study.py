@@ -75,6 +75,7 @@ def effect_assumption(
     assurance: bool = True,
     endpoint_month: float = 12.0,
     phi: str = "treatment_effect",
+    from_structure: Sequence[str] = (),
 ) -> EffectAssumption:
     """The effect assumption of a model-based power study (validates ``endpoint_month``).
 
@@ -87,7 +88,9 @@ def effect_assumption(
     ``effect_phi`` (default: the posterior's φ, else the model file's value); the assurance
     curve gives replicate trial r posterior draw ``r mod n_draws`` and φ from its prior when the
     posterior does not hold φ. ``posterior``: name → ``(n_draws,)`` population-parameter draws
-    (``None``: the model file's values), read from ``posterior_file``.
+    (``None``: the model file's values), read from ``posterior_file``; ``from_structure``
+    names those of them that hold the structure file's point values (not listed as posterior
+    draws).
     """
     from tregsim.cohort import posterior_rows
     from tregsim.rng import block_generator
@@ -97,7 +100,8 @@ def effect_assumption(
     theta: dict = {}
     draws: dict = {}
     post, post_path = posterior, posterior_file
-    post_names = sorted(post) if post else []
+    # names whose draws are the structure file's constants, not the posterior's
+    post_names = sorted(k for k in post if k not in set(from_structure)) if post else []
     if post:
         theta.update({k: float(np.median(v)) for k, v in post.items()})
         draws.update(posterior_rows(post, 0, n_trials) or {})
@@ -395,15 +399,19 @@ def _check_arguments(
 
 
 def _relabel(ea: EffectAssumption, relative_effect, structure, *, from_posterior: bool) -> None:
-    """Effect-assumption texts under ``relative_effect`` / ``variability="records"``: name
-    only the values that still come from the posterior or model file (the structure's
-    population values and observation model, and a fixed relative effect, replace the rest)."""
+    """Effect-assumption texts under ``relative_effect`` / the records structure: name only
+    the values that still come from the posterior or model file (the structure file's values,
+    the observation model and a fixed relative effect replace the rest), then say which
+    structure (:meth:`~tregsim.population.structure.VariabilityStructure.describe`)."""
+    from tregsim.population.structure import STRUCTURE_OBSERVATION
+
     drop = set()
     if relative_effect is not None:
         drop.add("phi")
         ea.theta = {k: v for k, v in (ea.theta or {}).items() if k != "phi"} or None
-    if structure is not None:
-        drop |= {*structure["population"], "sigma"}
+    records = structure is not None and structure.variability == "records"
+    if records:
+        drop |= {*structure.from_file, *STRUCTURE_OBSERVATION, "sigma"}
     theta = ea.theta or {}
     kept = ", ".join(f"{k} = {theta[k]:.3g}" for k in sorted(theta) if k not in drop)
     source = "posterior medians" if from_posterior else "model file values"
@@ -413,17 +421,16 @@ def _relabel(ea: EffectAssumption, relative_effect, structure, *, from_posterior
             f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC "
             f"(treated = {1 + relative_effect:g} × routine care; no treatment model); " + text
         )
-    if structure is not None:
-        text += (
-            f"; variability: records (hazard, hazard covariate and observation model of "
-            f"{structure['file']}, sha256 {structure['sha256'][:12]})"
-        )
-        if ea.draws is not None:
+    if records:
+        text += "; " + structure.describe()
+        if ea.draws is not None and structure.from_file:
             ea.assurance_text += (
-                "; variability: records (the structure's "
-                + ", ".join(structure["population"])
-                + " and observation model replace the posterior's)"
+                "; variability: records (the structure file's "
+                + ", ".join(structure.from_file)
+                + " replace the posterior's)"
             )
+        elif ea.draws is not None:
+            ea.assurance_text += "; variability: records (per posterior draw)"
     ea.fixed_text = text
 
 
@@ -449,7 +456,7 @@ def power_study(
     dropout: float = 0.0,
     effect_patients: int = 16,
     twin_draws: int = 256,
-    variability: str = "lumped",
+    variability: str | None = None,
     relative_effect: float | None = None,
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -486,10 +493,13 @@ def power_study(
         enrolled patients (0 = all).
     twin_draws : with ``ancova_prognostic``: posterior × individual draws of each
         participant's twin (its prognostic score; docs/twin.md).
-    variability : model-based: ``"lumped"`` (default; the model's one residual ``sigma``) or
-        ``"records"`` (population hazard, hazard covariate and observation model of the
-        structure fitted to the placebo records, ``calibration/natural_history_structure.json``;
-        :mod:`tregsim.trial.virtual`). Its SHA-256 goes into the manifest and ``power.csv``.
+    variability : model-based structure of individual variability
+        (:mod:`tregsim.population.structure`): ``None`` = the default ``"records"`` (hazard
+        covariate and within-patient observation model fitted to the placebo records — per
+        draw of a records-structure posterior, else the point values of
+        ``calibration/natural_history_structure.json``, whose SHA-256 then goes into the
+        manifest and ``power.csv``'s ``variability`` column) or ``"lumped"`` (the model's one
+        residual ``sigma``, no hazard covariate).
     relative_effect : model-based: a fixed relative effect X on the noise-free endpoint
         (treated = (1 + X) × routine care) instead of the treatment model; no assurance curve.
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
@@ -512,11 +522,11 @@ def power_study(
         effect_patients=effect_patients,
         effect_sd=effect_sd,
     )
-    from tregsim.trial.virtual import check_variability, records_structure
+    from tregsim.population.structure import check_variability
 
     check_variability(variability)
-    if synthetic and (variability != "lumped" or relative_effect is not None):
-        name = "variability" if variability != "lumped" else "relative_effect"
+    if synthetic and (variability not in (None, "lumped") or relative_effect is not None):
+        name = "variability" if variability not in (None, "lumped") else "relative_effect"
         raise ArgumentError(
             f"{name} needs an experiment (model-based mode)",
             field=name,
@@ -536,7 +546,6 @@ def power_study(
         )
     if relative_effect is not None:
         assurance = False  # a fixed effect has no effect distribution
-    structure = records_structure() if variability == "records" else None
     if phi not in PHI_SOURCES:
         raise ArgumentError(
             f"unknown phi source {phi!r}", field="phi", fix=f"use one of {', '.join(PHI_SOURCES)}"
@@ -571,9 +580,7 @@ def power_study(
                 f"twin_draws must be ≥ 2, got {twin_draws}", field="twin_draws", fix="use e.g. 256"
             )
         settings["twin_draws"] = int(twin_draws)
-    if variability != "lumped" or relative_effect is not None:
-        # only when asked for: the default settings (and manifests) stay as they were
-        settings["variability"] = variability
+    if relative_effect is not None:
         settings["relative_effect"] = relative_effect
     st = start_analysis(
         exp,
@@ -583,16 +590,14 @@ def power_study(
         arguments={**settings, "allocation": allocation},
         settings=settings,
         posterior=posterior,
+        variability=variability,
+        structure=not synthetic,
         argv=argv,
         out_dir=out_dir,
         overwrite=overwrite,
     )
     manifest, out = st.manifest, st.out
-    if structure is not None:
-        manifest["variability_structure"] = {
-            "file": structure["file"],
-            "sha256": structure["sha256"],
-        }
+    structure = st.structure
     if not synthetic:
         ea = effect_assumption(
             exp,
@@ -604,10 +609,13 @@ def power_study(
             assurance=assurance,
             endpoint_month=endpoint_month,
             phi=phi,
+            from_structure=structure.from_file,
         )
-        if relative_effect is not None or structure is not None:
-            _relabel(ea, relative_effect, structure, from_posterior=bool(st.draws))
+        if relative_effect is not None or structure.variability == "records":
+            _relabel(ea, relative_effect, structure, from_posterior=st.posterior is not None)
     common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
+    if not synthetic:
+        common["variability"] = structure.describe()
     if synthetic:
         common["endpoint"] = "synthetic ln(AUC+1) model, TrialNet placebo month-12 defaults"
         curves = _synthetic_curves(
@@ -616,7 +624,7 @@ def power_study(
     else:
         common["endpoint"] = f"MMTT 2-h AUC mean C-peptide at month {endpoint_month:g}, {exp.name}"
         twin = (
-            _twin_grid(exp, st.draws, twin_draws, seed, endpoint_month)
+            _twin_grid(exp, st.draws, twin_draws, seed, endpoint_month, structure)
             if "ancova_prognostic" in tests
             else None
         )
@@ -632,11 +640,8 @@ def power_study(
             dropout=dropout,
             endpoint_month=endpoint_month,
             effect_patients=effect_patients or None,
-            **(
-                {"variability": variability, "relative_effect": relative_effect}
-                if variability != "lumped" or relative_effect is not None
-                else {}
-            ),
+            variability=structure.variability,
+            relative_effect=relative_effect,
             out_dir=out,
             workers=workers,
             scheduler=scheduler,
@@ -646,13 +651,36 @@ def power_study(
     return _study(curves, common, grid, tests, alpha, settings, manifest, progress)
 
 
-def _twin_grid(exp: Any, draws: dict | None, n_draws: int, seed: int, endpoint_month: float):
+def _twin_grid(
+    exp: Any,
+    draws: dict | None,
+    n_draws: int,
+    seed: int,
+    endpoint_month: float,
+    structure: Any = None,
+):
     """The twin behind ``ancova_prognostic``: the analyst's posterior (the study's population
     draws, or the model file's values), the experiment's baseline distribution, curves on an
-    age grid over the population's age range at the experiment's baseline day."""
-    from tregsim.twin import BaselinePrior, Twin, TwinGrid
+    age grid over the population's age range at the experiment's baseline day. Under the
+    records structure: :class:`tregsim.twin.StructureTwinGrid` at the draws' medians (hazard
+    covariate and heteroscedastic observation model); otherwise the lumped
+    :class:`tregsim.twin.Twin` with ``n_draws`` posterior × individual draws."""
+    from tregsim.population.distributions import AGE_LIMITS_YEARS
+    from tregsim.twin import BaselinePrior, StructureTwinGrid, Twin, TwinGrid
 
     model = exp.model
+    lo, hi = exp.population.age.support
+    lo, hi = max(float(lo), 0.5), min(float(hi), AGE_LIMITS_YEARS[1])
+    ages = np.geomspace(lo, hi, 41)
+    if structure is not None and structure.observed:
+        return StructureTwinGrid(
+            model,
+            {k: v for k, v in (draws or {}).items() if k != "phi"},
+            BaselinePrior.from_experiment(exp),
+            ages,
+            exp.baseline_day,
+            [endpoint_month],
+        )
     if not draws:
         d = model.defaults()
         draws = {
@@ -661,11 +689,6 @@ def _twin_grid(exp: Any, draws: dict | None, n_draws: int, seed: int, endpoint_m
     twin = Twin(
         model, draws, n_draws=n_draws, seed=seed, baseline_prior=BaselinePrior.from_experiment(exp)
     )
-    from tregsim.population.distributions import AGE_LIMITS_YEARS
-
-    lo, hi = exp.population.age.support
-    lo, hi = max(float(lo), 0.5), min(float(hi), AGE_LIMITS_YEARS[1])
-    ages = np.geomspace(lo, hi, 41)
     return TwinGrid(twin, ages, exp.baseline_day, [endpoint_month])
 
 
@@ -777,8 +800,9 @@ def load_power_study(out_dir: str | os.PathLike) -> PowerStudy:
     s = man["settings"]
     tests = tuple(s["tests"])
     df = pd.read_csv(out / "power.csv")
-    meta_cols = ["alpha", "allocation", "dropout_fraction", "endpoint", "effect_assumption",
-                 "mean_true_effect_ln_auc_plus_1", "mean_true_effect_percent_auc_plus_1"]  # fmt: skip
+    meta_cols = ["alpha", "allocation", "dropout_fraction", "endpoint", "variability",
+                 "effect_assumption", "mean_true_effect_ln_auc_plus_1",
+                 "mean_true_effect_percent_auc_plus_1"]  # fmt: skip
     tables, meta = {}, {}
     for curve, sub in df.groupby("curve", sort=False):
         meta[str(curve)] = {c: sub[c].iloc[0] for c in meta_cols if c in sub.columns}

@@ -11,25 +11,29 @@ arm; their paired difference gives the replicate's true effect (the mean of
 ln(y_T+1) − ln(y_C+1), noise-free, at the endpoint). The solver steps each patient on its own,
 so the analysed outcomes do not depend on which patients share a batch.
 
-Observation: MMTT 2-h AUC mean C-peptide, nmol/L, through
-:func:`tregsim.observe.observe` with the model observable's noise model (log-normal
-``y = μ·exp(ε)``, ε ~ N(0, σ²), σ = model parameter ``sigma``; docs/model_spec.md), at the
-baseline visit and at the endpoint; a value below LLOQ (model parameter ``LLOQ``,
-0.017 nmol/L) is censored and set to LLOQ/2 for the analysis (a common substitution; the TrialNet
-ln(AUC+1) scale makes the choice nearly immaterial). An enrolled patient drops out (no
-endpoint) with probability ``dropout``; a patient whose solve failed has no endpoint either.
+Observation: MMTT 2-h AUC mean C-peptide, nmol/L, at the baseline visit and the endpoint.
+``variability="records"`` (the default) uses the structure of individual variability fitted
+to the placebo records (docs/calibration.md, "Structure of individual variability";
+:mod:`tregsim.population.structure`): a hazard covariate on the baseline-visit C-peptide
+(β_c, β_lin; the sampler sets ``cpep_bl``) and the observation model of
+:func:`tregsim.observe.observe_visits` (assay σ_meas, within-patient deviation σ_bio/τ_bio,
+heteroscedastic factor κ), each patient with their own values, stream ``trial.observed`` by
+patient. When ``theta``/``theta_draws`` carry ``sigma_meas`` and ``kappa`` (a records-structure
+posterior) they are used as given, per draw; otherwise λ_ref, γ_a, ω_λ, q, β_c, β_lin and the
+observation model take the point values of ``calibration/natural_history_structure.json``.
+``variability="lumped"`` is the pre-#14 structure: :func:`tregsim.observe.observe` with the
+model observable's log-normal noise ``y = μ·exp(ε)``, ε ~ N(0, σ²), σ = model parameter
+``sigma`` (docs/model_spec.md). Either way a value below LLOQ (model parameter ``LLOQ``,
+0.017 nmol/L) is censored and set to LLOQ/2 for the analysis (a common substitution; the
+TrialNet ln(AUC+1) scale makes the choice nearly immaterial). An enrolled patient drops out
+(no endpoint) with probability ``dropout``; a patient whose solve failed has no endpoint either.
+
+Each patient is solved at their own visit and dose days (``[population.t_baseline]``;
+:func:`tregsim.cohort.simulate_arms`).
 
 Uncertainty in the population parameters: ``theta`` (name → scalar) fixes them for every
 replicate (e.g. ``{"phi": 2.0}``); ``theta_draws`` (name → ``(n_draws,)``, a posterior or
 prior sample) gives replicate ``r`` the draw ``r mod n_draws`` — the assurance setting.
-
-``variability="records"`` (opt-in; default ``"lumped"`` is the above) uses the structure of
-individual variability fitted to the placebo records instead (docs/calibration.md, "Structure of
-individual variability"; ``calibration/natural_history_structure.json``): its population
-parameters and hazard covariate (λ_ref, γ_a, ω_λ, q, β_c, β_lin replace the posterior's or the
-model file's values) and its observation model (:func:`tregsim.observe.observe_visits`: assay
-σ_meas, within-patient deviation σ_bio/τ_bio, heteroscedastic factor κ) at the baseline visit
-and the endpoint, stream ``trial.observed`` by patient.
 
 ``relative_effect`` X (opt-in) replaces the treatment model by a fixed relative effect: a
 treated patient's noise-free endpoint is (1 + X) times the same patient's routine-care value
@@ -55,59 +59,30 @@ doubling): 4·N_max screened leave each arm ≥ N_max with overwhelming probabil
 |β| ≤ 1; the pool doubles deterministically until every replicate fills both arms."""
 
 
-VARIABILITY = ("lumped", "records")
-"""Observation/variability settings of virtual trials (see the module docstring)."""
+# one home for the structure of individual variability (re-exported for callers of this module)
+from tregsim.population.structure import (  # noqa: E402
+    STRUCTURE_FILE,
+    STRUCTURE_OBSERVATION,
+    STRUCTURE_POPULATION,
+    VARIABILITY,
+    check_variability,
+    default_variability,
+    is_records_posterior,
+    observation_parameters,
+    records_structure,
+)
 
-STRUCTURE_FILE = "calibration/natural_history_structure.json"
-"""The records-fitted structure, relative to the project root."""
-
-STRUCTURE_POPULATION = ("lambda_ref", "gamma_a", "omega_lambda", "q", "beta_c", "beta_lin")
-"""Population parameters the structure sets (its hazard and hazard covariate)."""
-
-STRUCTURE_OBSERVATION = ("sigma_meas", "sigma_bio", "tau_bio", "kappa")
-"""Observation-model parameters the structure sets (:func:`tregsim.observe.observe_visits`)."""
-
-
-def records_structure() -> dict:
-    """The structure fitted to the placebo records: ``{"population": name → value,
-    "observation": name → value, "file": path relative to the project, "sha256": …}``."""
-    import hashlib
-    import json
-
-    from tregsim.resources import shipped_path
-
-    path = shipped_path(STRUCTURE_FILE)
-    if not path.is_file():
-        raise ArgumentError(
-            f"{STRUCTURE_FILE} is missing",
-            file=str(STRUCTURE_FILE),
-            fix="restore it from the repository (benchmarks/structure_variability.py writes it)",
-        )
-    raw = path.read_bytes()
-    theta = json.loads(raw)["theta"]
-    missing = [k for k in (*STRUCTURE_POPULATION, *STRUCTURE_OBSERVATION) if k not in theta]
-    if missing:
-        raise ArgumentError(
-            f"theta lacks {', '.join(missing)}",
-            file=STRUCTURE_FILE,
-            field="theta",
-            fix="rewrite the file with benchmarks/structure_variability.py",
-        )
-    return {
-        "population": {k: float(theta[k]) for k in STRUCTURE_POPULATION},
-        "observation": {k: float(theta[k]) for k in STRUCTURE_OBSERVATION},
-        "file": STRUCTURE_FILE,
-        "sha256": hashlib.sha256(raw).hexdigest(),
-    }
-
-
-def check_variability(variability: str) -> None:
-    if variability not in VARIABILITY:
-        raise ArgumentError(
-            f"unknown variability {variability!r}",
-            field="variability",
-            fix=f"use one of {', '.join(VARIABILITY)}",
-        )
+__all__ = [
+    "STRUCTURE_FILE",
+    "STRUCTURE_OBSERVATION",
+    "STRUCTURE_POPULATION",
+    "VARIABILITY",
+    "check_variability",
+    "pool_size",
+    "records_structure",
+    "trial_chunk",
+    "virtual_trials",
+]
 
 
 def _theta_for(start: int, stop: int, m: int, theta: dict | None, theta_draws: dict | None):
@@ -163,7 +138,7 @@ def trial_chunk(
     treatment_arm: str,
     effect_patients: int | None = None,
     twin=None,
-    observation: dict | None = None,
+    observed: bool = True,
     relative_effect: float | None = None,
 ) -> dict:
     """Chunk function for :func:`tregsim.parallel.run_chunks`: replicate trials [start, stop).
@@ -176,9 +151,10 @@ def trial_chunk(
     ``prognostic``: each patient's twin-predicted control ln(AUC+1) at the endpoint from the
     observed baseline MMTT, age and baseline day only (pre-randomization data).
 
-    ``observation`` : None = the model's lumped residual ``sigma``; else the records-fitted
-    observation parameters (``sigma_meas``, ``sigma_bio``, ``tau_bio``, ``kappa``) for
-    :func:`tregsim.observe.observe_visits`. ``relative_effect`` : see the module docstring.
+    ``observed`` : False = the model's lumped residual ``sigma``; True = the records
+    structure's observation model (:func:`tregsim.observe.observe_visits`) with each patient's
+    own ``sigma_meas``, ``sigma_bio``, ``tau_bio``, ``kappa`` (from ``theta``/``theta_draws`` or
+    the model file). ``relative_effect`` : see the module docstring.
     """
     from tregsim.cohort import simulate_arms
     from tregsim.population import sample_population
@@ -225,7 +201,7 @@ def trial_chunk(
     obs = exp.model.spec.observables["cpeptide"]
     lloq = np.asarray(pop.params[obs.lloq], dtype=float).reshape(n, e, 1)
     mu_ok = np.where(failed[:, :, None], 1.0, mu)
-    if observation is None:
+    if not observed:
         z = draw_standard_normals(seed, "trial.assay", *idx, (2,))  # baseline, endpoint
         sigma = np.asarray(pop.params[obs.sigma], dtype=float).reshape(n, e, 1)
         y, _ = observe(
@@ -238,7 +214,7 @@ def trial_chunk(
             times,
             zv,
             lloq=float(np.min(lloq)) if lloq.size else 0.0,
-            **observation,
+            **observation_parameters(pop.params),
         )
         # the same LLOQ/2 substitution as the lumped path
         y = np.where(cens.reshape(n, e, 2), lloq / 2, y.reshape(n, e, 2))
@@ -285,7 +261,7 @@ def virtual_trials(
     treatment_arm: str | None = None,
     effect_patients: int | None = None,
     twin=None,
-    variability: str = "lumped",
+    variability: str | None = None,
     relative_effect: float | None = None,
     label: str = "",
     chunk_size: int = 50,
@@ -313,9 +289,12 @@ def virtual_trials(
         exact but twice the solver work). Outcomes analysed are unaffected.
     twin : a :class:`tregsim.twin.TwinGrid` for ``endpoint_month``: adds every patient's
         prognostic score (``TrialData.prognostic_ln_auc_plus_1``) for ``ancova_prognostic``.
-    variability : ``"lumped"`` (default: the model's one residual ``sigma``, no hazard
-        covariate) or ``"records"`` (the structure fitted to the placebo records; its values
-        replace those of ``theta``/``theta_draws``; see the module docstring).
+    variability : ``None`` (the default: ``"records"`` where the model has the structure's
+        parameters, else ``"lumped"``), ``"records"`` (the structure fitted to the placebo records; when
+        ``theta``/``theta_draws`` do not carry ``sigma_meas`` and ``kappa`` — a records-structure
+        posterior, :func:`tregsim.population.structure.resolve_structure` — the JSON's point
+        values replace theirs; see the module docstring) or ``"lumped"`` (the model's one
+        residual ``sigma``, no hazard covariate).
     relative_effect : None (the treatment arm's model) or X > −1: treated endpoint = (1 + X) ×
         the patient's routine-care endpoint, noise-free.
     chunk_size, out_dir, stage, workers, scheduler, progress : see
@@ -354,14 +333,20 @@ def virtual_trials(
             fix="use e.g. 0.3 for +30 %",
         )
     arm_name = exp.treatment_arm(treatment_arm, field="treatment_arm")
-    observation, structure = None, None
+    if variability is None:
+        variability = default_variability(exp.model)
+    structure = None
     if variability == "records":
-        structure = records_structure()
-        pop_values = structure["population"]
-        theta = {**(theta or {}), **pop_values}
-        if theta_draws:
-            theta_draws = {k: v for k, v in theta_draws.items() if k not in pop_values} or None
-        observation = structure["observation"]
+        given = {**(theta or {}), **(theta_draws or {})}
+        if is_records_posterior(given):  # per-draw values of a records-structure posterior
+            if "sigma_bio" not in given:
+                theta = {**(theta or {}), "sigma_bio": 0.0}
+        else:
+            structure = records_structure()
+            values = {**structure["population"], **structure["observation"]}
+            theta = {**(theta or {}), **values}
+            if theta_draws:
+                theta_draws = {k: v for k, v in theta_draws.items() if k not in values} or None
     m = pool_size(exp, seed, n_trials, n_max_per_arm, allocation)
     res = run_chunks(
         trial_chunk,
@@ -380,7 +365,7 @@ def virtual_trials(
             arm_name,
             effect_patients,
             twin,
-            observation,
+            variability == "records",
             relative_effect,
         ),
         out_dir=out_dir,
