@@ -598,6 +598,68 @@ def simulate_observed(
     return y
 
 
+def simulate_records(
+    table,
+    th: dict,
+    records: Records,
+    rng: np.random.Generator,
+    *,
+    n_rep: int = 1,
+    baseline_day: float = 60.0,
+    lloq_nmol_l: float = LLOQ_NMOL_L,
+    below_lloq: str = "half_lloq",
+) -> np.ndarray:
+    """Observed C-peptide (nmol/L) of the records' own participants (ages) at their own visit
+    days (days after each one's baseline visit), under structure ``th``: (n_rep, V) in the
+    order of ``records.y``. Draws as :func:`simulate_observed` (ζ, η per participant; the OU
+    deviation along each participant's visits; independent assay error); with
+    ``below_lloq = "half_lloq"`` values below the LLOQ are coded LLOQ/2 as in the records."""
+    r = records
+    P, V = len(r.ids), r.y.size
+    la = np.log(np.asarray(r.age_years, float) / 10.0)
+    zeta = rng.standard_normal((n_rep, P))
+    eta = rng.standard_normal((n_rep, P))
+    lev = th["mu_c"] + th["mu_a"] * la + th["s_c"] * zeta
+    loglam = (
+        np.log(th["lambda_ref"])
+        - th["gamma_a"] * la
+        - th["beta_c"] * np.exp(-th.get("gamma_beta", 0.0) * la) * (lev - LOG_CREF)
+        - th.get("beta_lin", 0.0) * (np.exp(lev) - np.exp(LOG_CREF))
+        + th["omega_lambda"] * eta
+    )  # (n_rep, P)
+    vp = r.visit_patient
+    lv = loglam[:, vp]  # (n_rep, V)
+    qv = np.full_like(lv, th["q"])
+    logmu = (
+        lev[:, vp]
+        + table(lv, qv, baseline_day + r.visit_day[None, :])
+        - table(lv, qv, np.full_like(lv, baseline_day))
+    )
+    # OU deviation along each participant's visits in day order (exact AR(1) transitions)
+    z = rng.standard_normal((n_rep, V))
+    b = np.zeros((n_rep, V))
+    if th.get("sigma_bio", 0.0) > 0:
+        sd, tau = th["sigma_bio"], th["tau_bio"]
+        order = np.lexsort((r.visit_day, vp))
+        prev = -1
+        for k in order:
+            if prev >= 0 and vp[prev] == vp[k]:
+                rho = np.exp(-(r.visit_day[k] - r.visit_day[prev]) / tau)
+                b[:, k] = rho * b[:, prev] + sd * np.sqrt(1 - rho**2) * z[:, k]
+            else:
+                b[:, k] = sd * z[:, k]
+            prev = k
+    het = np.exp(-th.get("kappa", 0.0) * (logmu - LOG_CREF))
+    if th.get("sigma_bio", 0.0) > 0:
+        b = b * het
+        het = 1.0
+    sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
+    y = np.exp(logmu + b + sd_e * rng.standard_normal((n_rep, V)))
+    if below_lloq == "half_lloq":
+        y = np.where(y < lloq_nmol_l, lloq_nmol_l / 2, y)
+    return y
+
+
 def ou_paths(rng, shape: tuple, days: np.ndarray, sd: float, tau_days: float) -> np.ndarray:
     """Stationary OU deviations at ``days`` (increasing): shape + (len(days),); exact AR(1)
     transitions corr = exp(−Δd/τ)."""
