@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +161,42 @@ def laplace_covariance(post: StructurePosterior, u: np.ndarray, h: float = 0.02)
     return (Q / w) @ Q.T
 
 
+def sample_posterior(
+    post: StructurePosterior,
+    *,
+    n_walkers: int,
+    n_steps: int,
+    seed: int,
+    progress: bool = False,
+    start: dict | None = None,
+):
+    """MAP, Laplace covariance, then emcee with walkers drawn from N(MAP, Laplace covariance)
+    in u. Returns (u_map (d,), MAP log posterior, chain (n_steps, n_walkers, d) in u,
+    mean acceptance fraction, timings dict)."""
+    import emcee
+
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    u_map, lp_map = map_estimate(post, start)
+    cov = laplace_covariance(post, u_map)
+    t["map_s"] = time.perf_counter() - t0
+    g = trng.block_generator(seed, "calibrate.structure.emcee", 0)
+    L = np.linalg.cholesky(cov)
+    p0 = np.empty((n_walkers, post.dim))
+    for w in range(n_walkers):
+        while True:
+            p = u_map + L @ g.standard_normal(post.dim)
+            if np.isfinite(post(p)):
+                p0[w] = p
+                break
+    sampler = emcee.EnsembleSampler(n_walkers, post.dim, post)
+    sampler.random_state = np.random.RandomState(int(g.integers(2**31))).get_state()
+    t0 = time.perf_counter()
+    sampler.run_mcmc(p0, n_steps, progress=progress)
+    t["sampling_s"] = time.perf_counter() - t0
+    return u_map, lp_map, sampler.get_chain(), float(np.mean(sampler.acceptance_fraction)), t
+
+
 @dataclass
 class StructureRunResult:
     """What :func:`calibrate_structure` produced (also written to the output folder)."""
@@ -196,9 +233,24 @@ def _curve_table(config, model, max_visit_day: float):
 
 def load_structure_records(config) -> V.Records:
     """The config's records (:func:`variability.load_records`, its column mapping)."""
+    import pandas as pd
+
+    from tregsim.errors import DataFileError
+
     cols = dict(config.columns)
     if "cpeptide_nmol_l" in cols:
         cols["y"] = cols.pop("cpeptide_nmol_l")
+    default = {"id": "participant_id", "age": "age_years", "day": "study_day", "month": "month"}
+    default |= {"y": "auc_mean_cpeptide_nmol_l"}
+    have = set(pd.read_csv(config.records_path, nrows=0).columns)
+    for key, col in (default | cols).items():
+        if col not in have:
+            raise DataFileError(
+                f"no column {col!r} ({key}); columns: {sorted(have)}",
+                file=config.records_path,
+                field=col,
+                fix="name the CSV's column in [data.columns] of the config",
+            )
     return V.load_records(config.records_path, cols)
 
 
@@ -278,33 +330,16 @@ def calibrate_structure(
     if progress:
         print(
             f"{len(rec.ids)} participants, {rec.y.size} visits; one likelihood evaluation "
-            f"{timings['one_evaluation_s']:.3f} s; MAP ...",
+            f"{timings['one_evaluation_s']:.3f} s; MAP, then emcee ({n_walkers} walkers x "
+            f"{n_steps} steps)",
             file=sys.stderr,
         )
-    t0 = time.perf_counter()
-    u_map, lp_map = map_estimate(post)
-    cov = laplace_covariance(post, u_map)
-    timings["map_s"] = time.perf_counter() - t0
-    g = trng.block_generator(seed, "calibrate.structure.emcee", 0)
-    L = np.linalg.cholesky(cov)
-    p0 = np.empty((n_walkers, post.dim))
-    for w in range(n_walkers):
-        while True:
-            p = u_map + L @ g.standard_normal(post.dim)
-            if np.isfinite(post(p)):
-                p0[w] = p
-                break
-    sampler = emcee.EnsembleSampler(n_walkers, post.dim, post)
-    sampler.random_state = np.random.RandomState(int(g.integers(2**31))).get_state()
-    if progress:
-        print(f"emcee: {n_walkers} walkers x {n_steps} steps", file=sys.stderr)
-    t0 = time.perf_counter()
-    sampler.run_mcmc(p0, n_steps, progress=progress)
-    timings["sampling_s"] = time.perf_counter() - t0
-    chain_u = sampler.get_chain()  # (steps, walkers, d)
+    u_map, lp_map, chain_u, acceptance, t_s = sample_posterior(
+        post, n_walkers=n_walkers, n_steps=n_steps, seed=seed, progress=progress
+    )
+    timings |= t_s
     with _quiet_emcee_autocorr():
         tau = emcee.autocorr.integrated_time(chain_u[burn:], quiet=True)
-    acceptance = float(np.mean(sampler.acceptance_fraction))
     names = post.free
     full = np.empty((n_walkers, n_steps, post.dim))  # natural scale, every step
     for k, n in enumerate(names):
@@ -316,7 +351,9 @@ def calibrate_structure(
     # ---- summaries -------------------------------------------------------------------------
     import arviz as az
 
-    idata = az.from_dict(posterior={n: kept[:, :, k] for k, n in enumerate(names)})
+    with warnings.catch_warnings():  # "more chains than draws" in short test runs
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.from_dict(posterior={n: kept[:, :, k] for k, n in enumerate(names)})
     rhat = az.rhat(idata)
     ess_b = az.ess(idata, method="bulk")
     ess_t = az.ess(idata, method="tail")
