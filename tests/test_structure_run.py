@@ -375,3 +375,48 @@ def _prior_args(name):
 
     t = tomllib.loads(PRIORS)["parameters"]["priors"][name]
     return t["dist"], {k: float(v) for k, v in t.items() if k != "dist"}
+
+
+def test_q_random_effect_likelihood_matches_monte_carlo(table):
+    """Quadrature with a random effect on q (logit q_i = logit q + ω_q ξ_i, Gauss–Hermite)
+    against plain Monte Carlo over (ζ, η, ξ) for one participant (independent visits)."""
+    from scipy import special
+
+    th = TRUTH | {"omega_q": 0.8, "q": 0.3}
+    days = np.array([0.0, 182.0, 365.0, 730.0])
+    y = np.array([0.7, 0.55, 0.42, 0.2])
+    rec = V.Records(
+        ids=np.array(["p"]),
+        study=np.array(["s"]),
+        age_years=np.array([14.0]),
+        visit_patient=np.zeros(4, int),
+        visit_day=days,
+        visit_month=np.array([0.0, 6.0, 12.0, 24.0]),
+        y=y,
+    )
+    quad = V.StructureLikelihood(table, rec, n_zeta=41, n_eta=41, n_xi=9).per_patient(th)[0]
+    with pytest.raises(ValueError, match="n_xi"):
+        V.StructureLikelihood(table, rec, n_zeta=9, n_eta=9).per_patient(th)
+    rng = np.random.default_rng(0)
+    M = 100_000
+    zeta, eta, xi = rng.standard_normal((3, M))
+    la = np.log(14.0 / 10)
+    lev = th["mu_c"] + th["mu_a"] * la + th["s_c"] * zeta
+    loglam = (
+        np.log(th["lambda_ref"])
+        - th["gamma_a"] * la
+        - th["beta_c"] * (lev - V.LOG_CREF)
+        - th["beta_lin"] * (np.exp(lev) - 0.6)
+        + th["omega_lambda"] * eta
+    )
+    qi = special.expit(special.logit(th["q"]) + th["omega_q"] * xi)
+    logmu = (
+        lev[:, None]
+        + table(loglam[:, None], qi[:, None], 60.0 + days[None])
+        - table(loglam[:, None], qi[:, None], np.array([[60.0]]))
+    )
+    sd = th["sigma_meas"] * np.exp(-th["kappa"] * (logmu - V.LOG_CREF))
+    dens = np.exp(stats.norm.logpdf(np.log(y)[None], logmu, sd).sum(1))
+    mc = np.log(dens.mean()) - np.log(y).sum()
+    se = dens.std() / dens.mean() / np.sqrt(M)
+    assert quad == pytest.approx(mc, abs=max(4 * se, 0.02))

@@ -743,6 +743,7 @@ _STRUCT_SCHEMA: dict[str, dict[str, Field]] = {
         "thin": Field(int, default=3, lo=1),
         "n_zeta": Field(int, default=37, lo=5),
         "n_eta": Field(int, default=33, lo=5),
+        "n_xi": Field(int, default=1, lo=1, hi=15),
         "n_predictive_draws": Field(int, default=400, lo=20),
         "n_bootstrap": Field(int, default=2000, lo=100),
         "table": Field(dict, default={}),
@@ -918,6 +919,14 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
             file=path,
             field="method.n_walkers",
             fix=f"give at least {2 * len(free)} walkers (twice the {len(free)} parameters)",
+        )
+    if ("omega_q" in free) != (meth["n_xi"] > 1):
+        raise ConfigFileError(
+            f"n_xi = {meth['n_xi']} with structure {cand!r}",
+            file=path,
+            field="method.n_xi",
+            fix="give n_xi = 5 (Gauss-Hermite nodes of the q random effect) with a structure "
+            "that frees omega_q, and leave n_xi out otherwise",
         )
     if meth["n_steps"] - meth["burn"] < meth["thin"]:
         raise ConfigFileError(

@@ -319,6 +319,7 @@ def calibrate_structure(
         lloq_nmol_l=config.lloq_nmol_l,
         n_zeta=meth["n_zeta"],
         n_eta=meth["n_eta"],
+        n_xi=meth.get("n_xi", 1),
     )
     post = StructurePosterior(like, config.candidate, config.priors)
     timings["table_s"] = time.perf_counter() - t0
