@@ -241,6 +241,11 @@ def test_vectorised_likelihood_equals_the_loop(table):
         np.testing.assert_allclose(
             S.independent_log_lik(like, th), like.per_patient(th), rtol=1e-12, atol=1e-10
         )
+    like_q = V.StructureLikelihood(table, rec, n_zeta=9, n_eta=9, n_xi=3)
+    th = TRUTH | {"omega_q": 0.7}
+    np.testing.assert_allclose(
+        S.independent_log_lik(like_q, th), like_q.per_patient(th), rtol=1e-12, atol=1e-10
+    )
 
 
 def test_simulate_records_matches_simulate_observed_in_distribution(table):
