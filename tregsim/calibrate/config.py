@@ -744,6 +744,7 @@ _STRUCT_SCHEMA: dict[str, dict[str, Field]] = {
         "n_zeta": Field(int, default=37, lo=5),
         "n_eta": Field(int, default=33, lo=5),
         "n_xi": Field(int, default=1, lo=1, hi=15),
+        "move": Field(str, default="independence", choices=("independence", "stretch")),
         "n_predictive_draws": Field(int, default=400, lo=20),
         "n_bootstrap": Field(int, default=2000, lo=100),
         "table": Field(dict, default={}),
@@ -913,12 +914,14 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
             fix="give the assay's lower limit of quantification in nmol/L (e.g. 0.017)",
         )
     meth = dict(sec["method"])
-    if meth["n_walkers"] < 2 * len(free):
+    least = 2 * len(free) if meth["move"] == "stretch" else 4
+    if meth["n_walkers"] < least:
         raise ConfigFileError(
-            f"n_walkers = {meth['n_walkers']} (at least {2 * len(free)})",
+            f"n_walkers = {meth['n_walkers']} (at least {least} with move = {meth['move']!r})",
             file=path,
             field="method.n_walkers",
-            fix=f"give at least {2 * len(free)} walkers (twice the {len(free)} parameters)",
+            fix=f"give at least {least} walkers"
+            + (f" (twice the {len(free)} parameters)" if meth["move"] == "stretch" else ""),
         )
     if ("omega_q" in free) != (meth["n_xi"] > 1):
         raise ConfigFileError(
