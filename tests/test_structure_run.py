@@ -376,7 +376,7 @@ def test_cli_writes_contract_posterior_and_files(run_a):
 @pytest.mark.slow
 def test_recovers_known_structure_from_synthetic_records(table, tmp_path):
     """150 synthetic participants from TRUTH: every free parameter's truth within 4
-    posterior SD of the posterior mean (≈ 30 s)."""
+    posterior SD of the posterior mean (≈ 4 min on a busy 2-core machine)."""
     rec = _synthetic(table, 150, 21)
     priors = {n: Prior(*_prior_args(n)) for n in V.CANDIDATES["lincovariate+power"][0]}
     like = V.StructureLikelihood(table, rec, n_zeta=21, n_eta=17)
