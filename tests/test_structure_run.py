@@ -277,7 +277,7 @@ def test_simulate_records_matches_simulate_observed_in_distribution(table):
     "move, n_steps",
     [
         ("independence", 150),
-        pytest.param("stretch", 250, marks=pytest.mark.slow),
+        ("stretch", 250),
         pytest.param("stretch", 700, marks=pytest.mark.slow),
     ],
 )
