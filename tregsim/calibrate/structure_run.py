@@ -488,16 +488,17 @@ def calibrate_structure(
         contraction.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(out / "predictive_check.csv") as tmp:
         ppc.to_csv(tmp, index=False, float_format="%.5g")
+    shown = min(n_walkers, 8)  # a readable (and small) figure: the first 8 walkers
     trace_plot(
-        full,
+        full[:shown],
         names,
         units,
         out / "figures" / "trace.png",
         burn=burn,
         map_theta=[theta_map[n] for n in names],
         title=f"{config.name}: emcee ({meth.get('move', 'stretch')} move), {n_walkers} walkers "
-        f"x {n_steps} steps, "
-        f"acceptance {acceptance:.2f}",
+        f"x {n_steps} steps ({shown} shown), acceptance {acceptance:.2f}",
+        dpi=80,
     )
     prior_posterior_plot(config.priors, names, flat, units, out / "figures" / "prior_posterior.png")
     manifest["results"] = {
