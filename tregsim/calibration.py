@@ -72,6 +72,10 @@ class Calibration:
             return _npe_lines(self.result)
         if self.kind == "treatment_effect":
             return _treatment_effect_lines(self.result, self.posterior_path)
+        if self.kind == "structure_likelihood":
+            from tregsim.calibrate.structure_run import report_lines
+
+            return report_lines(self.result)
         return _likelihood_lines(self.result, self.method)
 
 
@@ -221,6 +225,22 @@ def _run_method(
         res = calibrate_treatment_effect(config, out_dir, argv=argv)
         return Calibration("treatment_effect", Path(out_dir), res)
     cfg = load_config(config)
+    if cfg.kind == "structure_likelihood":
+        # docs/calibration.md, "Hierarchical likelihood of the chosen structure"
+        from tregsim.calibrate.structure_run import calibrate_structure
+
+        for name, given in (("budget", budget is not None), ("diagnostics", not diagnostics)):
+            if given:
+                raise ArgumentError(
+                    f"{name} is an NPE option; {cfg.path.name} has method.kind = "
+                    "'structure_likelihood'",
+                    field=name,
+                    fix="set [method] n_steps in the config instead"
+                    if name == "budget"
+                    else "drop it",
+                )
+        res = calibrate_structure(cfg, out_dir, seed=seed, progress=progress, command_line=argv)
+        return Calibration("structure_likelihood", Path(res.out), res, dict(cfg.method))
     if cfg.kind == "likelihood":
         from tregsim.calibrate.individual_run import calibrate_individual
 

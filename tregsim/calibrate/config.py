@@ -11,7 +11,11 @@ Two kinds of configuration, chosen by ``[method] kind``:
   (:class:`CalibrationConfig`, ``[data] summary``, ``[cohort] age_range_years``, ``[budget]``);
 * ``"likelihood"``: the individual-level hierarchical likelihood (MAP + emcee) on long-format
   patient records (:class:`LikelihoodConfig`, ``[data] records`` and ``[data.columns]``,
-  ``[method] n_walkers, n_steps, burn, thin, n_starts, n_zeta, table``).
+  ``[method] n_walkers, n_steps, burn, thin, n_starts, n_zeta, table``);
+* ``"structure_likelihood"``: the posterior of a structure of individual variability
+  (:mod:`tregsim.calibrate.variability`) on long-format records by emcee
+  (:class:`StructureConfig`, ``[parameters] candidate``, every free parameter's prior in
+  ``[parameters.priors]``).
 
 A key of the other kind is rejected with a message saying which kind it belongs to.
 """
@@ -367,6 +371,8 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
     meth_raw = raw.get("method")
     if isinstance(meth_raw, dict) and meth_raw.get("kind") == "likelihood":
         return _load_likelihood(raw, path)
+    if isinstance(meth_raw, dict) and meth_raw.get("kind") == STRUCTURE_KIND:
+        return _load_structure(raw, path)
     top, sec, model = _sections(
         raw, path, _SCHEMA, lambda table, name: _check_table(table, name, path)
     )
@@ -700,5 +706,256 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
         method=meth,
         rtol=sec["solver"]["rtol"],
         atol=sec["solver"]["atol"],
+        raw=raw,
+    )
+
+
+# ---------------------------------------------------------------- kind = "structure_likelihood"
+STRUCTURE_KIND = "structure_likelihood"
+_STRUCT_COLUMNS = ("study", "id", "age", "day", "month", "cpeptide_nmol_l")
+_STRUCT_SCHEMA: dict[str, dict[str, Field]] = {
+    "": {
+        "schema_version": Field(int, required=True),
+        "name": Field(str, required=True),
+        "description": Field(str, default=""),
+        "model": Field(str, required=True),
+        "seed": Field(int, required=True),
+        "data": Field(dict, required=True),
+        "cohort": Field(dict, default={}),
+        "observation": Field(dict, default={}),
+        "parameters": Field(dict, required=True),
+        "method": Field(dict, required=True),
+    },
+    "data": {"records": Field(str, required=True), "columns": Field(dict, default={})},
+    "cohort": {"baseline_day": Field(float, default=60.0)},
+    "observation": {"lloq_nmol_l": Field(float, default=LLOQ_NMOL_L)},
+    "parameters": {
+        "candidate": Field(str, required=True),
+        "calibrate": Field(list, required=True),
+        "priors": Field(dict, required=True),
+        "fixed": Field(dict, default={}),
+    },
+    "method": {
+        "kind": Field(str, required=True),
+        "n_walkers": Field(int, default=24, lo=2),
+        "n_steps": Field(int, default=600, lo=2),
+        "burn": Field(int, default=150, lo=0),
+        "thin": Field(int, default=3, lo=1),
+        "n_zeta": Field(int, default=37, lo=5),
+        "n_eta": Field(int, default=33, lo=5),
+        "n_xi": Field(int, default=1, lo=1, hi=15),
+        "move": Field(str, default="independence", choices=("independence", "stretch")),
+        "n_predictive_draws": Field(int, default=400, lo=20),
+        "n_bootstrap": Field(int, default=2000, lo=100),
+        "table": Field(dict, default={}),
+    },
+}
+_STRUCT_TABLE = {
+    "n_loglam": Field(int, default=121, lo=11),
+    "n_q": Field(int, default=21, lo=3),
+    "day_step": Field(float, default=5.0, lo=1e-9, hi=60.0, unit="days"),
+}
+
+
+@dataclass(frozen=True)
+class StructureConfig:
+    """A validated ``[method] kind = "structure_likelihood"`` configuration.
+
+    ``priors``: free parameter → :class:`~tregsim.model.priors.Prior` (every free parameter of
+    ``candidate`` has one, given in the file); ``fixed``: model parameters of the curve table
+    (e.g. s0, k_re), written into the posterior as constant draws; ``columns``: long-format
+    name (``study``, ``id``, ``age``, ``day``, ``month``, ``cpeptide_nmol_l``) → CSV column;
+    ``method``: sampler settings with defaults filled in.
+    """
+
+    path: Path
+    name: str
+    description: str
+    model: str
+    seed: int
+    records_path: Path
+    columns: dict[str, str]
+    baseline_day: float
+    lloq_nmol_l: float
+    candidate: str
+    calibrate: tuple[str, ...]
+    priors: dict = field(default_factory=dict)
+    fixed: dict[str, float] = field(default_factory=dict)
+    method: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return STRUCTURE_KIND
+
+    def settings(self) -> dict:
+        """Everything that determines results (for manifests), defaults filled in."""
+        out = {k: v for k, v in self.raw.items() if k != "description"}
+        out["method"] = dict(self.method)
+        out["cohort"] = {"baseline_day": self.baseline_day}
+        out["observation"] = {"lloq_nmol_l": self.lloq_nmol_l}
+        return out
+
+
+def _load_structure(raw: dict, path: Path) -> StructureConfig:
+    """Validate a ``[method] kind = "structure_likelihood"`` configuration."""
+    from tregsim.calibrate.variability import CANDIDATES, PARAMS
+    from tregsim.errors import TregsimError
+    from tregsim.model import load_model
+    from tregsim.model.priors import parse_prior
+
+    def check(table, section):
+        return Table(table, path, section, ConfigFileError).fields(_STRUCT_SCHEMA[section])
+
+    top = check(raw, "")
+    if top["schema_version"] != 1:
+        raise ConfigFileError(
+            f"schema_version {top['schema_version']} is not supported",
+            file=path,
+            field="schema_version",
+            fix="use schema_version = 1",
+        )
+    sec = {name: check(top[name], name) for name in _STRUCT_SCHEMA if name}
+    try:
+        model = load_model(top["model"])
+    except Exception as e:
+        raise ConfigFileError(
+            f"cannot load model {top['model']!r}: {e}",
+            file=path,
+            field="model",
+            fix="name a model in models/ or a model file",
+        ) from e
+
+    params = sec["parameters"]
+    cand = params["candidate"]
+    if cand not in CANDIDATES:
+        raise ConfigFileError(
+            f"unknown structure {cand!r}",
+            file=path,
+            field="parameters.candidate",
+            fix=f"use one of {sorted(CANDIDATES)}",
+        )
+    free = CANDIDATES[cand][0]
+    calibrate = params["calibrate"]
+    if sorted(map(str, calibrate)) != sorted(free) or len(set(calibrate)) != len(calibrate):
+        raise ConfigFileError(
+            f"calibrate = {calibrate!r} is not the free parameters of {cand!r}",
+            file=path,
+            field="parameters.calibrate",
+            fix=f"list each of {list(free)} once",
+        )
+    priors = {}
+    for name, table in params["priors"].items():
+        key = f"parameters.priors.{name}"
+        if name not in free:
+            raise ConfigFileError(
+                f"prior for {name!r}, which is not a free parameter of {cand!r}",
+                file=path,
+                field=key,
+                fix=f"give priors only for {list(free)}",
+            )
+        try:
+            prior = parse_prior(table, file=path, key=key)
+        except TregsimError as e:
+            raise ConfigFileError(e.problem, file=path, field=e.field, fix=e.fix) from e
+        lo, hi = prior.bounds
+        tr = PARAMS[name][0]
+        need = {"log": (0.0, np.inf), "logit": (0.0, 1.0)}.get(tr)
+        if need is not None and (lo < need[0] or hi > need[1]):
+            where = f"[{need[0]:g}, {need[1]:g}]"
+            raise ConfigFileError(
+                f"the prior of {name!r} has support [{lo:g}, {hi:g}], outside {where}",
+                file=path,
+                field=key,
+                fix=f"give a prior on {where} (e.g. "
+                + ("beta)" if tr == "logit" else "lognormal or halfnormal)"),
+            )
+        priors[name] = prior
+    missing = [n for n in free if n not in priors]
+    if missing:
+        raise ConfigFileError(
+            f"no prior for {missing}",
+            file=path,
+            field=f"parameters.priors.{missing[0]}",
+            fix='add a prior table, e.g. { dist = "normal", mean = 0.0, sd = 1.0 }',
+        )
+    _check_fixed_values(params["fixed"], model, path)
+    for name in params["fixed"]:
+        if name not in ("s0", "k_re"):
+            raise ConfigFileError(
+                f"{name!r} cannot be fixed here (the curve table is a function of the hazard "
+                "and q; the structure sets the rest)",
+                file=path,
+                field=f"parameters.fixed.{name}",
+                fix="fix only s0 and k_re (the stunning parameters of the curve table)",
+            )
+
+    data = sec["data"]
+    records = (path.parent / data["records"]).resolve()
+    if not records.is_file():
+        raise ConfigFileError(
+            f"records file {data['records']!r} not found (resolved against the folder of this "
+            "file; individual records are not shipped with tregsim)",
+            file=path,
+            field="data.records",
+            fix="put the long-format CSV there, or give its path relative to this file",
+        )
+    columns = Table(data["columns"], path, "data.columns", ConfigFileError).fields(
+        {k: Field(str) for k in _STRUCT_COLUMNS}
+    )
+    columns = {k: v for k, v in columns.items() if v is not None}
+    baseline_day = _baseline_day(sec, path, "the month-0 visit")
+    lloq = sec["observation"]["lloq_nmol_l"]
+    if not (np.isfinite(lloq) and lloq > 0):
+        raise ConfigFileError(
+            f"lloq_nmol_l = {lloq}",
+            file=path,
+            field="observation.lloq_nmol_l",
+            fix="give the assay's lower limit of quantification in nmol/L (e.g. 0.017)",
+        )
+    meth = dict(sec["method"])
+    least = 2 * len(free) if meth["move"] == "stretch" else 4
+    if meth["n_walkers"] < least:
+        raise ConfigFileError(
+            f"n_walkers = {meth['n_walkers']} (at least {least} with move = {meth['move']!r})",
+            file=path,
+            field="method.n_walkers",
+            fix=f"give at least {least} walkers"
+            + (f" (twice the {len(free)} parameters)" if meth["move"] == "stretch" else ""),
+        )
+    if ("omega_q" in free) != (meth["n_xi"] > 1):
+        raise ConfigFileError(
+            f"n_xi = {meth['n_xi']} with structure {cand!r}",
+            file=path,
+            field="method.n_xi",
+            fix="give n_xi = 5 (Gauss-Hermite nodes of the q random effect) with a structure "
+            "that frees omega_q, and leave n_xi out otherwise",
+        )
+    if meth["n_steps"] - meth["burn"] < meth["thin"]:
+        raise ConfigFileError(
+            f"n_steps = {meth['n_steps']}, burn = {meth['burn']}, thin = {meth['thin']} keep "
+            "no step after burn-in",
+            file=path,
+            field="method.n_steps",
+            fix="make n_steps larger than burn + thin (e.g. n_steps = 600, burn = 150)",
+        )
+    meth["table"] = Table(meth["table"], path, "method.table", ConfigFileError).fields(
+        _STRUCT_TABLE
+    )
+    return StructureConfig(
+        path=path.resolve(),
+        name=top["name"],
+        description=top["description"],
+        model=top["model"],
+        seed=top["seed"],
+        records_path=records,
+        columns=columns,
+        baseline_day=baseline_day,
+        lloq_nmol_l=float(lloq),
+        candidate=cand,
+        calibrate=tuple(free),
+        priors=priors,
+        fixed={k: float(v) for k, v in params["fixed"].items()},
+        method=meth,
         raw=raw,
     )

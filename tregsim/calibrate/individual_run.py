@@ -293,7 +293,9 @@ def calibrate_individual(
     )
 
 
-def trace_plot(chains, names, units, path, *, burn: int, map_theta=None, title="") -> Path:
+def trace_plot(
+    chains, names, units, path, *, burn: int, map_theta=None, title="", dpi: int = 110
+) -> Path:
     """Walker traces (chains: (walkers, steps, parameters)) with the burn-in shaded."""
     import matplotlib
 
@@ -319,6 +321,6 @@ def trace_plot(chains, names, units, path, *, burn: int, map_theta=None, title="
     if title:
         axes[0].set_title(title, fontsize=9)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return Path(path)

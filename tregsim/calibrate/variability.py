@@ -71,6 +71,7 @@ PARAMS = {
     "mu_c": ("id", stats.norm(LOG_CREF, 1.0)),
     "mu_a": ("id", stats.norm(0.0, 1.0)),
     "s_c": ("log", stats.halfnorm(scale=1.0)),
+    "omega_q": ("log", stats.halfnorm(scale=1.0)),
 }
 UNITS = {
     "lambda_ref": "1/day",
@@ -88,6 +89,7 @@ UNITS = {
     "mu_c": "ln(nmol/L)",
     "mu_a": "1",
     "s_c": "ln(nmol/L)",
+    "omega_q": "1 (logit scale)",
 }
 START = {
     "lambda_ref": 2.0e-3,
@@ -105,6 +107,7 @@ START = {
     "mu_c": -0.4,
     "mu_a": 0.2,
     "s_c": 0.45,
+    "omega_q": 0.5,
 }
 
 CANDIDATES = {
@@ -207,6 +210,25 @@ CANDIDATES = {
             "gamma_a",
             "omega_lambda",
             "q",
+            "beta_c",
+            "beta_lin",
+            "sigma_meas",
+            "kappa",
+            "mu_c",
+            "mu_a",
+            "s_c",
+        ),
+        {"sigma_bio": 0.0, "tau_bio": 180.0},
+    ),
+    # a random effect on the deceleration: logit q_i = logit q + ω_q·ξ_i, ξ_i ~ N(0, 1)
+    # (needs StructureLikelihood(..., n_xi > 1); docs/calibration.md)
+    "lincovariate+power+qre": (
+        (
+            "lambda_ref",
+            "gamma_a",
+            "omega_lambda",
+            "q",
+            "omega_q",
             "beta_c",
             "beta_lin",
             "sigma_meas",
@@ -363,6 +385,7 @@ class StructureLikelihood:
         lloq_nmol_l: float = LLOQ_NMOL_L,
         n_zeta: int = 37,
         n_eta: int = 33,
+        n_xi: int = 1,
     ):
         self.table = table
         self.r = records
@@ -375,6 +398,12 @@ class StructureLikelihood:
         self.logw = (
             lw_z[:, None] - special.logsumexp(lw_z) + lw_e[None, :] - special.logsumexp(lw_e)
         ).ravel()  # (K,)
+        # random effect on q (ω_q > 0): Gauss–Hermite nodes ξ, K becomes n_zeta·n_eta·n_xi
+        self.n_xi = int(n_xi)
+        if self.n_xi > 1:
+            x, w = np.polynomial.hermite_e.hermegauss(self.n_xi)
+            self.xi = x
+            self.logw = (self.logw[:, None] + np.log(w / w.sum())[None, :]).ravel()
         self._prep()
 
     def _prep(self):
@@ -398,7 +427,20 @@ class StructureLikelihood:
             self._groups.append((unc, cen, np.abs(dd[:, None] - dd[None, :])))
 
     def log_mu(self, th: dict) -> np.ndarray:
-        """log noise-free C-peptide at every visit and node: (V, K), K = n_zeta·n_eta."""
+        """log noise-free C-peptide at every visit and node: (V, K), K = n_zeta·n_eta
+        (·n_xi with a random effect on q, ``th["omega_q"]``)."""
+        om_q = th.get("omega_q", 0.0)
+        if self.n_xi > 1:
+            lq = special.logit(th["q"])
+            parts = [
+                self._log_mu_one(th | {"q": float(special.expit(lq + om_q * x))}) for x in self.xi
+            ]
+            return np.stack(parts, axis=-1).reshape(parts[0].shape[0], -1)
+        if om_q != 0:
+            raise ValueError("omega_q > 0 needs StructureLikelihood(..., n_xi > 1)")
+        return self._log_mu_one(th)
+
+    def _log_mu_one(self, th: dict) -> np.ndarray:
         t = self.table
         r = self.r
         fq = (np.clip(th["q"], t.q[0], t.q[-1]) - t.q[0]) / (t.q[1] - t.q[0])
@@ -593,6 +635,68 @@ def simulate_observed(
     sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
     e = sd_e * rng.standard_normal((n_rep, P, T))
     y = np.exp(logmu + b + e)
+    if below_lloq == "half_lloq":
+        y = np.where(y < lloq_nmol_l, lloq_nmol_l / 2, y)
+    return y
+
+
+def simulate_records(
+    table,
+    th: dict,
+    records: Records,
+    rng: np.random.Generator,
+    *,
+    n_rep: int = 1,
+    baseline_day: float = 60.0,
+    lloq_nmol_l: float = LLOQ_NMOL_L,
+    below_lloq: str = "half_lloq",
+) -> np.ndarray:
+    """Observed C-peptide (nmol/L) of the records' own participants (ages) at their own visit
+    days (days after each one's baseline visit), under structure ``th``: (n_rep, V) in the
+    order of ``records.y``. Draws as :func:`simulate_observed` (ζ, η per participant; the OU
+    deviation along each participant's visits; independent assay error); with
+    ``below_lloq = "half_lloq"`` values below the LLOQ are coded LLOQ/2 as in the records."""
+    r = records
+    P, V = len(r.ids), r.y.size
+    la = np.log(np.asarray(r.age_years, float) / 10.0)
+    zeta = rng.standard_normal((n_rep, P))
+    eta = rng.standard_normal((n_rep, P))
+    lev = th["mu_c"] + th["mu_a"] * la + th["s_c"] * zeta
+    loglam = (
+        np.log(th["lambda_ref"])
+        - th["gamma_a"] * la
+        - th["beta_c"] * np.exp(-th.get("gamma_beta", 0.0) * la) * (lev - LOG_CREF)
+        - th.get("beta_lin", 0.0) * (np.exp(lev) - np.exp(LOG_CREF))
+        + th["omega_lambda"] * eta
+    )  # (n_rep, P)
+    vp = r.visit_patient
+    lv = loglam[:, vp]  # (n_rep, V)
+    qv = np.full_like(lv, th["q"])
+    logmu = (
+        lev[:, vp]
+        + table(lv, qv, baseline_day + r.visit_day[None, :])
+        - table(lv, qv, np.full_like(lv, baseline_day))
+    )
+    # OU deviation along each participant's visits in day order (exact AR(1) transitions)
+    z = rng.standard_normal((n_rep, V))
+    b = np.zeros((n_rep, V))
+    if th.get("sigma_bio", 0.0) > 0:
+        sd, tau = th["sigma_bio"], th["tau_bio"]
+        order = np.lexsort((r.visit_day, vp))
+        prev = -1
+        for k in order:
+            if prev >= 0 and vp[prev] == vp[k]:
+                rho = np.exp(-(r.visit_day[k] - r.visit_day[prev]) / tau)
+                b[:, k] = rho * b[:, prev] + sd * np.sqrt(1 - rho**2) * z[:, k]
+            else:
+                b[:, k] = sd * z[:, k]
+            prev = k
+    het = np.exp(-th.get("kappa", 0.0) * (logmu - LOG_CREF))
+    if th.get("sigma_bio", 0.0) > 0:
+        b = b * het
+        het = 1.0
+    sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
+    y = np.exp(logmu + b + sd_e * rng.standard_normal((n_rep, V)))
     if below_lloq == "half_lloq":
         y = np.where(y < lloq_nmol_l, lloq_nmol_l / 2, y)
     return y

@@ -1,0 +1,760 @@
+"""``tregsim calibrate`` with ``[method] kind = "structure_likelihood"``: the posterior of a
+structure of individual variability (:mod:`tregsim.calibrate.variability`) on long-format
+records, by emcee on the quadrature marginal likelihood, started around the MAP.
+
+Output folder (``tregsim calibrate CONFIG --out DIR``):
+
+* ``posterior.nc``: kept emcee draws (chain = walker, draw = kept step) of the structure's
+  free parameters, named as in the model file (``lambda_ref`` … ``kappa``, plus the baseline
+  nuisance ``mu_c``, ``mu_a``, ``s_c``), and the curve table's ``s0``, ``k_re`` as constant
+  draws; ArviZ-readable (:mod:`tregsim.posterior`);
+* ``summary.csv``: per parameter unit, MAP, posterior mean / SD / 5, 50, 95 % quantiles, the
+  prior's 5 / 95 % quantiles, contraction, R-hat, bulk and tail ESS (ArviZ, walkers as
+  chains) and the integrated autocorrelation time (emcee steps);
+* ``contraction.csv`` (prior vs posterior), ``predictive_check.csv`` (per-visit means of
+  ln(x + 1) and the trial statistics of :mod:`tregsim.trial_statistics`: observed with
+  participant-bootstrap 95 % interval, predictive median and 95 % interval over posterior
+  draws, each draw one virtual copy of the records' own participants at their own visit days;
+  predictive p-value P(simulated ≥ observed)); only aggregates of ≥ 5 participants
+  (age groups: ≥ 20);
+* ``figures/trace.png``, ``figures/prior_posterior.png``; ``manifest.json`` (written last).
+
+Sampling coordinates are the unconstrained ones of :data:`variability.PARAMS` (log, logit or
+identity); the log posterior adds the log-Jacobian so the priors of the config are priors on
+the natural scale. docs/calibration.md, "Hierarchical likelihood of the chosen structure".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import optimize, special
+
+from tregsim import rng as trng
+from tregsim.calibrate import variability as V
+from tregsim.io import atomic_path, build_manifest, file_sha256, write_json
+
+METHOD = (
+    "hierarchical likelihood of a structure of individual variability "
+    "(quadrature marginal likelihood; MAP, Laplace start, emcee)"
+)
+PREDICTIVE_MONTHS = (0, 3, 6, 12, 18, 24)
+"""Nominal visit months of the per-visit-mean predictive check (months after baseline)."""
+MIN_GROUP_N = 20
+UNITS = V.UNITS | {"sigma_meas": "1 (log scale, at 0.6 nmol/L)", "s0": "1", "k_re": "1/day"}
+
+
+# ------------------------------------------------------------------------- the posterior
+def independent_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
+    """Per-participant log marginal likelihood (P,) when the visits are independent given the
+    random effects (σ_bio = 0): the same value as ``like.per_patient(th)`` (checked in the
+    tests), summed over visits with one array operation instead of a loop over participants."""
+    if th.get("sigma_bio", 0.0) > 0:
+        return like.per_patient(th)
+    if not hasattr(like, "_order"):
+        order = np.argsort(like.r.visit_patient, kind="stable")
+        like._order = order
+        like._starts = np.flatnonzero(np.r_[True, np.diff(like.r.visit_patient[order]) != 0])
+    lm = like.log_mu(th)  # (V, K)
+    res = like._logy[:, None] - lm
+    kap = th.get("kappa", 0.0)
+    sa = th.get("sigma_add", 0.0)
+    var = th["sigma_meas"] ** 2 * np.exp(-2 * kap * (lm - V.LOG_CREF))
+    if sa:
+        var = var + (sa * np.exp(-lm)) ** 2
+    c = like._cens
+    ll = -0.5 * (res * res / var + np.log(var) + np.log(2 * np.pi)) - like._logy[:, None]
+    if c.any():
+        ll[c] = special.log_ndtr(res[c] / np.sqrt(var[c]))
+    tot = np.add.reduceat(ll[like._order], like._starts, axis=0)  # (P, K)
+    return special.logsumexp(tot + like.logw[None, :], axis=1)
+
+
+class StructurePosterior:
+    """log posterior of a candidate's free parameters in unconstrained coordinates u.
+
+    ``priors``: name → :class:`~tregsim.model.priors.Prior` on the natural scale, for every
+    free parameter of ``candidate``; the transforms are those of :data:`variability.PARAMS`.
+    """
+
+    def __init__(self, like: V.StructureLikelihood, candidate: str, priors: dict):
+        self.like = like
+        self.candidate = candidate
+        self.free, self.fixed = V.CANDIDATES[candidate]
+        self.priors = [priors[n].frozen() for n in self.free]
+
+    @property
+    def dim(self) -> int:
+        return len(self.free)
+
+    def theta(self, u) -> dict:
+        return {n: float(V._from_u(n, u[k])) for k, n in enumerate(self.free)} | self.fixed
+
+    def u_of(self, theta: dict) -> np.ndarray:
+        return np.array([V._to_u(n, theta[n]) for n in self.free], float)
+
+    def log_prior(self, u) -> float:
+        th = self.theta(u)
+        return float(
+            sum(
+                p.logpdf(th[n]) + V._log_jac(n, u[k])
+                for k, (n, p) in enumerate(zip(self.free, self.priors))
+            )
+        )
+
+    def __call__(self, u) -> float:
+        lp = self.log_prior(u)
+        if not np.isfinite(lp):
+            return -np.inf
+        with np.errstate(all="ignore"):
+            ll = float(independent_log_lik(self.like, self.theta(u)).sum())
+        v = ll + lp
+        return v if np.isfinite(v) else -np.inf
+
+
+def map_estimate(post: StructurePosterior, start: dict | None = None, maxiter: int = 400):
+    """MAP in u (L-BFGS-B, then a Nelder-Mead polish: the tabulated likelihood is piecewise
+    smooth), as :func:`variability.fit_structure` but under ``post``'s priors.
+    Returns (u_map (d,), log posterior)."""
+    s = V.START | (start or {})
+    u0 = np.array([V._to_u(n, s[n]) for n in post.free], float)
+
+    def neg(u):
+        v = -post(u)
+        return v if np.isfinite(v) else 1e12
+
+    r1 = optimize.minimize(neg, u0, method="L-BFGS-B", options={"maxiter": maxiter})
+    r2 = optimize.minimize(
+        neg, r1.x, method="Nelder-Mead", options={"maxiter": 1500, "xatol": 1e-3, "fatol": 1e-3}
+    )
+    best = r2 if r2.fun <= r1.fun else r1
+    return np.asarray(best.x, float), -float(best.fun)
+
+
+def laplace_covariance(post: StructurePosterior, u: np.ndarray, h: float = 0.02) -> np.ndarray:
+    """Inverse of the central-difference Hessian of −log posterior at ``u`` (step ``h`` in u;
+    not smaller: the likelihood is interpolated from a table). Eigenvalues are floored so the
+    result is positive definite."""
+    d = u.size
+    f0 = post(u)
+    H = np.empty((d, d))
+    e = np.eye(d) * h
+    fp = np.array([post(u + e[i]) for i in range(d)])
+    fm = np.array([post(u - e[i]) for i in range(d)])
+    for i in range(d):
+        H[i, i] = -(fp[i] - 2 * f0 + fm[i]) / h**2
+        for j in range(i):
+            fpp = post(u + e[i] + e[j])
+            fmm = post(u - e[i] - e[j])
+            # mixed derivative from the diagonal points: f(+i+j) + f(-i-j) - f(+i) - f(-i)
+            # - f(+j) - f(-j) + 2 f0 = 2 h² ∂²f/∂i∂j
+            H[i, j] = H[j, i] = -(fpp + fmm - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0) / (2 * h**2)
+    w, Q = np.linalg.eigh(H)
+    w = np.maximum(w, 1e-2)
+    return (Q / w) @ Q.T
+
+
+PROPOSAL_DF = 5.0
+"""Degrees of freedom of the independence proposal (multivariate t: heavier tails than the
+Laplace approximation, so the chain does not stick in the tails)."""
+PROPOSAL_SCALE = 1.2
+"""Scale of the independence proposal relative to the Laplace standard deviations (the
+posterior of q is ≈ 1.3× wider than its Laplace approximation on the placebo records)."""
+
+
+def sample_posterior(
+    post: StructurePosterior,
+    *,
+    n_walkers: int,
+    n_steps: int,
+    seed: int,
+    progress: bool = False,
+    start: dict | None = None,
+    move: str = "stretch",
+):
+    """MAP, Laplace covariance, then emcee with walkers drawn from N(MAP, Laplace covariance)
+    in u. ``move``: ``"stretch"`` (emcee's default affine-invariant ensemble move) or
+    ``"independence"`` (:func:`independence_move` from the Laplace approximation, t with
+    :data:`PROPOSAL_DF` degrees of freedom, scale :data:`PROPOSAL_SCALE`). Returns (u_map (d,),
+    MAP log posterior, chain (n_steps, n_walkers, d) in u, mean acceptance fraction,
+    timings dict)."""
+    import emcee
+
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    u_map, lp_map = map_estimate(post, start)
+    cov = laplace_covariance(post, u_map)
+    t["map_s"] = time.perf_counter() - t0
+    g = trng.block_generator(seed, "calibrate.structure.emcee", 0)
+    L = np.linalg.cholesky(cov)
+    p0 = np.empty((n_walkers, post.dim))
+    for w in range(n_walkers):
+        while True:
+            p = u_map + L @ g.standard_normal(post.dim)
+            if np.isfinite(post(p)):
+                p0[w] = p
+                break
+    moves = None
+    if move == "independence":
+        moves = [(independence_move(u_map, cov * PROPOSAL_SCALE**2, PROPOSAL_DF), 1.0)]
+    elif move != "stretch":
+        raise ValueError(f"move must be 'stretch' or 'independence', got {move!r}")
+    sampler = emcee.EnsembleSampler(n_walkers, post.dim, post, moves=moves)
+    sampler.random_state = np.random.RandomState(int(g.integers(2**31))).get_state()
+    t0 = time.perf_counter()
+    sampler.run_mcmc(p0, n_steps, progress=progress)
+    t["sampling_s"] = time.perf_counter() - t0
+    return u_map, lp_map, sampler.get_chain(), float(np.mean(sampler.acceptance_fraction)), t
+
+
+def independence_move(loc: np.ndarray, cov: np.ndarray, df: float = 5.0):
+    """An emcee Metropolis–Hastings move that proposes independently of the current point
+    from a multivariate t (``df`` degrees of freedom, location ``loc``, scale matrix ``cov``):
+    every walker is then its own Markov chain (R-hat across walkers is meaningful) and, when
+    the proposal is close to the posterior, successive draws are nearly independent."""
+    from emcee.moves import MHMove
+    from scipy import stats
+
+    dist = stats.multivariate_t(loc=loc, shape=cov, df=df)
+    L = np.linalg.cholesky(cov)
+
+    def proposal(x, random):
+        n, d = x.shape
+        z = random.standard_normal((n, d)) @ L.T
+        w = np.sqrt(df / random.chisquare(df, size=n))
+        new = loc + z * w[:, None]
+        return new, dist.logpdf(x) - dist.logpdf(new)
+
+    return MHMove(proposal, ndim=loc.size)
+
+
+@dataclass
+class StructureRunResult:
+    """What :func:`calibrate_structure` produced (also written to the output folder)."""
+
+    out: Path
+    names: tuple[str, ...]
+    table: object  # pandas DataFrame, the content of summary.csv
+    predictive: object  # pandas DataFrame, the content of predictive_check.csv
+    acceptance: float
+    map_logpost: float
+    n_participants: int
+    n_visits: int
+    n_censored: int
+    kept_steps_per_tau: float
+    timings_s: dict = field(default_factory=dict)
+    method: dict = field(default_factory=dict)
+
+
+def _curve_table(config, model, max_visit_day: float):
+    from tregsim.calibrate.likelihood import CurveTable
+
+    tab = config.method["table"]
+    step = float(tab["day_step"])
+    last = config.baseline_day + max_visit_day
+    return CurveTable(
+        model,
+        fixed=config.fixed or None,
+        n_loglam=tab["n_loglam"],
+        n_q=tab["n_q"],
+        max_day=step * max(1.0, np.ceil(last / step)),
+        day_step=step,
+    )
+
+
+def load_structure_records(config) -> V.Records:
+    """The config's records (:func:`variability.load_records`, its column mapping)."""
+    import pandas as pd
+
+    from tregsim.errors import DataFileError
+
+    cols = dict(config.columns)
+    if "cpeptide_nmol_l" in cols:
+        cols["y"] = cols.pop("cpeptide_nmol_l")
+    default = {"id": "participant_id", "age": "age_years", "day": "study_day", "month": "month"}
+    default |= {"y": "auc_mean_cpeptide_nmol_l"}
+    have = set(pd.read_csv(config.records_path, nrows=0).columns)
+    for key, col in (default | cols).items():
+        if col not in have:
+            raise DataFileError(
+                f"no column {col!r} ({key}); columns: {sorted(have)}",
+                file=config.records_path,
+                field=col,
+                fix="name the CSV's column in [data.columns] of the config",
+            )
+    return V.load_records(config.records_path, cols)
+
+
+def calibrate_structure(
+    config,
+    out,
+    *,
+    seed: int | None = None,
+    progress: bool = True,
+    command_line: list[str] | None = None,
+) -> StructureRunResult:
+    """Run the structure posterior of ``config`` (:class:`~tregsim.calibrate.config.
+    StructureConfig`) into folder ``out``."""
+    import emcee
+    import pandas as pd
+
+    from tregsim.calibrate import diagnostics as diag
+    from tregsim.calibrate.individual_run import _quiet_emcee_autocorr, trace_plot
+    from tregsim.errors import DataFileError, OutputFolderError
+    from tregsim.model import load_model
+    from tregsim.posterior import save_posterior
+
+    out = Path(out)
+    seed = config.seed if seed is None else int(seed)
+    meth = config.method
+    n_walkers, n_steps, burn, thin = (meth[k] for k in ("n_walkers", "n_steps", "burn", "thin"))
+    timings: dict[str, float] = {}
+
+    # ---- inputs (every check before anything is written) --------------------------------
+    model = load_model(config.model)
+    rec = load_structure_records(config)
+    if len(rec.ids) < 5:
+        raise DataFileError(
+            f"{len(rec.ids)} participant(s) with a month-0 visit",
+            file=config.records_path,
+            field=config.columns.get("month", "month"),
+            fix="give records of at least five participants with a baseline (month 0) visit",
+        )
+    inputs = {"config": config.path, "data": config.records_path}
+    if getattr(model.spec, "path", None):
+        inputs["model"] = model.spec.path
+    manifest = build_manifest(
+        command="calibrate", seed=seed, inputs=inputs, settings=config.settings(), argv=command_line
+    )
+    # no absolute paths in the manifest: inputs relative to the working folder
+    for v in manifest["inputs"].values():
+        v["path"] = os.path.relpath(v["path"])
+    old = out / "manifest.json"
+    if old.is_file():
+        prev = json.loads(old.read_text())
+        prev_kind = (prev.get("settings") or {}).get("method", {}).get("kind", "npe")
+        if prev.get("command") != "calibrate" or prev_kind != config.kind:
+            raise OutputFolderError(
+                f"folder holds results of `{prev.get('command')}` ({prev_kind})",
+                file=out,
+                fix="choose another --out folder",
+            )
+
+    # ---- likelihood, MAP, Laplace start, emcee ---------------------------------------------
+    t0 = time.perf_counter()
+    table = _curve_table(config, model, float(rec.visit_day.max()))
+    like = V.StructureLikelihood(
+        table,
+        rec,
+        baseline_day=config.baseline_day,
+        lloq_nmol_l=config.lloq_nmol_l,
+        n_zeta=meth["n_zeta"],
+        n_eta=meth["n_eta"],
+        n_xi=meth.get("n_xi", 1),
+    )
+    post = StructurePosterior(like, config.candidate, config.priors)
+    timings["table_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    u_eval = post.u_of(V.START | {})
+    for _ in range(5):
+        post(u_eval)
+    timings["one_evaluation_s"] = (time.perf_counter() - t0) / 5
+    if progress:
+        print(
+            f"{len(rec.ids)} participants, {rec.y.size} visits; one likelihood evaluation "
+            f"{timings['one_evaluation_s']:.3f} s; MAP, then emcee ({n_walkers} walkers x "
+            f"{n_steps} steps)",
+            file=sys.stderr,
+        )
+    u_map, lp_map, chain_u, acceptance, t_s = sample_posterior(
+        post,
+        n_walkers=n_walkers,
+        n_steps=n_steps,
+        seed=seed,
+        progress=progress,
+        move=meth.get("move", "stretch"),
+    )
+    timings |= t_s
+    with _quiet_emcee_autocorr(), np.errstate(invalid="ignore"):  # a walker that never moved
+        tau = emcee.autocorr.integrated_time(chain_u[burn:], quiet=True)
+    names = post.free
+    full = np.empty((n_walkers, n_steps, post.dim))  # natural scale, every step
+    for k, n in enumerate(names):
+        full[:, :, k] = V._from_u(n, chain_u[:, :, k].T)
+    kept = full[:, burn + thin - 1 :: thin]  # == emcee get_chain(discard=burn, thin=thin)
+    theta_map = post.theta(u_map)
+    ratio = float((n_steps - burn) / np.max(tau)) if np.all(np.isfinite(tau)) else float("nan")
+
+    # ---- summaries -------------------------------------------------------------------------
+    import arviz as az
+
+    with warnings.catch_warnings():  # "more chains than draws" in short test runs
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.from_dict(posterior={n: kept[:, :, k] for k, n in enumerate(names)})
+    rhat = az.rhat(idata)
+    ess_b = az.ess(idata, method="bulk")
+    ess_t = az.ess(idata, method="tail")
+    g_prior = trng.block_generator(seed, "calibrate.structure.prior", 0)
+    prior_draws = np.stack(
+        [config.priors[n].sample(g_prior, 4000) for n in names], axis=1
+    )  # (4000, d)
+    flat = kept.reshape(-1, len(names))
+    units = {n: UNITS[n] for n in names} | {n: UNITS[n] for n in config.fixed}
+    contraction = diag.contraction_table(names, prior_draws, flat, units)
+    pq05, pq95 = np.quantile(prior_draws, [0.05, 0.95], axis=0)
+    q05, q50, q95 = np.quantile(flat, [0.05, 0.5, 0.95], axis=0)
+    summary = pd.DataFrame(
+        {
+            "parameter": list(names),
+            "unit": [units[n] for n in names],
+            "map": [theta_map[n] for n in names],
+            "posterior_mean": flat.mean(axis=0),
+            "posterior_sd": flat.std(axis=0, ddof=1),
+            "q05": q05,
+            "q50": q50,
+            "q95": q95,
+            "prior_q05": pq05,
+            "prior_q95": pq95,
+            "contraction": contraction["contraction"].to_numpy(),
+            "rhat": [float(rhat[n]) for n in names],
+            "ess_bulk": [float(ess_b[n]) for n in names],
+            "ess_tail": [float(ess_t[n]) for n in names],
+            "autocorr_time_steps": tau,
+        }
+    )
+
+    # ---- posterior predictive checks ---------------------------------------------------------
+    t0 = time.perf_counter()
+    n_pred = min(int(meth["n_predictive_draws"]), flat.shape[0])
+    pick = np.linspace(0, flat.shape[0] - 1, n_pred).round().astype(int)
+    thetas = [dict(zip(names, flat[i])) | post.fixed for i in pick]
+    if progress:
+        print(f"posterior predictive checks ({n_pred} draws)", file=sys.stderr)
+    ppc = predictive_check(
+        table,
+        rec,
+        thetas,
+        seed=seed,
+        n_boot=int(meth["n_bootstrap"]),
+        baseline_day=config.baseline_day,
+        lloq_nmol_l=config.lloq_nmol_l,
+    )
+    timings["predictive_s"] = time.perf_counter() - t0
+
+    # ---- files -----------------------------------------------------------------------------
+    n_cens = int(np.sum(rec.y < config.lloq_nmol_l))
+    data_sha = file_sha256(config.records_path)
+    out.mkdir(parents=True, exist_ok=True)
+    draws = {n: kept[:, :, k] for k, n in enumerate(names)}
+    draws |= {n: np.full(kept.shape[:2], v) for n, v in config.fixed.items()}
+    save_posterior(
+        out / "posterior.nc",
+        draws,
+        units=units,
+        attrs={
+            "model": config.model,
+            "method": METHOD,
+            "structure": config.candidate,
+            "structure_fixed": json.dumps(post.fixed, sort_keys=True),
+            "config": config.path.read_text(encoding="utf-8"),
+            "config_name": config.name,
+            "settings": json.dumps(config.settings(), sort_keys=True, default=str),
+            "data_sha256": data_sha,
+            "data_file": config.records_path.name,
+            "seed": seed,
+            "n_walkers": n_walkers,
+            "n_steps": n_steps,
+            "burn": burn,
+            "thin": thin,
+            "move": meth.get("move", "stretch"),
+            "baseline_day": config.baseline_day,
+            "lloq_nmol_l": config.lloq_nmol_l,
+            "n_participants": len(rec.ids),
+            "n_visits": int(rec.y.size),
+            "acceptance": acceptance,
+            "map_logpost": lp_map,
+        },
+    )
+    with atomic_path(out / "summary.csv") as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(out / "contraction.csv") as tmp:
+        contraction.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(out / "predictive_check.csv") as tmp:
+        ppc.to_csv(tmp, index=False, float_format="%.5g")
+    shown = min(n_walkers, 8)  # a readable (and small) figure: the first 8 walkers
+    trace_plot(
+        full[:shown],
+        names,
+        units,
+        out / "figures" / "trace.png",
+        burn=burn,
+        map_theta=[theta_map[n] for n in names],
+        title=f"{config.name}: emcee ({meth.get('move', 'stretch')} move), {n_walkers} walkers "
+        f"x {n_steps} steps ({shown} shown), acceptance {acceptance:.2f}",
+        dpi=80,
+    )
+    prior_posterior_plot(config.priors, names, flat, units, out / "figures" / "prior_posterior.png")
+    manifest["results"] = {
+        "timings_s": timings,
+        "acceptance": acceptance,
+        "map_logpost": lp_map,
+        "map": {n: theta_map[n] for n in names},
+        "autocorr_time_steps": dict(zip(names, tau.tolist())),
+        "kept_steps_per_max_autocorr_time": ratio,
+        "rhat_max": float(summary["rhat"].max()),
+        "ess_bulk_min": float(summary["ess_bulk"].min()),
+        "n_participants": len(rec.ids),
+        "n_visits": int(rec.y.size),
+        "n_below_lloq": n_cens,
+        "predictive_inside_95": f"{int(ppc['inside_95'].sum())}/{len(ppc)}",
+    }
+    write_json(out / "manifest.json", manifest)
+    return StructureRunResult(
+        out=out,
+        names=tuple(names),
+        table=summary,
+        predictive=ppc,
+        acceptance=acceptance,
+        map_logpost=lp_map,
+        n_participants=len(rec.ids),
+        n_visits=int(rec.y.size),
+        n_censored=n_cens,
+        kept_steps_per_tau=ratio,
+        timings_s=timings,
+        method=dict(meth),
+    )
+
+
+# --------------------------------------------------------------- posterior predictive checks
+def _wide_index(rec: V.Records, months) -> np.ndarray:
+    """(P, T) index of the record used as participant × nominal month (−1: no visit), by the
+    rule of :func:`tregsim.trial_statistics.to_wide` (nominal month equal, first record)."""
+    from tregsim.trial_statistics import to_wide
+
+    _, idx, _ = to_wide(
+        rec.visit_patient,
+        rec.visit_month,
+        np.arange(rec.y.size, dtype=float),
+        rec.age_years[rec.visit_patient],
+        months=months,
+    )
+    return np.where(np.isfinite(idx), idx, -1).astype(int)
+
+
+def _visit_means(x: np.ndarray, groups: dict) -> dict:
+    """mean of x (P, T) over participants with a visit, per group → key → ((T,), (T,) n)."""
+    ok = np.isfinite(x)
+    out = {}
+    for g, m in groups.items():
+        n = ok[m].sum(axis=0)
+        with np.errstate(invalid="ignore"):
+            out[g] = (np.nansum(np.where(ok[m], x[m], 0.0), axis=0) / n, n)
+    return out
+
+
+def predictive_check(
+    table,
+    rec: V.Records,
+    thetas: list[dict],
+    *,
+    seed: int,
+    n_boot: int = 2000,
+    baseline_day: float = 60.0,
+    lloq_nmol_l: float = 0.017,
+    months=PREDICTIVE_MONTHS,
+    min_group_n: int = MIN_GROUP_N,
+):
+    """Posterior predictive check on the records' own participants (pandas DataFrame).
+
+    For each θ of ``thetas`` one virtual copy of the records (same participants, ages and visit
+    days; :func:`variability.simulate_records`, values below the LLOQ coded LLOQ/2 as in the
+    records). Statistics: ``mean_ln_x_plus_1`` (mean of ln(x + 1), x in nmol/L) per nominal
+    month of ``months``, overall and by age group at baseline; and every statistic of
+    :func:`tregsim.trial_statistics.wide_statistics` (months 0, 6, 12, 18, 24). Rows only
+    where n ≥ 5 (overall) or n ≥ ``min_group_n`` (age groups). Columns: statistic, unit,
+    group, month, n_participants, observed, observed_lo, observed_hi (participant bootstrap
+    95 %), predicted_median, predicted_lo, predicted_hi (central 95 % over draws),
+    predictive_p (P(simulated ≥ observed)), inside_95 (observed within the predictive 95 %).
+    """
+    import pandas as pd
+
+    from tregsim.trial_statistics import (
+        VISIT_MONTHS,
+        _groups,
+        cohort_statistics,
+        wide_statistics,
+    )
+
+    months = tuple(months)
+    idx = _wide_index(rec, months)
+    present = idx >= 0
+    age = np.asarray(rec.age_years, float)
+    x_obs = np.where(present, np.log1p(rec.y[np.maximum(idx, 0)]), np.nan)
+    groups = _groups(age)
+    obs_means = _visit_means(x_obs, groups)
+    # participant bootstrap of the observed means
+    gb = trng.block_generator(seed, "calibrate.structure.bootstrap", 0)
+    P = len(age)
+    boot = {g: np.empty((n_boot, len(months))) for g in groups}
+    for b in range(n_boot):
+        r = gb.integers(0, P, P)
+        mb = _visit_means(x_obs[r], _groups(age[r]))
+        for g in groups:
+            boot[g][b] = mb[g][0]
+    # simulated copies of the records, one per θ
+    tm = [months.index(m) for m in VISIT_MONTHS]
+    sim_means = {g: np.empty((len(thetas), len(months))) for g in groups}
+    y_wide = np.empty((len(thetas), P, len(VISIT_MONTHS)))
+    for k, th in enumerate(thetas):
+        gk = trng.block_generator(seed, "calibrate.structure.predictive", k)
+        y = V.simulate_records(
+            table, th, rec, gk, baseline_day=baseline_day, lloq_nmol_l=lloq_nmol_l
+        )[0]
+        w = np.where(present, y[np.maximum(idx, 0)], np.nan)
+        for g, (mv, _) in _visit_means(np.log1p(w), groups).items():
+            sim_means[g][k] = mv
+        y_wide[k] = w[:, tm]
+
+    rows = []
+
+    def row(stat, unit, g, m, n, o, lo, hi, sims):
+        s = np.asarray(sims, float)
+        s = s[np.isfinite(s)]
+        qlo, qmed, qhi = np.quantile(s, [0.025, 0.5, 0.975])
+        rows.append(
+            {
+                "statistic": stat,
+                "unit": unit,
+                "group": g,
+                "month": int(m),
+                "n_participants": int(n),
+                "observed": float(o),
+                "observed_lo": float(lo),
+                "observed_hi": float(hi),
+                "predicted_median": float(qmed),
+                "predicted_lo": float(qlo),
+                "predicted_hi": float(qhi),
+                "predictive_p": float(np.mean(s >= o)),
+                "inside_95": bool(qlo <= o <= qhi),
+            }
+        )
+
+    for g in groups:
+        mv, n = obs_means[g]
+        need = 5 if g == "all" else min_group_n
+        lo, hi = np.nanquantile(boot[g], [0.025, 0.975], axis=0)
+        for j, m in enumerate(months):
+            if n[j] >= need:
+                row(
+                    "mean_ln_x_plus_1",
+                    "ln(nmol/L)",
+                    g,
+                    m,
+                    n[j],
+                    mv[j],
+                    lo[j],
+                    hi[j],
+                    sim_means[g][:, j],
+                )
+    wide_obs = np.where(present, rec.y[np.maximum(idx, 0)], np.nan)[:, tm]
+    obs = wide_statistics(
+        wide_obs, age, months=VISIT_MONTHS, n_boot=n_boot, seed=seed, min_group_n=min_group_n
+    )
+    sim = cohort_statistics(y_wide, age, months=VISIT_MONTHS)
+    stat_units = {
+        "ancova_slope": "1",
+        "ancova_resid_sd": "ln(nmol/L)",
+        "corr_baseline": "1",
+        "corr_previous_visit": "1",
+        "sd_individual_slope": "ln(nmol/L)/year",
+        "mean_individual_slope": "ln(nmol/L)/year",
+    }
+    for r in obs.rows:
+        key = (r["statistic"], r["month"], r["group"])
+        row(
+            r["statistic"],
+            stat_units[r["statistic"]],
+            r["group"],
+            r["month"],
+            r["n"],
+            r["estimate"],
+            r["lo"],
+            r["hi"],
+            sim[key],
+        )
+    return pd.DataFrame(rows)
+
+
+def prior_posterior_plot(priors: dict, names, flat: np.ndarray, units: dict, path) -> Path:
+    """Prior density (line) and posterior histogram per parameter (natural scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = len(names)
+    ncol = 4
+    nrow = int(np.ceil(d / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(11, 2.3 * nrow), layout="constrained")
+    axes = np.atleast_1d(axes).ravel()
+    for k, n in enumerate(names):
+        ax = axes[k]
+        po = flat[:, k]
+        pr = priors[n].frozen()
+        lo = min(np.quantile(po, 0.001), pr.ppf(0.01))
+        hi = max(np.quantile(po, 0.999), pr.ppf(0.99))
+        grid = np.linspace(lo, hi, 300)
+        ax.hist(po, bins=40, range=(lo, hi), density=True, color="C0", alpha=0.6, label="posterior")
+        ax.plot(grid, pr.pdf(grid), color="C3", lw=1.2, label="prior")
+        ax.set_xlabel(f"{n} ({units[n]})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+    for ax in axes[d:]:
+        ax.axis("off")
+    axes[0].legend(fontsize=7)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def report_lines(res: StructureRunResult) -> list[str]:
+    """What ``tregsim calibrate`` prints for a structure posterior."""
+    m = res.method
+    lines = [
+        f"posterior: {res.out / 'posterior.nc'} ({res.n_participants} participants, "
+        f"{res.n_visits} visits, {res.n_censored} below the LLOQ)"
+    ]
+    head = ("MAP", "median", "q05", "q95", "contr.", "R-hat", "ESS", "τ")
+    lines.append(f"  {'parameter':<13s} {'unit':<27s}" + "".join(f"{h:>9s}" for h in head))
+    for _, r in res.table.iterrows():
+        vals = [r[k] for k in ("map", "q50", "q05", "q95")]
+        lines.append(
+            f"  {r['parameter']:<13s} {r['unit']:<27s}"
+            + "".join(f"{v:>9.4g}" for v in vals)
+            + f"{r['contraction']:>9.2f}{r['rhat']:>9.3f}{r['ess_bulk']:>9.0f}"
+            f"{r['autocorr_time_steps']:>9.0f}"
+        )
+    lines.append(
+        f"  emcee ({m.get('move', 'stretch')} move): {m['n_walkers']} walkers x "
+        f"{m['n_steps']} steps (burn {m['burn']}, thin "
+        f"{m['thin']}), acceptance {res.acceptance:.2f}, steps after burn-in / max τ = "
+        f"{res.kept_steps_per_tau:.1f}; MAP log posterior {res.map_logpost:.2f}"
+    )
+    p = res.predictive
+    lines.append(
+        f"  predictive check: {int(p['inside_95'].sum())}/{len(p)} observed statistics inside "
+        "the predictive 95 % interval (predictive_check.csv)"
+    )
+    lines.append(
+        "  timings (s): "
+        + ", ".join(f"{k.removesuffix('_s')} {v:.3g}" for k, v in res.timings_s.items())
+    )
+    return lines
