@@ -40,6 +40,7 @@ from scipy import optimize, special
 from tregsim import rng as trng
 from tregsim.calibrate import variability as V
 from tregsim.io import atomic_path, build_manifest, file_sha256, write_json
+from tregsim.results import display_path
 
 METHOD = (
     "hierarchical likelihood of a structure of individual variability "
@@ -729,7 +730,7 @@ def report_lines(res: StructureRunResult) -> list[str]:
     """What ``tregsim calibrate`` prints for a structure posterior."""
     m = res.method
     lines = [
-        f"posterior: {res.out / 'posterior.nc'} ({res.n_participants} participants, "
+        f"posterior: {display_path(res.out.with_suffix('.nc'))} ({res.n_participants} participants, "
         f"{res.n_visits} visits, {res.n_censored} below the LLOQ)"
     ]
     head = ("MAP", "median", "q05", "q95", "contr.", "R-hat", "ESS", "τ")
