@@ -148,7 +148,7 @@ _LIK_NOT_FIXABLE = ("age", "f_lambda", "cpep0")
 """Set per participant by the likelihood (covariate, random effect, baseline)."""
 
 _BELOW_LLOQ = ("half_lloq", "lloq", "keep")
-_METHODS = ("npe", "likelihood")
+_METHODS = ("npe", "likelihood", "npe_structure")
 _ESTIMATORS = ("maf", "nsf", "mdn")
 
 
@@ -367,6 +367,11 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
     meth_raw = raw.get("method")
     if isinstance(meth_raw, dict) and meth_raw.get("kind") == "likelihood":
         return _load_likelihood(raw, path)
+    if isinstance(meth_raw, dict) and meth_raw.get("kind") == "npe_structure":
+        # NPE on the records' structure (docs/calibration.md, "NPE on within-patient statistics")
+        from tregsim.calibrate.structure_config import load_structure_config
+
+        return load_structure_config(raw, path)
     top, sec, model = _sections(
         raw, path, _SCHEMA, lambda table, name: _check_table(table, name, path)
     )
