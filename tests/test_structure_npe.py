@@ -239,3 +239,34 @@ def test_cli_bad_structure_config_is_one_line_exit_2(tmp_path, rng):
     )
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "parameters.priors.s_c" in r.stderr and not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ tiny end-to-end run
+@pytest.mark.slow  # ~35 s on a loaded 2-core machine (figures, sbi set-up)
+def test_tiny_structure_npe_run_writes_every_file(tmp_path, rng):
+    """bank → training → posterior (with s0, k_re constant) → SBC → predictive checks."""
+    from tregsim.calibration import calibration_study
+    from tregsim.posterior import load_posterior
+
+    rec = _synthetic_records(tmp_path, rng, P=40)
+    text = CONFIG.read_text()
+    for old, new in (
+        ("max_num_epochs = 400", "max_num_epochs = 3"),
+        ("n_sbc_datasets = 1000", "n_sbc_datasets = 20"),
+        ("n_predictive_draws = 500", "n_predictive_draws = 20"),
+        ("n_posterior_draws = 2000", "n_posterior_draws = 100"),
+        ("n_boot = 1000", "n_boot = 20"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    cal = calibration_study(_config(tmp_path, rec, text), tmp_path / "o", budget=60, progress=False)
+    out = tmp_path / "o"
+    for f in ("posterior.nc", "sbc_coverage.csv", "predictive_check.csv", "manifest.json"):
+        assert (out / f).is_file(), f
+    post = load_posterior(out / "posterior.nc")
+    assert set(post) >= {"beta_lin", "sigma_meas", "kappa", "mu_c", "s0", "k_re"}
+    assert np.all(post["s0"] == 0.41) and np.all(post["k_re"] == 0.02)
+    ppc = pd.read_csv(out / "predictive_check.csv")
+    assert {"ancova_resid_sd", "corr_baseline", "mean_nmol_l"} <= set(ppc.statistic)
+    assert ppc.predictive_p.between(0, 1).all()
+    assert any("SBC" in line for line in cal.report_lines())

@@ -5,13 +5,16 @@ model file unless overridden), the summary statistics, the method, the simulatio
 the seed. Unknown keys are rejected with a :class:`~tregsim.errors.ConfigFileError` naming
 the file, the dotted field and the fix. See ``docs/calibration.md`` for every key.
 
-Two kinds of configuration, chosen by ``[method] kind``:
+Kinds of configuration, chosen by ``[method] kind``:
 
 * ``"npe"`` (default): population NPE on per-age-group × month summaries
   (:class:`CalibrationConfig`, ``[data] summary``, ``[cohort] age_range_years``, ``[budget]``);
 * ``"likelihood"``: the individual-level hierarchical likelihood (MAP + emcee) on long-format
   patient records (:class:`LikelihoodConfig`, ``[data] records`` and ``[data.columns]``,
-  ``[method] n_walkers, n_steps, burn, thin, n_starts, n_zeta, table``).
+  ``[method] n_walkers, n_steps, burn, thin, n_starts, n_zeta, table``);
+* ``"npe_structure"``: NPE of the records' structure of individual variability on per-visit
+  and within-patient summaries of records-like simulated cohorts
+  (:mod:`tregsim.calibrate.structure_config`, which validates it).
 
 A key of the other kind is rejected with a message saying which kind it belongs to.
 """
