@@ -8,7 +8,7 @@ posterior SD and SD of the means / posterior SD (target ≤ 0.25).
 
     OMP_NUM_THREADS=1 python benchmarks/structure_npe_seeds.py \\
         calibration/natural_history_structure_npe.toml --run runs/s30k --seeds 3 \\
-        [--n-ensemble 1] [--n-train 30000] --out runs/seeds_e1
+        [--n-ensemble 1] [--n-train 30000] [--with-run] --out runs/seeds_e1
 
 Writes OUT/seed_spread.csv, OUT/posterior_seed<k>.npz (draws), OUT/timings.json.
 Numbers in docs/calibration.md, "NPE on within-patient statistics".
@@ -34,6 +34,11 @@ def main() -> None:
     ap.add_argument("--n-ensemble", type=int, default=1)
     ap.add_argument("--n-train", type=int, default=None, help="use the first N bank rows")
     ap.add_argument("--draws", type=int, default=4000)
+    ap.add_argument(
+        "--with-run",
+        action="store_true",
+        help="count RUN/posterior.nc (trained with the config's seed) as one of the seeds",
+    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -56,7 +61,7 @@ def main() -> None:
     first = cfg.seed if a.first_seed is None else a.first_seed
     meth = dict(cfg.method) | {"n_ensemble": a.n_ensemble}
     means, sds, times = [], [], {}
-    for k in range(a.seeds):
+    for k in range(1 if a.with_run else 0, a.seeds):
         seed = first + 100 * k  # members of an ensemble use seed + m (m < 20): no overlap
         t0 = time.perf_counter()
         est, info = train_npe(
@@ -74,6 +79,13 @@ def main() -> None:
         means.append(th.mean(0))
         sds.append(th.std(0))
         print(f"seed {seed}: {info['epochs']} epochs, {times[f'seed_{seed}_training_s']:.0f} s")
+    if a.with_run:  # read at the end: the run may still be finishing when this starts
+        from tregsim.posterior import load_posterior
+
+        post = load_posterior(Path(a.run) / "posterior.nc")
+        th = np.stack([post[n] for n in problem.names], axis=1)
+        means.insert(0, th.mean(0))
+        sds.insert(0, th.std(0))
     means, sds = np.array(means), np.array(sds)
     sd = sds.mean(0)
     tab = pd.DataFrame(

@@ -71,9 +71,38 @@ def test_batched_statistics_equal_trial_statistics(rng):
     assert n_checked >= 3 * 20  # overall + age-group ANCOVA rows, correlations, slopes
 
 
+def test_level_statistics_match_a_per_replicate_lstsq(rng):
+    """The structure summaries against np.linalg.lstsq and np.corrcoef, one replicate at a
+    time (an independent computation of the same definitions)."""
+    y, present, age = _wide_tables(rng, n_rep=4)
+    plan = StatisticsPlan(present, age, MONTHS, structure=True)
+    x = plan(y)
+    lx = np.log1p(y)
+    for r in range(y.shape[0]):
+        for m in (6, 12, 24):
+            ok = present[:, 0] & present[:, MONTHS.index(m)]
+            x0, xm = lx[r, ok, 0], lx[r, ok, MONTHS.index(m)]
+            X = np.column_stack([np.ones_like(x0), x0, age[ok]])
+            res = xm - X @ np.linalg.lstsq(X, xm, rcond=None)[0]
+            low = x0 < np.median(x0)
+            for name, sel in (("low", low), ("high", ~low)):
+                k = plan.feature_names.index(f"resid_rms_{name}_baseline|all|{m}")
+                assert x[r, k] == pytest.approx(np.sqrt(np.mean(res[sel] ** 2)), abs=1e-12)
+        cols = [MONTHS.index(m) for m in VISIT_MONTHS]
+        t = np.array(VISIT_MONTHS) / 12.0
+        slopes, base = [], []
+        for p in range(len(age)):
+            okp = present[p, cols]
+            if okp.sum() >= 3 and present[p, 0]:
+                slopes.append(np.polyfit(t[okp], lx[r, p, cols][okp], 1)[0])
+                base.append(lx[r, p, 0])
+        k = plan.feature_names.index("corr_slope_baseline|all|24")
+        assert x[r, k] == pytest.approx(np.corrcoef(slopes, base)[0, 1], abs=1e-10)
+
+
 def test_batched_statistics_do_not_depend_on_the_batch(rng):
     y, present, age = _wide_tables(rng, n_rep=9)
-    plan = StatisticsPlan(present, age, MONTHS)
+    plan = StatisticsPlan(present, age, MONTHS, structure=True)
     whole = plan(y)
     parts = np.concatenate([plan(y[:1]), plan(y[1:5]), plan(y[5:])])
     assert np.array_equal(whole, parts)

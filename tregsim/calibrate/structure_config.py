@@ -13,7 +13,9 @@ on within-patient statistics"). Sections:
 * ``[parameters] calibrate`` (names of :data:`STRUCTURE_NAMES`), ``priors`` (a prior table for
   every calibrated name, or the model file's), ``fixed`` (every other name of
   :data:`STRUCTURE_NAMES`);
-* ``[summaries] mean_months``, ``targets``, ``by_age_group``, ``min_group_n``;
+* ``[summaries] mean_months``, ``targets``, ``by_age_group``, ``min_group_n``,
+  ``structure_statistics`` (the level-dependence summaries of
+  :class:`~tregsim.calibrate.structure_statistics.StatisticsPlan`);
 * ``[method]`` and ``[budget]`` as the summary NPE (``tregsim.calibrate.config``).
 
 Every error names the file, the dotted field and the fix (:class:`~tregsim.errors.ConfigFileError`).
@@ -86,6 +88,7 @@ _SCHEMA: dict[str, dict[str, Field]] = {
         "targets": Field(list, default=[6, 12, 24]),
         "by_age_group": Field(bool, default=True),
         "min_group_n": Field(int, default=20, lo=5),
+        "structure_statistics": Field(bool, default=False),
     },
     "method": {
         "kind": Field(str, True, choices=(KIND,)),

@@ -115,6 +115,7 @@ def load_design(config: StructureConfig) -> tuple[RecordsDesign, StatisticsPlan]
         visit_months=VISIT_MONTHS,
         by_age_group=s["by_age_group"],
         min_group_n=s["min_group_n"],
+        structure=s["structure_statistics"],
     )
     design = RecordsDesign(
         months=months,
@@ -312,6 +313,7 @@ def predictive_check(problem: StructureProblem, theta: np.ndarray, seed: int, st
         targets=s["targets"],
         by_age_group=s["by_age_group"],
         min_group_n=s["min_group_n"],
+        structure=s["structure_statistics"],
     )
     nb = len(names) - len(lo)
     lo = np.r_[lo, np.full(nb, np.nan)]

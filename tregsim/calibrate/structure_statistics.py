@@ -18,6 +18,14 @@ Statistics on x = ln(MMTT 2-h AUC mean C-peptide in nmol/L + 1), the same defini
 * ``mean_individual_slope`` / ``sd_individual_slope`` at the last target month (each
   participant's OLS slope of x on time in years over the ``visit_months`` up to it, ≥ 3 visits).
 
+With ``structure=True`` also (not in ``tregsim.trial_statistics``; they carry the structure's
+level dependence):
+
+* ``resid_rms_low_baseline`` / ``resid_rms_high_baseline`` at each target month: RMS of the
+  overall ANCOVA's residuals among participants with x_0 below / at or above the median x_0;
+* ``corr_slope_baseline`` at the last target month: correlation of the individual slopes with
+  x_0 (a hazard that depends on the baseline level makes it non-zero).
+
 Overall (group ``"all"``, kept when n ≥ 5) and per age group at baseline (<13, 13–17, ≥18 y)
 where the cell has n ≥ ``min_group_n``. Feature names are ``statistic|group|month``.
 
@@ -65,6 +73,7 @@ class StatisticsPlan:
         visit_months=VISIT_MONTHS,
         by_age_group: bool = True,
         min_group_n: int = 20,
+        structure: bool = False,
     ):
         self.present = np.asarray(present, bool)
         self.age = np.asarray(age_years, float)
@@ -93,6 +102,10 @@ class StatisticsPlan:
                     names += [f"ancova_slope|{g}|{m}", f"ancova_resid_sd|{g}|{m}"]
                     names.append(f"corr_baseline|{g}|{m}")
                     ops.append(("ancova", (col[0], col[m]), rows))
+                    if structure and g == "all" and rows.size >= 10:
+                        names += [f"resid_rms_low_baseline|all|{m}"]
+                        names += [f"resid_rms_high_baseline|all|{m}"]
+                        ops.append(("halves", (col[0], col[m]), rows))
             # (the previous visit of the first month after 0 is the baseline: corr_baseline)
             if m in vm and vm.index(m) > 1:
                 mp = vm[vm.index(m) - 1]
@@ -112,8 +125,12 @@ class StatisticsPlan:
             dt = np.where(okr, t[None, :] - tm[:, None], 0.0)
             w = dt / (dt**2).sum(1, keepdims=True)  # slope_i = Σ_j w_ij x_ij (Σ_j w_ij = 0)
             names += [f"mean_individual_slope|all|{last}", f"sd_individual_slope|all|{last}"]
-            ops.append(("slopes", np.array(sc), (rows, w)))
+            if structure:
+                names.append(f"corr_slope_baseline|all|{last}")
+            based = np.flatnonzero(self.present[rows, col[0]])  # slope rows with a baseline
+            ops.append(("slopes", np.array(sc), (rows, w, based)))
         self.feature_names = tuple(names)
+        self.structure = bool(structure)
         self._ops = ops
 
     def __call__(self, values_nmol_l: np.ndarray) -> np.ndarray:
@@ -135,13 +152,17 @@ class StatisticsPlan:
                     out += list(_ancova(x[:, rows, c[0]], x[:, rows, c[1]], self.age[rows]))
                 elif kind == "corr":
                     out.append(_corr(x[:, rows, c[0]], x[:, rows, c[1]]))
+                elif kind == "halves":
+                    out += list(_halves(x[:, rows, c[0]], x[:, rows, c[1]], self.age[rows]))
                 else:
-                    r, w = rows
+                    r, w, based = rows
                     xr = np.nan_to_num(x[:, r][:, :, c])
                     s = xr[:, :, 0] * w[:, 0]
                     for j in range(1, w.shape[1]):
                         s = s + xr[:, :, j] * w[:, j]
                     out += [_mean(s), _sd(s)]
+                    if self.structure:
+                        out.append(_corr(s[:, based], xr[:, based, 0]))
         return np.stack(out, axis=1)
 
 
@@ -190,6 +211,23 @@ def _ancova(x0: np.ndarray, xm: np.ndarray, age: np.ndarray):
     slope = s0m / s00
     rss = np.maximum(_sum(rm * rm) - s0m * slope, 0.0)
     return slope, np.sqrt(rss / (n - 3)), _corr(x0, xm)
+
+
+def _halves(x0: np.ndarray, xm: np.ndarray, age: np.ndarray):
+    """Root-mean-square ANCOVA residual of the participants whose x0 is below / at or above
+    the replicate's median x0 (the within-patient deviation's dependence on the level)."""
+    ac = _center(age[None, :])[0]
+    saa = float(_sum((ac * ac)[None, :])[0])
+
+    def resid(z):
+        zc = _center(z)
+        return zc - (_sum(zc * ac[None, :]) / saa)[:, None] * ac[None, :]
+
+    r0, rm = resid(x0), resid(xm)
+    slope = _sum(r0 * rm) / _sum(r0 * r0)
+    e2 = (rm - slope[:, None] * r0) ** 2
+    low = (x0 < np.median(x0, axis=1, keepdims=True)).astype(float)
+    return np.sqrt(_sum(e2 * low) / _sum(low)), np.sqrt(_sum(e2 * (1 - low)) / _sum(1 - low))
 
 
 def bootstrap(
