@@ -2,15 +2,17 @@
 
 Trains the ``kind = "npe_structure"`` flow of CONFIG on the simulation bank of a finished
 ``tregsim calibrate`` folder (``RUN/bank.npz``: the same θ draws and cohorts for every seed)
-with training seeds ``seed, seed+1, …`` (initial weights, validation split, batch order), each
-with ``--n-ensemble`` flows, and reports per parameter (max − min of the posterior means) /
+with training seeds ``seed, seed+100, seed+200, …`` (initial weights, validation split, batch
+order; ensemble members use seed + m), each with ``--n-ensemble`` flows, and reports per parameter (max − min of the posterior means) /
 posterior SD and SD of the means / posterior SD (target ≤ 0.25).
 
     OMP_NUM_THREADS=1 python benchmarks/structure_npe_seeds.py \\
         calibration/natural_history_structure_npe.toml --run runs/s30k --seeds 3 \\
         [--n-ensemble 1] [--n-train 30000] [--with-run] --out runs/seeds_e1
 
-Writes OUT/seed_spread.csv, OUT/posterior_seed<k>.npz (draws), OUT/timings.json.
+``--with-run`` counts RUN/posterior.nc (the config's seed) as seed 0; ``--only 1`` and
+``--only 2`` in two processes train seeds in parallel (the last one to finish writes the table
+of all seeds found). Writes OUT/seed_spread.csv, OUT/posterior_seed<k>.npz, OUT/timings_*.json.
 Numbers in docs/calibration.md, "NPE on within-patient statistics".
 """
 
@@ -34,6 +36,12 @@ def main() -> None:
     ap.add_argument("--n-ensemble", type=int, default=1)
     ap.add_argument("--n-train", type=int, default=None, help="use the first N bank rows")
     ap.add_argument("--draws", type=int, default=4000)
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated seed indices to train here (parallel processes); the table is "
+        "made from every OUT/posterior_seed<k>.npz present",
+    )
     ap.add_argument(
         "--with-run",
         action="store_true",
@@ -60,8 +68,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     first = cfg.seed if a.first_seed is None else a.first_seed
     meth = dict(cfg.method) | {"n_ensemble": a.n_ensemble}
-    means, sds, times = [], [], {}
-    for k in range(1 if a.with_run else 0, a.seeds):
+    times = {}
+    todo = range(1 if a.with_run else 0, a.seeds)
+    if a.only:
+        todo = [int(k) for k in a.only.split(",")]
+    for k in todo:
         seed = first + 100 * k  # members of an ensemble use seed + m (m < 20): no overlap
         t0 = time.perf_counter()
         est, info = train_npe(
@@ -76,29 +87,36 @@ def main() -> None:
         times[f"seed_{seed}_training_s"] = time.perf_counter() - t0
         th = problem.theta_from_z(est.sample_z(problem.data.observed, a.draws, seed))
         np.savez(out / f"posterior_seed{k}.npz", theta=th, names=np.array(problem.names))
-        means.append(th.mean(0))
-        sds.append(th.std(0))
         print(f"seed {seed}: {info['epochs']} epochs, {times[f'seed_{seed}_training_s']:.0f} s")
+    means, sds = [], []
     if a.with_run:  # read at the end: the run may still be finishing when this starts
         from tregsim.posterior import load_posterior
 
         post = load_posterior(Path(a.run) / "posterior.nc")
         th = np.stack([post[n] for n in problem.names], axis=1)
-        means.insert(0, th.mean(0))
-        sds.insert(0, th.std(0))
+        means.append(th.mean(0))
+        sds.append(th.std(0))
+    for k in range(1 if a.with_run else 0, a.seeds):
+        f = out / f"posterior_seed{k}.npz"
+        if f.is_file():
+            with np.load(f) as g:
+                means.append(g["theta"].mean(0))
+                sds.append(g["theta"].std(0))
+    n_seeds = len(means)
+    print(f"{n_seeds} seeds in the table")
     means, sds = np.array(means), np.array(sds)
     sd = sds.mean(0)
     tab = pd.DataFrame(
         {
             "parameter": problem.names,
-            **{f"mean_seed{k}": means[k] for k in range(a.seeds)},
+            **{f"mean_seed{k}": means[k] for k in range(n_seeds)},
             "posterior_sd": sd,
             "range_over_sd": (means.max(0) - means.min(0)) / sd,
             "sd_of_means_over_sd": means.std(0, ddof=1) / sd,
         }
     )
     tab.to_csv(out / "seed_spread.csv", index=False)
-    (out / "timings.json").write_text(
+    (out / f"timings_{a.only or 'all'}.json").write_text(
         json.dumps(
             times
             | {"n_train": len(z), "n_ensemble": a.n_ensemble, "seeds": a.seeds, "first": first},
