@@ -24,7 +24,10 @@ level dependence):
 * ``resid_rms_low_baseline`` / ``resid_rms_high_baseline`` at each target month: RMS of the
   overall ANCOVA's residuals among participants with x_0 below / at or above the median x_0;
 * ``corr_slope_baseline`` at the last target month: correlation of the individual slopes with
-  x_0 (a hazard that depends on the baseline level makes it non-zero).
+  x_0 (a hazard that depends on the baseline level makes it non-zero);
+* ``max_ln_x_plus_1`` (all visits up to the last target month) and
+  ``q05_change_from_baseline`` / ``q95_change_from_baseline`` (pooled x_m − x_0 over the later
+  ``visit_months``): the tails, which a too-large deviation at low or high levels inflates.
 
 Overall (group ``"all"``, kept when n ≥ 5) and per age group at baseline (<13, 13–17, ≥18 y)
 where the cell has n ≥ ``min_group_n``. Feature names are ``statistic|group|month``.
@@ -129,8 +132,29 @@ class StatisticsPlan:
                 names.append(f"corr_slope_baseline|all|{last}")
             based = np.flatnonzero(self.present[rows, col[0]])  # slope rows with a baseline
             ops.append(("slopes", np.array(sc), (rows, w, based)))
+        if structure:
+            pv = [
+                (p, col[m])
+                for m in vm
+                if m <= last
+                for p in np.flatnonzero(self.present[:, col[m]])
+            ]
+            ch = [
+                (p, col[m])
+                for m in vm
+                if 0 < m <= last
+                for p in np.flatnonzero(self.present[:, col[0]] & self.present[:, col[m]])
+            ]
+            names.append(f"max_ln_x_plus_1|all|{last}")
+            names += [
+                f"q05_change_from_baseline|all|{last}",
+                f"q95_change_from_baseline|all|{last}",
+            ]
+            ops.append(("tails", np.array(pv).T, np.array(ch).T))
         self.feature_names = tuple(names)
         self.structure = bool(structure)
+        col0 = col[0]
+        self._col0 = col0
         self._ops = ops
 
     def __call__(self, values_nmol_l: np.ndarray) -> np.ndarray:
@@ -142,6 +166,7 @@ class StatisticsPlan:
         if v.ndim == 2:
             v = v[None]
         x = np.log1p(v)
+        col0 = self._col0
         out = []
         with np.errstate(invalid="ignore", divide="ignore"):
             for kind, c, rows in self._ops:
@@ -152,6 +177,10 @@ class StatisticsPlan:
                     out += list(_ancova(x[:, rows, c[0]], x[:, rows, c[1]], self.age[rows]))
                 elif kind == "corr":
                     out.append(_corr(x[:, rows, c[0]], x[:, rows, c[1]]))
+                elif kind == "tails":
+                    out.append(x[:, c[0], c[1]].max(axis=1))
+                    dx = x[:, rows[0], rows[1]] - x[:, rows[0], col0]
+                    out += list(np.quantile(dx, [0.05, 0.95], axis=1))
                 elif kind == "halves":
                     out += list(_halves(x[:, rows, c[0]], x[:, rows, c[1]], self.age[rows]))
                 else:
