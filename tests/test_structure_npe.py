@@ -98,6 +98,17 @@ def test_level_statistics_match_a_per_replicate_lstsq(rng):
                 base.append(lx[r, p, 0])
         k = plan.feature_names.index("corr_slope_baseline|all|24")
         assert x[r, k] == pytest.approx(np.corrcoef(slopes, base)[0, 1], abs=1e-10)
+        seen = present[:, cols]
+        k = plan.feature_names.index("max_ln_x_plus_1|all|24")
+        assert x[r, k] == np.max(lx[r][:, cols][seen])
+        change = [
+            lx[r, p, c] - lx[r, p, 0]
+            for c in cols[1:]
+            for p in range(len(age))
+            if present[p, 0] and present[p, c]
+        ]
+        k = plan.feature_names.index("q05_change_from_baseline|all|24")
+        assert x[r, k : k + 2] == pytest.approx(np.percentile(change, [5, 95]), abs=1e-12)
 
 
 def test_batched_statistics_do_not_depend_on_the_batch(rng):
