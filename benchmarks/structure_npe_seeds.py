@@ -53,7 +53,7 @@ def main() -> None:
     import torch
 
     from tregsim.calibrate.config import load_config
-    from tregsim.calibrate.npe import train_npe
+    from tregsim.calibrate.npe import save_estimator, train_npe
     from tregsim.calibrate.structure_simulator import build_problem
 
     torch.set_num_threads(1)
@@ -87,6 +87,7 @@ def main() -> None:
         times[f"seed_{seed}_training_s"] = time.perf_counter() - t0
         th = problem.theta_from_z(est.sample_z(problem.data.observed, a.draws, seed))
         np.savez(out / f"posterior_seed{k}.npz", theta=th, names=np.array(problem.names))
+        save_estimator(est, out / f"estimator_seed{k}.pt")  # for ensembles of seeds
         print(f"seed {seed}: {info['epochs']} epochs, {times[f'seed_{seed}_training_s']:.0f} s")
     means, sds = [], []
     if a.with_run:  # read at the end: the run may still be finishing when this starts
