@@ -24,7 +24,7 @@ from tregsim.errors import ConfigFileError
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "calibration" / "natural_history_npe.toml"
 SHIPPED = ROOT / "calibration" / "posteriors" / "natural_history.nc"
-SHIPPED_NET = ROOT / "calibration" / "posteriors" / "natural_history_estimator.pt"
+SHIPPED_NET = ROOT / "calibration" / "posteriors" / "natural_history" / "estimator.pt"
 MODEL = tregsim.load_model("treg_t1d")
 
 

@@ -114,7 +114,7 @@ def _run(argv, capsys):
 def run_a(folder):
     out = folder / "out_a"
     rc = main(["calibrate", str(folder / "lik.toml"), "--out", str(out), "--quiet"])
-    return rc, out
+    return rc, out / "synthetic_records"  # published layout: NAME/ beside NAME.nc
 
 
 def test_cli_writes_posterior_map_trace_manifest(run_a, folder):
@@ -125,11 +125,11 @@ def test_cli_writes_posterior_map_trace_manifest(run_a, folder):
     rc, out = run_a
     assert rc == 0
     # posterior.nc: 7 parameters, (walker, kept step) draws, units, data hash
-    post = load_posterior(out / "posterior.nc")
+    post = load_posterior(out.with_suffix(".nc"))
     assert tuple(post) == NAMES
     n_kept = len(range(20 + 2 - 1, 60, 2))
     assert all(v.shape == (14 * n_kept,) and np.all(np.isfinite(v)) for v in post.values())
-    ds = open_posterior(out / "posterior.nc")
+    ds = open_posterior(out.with_suffix(".nc"))
     assert ds["lambda_ref"].attrs["units"] == "1/day"
     assert ds["mu_log_cpep0"].attrs["units"] == "ln(nmol/L)"
     sha = tregsim.io.file_sha256(folder / "visits.csv")
@@ -138,7 +138,7 @@ def test_cli_writes_posterior_map_trace_manifest(run_a, folder):
         "likelihood" in ds.attrs["method"]
         and json.loads(ds.attrs["settings"])["method"]["n_steps"] == 60
     )
-    idata = az.from_netcdf(out / "posterior.nc")
+    idata = az.from_netcdf(out.with_suffix(".nc"))
     assert set(idata.posterior.data_vars) == set(NAMES)
     assert idata.posterior.sizes["chain"] == 14 and idata.posterior.sizes["draw"] == n_kept
 
@@ -175,7 +175,10 @@ def test_same_seed_gives_identical_draws(run_a, folder, capsys):
     assert rows["lambda_ref"][1] == "1/day" and rows["mu_log_cpep0"][1] == "ln(nmol/L)"
     assert all(len(rows[n]) == 8 for n in NAMES)  # name, unit, MAP, mean, SD, q05, q95, τ
     assert "acceptance" in stdout
-    a, b = load_posterior(run_a[1] / "posterior.nc"), load_posterior(out_b / "posterior.nc")
+    a, b = (
+        load_posterior(run_a[1].with_suffix(".nc")),
+        load_posterior(out_b / "synthetic_records.nc"),
+    )
     for name in NAMES:
         np.testing.assert_array_equal(a[name], b[name])
 
@@ -192,7 +195,7 @@ def test_cli_draws_equal_the_python_api(run_a, folder):
     table = CurveTable(MODEL, n_loglam=41, n_q=11, max_day=760.0, day_step=10.0)
     cal = IndividualCalibration(MODEL, data, table=table, baseline_day=BASELINE_DAY)
     post = cal.sample(11, n_walkers=14, n_steps=60, burn=20, thin=2, n_starts=2, progress=False)
-    ds = open_posterior(run_a[1] / "posterior.nc")
+    ds = open_posterior(run_a[1].with_suffix(".nc"))
     for k, name in enumerate(NAMES):
         np.testing.assert_array_equal(ds[name].values, post.chains[:, :, k])
     m = pd.read_csv(run_a[1] / "map.csv")

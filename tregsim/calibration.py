@@ -2,10 +2,21 @@
 
 A thin result wrapper over the calibration package (:func:`tregsim.calibrate.pipeline.calibrate`
 for NPE, :func:`tregsim.calibrate.individual_run.calibrate_individual` for the individual-level
-likelihood; ``[method] kind`` of the config chooses). Both write their files (``posterior.nc``,
-tables, figures, ``manifest.json``) into the output folder while they run, because a posterior
-and its diagnostics are large; :meth:`Calibration.save` copies them elsewhere and
-:func:`load_calibration` reads a saved calibration back.
+likelihood, the treatment-effect synthesis; ``[method] kind`` of the config chooses).
+
+Output layout (``tregsim calibrate CONFIG --out DIR``; the shipped layout of
+``calibration/posteriors/``, so ``--out calibration/posteriors`` replaces a shipped posterior
+with no hand copying)::
+
+    DIR/NAME.nc        the posterior (ArviZ netCDF); NAME is the config's ``name``
+    DIR/NAME/          manifest.json (config, model and data SHA-256, seed, versions, git
+                       commit, the posterior's SHA-256 under "outputs"), tables, figures,
+                       the trained estimator (NPE) and the working files (simulation banks,
+                       caches: git-ignored, reused when a run resumes)
+
+The method writes into ``DIR/NAME/`` while it runs; :func:`publish` moves the posterior to
+``DIR/NAME.nc`` (atomic rename) and records its hash. :func:`stale_inputs` compares a
+published manifest's input hashes with the files as they are now.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tregsim.errors import ArgumentError
+from tregsim.results import display_path
 
 
 @dataclass
@@ -32,8 +44,12 @@ class Calibration:
     result: Any
     method: dict | None = None  # the config's [method] table
 
+    posterior_file: Path | None = None  # DIR/NAME.nc once published
+
     @property
     def posterior_path(self) -> Path:
+        if self.posterior_file is not None:
+            return self.posterior_file
         if self.kind == "treatment_effect":
             from tregsim.calibrate.treatment_effect import POSTERIOR_FILE
 
@@ -41,10 +57,13 @@ class Calibration:
         return self.out / "posterior.nc"
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """The calibration's folder at ``out_dir`` (a copy unless it was written there)."""
+        """The calibration in the published layout under ``out_dir`` (``NAME.nc`` and
+        ``NAME/``; a copy unless it was written there). Returns ``out_dir``."""
         target = Path(out_dir)
-        if target.resolve() != self.out.resolve():
-            shutil.copytree(self.out, target, dirs_exist_ok=True)
+        if target.resolve() != self.out.parent.resolve():
+            shutil.copytree(self.out, target / self.out.name, dirs_exist_ok=True)
+            if self.posterior_file is not None:
+                shutil.copy2(self.posterior_file, target / self.posterior_file.name)
         return target
 
     def report_lines(self) -> list[str]:
@@ -66,11 +85,113 @@ def calibration_study(
     diagnostics: bool = True,
     argv: list[str] | None = None,
 ) -> Calibration:
-    """Calibrate the config's parameters into ``out_dir``.
+    """Calibrate the config's parameters into ``out_dir`` in the shipped layout (module
+    docstring): ``out_dir/NAME.nc`` and ``out_dir/NAME/``.
 
     budget : NPE simulations (≥ 50; default the config's); diagnostics : NPE SBC and
     posterior-predictive checks. Both are NPE options: a likelihood config refuses them.
     """
+    name = config_name(config)
+    cal = _run_method(
+        config,
+        Path(out_dir) / name,
+        budget=budget,
+        seed=seed,
+        progress=progress,
+        diagnostics=diagnostics,
+        argv=argv,
+    )
+    cal.posterior_file = publish(cal.posterior_path, Path(out_dir) / f"{name}.nc", cal.out)
+    return cal
+
+
+def config_name(config: str | os.PathLike) -> str:
+    """The ``name`` of a calibration config (the stem of the published posterior); the file's
+    stem when it has none (the full validation comes later)."""
+    import re
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return Path(config).stem  # the config loader reports it with file and fix
+    name = data.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        if name is None:
+            return Path(config).stem
+        raise ArgumentError(
+            f"name {name!r} cannot name a file",
+            file=str(config),
+            field="name",
+            fix="use letters, digits, '_', '-' or '.' (it becomes NAME.nc and NAME/)",
+        )
+    return name
+
+
+def publish(posterior: Path, target: Path, folder: Path) -> Path:
+    """Move a finished run's ``posterior`` to ``target`` (atomic rename) and record its
+    SHA-256 under ``outputs`` in ``folder/manifest.json``. Returns ``target``."""
+    import json
+
+    from tregsim.io import file_sha256, write_json
+
+    posterior, target = Path(posterior), Path(target)
+    if posterior.resolve() != target.resolve():
+        os.replace(posterior, target)
+    man_path = folder / "manifest.json"
+    man = json.loads(man_path.read_text(encoding="utf-8"))
+    outputs = {target.name: file_sha256(target)}
+    for extra in ("estimator.pt", "estimator.pt.json"):
+        if (folder / extra).is_file():
+            outputs[f"{folder.name}/{extra}"] = file_sha256(folder / extra)
+    man["outputs"] = outputs
+    write_json(man_path, man)
+    return target
+
+
+def stale_inputs(
+    posterior: str | os.PathLike, *, root: str | os.PathLike | None = None
+) -> list[str]:
+    """Why a published posterior no longer matches what produced it: one line per input
+    (config, model, data) whose SHA-256 differs from its manifest's, or whose file is gone,
+    and one if the posterior itself changed. ``[]`` when current. Inputs are resolved like
+    the manifest names them (relative to the project folder); data that is not on this
+    machine (``../shared`` absent) is reported as missing. ``root``: the folder the manifest's
+    paths are relative to (tried first; then the project folder, then the working folder)."""
+    import json
+
+    from tregsim.io import file_sha256
+    from tregsim.resources import project_root
+
+    posterior = Path(posterior)
+    folder = posterior.with_suffix("")
+    man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    bases = [Path(b) for b in (root, project_root(), Path.cwd()) if b is not None]
+    out = []
+    for role, v in man.get("inputs", {}).items():
+        p = next((b / v["path"] for b in bases if (b / v["path"]).is_file()), bases[0] / v["path"])
+        if not p.is_file():
+            out.append(f"{role}: {v['path']} is missing")
+        elif file_sha256(p) != v["sha256"]:
+            out.append(f"{role}: {v['path']} changed since the calibration")
+    want = man.get("outputs", {}).get(posterior.name)
+    if want is None:
+        out.append(f"{folder.name}/manifest.json records no SHA-256 of {posterior.name}")
+    elif file_sha256(posterior) != want:
+        out.append(f"{posterior.name} differs from the file the calibration wrote")
+    return out
+
+
+def _run_method(
+    config: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    budget: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    diagnostics: bool = True,
+    argv: list[str] | None = None,
+) -> Calibration:
     from tregsim.calibrate.config import load_config
 
     if _method_kind(config) == "treatment_effect":
@@ -138,7 +259,7 @@ def _method_kind(config) -> str | None:
 
 
 def _treatment_effect_lines(res: Any, posterior: Path) -> list[str]:
-    lines = [f"posterior: {posterior}"]
+    lines = [f"posterior: {display_path(posterior)}"]
     for r in res.posterior_summary:
         lines.append(
             f"  {r['parameter']:>12s}: median {r['posterior_median']:.4g}, 90% "
@@ -174,13 +295,17 @@ def load_calibration(out_dir: str | os.PathLike) -> dict:
     from tregsim.results import read_manifest
 
     out = Path(out_dir)
-    with xr.open_dataset(out / "posterior.nc", group="posterior", engine="h5netcdf") as ds:
+    if out.suffix == ".nc":  # DIR/NAME.nc of the published layout
+        post, folder = out, out.with_suffix("")
+    else:  # a method's own folder (posterior.nc inside)
+        post, folder = out / "posterior.nc", out
+    with xr.open_dataset(post, group="posterior", engine="h5netcdf") as ds:
         draws = {k: np.asarray(v.values, dtype=float).reshape(-1) for k, v in ds.data_vars.items()}
-    return {"posterior": draws, "manifest": read_manifest(out)}
+    return {"posterior": draws, "manifest": read_manifest(folder)}
 
 
 def _npe_lines(res: Any) -> list[str]:
-    lines = [f"posterior: {res.out / 'posterior.nc'}"]
+    lines = [f"posterior: {display_path(res.out.with_suffix('.nc'))}"]
     for _, r in res.contraction.iterrows():
         lines.append(
             f"  {r['parameter']:>13s} [{r['unit']}]: mean {r['posterior_mean']:.4g}, "
@@ -205,7 +330,7 @@ def _likelihood_lines(res: Any, m: dict | None) -> list[str]:
     import math
 
     lines = [
-        f"posterior: {res.out / 'posterior.nc'} ({res.n_participants} participants, "
+        f"posterior: {display_path(res.out.with_suffix('.nc'))} ({res.n_participants} participants, "
         f"{res.n_visits} visits, {res.n_censored} below the LLOQ)"
     ]
     head = ("MAP", "mean", "SD", "q05", "q95", "τ (steps)")

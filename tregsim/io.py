@@ -9,6 +9,7 @@ interrupted run never leaves a half-written file under its final name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -127,7 +128,7 @@ def build_manifest(
     """
     hashes = {}
     for role, p in (inputs or {}).items():
-        hashes[role] = {"path": str(p), "sha256": file_sha256(p)}
+        hashes[role] = {"path": portable_path(p), "sha256": file_sha256(p)}
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "command": command,
@@ -136,8 +137,50 @@ def build_manifest(
         "settings": settings or {},
         "command_line": " ".join(argv if argv is not None else sys.argv),
         "versions": package_versions(),
+        "git_commit": git_commit(),
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` as a manifest names it: relative to the project folder (the checkout that
+    holds ``calibration/``, ``models/``; ``../shared/data/…`` for the shared data beside it),
+    else relative to the working folder, else its file name — never an absolute path."""
+    p = Path(path).resolve()
+    from tregsim.resources import project_root
+
+    for base in (project_root(), Path.cwd()):
+        if base is None:
+            continue
+        rel = os.path.relpath(p, Path(base).resolve())
+        if not rel.startswith("../../"):
+            return Path(rel).as_posix()
+    return p.name
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The git commit of the tregsim source tree that runs, with ``-dirty`` when it has
+    uncommitted changes; None outside a git checkout (an installed wheel)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def identity(manifest: dict) -> dict:

@@ -85,6 +85,11 @@ def read_csv_table(path, *, id_columns=("ID", "id")) -> pd.DataFrame:
         ) from None
 
 
+def _shown(value) -> str:
+    """A cell as a user wrote it: ``-0.5``, ``'abc'`` (not ``np.float64(-0.5)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def numeric_column(df: pd.DataFrame, col: str, file, label: str | None = None) -> pd.Series:
     """``df[col]`` as float; a non-number raises naming its line and column."""
     s = pd.to_numeric(df[col], errors="coerce")
@@ -92,7 +97,7 @@ def numeric_column(df: pd.DataFrame, col: str, file, label: str | None = None) -
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataFileError(
-            f"{label or col} value {df[col].iloc[i]!r} is not a number",
+            f"{label or col} value {_shown(df[col].iloc[i])} is not a number",
             file=file,
             field=f"line {data_line(i)}, column {label or col}",
             fix=f"write a number (or {MISSING} for missing)",
@@ -185,7 +190,7 @@ def validate_long(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataFileError(
-                f"{problem}, got {df[col].iloc[i]!r}",
+                f"{problem}, got {_shown(df[col].iloc[i])}",
                 file=file,
                 field=f"line {data_line(i)}, column {label[col]}",
                 fix=fix,

@@ -33,3 +33,9 @@ def shipped_path(rel: str | Path) -> Path:
         if p.exists():
             return p
     return bases[0] / rel
+
+
+def project_root() -> Path | None:
+    """The source checkout's root folder (``pyproject.toml`` beside ``tregsim/``), or None in
+    an installed wheel."""
+    return _ROOT if _is_checkout(_ROOT) else None

@@ -31,7 +31,7 @@ from tregsim.calibrate.simulator import (
     summarize,
 )
 from tregsim.errors import OutputFolderError
-from tregsim.io import atomic_path, build_manifest, file_sha256, write_json
+from tregsim.io import atomic_path, build_manifest, file_sha256, portable_path, write_json
 
 SBC_START = 100_000_000
 """θ items of SBC datasets start here (disjoint from any training budget below it)."""
@@ -174,13 +174,19 @@ def calibrate(
                 file=out,
                 fix="choose another --out folder",
             )
-    out.mkdir(parents=True, exist_ok=True)
-    if config.kind == "npe_structure":
+    if config.kind == "npe_structure":  # every input check before anything is written
         from tregsim.calibrate.structure_simulator import build_problem as build_structure
 
         problem = build_structure(config)
     else:
         problem = build_problem(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model_file = getattr(problem.model.spec, "path", None)
+    if model_file:  # the stale-posterior check compares it (tregsim.calibration.stale_inputs)
+        manifest["inputs"]["model"] = {
+            "path": portable_path(model_file),
+            "sha256": file_sha256(model_file),
+        }
     meth = config.method
     timings = {}
 

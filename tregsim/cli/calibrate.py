@@ -23,8 +23,10 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--out",
         required=True,
-        help="output folder (created; a simulation "
-        "bank already there with the same settings is reused and extended)",
+        help="output folder, in the shipped layout: DIR/NAME.nc (the posterior; NAME is the "
+        "config's name) and DIR/NAME/ (manifest, tables, figures, working files; a simulation "
+        "bank already there with the same settings is reused and extended). "
+        "--out calibration/posteriors replaces the shipped posterior",
     )
     parser.add_argument(
         "--budget",

@@ -8,7 +8,6 @@ SBC → what the evidence says → ``treatment_effect.nc`` (ArviZ) + tables, fig
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from pathlib import Path
@@ -47,7 +46,9 @@ def calibrate_treatment_effect(
     from tregsim.posterior import save_posterior
 
     t0 = time.perf_counter()
-    commit = _git_commit()  # the code that runs, not the tree at the end
+    from tregsim.io import git_commit
+
+    commit = git_commit()  # the code that runs, not the tree at the end
     cfg = load_config(config)
     out = Path(out)
     timings = {}
@@ -206,26 +207,6 @@ def calibrate_treatment_effect(
         settings={"config": cfg.path.name, "timings_s": timings, "ess": ess(w)},
         argv=argv,
     )
-    # paths relative to the configuration's folder: the manifest names no absolute path
-    for role, v in man["inputs"].items():
-        v["path"] = os.path.relpath(prob.input_files[role], cfg.path.parent)
     man["git_commit"] = commit
     write_json(out / "manifest.json", man)
     return res
-
-
-def _git_commit() -> str | None:
-    """The source tree's git commit (None outside a git checkout)."""
-    import subprocess
-
-    try:
-        r = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() or None if r.returncode == 0 else None
