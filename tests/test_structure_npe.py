@@ -300,10 +300,11 @@ def test_tiny_structure_npe_run_writes_every_file(tmp_path, rng):
         assert old in text
         text = text.replace(old, new)
     cal = calibration_study(_config(tmp_path, rec, text), tmp_path / "o", budget=60, progress=False)
-    out = tmp_path / "o"
-    for f in ("posterior.nc", "sbc_coverage.csv", "predictive_check.csv", "manifest.json"):
+    name = "natural_history_structure_npe"  # the layout DIR/NAME.nc + DIR/NAME/
+    out = tmp_path / "o" / name
+    for f in ("sbc_coverage.csv", "predictive_check.csv", "manifest.json"):
         assert (out / f).is_file(), f
-    post = load_posterior(out / "posterior.nc")
+    post = load_posterior(tmp_path / "o" / f"{name}.nc")
     assert set(post) >= {"beta_lin", "sigma_meas", "kappa", "mu_c", "s0", "k_re"}
     assert np.all(post["s0"] == 0.41) and np.all(post["k_re"] == 0.02)
     ppc = pd.read_csv(out / "predictive_check.csv")
