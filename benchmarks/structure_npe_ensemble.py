@@ -2,7 +2,8 @@
 
 An equal-weight mixture of flows trained on the same bank with different seeds is what
 ``[method] n_ensemble`` trains (members seed + m); here the members are the single flows of
-``benchmarks/structure_npe_seeds.py`` (seeds seed + 100 k) and the run's own ``estimator.pt``.
+``benchmarks/structure_npe_seeds.py`` (seeds seed + 100 k) and the run's own ``estimator.pt``
+(``--run DIR/NAME``, the run's working folder).
 For each group of members (``--groups "0,1,2;3,4,5"``, indices into ``--members``) it samples
 the mixture posterior at the records' summaries, reports the spread of the groups' posterior
 means / posterior SD, and the SBC coverage of the first group on the run's held-out

@@ -1,16 +1,17 @@
 """Issue #14 item 6: spread of NPE posterior means between training seeds (records structure).
 
 Trains the ``kind = "npe_structure"`` flow of CONFIG on the simulation bank of a finished
-``tregsim calibrate`` folder (``RUN/bank.npz``: the same θ draws and cohorts for every seed)
+``tregsim calibrate`` run (``RUN/bank.npz``, RUN = DIR/NAME: the same θ draws and cohorts
+for every seed)
 with training seeds ``seed, seed+100, seed+200, …`` (initial weights, validation split, batch
 order; ensemble members use seed + m), each with ``--n-ensemble`` flows, and reports per parameter (max − min of the posterior means) /
 posterior SD and SD of the means / posterior SD (target ≤ 0.25).
 
     OMP_NUM_THREADS=1 python benchmarks/structure_npe_seeds.py \\
-        calibration/natural_history_structure_npe.toml --run runs/s30k --seeds 3 \\
+        calibration/natural_history_structure_npe.toml --run DIR/NAME --seeds 3 \\
         [--n-ensemble 1] [--n-train 30000] [--with-run] --out runs/seeds_e1
 
-``--with-run`` counts RUN/posterior.nc (the config's seed) as seed 0; ``--only 1`` and
+``--with-run`` counts the run's posterior (DIR/NAME.nc; the config's seed) as seed 0; ``--only 1`` and
 ``--only 2`` in two processes train seeds in parallel (the last one to finish writes the table
 of all seeds found). Writes OUT/seed_spread.csv, OUT/posterior_seed<k>.npz, OUT/timings_*.json.
 Numbers in docs/calibration.md, "NPE on within-patient statistics".
@@ -30,7 +31,11 @@ import pandas as pd
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config")
-    ap.add_argument("--run", required=True, help="folder of a finished tregsim calibrate run")
+    ap.add_argument(
+        "--run",
+        required=True,
+        help="working folder of a finished tregsim calibrate run (DIR/NAME, with bank.npz)",
+    )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=None, help="default: the config's seed")
     ap.add_argument("--n-ensemble", type=int, default=1)
@@ -45,7 +50,7 @@ def main() -> None:
     ap.add_argument(
         "--with-run",
         action="store_true",
-        help="count RUN/posterior.nc (trained with the config's seed) as one of the seeds",
+        help="count the run's posterior DIR/NAME.nc (the config's seed) as one of the seeds",
     )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -93,7 +98,10 @@ def main() -> None:
     if a.with_run:  # read at the end: the run may still be finishing when this starts
         from tregsim.posterior import load_posterior
 
-        post = load_posterior(Path(a.run) / "posterior.nc")
+        run = Path(a.run)  # DIR/NAME/ (its posterior is DIR/NAME.nc) or an older DIR/
+        post = load_posterior(
+            run / "posterior.nc" if (run / "posterior.nc").is_file() else run.with_suffix(".nc")
+        )
         th = np.stack([post[n] for n in problem.names], axis=1)
         means.append(th.mean(0))
         sds.append(th.std(0))
