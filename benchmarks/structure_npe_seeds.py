@@ -2,18 +2,19 @@
 
 Trains the ``kind = "npe_structure"`` flow of CONFIG on the simulation bank of a finished
 ``tregsim calibrate`` run (``RUN/bank.npz``, RUN = DIR/NAME: the same θ draws and cohorts
-for every seed)
-with training seeds ``seed, seed+100, seed+200, …`` (initial weights, validation split, batch
-order; ensemble members use seed + m), each with ``--n-ensemble`` flows, and reports per parameter (max − min of the posterior means) /
-posterior SD and SD of the means / posterior SD (target ≤ 0.25).
+for every seed) with training seeds ``seed, seed+100, seed+200, …`` (initial weights,
+validation split, batch order; ensemble members use seed + m), each with ``--n-ensemble``
+flows, and reports per parameter (max − min of the posterior means) / posterior SD and SD of
+the means / posterior SD (target ≤ 0.25).
 
     OMP_NUM_THREADS=1 python benchmarks/structure_npe_seeds.py \\
         calibration/natural_history_structure_npe.toml --run DIR/NAME --seeds 3 \\
         [--n-ensemble 1] [--n-train 30000] [--with-run] --out runs/seeds_e1
 
-``--with-run`` counts the run's posterior (DIR/NAME.nc; the config's seed) as seed 0; ``--only 1`` and
-``--only 2`` in two processes train seeds in parallel (the last one to finish writes the table
-of all seeds found). Writes OUT/seed_spread.csv, OUT/posterior_seed<k>.npz, OUT/timings_*.json.
+``--with-run`` counts the run's posterior (DIR/NAME.nc; the config's seed) as seed 0;
+``--only 1`` and ``--only 2`` in two processes train seeds in parallel (the last one to
+finish writes the table of all seeds found). Writes OUT/seed_spread.csv,
+OUT/posterior_seed<k>.npz, OUT/estimator_seed<k>.pt, OUT/timings_*.json.
 Numbers in docs/calibration.md, "NPE on within-patient statistics".
 """
 
