@@ -5,7 +5,7 @@ model file unless overridden), the summary statistics, the method, the simulatio
 the seed. Unknown keys are rejected with a :class:`~tregsim.errors.ConfigFileError` naming
 the file, the dotted field and the fix. See ``docs/calibration.md`` for every key.
 
-Two kinds of configuration, chosen by ``[method] kind``:
+Kinds of configuration, chosen by ``[method] kind``:
 
 * ``"npe"`` (default): population NPE on per-age-group × month summaries
   (:class:`CalibrationConfig`, ``[data] summary``, ``[cohort] age_range_years``, ``[budget]``);
@@ -16,6 +16,9 @@ Two kinds of configuration, chosen by ``[method] kind``:
   (:mod:`tregsim.calibrate.variability`) on long-format records by emcee
   (:class:`StructureConfig`, ``[parameters] candidate``, every free parameter's prior in
   ``[parameters.priors]``).
+* ``"npe_structure"``: NPE of the records' structure of individual variability on per-visit
+  and within-patient summaries of records-like simulated cohorts
+  (:mod:`tregsim.calibrate.structure_config`, which validates it).
 
 A key of the other kind is rejected with a message saying which kind it belongs to.
 """
@@ -152,7 +155,7 @@ _LIK_NOT_FIXABLE = ("age", "f_lambda", "cpep0")
 """Set per participant by the likelihood (covariate, random effect, baseline)."""
 
 _BELOW_LLOQ = ("half_lloq", "lloq", "keep")
-_METHODS = ("npe", "likelihood")
+_METHODS = ("npe", "likelihood", "npe_structure", "structure_likelihood")
 _ESTIMATORS = ("maf", "nsf", "mdn")
 
 
@@ -373,6 +376,11 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
         return _load_likelihood(raw, path)
     if isinstance(meth_raw, dict) and meth_raw.get("kind") == STRUCTURE_KIND:
         return _load_structure(raw, path)
+    if isinstance(meth_raw, dict) and meth_raw.get("kind") == "npe_structure":
+        # NPE on the records' structure (docs/calibration.md, "NPE on within-patient statistics")
+        from tregsim.calibrate.structure_config import load_structure_config
+
+        return load_structure_config(raw, path)
     top, sec, model = _sections(
         raw, path, _SCHEMA, lambda table, name: _check_table(table, name, path)
     )

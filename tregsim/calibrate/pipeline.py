@@ -96,9 +96,13 @@ def simulate_bank(
         file=sys.stderr,
         disable=not progress,
     )
+    sim = getattr(problem, "simulate_summaries", None)  # npe_structure: its own simulator
     for lo in range(done, n, chunk_size):
         hi = min(lo + chunk_size, n)
-        x_all[lo:hi] = simulate_summaries(problem, th_all[lo:hi], seed, start + lo)
+        if sim is not None:
+            x_all[lo:hi] = sim(th_all[lo:hi], seed, start + lo)
+        else:
+            x_all[lo:hi] = simulate_summaries(problem, th_all[lo:hi], seed, start + lo)
         if path is not None:
             _save_bank(path, z_all[:hi], th_all[:hi], x_all[:hi], ident, start, problem)
         bar.update(hi - lo)
@@ -170,7 +174,12 @@ def calibrate(
                 file=out,
                 fix="choose another --out folder",
             )
-    problem = build_problem(config)  # every input check before anything is written
+    if config.kind == "npe_structure":  # every input check before anything is written
+        from tregsim.calibrate.structure_simulator import build_problem as build_structure
+
+        problem = build_structure(config)
+    else:
+        problem = build_problem(config)
     out.mkdir(parents=True, exist_ok=True)
     model_file = getattr(problem.model.spec, "path", None)
     if model_file:  # the stale-posterior check compares it (tregsim.calibration.stale_inputs)
@@ -203,6 +212,8 @@ def calibrate(
     z_post = est.sample_z(problem.data.observed, meth["n_posterior_draws"], seed)
     th_post = problem.theta_from_z(z_post)
     draws = {n: th_post[:, j] for j, n in enumerate(problem.names)}
+    if hasattr(problem, "constant_draws"):  # npe_structure: s0, k_re of its curve table
+        draws |= problem.constant_draws(len(th_post))
     units = problem.units
     save_posterior(
         out / "posterior.nc",
@@ -244,8 +255,6 @@ def calibrate(
 def _diagnostics(problem, est, bank, th_post, seed, out, result, progress):
     import pandas as pd
 
-    from tregsim.plots import calibration as cplot
-
     meth = problem.config.method
     names = problem.names
     # SBC on held-out prior simulations
@@ -282,6 +291,23 @@ def _diagnostics(problem, est, bank, th_post, seed, out, result, progress):
     # posterior predictive check (summaries and mean nmol/L per cell)
     n_pred = int(meth["n_predictive_draws"])
     th = th_post[:n_pred]
+    if hasattr(problem, "predictive_check"):  # npe_structure
+        ppc = problem.predictive_check(th, seed, PPC_START)
+    else:
+        ppc = _cell_predictive_check(problem, th, seed)
+    with atomic_path(out / "predictive_check.csv") as tmp:
+        ppc.to_csv(tmp, index=False)
+    result.predictive = ppc
+    result.info["predictive_inside_95"] = {
+        s: f"{int(g['inside'].sum())}/{len(g)}" for s, g in ppc.groupby("statistic")
+    }
+    _figures(problem, ppc, bank, th_post, ranks, n_draws, names, out)
+
+
+def _cell_predictive_check(problem, th, seed):
+    import pandas as pd
+
+    n_pred = len(th)
     ys = []
     for lo in range(0, n_pred, problem.config.chunk_size):
         hi = min(lo + problem.config.chunk_size, n_pred)
@@ -307,12 +333,11 @@ def _diagnostics(problem, est, bank, th_post, seed, out, result, progress):
         ],
         ignore_index=True,
     )
-    with atomic_path(out / "predictive_check.csv") as tmp:
-        ppc.to_csv(tmp, index=False)
-    result.predictive = ppc
-    result.info["predictive_inside_95"] = {
-        s: f"{int(g['inside'].sum())}/{len(g)}" for s, g in ppc.groupby("statistic")
-    }
+    return ppc
+
+
+def _figures(problem, ppc, bank, th_post, ranks, n_draws, names, out):
+    from tregsim.plots import calibration as cplot
 
     figs = out / "figures"
     figs.mkdir(exist_ok=True)

@@ -1,0 +1,89 @@
+"""Issue #14 item 3: do the NPE and the records likelihood agree on the structure's posterior?
+
+Per parameter: NPE and likelihood medians and 90 % intervals, and the difference of the
+medians in units of the pooled posterior SD, sqrt((SD_npe² + SD_lik²) / 2). Without a
+likelihood posterior (``--likelihood`` missing), the NPE is compared with the structure's MAP
+(calibration/natural_history_structure.json) in units of the NPE posterior SD.
+
+    python benchmarks/structure_npe_agreement.py runs/s30k/posterior.nc \\
+        --likelihood /work/notes/lik4_posterior.nc --out runs/s30k/diagnostics/agreement.csv
+
+Numbers in docs/calibration.md, "NPE on within-patient statistics".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+NAMES = (
+    "lambda_ref",
+    "gamma_a",
+    "omega_lambda",
+    "q",
+    "beta_c",
+    "beta_lin",
+    "sigma_meas",
+    "kappa",
+    "mu_c",
+    "mu_a",
+    "s_c",
+)
+MAP = Path(__file__).resolve().parents[1] / "calibration" / "natural_history_structure.json"
+
+
+def _summary(d: np.ndarray) -> dict:
+    q05, q50, q95 = np.quantile(d, [0.05, 0.5, 0.95])
+    return {"median": q50, "q05": q05, "q95": q95, "sd": d.std()}
+
+
+def agreement(npe: dict, lik: dict | None, map_theta: dict | None) -> pd.DataFrame:
+    rows = []
+    for n in NAMES:
+        if n not in npe:
+            continue
+        a = _summary(npe[n])
+        r = {"parameter": n} | {f"npe_{k}": v for k, v in a.items()}
+        if lik is not None and n in lik:
+            b = _summary(lik[n])
+            pooled = np.sqrt((a["sd"] ** 2 + b["sd"] ** 2) / 2)
+            r |= {f"lik_{k}": v for k, v in b.items()}
+            r["pooled_sd"] = pooled
+            r["median_diff_over_pooled_sd"] = (a["median"] - b["median"]) / pooled
+            r["npe_median_in_lik_90"] = bool(b["q05"] <= a["median"] <= b["q95"])
+            r["lik_median_in_npe_90"] = bool(a["q05"] <= b["median"] <= a["q95"])
+        elif map_theta is not None:
+            r["map"] = map_theta[n]
+            r["median_minus_map_over_npe_sd"] = (a["median"] - map_theta[n]) / a["sd"]
+            r["map_in_npe_90"] = bool(a["q05"] <= map_theta[n] <= a["q95"])
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    from tregsim.posterior import load_posterior
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("npe")
+    ap.add_argument("--likelihood", default=None)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    npe = load_posterior(a.npe)
+    lik = None
+    if a.likelihood and Path(a.likelihood).is_file():
+        lik = load_posterior(a.likelihood)
+    else:
+        print(f"no likelihood posterior at {a.likelihood}: comparing with the MAP of {MAP.name}")
+    tab = agreement(npe, lik, json.loads(MAP.read_text())["theta"])
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    tab.to_csv(a.out, index=False)
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(tab.round(4).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
