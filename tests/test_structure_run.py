@@ -328,7 +328,7 @@ def test_non_identified_parameters_keep_their_prior(table, move, n_steps):
 def run_a(folder):
     out = folder / "out_a"
     rc = main(["calibrate", str(folder / "s.toml"), "--out", str(out), "--quiet"])
-    return rc, out
+    return rc, out / "structure_test"  # published layout: NAME/ beside NAME.nc
 
 
 def test_cli_writes_contract_posterior_and_files(run_a):
@@ -336,7 +336,7 @@ def test_cli_writes_contract_posterior_and_files(run_a):
 
     rc, out = run_a
     assert rc == 0
-    idata = az.from_netcdf(out / "posterior.nc")
+    idata = az.from_netcdf(out.with_suffix(".nc"))
     post = idata.posterior
     contract = {
         "lambda_ref",
