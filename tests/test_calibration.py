@@ -23,8 +23,8 @@ from tregsim.errors import ConfigFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "calibration" / "natural_history_npe.toml"
-SHIPPED = ROOT / "calibration" / "posteriors" / "natural_history.nc"
-SHIPPED_NET = ROOT / "calibration" / "posteriors" / "natural_history" / "estimator.pt"
+SHIPPED = ROOT / "calibration" / "posteriors" / "natural_history_lumped.nc"
+SHIPPED_NET = ROOT / "calibration" / "posteriors" / "natural_history_lumped" / "estimator.pt"
 MODEL = tregsim.load_model("treg_t1d")
 
 

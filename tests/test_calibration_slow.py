@@ -17,7 +17,7 @@ from tregsim.calibrate.simulator import DAYS_PER_MONTH, build_problem, simulate_
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "calibration" / "natural_history_npe.toml"
-SHIPPED_NET = ROOT / "calibration" / "posteriors" / "natural_history" / "estimator.pt"
+SHIPPED_NET = ROOT / "calibration" / "posteriors" / "natural_history_lumped" / "estimator.pt"
 INDIVIDUAL = ROOT.parent / "shared" / "data" / "placebo_cpeptide_individual.csv"
 MODEL = tregsim.load_model("treg_t1d")
 
