@@ -130,7 +130,13 @@ class _Prepared:
         theta = None
         if nh_draws:
             k = len(next(iter(nh_draws.values())))
-            theta = {name: np.asarray(v, float)[np.arange(n) % k] for name, v in nh_draws.items()}
+            # a records-structure posterior also carries the records' baseline distribution
+            # (mu_c, mu_a, s_c): not model parameters, so not patients' parameters
+            theta = {
+                name: np.asarray(v, float)[np.arange(n) % k]
+                for name, v in nh_draws.items()
+                if name in exp.model.parameter_names
+            }
         if self.structure:
             # the structure's hazard replaces the posterior's, as in virtual trials
             theta = {**(theta or {}), **_structure_theta(exp, self.structure, n)}
