@@ -442,7 +442,11 @@ def test_designs_use_the_records_structure_by_default():
     theta = np.array([[70.0] + [m[k] for k in ("FX", "F_M", "alpha_X", "beta_M")]])
     kw = dict(n_patients=1000, seed=cfg.seed, nh_draws=nh)
     se_default = design_outputs([designs["trex"]], theta, **kw)["trex.m12.se"][0]
-    se_lumped = design_outputs([designs["trex"]], theta, variability="lumped", **kw)
+    lumped = load_posterior(ROOT / "calibration" / "posteriors" / "natural_history_lumped.nc")
+    se_lumped = design_outputs(
+        [designs["trex"]], theta, variability="lumped", n_patients=1000, seed=cfg.seed,
+        nh_draws=lumped,
+    )  # fmt: skip
     assert se_default < se_lumped["trex.m12.se"][0]
 
 

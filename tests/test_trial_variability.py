@@ -136,6 +136,8 @@ def test_power_command_records_the_structure(tmp_path, exp):
     base = [
         "power", str(EXP), "--n-per-arm", "5", "--trials", "10", "--tests", "ancova",
         "--relative-effect", "0.3", "--allocation", "randomized",
+        # a lumped posterior: the structure's point values come from its file
+        "--posterior", str(ROOT / "calibration/posteriors/natural_history_lumped.nc"),
     ]  # fmt: skip
     assert main([*base, "--out", str(tmp_path / "r")]) == 0
     man = json.loads((tmp_path / "r" / "manifest.json").read_text())

@@ -11,6 +11,10 @@ from tregsim import load_model
 from tregsim.errors import DataFileError
 from tregsim.experiment import load_experiment
 from tregsim.posterior import load_posterior
+from tregsim.resources import shipped_path
+
+# the twin of this file is the lumped one (one residual sigma): its posterior
+LUMPED = shipped_path("calibration/posteriors/natural_history_lumped.nc")
 from tregsim.twin import (
     BaselinePrior,
     FastingModel,
@@ -32,7 +36,7 @@ def exp():
 def twin(exp):
     return Twin(
         exp.model,
-        load_posterior(),
+        load_posterior(LUMPED),
         n_draws=64,
         seed=3,
         baseline_prior=BaselinePrior.from_experiment(exp),
@@ -122,7 +126,7 @@ def test_twin_agrees_with_brute_force_conditioning(exp):
     from tregsim.observe import observe_cpeptide
     from tregsim.solve import simulate_arrays
 
-    post = load_posterior()
+    post = load_posterior(LUMPED)
     prior = BaselinePrior.from_experiment(exp)
     age, tb, y0 = 25.0, 60.0, 0.55
     n = 24000

@@ -11,6 +11,10 @@ from tregsim.cli import main
 from tregsim.errors import ArgumentError
 from tregsim.experiment import load_experiment
 from tregsim.posterior import load_posterior
+from tregsim.resources import shipped_path
+
+# the lumped twin of this test needs the lumped posterior (one residual sigma)
+LUMPED = shipped_path("calibration/posteriors/natural_history_lumped.nc")
 from tregsim.trial.endpoints import analyse_trials
 from tregsim.trial.virtual import virtual_trials
 from tregsim.twin import BaselinePrior, Twin, TwinGrid
@@ -22,7 +26,7 @@ def exp():
 
 
 def test_prognostic_score_uses_pre_randomization_data_only(exp):
-    post = load_posterior()
+    post = load_posterior(LUMPED)
     theta = {k: float(np.median(v)) for k, v in post.items()}
     twin = Twin(
         exp.model, post, n_draws=16, seed=2, baseline_prior=BaselinePrior.from_experiment(exp)

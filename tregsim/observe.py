@@ -238,7 +238,10 @@ def observe_visits(
         rho = np.exp(-(d[:, k] - d[:, k - 1]) / tau[:, 0])
         b[:, k] = rho * b[:, k - 1] + np.sqrt(1 - rho**2) * z[:, 0, k]
     with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.exp(-kap * (np.log(mu) - np.log(C_REF_NMOL_L)))
+        # the deviation SD stops growing below the LLOQ: (μ/0.6)^(−κ) → ∞ as μ → 0 would let a
+        # patient with no C-peptide left be "observed" at any level (and overflow exp); above
+        # the LLOQ this is the fitted structure unchanged (docs/calibration.md)
+        h = np.exp(-kap * (np.log(np.maximum(mu, lloq)) - np.log(C_REF_NMOL_L)))
         h = np.where(np.isfinite(h), h, 1.0)
         bio = sb > 0
         log_y = np.log(mu) + np.where(bio, h * sb * b, 0.0) + np.where(bio, sm, sm * h) * z[:, 1]

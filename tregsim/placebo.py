@@ -266,10 +266,11 @@ def cohort_trial_statistics(
     months with participant-bootstrap 95 % intervals (``n_boot`` resamples).
 
     Simulated: ``n_rep`` virtual cohorts of the **experiment's own population** (its
-    covariates, eligibility, enrolment days, ``posterior`` draws — item i of the pool takes
-    draw i mod n_draws) **restricted to the records' age mix**: for every records participant,
-    each cohort takes the next eligible virtual patient whose age falls in the same whole year
-    of age (nearest non-empty year if none). Each patient is simulated in the control arm at
+    covariates, eligibility, enrolment days; cohort r takes ``posterior`` draw r mod n_draws
+    for all its patients, as a real trial has one true θ) **restricted to the records' age
+    mix**: for every records participant, each cohort takes the next eligible virtual patient
+    of its own pool block whose age falls in the same whole year of age (the nearest year
+    with enough patients if none). Each patient is simulated in the control arm at
     the records' nominal months 0/6/12/24 after their own baseline visit, one *observed*
     measurement per visit (``observed``: the records structure's
     :func:`tregsim.observe.observe_visits` with each patient's own ``sigma_meas``, ``kappa``,
@@ -279,7 +280,6 @@ def cohort_trial_statistics(
     """
     import pandas as pd
 
-    from tregsim.cohort import posterior_rows
     from tregsim.population.sampling import complete_baseline, sample_population
     from tregsim.trial_statistics import (
         cohort_statistics,
@@ -306,30 +306,41 @@ def cohort_trial_statistics(
     )
     P = age_rec.size
     year = np.floor(age_rec).astype(int)
-    need = {int(y): int(n_rep * (year == y).sum()) for y in np.unique(year)}
-    pool_n = max(8192, 8 * n_rep * P)
-    while True:
-        theta = posterior_rows(posterior, 0, pool_n)
-        pool: Any = sample_population(exp, pool_n, seed, start=0, theta=theta, baseline_cpep0=False)
-        pyear = np.floor(np.asarray(pool.covariates["age"], float)).astype(int)
-        have = {y: np.flatnonzero(pyear == y) for y in np.unique(pyear)}
-        if all(have.get(y, np.array([])).size >= k for y, k in need.items()) or pool_n > 4_000_000:
-            break
-        pool_n *= 2
-    # the patient each (cohort r, participant i) takes: the next one of that age year
+    years = np.unique(year)
+    count = {int(y): int((year == y).sum()) for y in years}
+    # cohort r draws its patients from block r of the pool, and every patient of block r
+    # takes posterior draw r: one parameter set per cohort, as one real trial has one true θ
+    # (a draw per patient would add posterior uncertainty to the between-patient spread and
+    # inflate the residual SD the statistics measure)
+    block = max(1024, 8 * P)
+    blk = np.arange(n_rep * block) // block
+    theta = None
+    if posterior:
+        theta = {k: np.asarray(v, float)[blk % len(v)] for k, v in posterior.items()}
+    pool: Any = sample_population(
+        exp, n_rep * block, seed, start=0, theta=theta, baseline_cpep0=False
+    )
+    pyear = np.floor(np.asarray(pool.covariates["age"], float)).astype(int)
     pick = np.empty((n_rep, P), dtype=np.int64)
-    years_avail = np.array(sorted(y for y, v in have.items() if v.size), dtype=int)
-    used = dict.fromkeys(need, 0)
-    for i in range(P):
-        y = int(year[i])
-        src = y
-        if have.get(y, np.array([])).size < need[y]:  # nearest year with enough patients
-            src = int(years_avail[np.argmin(np.abs(years_avail - y))])
-        cand = have[src]
-        k = used[y]
-        idx = cand[(k + np.arange(n_rep)) % cand.size]
-        used[y] = k + n_rep
-        pick[:, i] = idx
+    for r in range(n_rep):
+        lo = r * block
+        yr = pyear[lo : lo + block]
+        have = {int(y): np.flatnonzero(yr == y) + lo for y in np.unique(yr)}
+        full = np.array(sorted(y for y, v in have.items() if v.size), dtype=int)
+        if full.size == 0:
+            raise ArgumentError(
+                "no eligible virtual patient to match the records' ages",
+                field="exp",
+                fix="check the experiment's eligibility and age distribution",
+            )
+        for y in years:
+            src = int(y)
+            if have.get(src, np.array([])).size < count[int(y)]:  # nearest year with enough
+                ok = np.array([v for v in full if have[int(v)].size >= count[int(y)]], dtype=int)
+                cand_years = ok if ok.size else full
+                src = int(cand_years[np.argmin(np.abs(cand_years - y))])
+            cand = have[src]
+            pick[r, year == y] = cand[np.arange(count[int(y)]) % cand.size]
     sub = complete_baseline(exp, pool.subset(pick.ravel()))
     times = exp.baseline_day + DAYS_PER_MONTH * np.asarray(months, float)
     ctl = exp.control_arm
