@@ -8,8 +8,8 @@ predictive diagnostics → manifest) on the shipped NPE configuration with a tin
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def tiny(tmp_path_factory):
     src = ROOT / "calibration" / "natural_history_npe.toml"
     text = src.read_text(encoding="utf-8")
     text = text[: text.index("[method]")] + TINY_METHOD
-    (d / "tiny.toml").write_text(re.sub(r'(?m)^name = .*$', 'name = "tiny_nh"', text))
+    (d / "tiny.toml").write_text(re.sub(r"(?m)^name = .*$", 'name = "tiny_nh"', text))
     shutil.copy(ROOT / "calibration" / "natural_history_summary.csv", d)
     out = d / "posteriors"
     cwd = os.getcwd()

@@ -12,9 +12,6 @@ from tregsim.errors import DataFileError
 from tregsim.experiment import load_experiment
 from tregsim.posterior import load_posterior
 from tregsim.resources import shipped_path
-
-# the twin of this file is the lumped one (one residual sigma): its posterior
-LUMPED = shipped_path("calibration/posteriors/natural_history_lumped.nc")
 from tregsim.twin import (
     BaselinePrior,
     FastingModel,
@@ -25,6 +22,9 @@ from tregsim.twin import (
     twin_study,
 )
 from tregsim.units import DAYS_PER_MONTH
+
+# the twin of this file is the lumped one (one residual sigma): its posterior
+LUMPED = shipped_path("calibration/posteriors/natural_history_lumped.nc")
 
 
 @pytest.fixture(scope="module")

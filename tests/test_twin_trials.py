@@ -12,12 +12,12 @@ from tregsim.errors import ArgumentError
 from tregsim.experiment import load_experiment
 from tregsim.posterior import load_posterior
 from tregsim.resources import shipped_path
-
-# the lumped twin of this test needs the lumped posterior (one residual sigma)
-LUMPED = shipped_path("calibration/posteriors/natural_history_lumped.nc")
 from tregsim.trial.endpoints import analyse_trials
 from tregsim.trial.virtual import virtual_trials
 from tregsim.twin import BaselinePrior, Twin, TwinGrid
+
+# the lumped twin of this test needs the lumped posterior (one residual sigma)
+LUMPED = shipped_path("calibration/posteriors/natural_history_lumped.nc")
 
 
 @pytest.fixture(scope="module")
