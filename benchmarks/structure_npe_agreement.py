@@ -20,19 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-NAMES = (
-    "lambda_ref",
-    "gamma_a",
-    "omega_lambda",
-    "q",
-    "beta_c",
-    "beta_lin",
-    "sigma_meas",
-    "kappa",
-    "mu_c",
-    "mu_a",
-    "s_c",
-)
+from tregsim.calibrate.structure_config import STRUCTURE_NAMES as NAMES
+
 MAP = Path(__file__).resolve().parents[1] / "calibration" / "natural_history_structure.json"
 
 

@@ -809,31 +809,12 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
     """Validate a ``[method] kind = "structure_likelihood"`` configuration."""
     from tregsim.calibrate.variability import CANDIDATES, PARAMS
     from tregsim.errors import TregsimError
-    from tregsim.model import load_model
     from tregsim.model.priors import parse_prior
 
     def check(table, section):
         return Table(table, path, section, ConfigFileError).fields(_STRUCT_SCHEMA[section])
 
-    top = check(raw, "")
-    if top["schema_version"] != 1:
-        raise ConfigFileError(
-            f"schema_version {top['schema_version']} is not supported",
-            file=path,
-            field="schema_version",
-            fix="use schema_version = 1",
-        )
-    sec = {name: check(top[name], name) for name in _STRUCT_SCHEMA if name}
-    try:
-        model = load_model(top["model"])
-    except Exception as e:
-        raise ConfigFileError(
-            f"cannot load model {top['model']!r}: {e}",
-            file=path,
-            field="model",
-            fix="name a model in models/ or a model file",
-        ) from e
-
+    top, sec, model = _sections(raw, path, _STRUCT_SCHEMA, check)
     params = sec["parameters"]
     cand = params["candidate"]
     if cand not in CANDIDATES:

@@ -28,24 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tregsim.calibrate.variability import CANDIDATES as VARIABILITY_CANDIDATES
 from tregsim.errors import ConfigFileError
 from tregsim.schema import Field, Table
 from tregsim.units import LLOQ_NMOL_L
 
 KIND = "npe_structure"
-STRUCTURE_NAMES = (
-    "lambda_ref",
-    "gamma_a",
-    "omega_lambda",
-    "q",
-    "beta_c",
-    "beta_lin",
-    "sigma_meas",
-    "kappa",
-    "mu_c",
-    "mu_a",
-    "s_c",
-)
+STRUCTURE_NAMES = VARIABILITY_CANDIDATES["lincovariate+power"][0]
 """Parameters of the structure "lincovariate+power" (tregsim.calibrate.variability)."""
 CANDIDATES = ("lincovariate+power",)
 _COLUMNS = ("study", "id", "age", "day", "month", "y")
@@ -170,7 +159,6 @@ class StructureConfig:
 
 def load_structure_config(raw: dict, path: Path) -> StructureConfig:
     """Validate a parsed ``kind = "npe_structure"`` TOML (see the module docstring)."""
-    from tregsim.model import load_model
     from tregsim.model.priors import parse_prior
 
     path = Path(path)
@@ -178,24 +166,11 @@ def load_structure_config(raw: dict, path: Path) -> StructureConfig:
     def table(data, section, schema):
         return Table(data, path, section, ConfigFileError).fields(schema)
 
-    top = table(raw, "", _SCHEMA[""])
-    if top["schema_version"] != 1:
-        raise ConfigFileError(
-            f"schema_version {top['schema_version']} is not supported",
-            file=path,
-            field="schema_version",
-            fix="use schema_version = 1",
-        )
-    sec = {k: table(top[k], k, _SCHEMA[k]) for k in _SCHEMA if k}
-    try:
-        model = load_model(top["model"])
-    except Exception as e:
-        raise ConfigFileError(
-            f"cannot load model {top['model']!r}: {e}",
-            file=path,
-            field="model",
-            fix="name a model in models/ or a model file",
-        ) from e
+    from tregsim.calibrate.config import _sections
+
+    top, sec, model = _sections(
+        raw, path, _SCHEMA, lambda data, section: table(data, section, _SCHEMA[section])
+    )
 
     # data
     records = (path.parent / sec["data"]["records"]).resolve()
