@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tregsim.calibrate.sections import config_sections as _sections
 from tregsim.errors import ConfigFileError
 from tregsim.schema import Field, Table
 from tregsim.units import LLOQ_NMOL_L, RESPONDER_THRESHOLD_NMOL_L
@@ -252,31 +253,6 @@ def _check_table(
     }
     fields = {k: Field(typ, required, default) for k, (typ, required, default) in schema.items()}
     return Table(table, file, section, ConfigFileError).fields(fields, elsewhere=elsewhere)
-
-
-def _sections(raw: dict, path: Path, schema: dict, check) -> tuple[dict, dict, object]:
-    """Top level and sections checked by ``check(table, section)``; schema version; model."""
-    from tregsim.model import load_model
-
-    top = check(raw, "")
-    if top["schema_version"] != 1:
-        raise ConfigFileError(
-            f"schema_version {top['schema_version']} is not supported",
-            file=path,
-            field="schema_version",
-            fix="use schema_version = 1",
-        )
-    sec = {name: check(top[name], name) for name in schema if name}
-    try:
-        model = load_model(top["model"])
-    except Exception as e:
-        raise ConfigFileError(
-            f"cannot load model {top['model']!r}: {e}",
-            file=path,
-            field="model",
-            fix="name a model in models/ or a model file",
-        ) from e
-    return top, sec, model
 
 
 def _config_priors(params, model, path, need, *, allowed, why: str, fix: str) -> dict:

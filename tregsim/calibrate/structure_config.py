@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tregsim.calibrate.sections import config_sections
 from tregsim.calibrate.variability import CANDIDATES as VARIABILITY_CANDIDATES
 from tregsim.errors import ConfigFileError
 from tregsim.schema import Field, Table
@@ -166,9 +167,7 @@ def load_structure_config(raw: dict, path: Path) -> StructureConfig:
     def table(data, section, schema):
         return Table(data, path, section, ConfigFileError).fields(schema)
 
-    from tregsim.calibrate.config import _sections
-
-    top, sec, model = _sections(
+    top, sec, model = config_sections(
         raw, path, _SCHEMA, lambda data, section: table(data, section, _SCHEMA[section])
     )
 
