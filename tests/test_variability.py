@@ -61,6 +61,26 @@ def test_likelihood_matches_monte_carlo(table, extra):
     th = TH | extra
     days = np.array([0.0, 182.0, 365.0, 730.0])
     y = np.array([0.7, 0.55, 0.42, 0.2])
+    quad, mc, se = _quadrature_and_monte_carlo(table, th, days, y)
+    assert quad == pytest.approx(mc, abs=max(4 * se, 0.02))
+
+
+def test_likelihood_caps_the_deviation_below_the_lloq(table):
+    """A fast decliner: at month 24 most of the noise-free values lie below the LLOQ
+    (0.017 nmol/L), where h(μ) stops growing (tregsim.observe.deviation_scale). The brute-force
+    reference applies the cap by its own definition; without it the reference is outside the
+    tolerance of the match."""
+    th = TH | {"lambda_ref": 8e-3, "sigma_bio": 0.0, "omega_lambda": 0.3, "kappa": 0.6}
+    days = np.array([0.0, 182.0, 365.0, 730.0])
+    y = np.array([0.5, 0.12, 0.05, 0.02])
+    quad, mc, se = _quadrature_and_monte_carlo(table, th, days, y)
+    assert quad == pytest.approx(mc, abs=max(4 * se, 0.02))
+    _, uncapped, se_u = _quadrature_and_monte_carlo(table, th, days, y, cap=False)
+    # the same tolerance would catch a likelihood without the cap
+    assert abs(uncapped - quad) > max(4 * se_u, 0.02)
+
+
+def _quadrature_and_monte_carlo(table, th, days, y, *, cap=True):
     like = V.StructureLikelihood(table, _records(days, y), n_zeta=61, n_eta=61)
     quad = like.per_patient(th)[0]
     rng = np.random.default_rng(0)
@@ -77,7 +97,8 @@ def test_likelihood_matches_monte_carlo(table, extra):
     )
     R = th["sigma_bio"] ** 2 * np.exp(-np.abs(days[:, None] - days[None]) / th["tau_bio"])
     # κ scales the OU deviation when σ_bio > 0, else the residual σ_meas
-    h = np.exp(-th["kappa"] * (logmu - V.LOG_CREF))  # (M, T)
+    # the deviation's SD stops growing below the LLOQ (0.017 nmol/L)
+    h = np.exp(-th["kappa"] * ((np.maximum(logmu, np.log(0.017)) if cap else logmu) - V.LOG_CREF))
     if th["sigma_bio"] > 0:
         cov = R[None] * h[:, :, None] * h[:, None, :] + th["sigma_meas"] ** 2 * np.eye(len(days))
     else:
@@ -94,7 +115,7 @@ def test_likelihood_matches_monte_carlo(table, extra):
     dens = batched
     mc = np.log(dens.mean()) - np.log(y).sum()
     se = dens.std() / dens.mean() / np.sqrt(M)
-    assert quad == pytest.approx(mc, abs=max(4 * se, 0.02))
+    return quad, mc, se
 
 
 def test_censored_visit_is_a_probability(table):

@@ -36,6 +36,7 @@ __all__ = [
     "NOISE_MODELS",
     "add_noise",
     "censor",
+    "deviation_scale",
     "draw_standard_normals",
     "observe",
     "observe_cpeptide",
@@ -178,6 +179,20 @@ C_REF_NMOL_L = 0.6
 """Reference C-peptide of the heteroscedastic factor and the hazard covariate, nmol/L."""
 
 
+def deviation_scale(log_mu, kappa, lloq: float = LLOQ_NMOL_L) -> np.ndarray:
+    """The heteroscedastic factor h(μ) = (max(μ, LLOQ) / 0.6 nmol/L)^(−κ) of the within-patient
+    deviation, from ``log_mu`` = ln(μ / (nmol/L)) (any shape, broadcast with ``kappa``).
+
+    The factor stops growing below the LLOQ: (μ/0.6)^(−κ) → ∞ as μ → 0 would let a patient with
+    no C-peptide left be "observed" at any level (and overflow ``exp``); above the LLOQ it is
+    the structure unchanged. The one home of this rule: the records likelihood, the calibration
+    simulators and the virtual trials all call it (docs/calibration.md, "Structure of
+    individual variability")."""
+    with np.errstate(invalid="ignore"):
+        lm = np.maximum(np.asarray(log_mu, float), np.log(lloq))
+    return np.exp(-np.asarray(kappa, float) * (lm - np.log(C_REF_NMOL_L)))
+
+
 def visit_normals(seed: int, stream: str, start: int, stop: int, n_visits: int) -> np.ndarray:
     """Standard normals (stop − start, 2, n_visits) for patients [start, stop): [:, 0] drives
     the OU path, [:, 1] the assay error. Patient i's numbers do not depend on chunking."""
@@ -238,10 +253,7 @@ def observe_visits(
         rho = np.exp(-(d[:, k] - d[:, k - 1]) / tau[:, 0])
         b[:, k] = rho * b[:, k - 1] + np.sqrt(1 - rho**2) * z[:, 0, k]
     with np.errstate(divide="ignore", invalid="ignore"):
-        # the deviation SD stops growing below the LLOQ: (μ/0.6)^(−κ) → ∞ as μ → 0 would let a
-        # patient with no C-peptide left be "observed" at any level (and overflow exp); above
-        # the LLOQ this is the fitted structure unchanged (docs/calibration.md)
-        h = np.exp(-kap * (np.log(np.maximum(mu, lloq)) - np.log(C_REF_NMOL_L)))
+        h = deviation_scale(np.log(mu), kap, lloq)
         h = np.where(np.isfinite(h), h, 1.0)
         bio = sb > 0
         log_y = np.log(mu) + np.where(bio, h * sb * b, 0.0) + np.where(bio, sm, sm * h) * z[:, 1]

@@ -765,7 +765,9 @@ class StructureTwinGrid:
 
     def _sd(self, log_mu):
         g = self.theta
-        h = np.exp(-g["kappa"] * (log_mu - self._log_cref))
+        from tregsim.observe import deviation_scale
+
+        h = deviation_scale(log_mu, g["kappa"], self.lloq)
         return np.sqrt(g["sigma_meas"] ** 2 + g["sigma_bio"] ** 2) * h
 
     def exact(self, log_y0: np.ndarray, age: np.ndarray, censored: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from scipy import optimize, special
 from tregsim import rng as trng
 from tregsim.calibrate import variability as V
 from tregsim.io import atomic_path, build_manifest, file_sha256, write_json
+from tregsim.observe import deviation_scale
 from tregsim.results import display_path
 
 METHOD = (
@@ -67,7 +68,7 @@ def independent_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     res = like._logy[:, None] - lm
     kap = th.get("kappa", 0.0)
     sa = th.get("sigma_add", 0.0)
-    var = th["sigma_meas"] ** 2 * np.exp(-2 * kap * (lm - V.LOG_CREF))
+    var = th["sigma_meas"] ** 2 * deviation_scale(lm, kap, like.lloq) ** 2
     if sa:
         var = var + (sa * np.exp(-lm)) ** 2
     c = like._cens

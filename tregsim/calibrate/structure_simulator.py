@@ -37,6 +37,7 @@ from tregsim.calibrate.simulator import Problem
 from tregsim.calibrate.structure_config import STRUCTURE_NAMES, StructureConfig
 from tregsim.calibrate.structure_statistics import StatisticsPlan, bootstrap
 from tregsim.calibrate.variability import LOG_CREF, load_records
+from tregsim.observe import deviation_scale
 from tregsim.trial_statistics import VISIT_MONTHS
 
 COHORT_STREAM = "calibrate.structure.cohort"
@@ -249,7 +250,7 @@ def simulate_wide(
     logc = problem.table(loglam[:, vp], q, cfg.baseline_day + d.visit_day[None, :])
     logc0 = problem.table(loglam, q, np.array([cfg.baseline_day]))
     logmu = lev[:, vp] + logc - logc0[:, vp]  # (n, V)
-    sd = col["sigma_meas"] * np.exp(-col["kappa"] * (logmu - LOG_CREF))
+    sd = col["sigma_meas"] * deviation_scale(logmu, col["kappa"], cfg.lloq_nmol_l)
     logy = np.minimum(logmu + sd * rnd["eps"], LOG_Y_MAX)
     y = np.exp(logy)
     lloq = cfg.lloq_nmol_l

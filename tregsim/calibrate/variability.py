@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special, stats
 
+from tregsim.observe import C_REF_NMOL_L, deviation_scale
 from tregsim.units import DAYS_PER_MONTH, LLOQ_NMOL_L
 
-LOG_CREF = float(np.log(0.6))
+LOG_CREF = float(np.log(C_REF_NMOL_L))
 """Reference baseline for the hazard covariate: ln(0.6 nmol/L)."""
 
 SIGMA_MEAS_LITERATURE = 0.07
@@ -479,7 +480,7 @@ class StructureLikelihood:
         sm2, sb2, tau = th["sigma_meas"] ** 2, th["sigma_bio"] ** 2, th["tau_bio"]
         sa = th.get("sigma_add", 0.0)
         kap = th.get("kappa", 0.0)
-        h2 = np.exp(-2 * kap * (lm - LOG_CREF)) if kap != 0 else np.ones_like(lm)
+        h2 = deviation_scale(lm, kap, self.lloq) ** 2 if kap != 0 else np.ones_like(lm)
         var_e = sm2 * (h2 if sb2 == 0 else 1.0) + (sa * np.exp(-lm)) ** 2  # (V, K)
         var_b = sb2 * h2 if sb2 > 0 else np.zeros_like(lm)  # (V, K)
         simple = sa == 0 and kap == 0  # covariance the same at every node
@@ -628,7 +629,7 @@ def simulate_observed(
     logmu = lev[..., None] + logc
     if treated_factor is not None:  # (P,) multiplies every visit after the baseline
         logmu[..., 1:] += np.log(np.asarray(treated_factor, float))[:, None]
-    het = np.exp(-th.get("kappa", 0.0) * (logmu - LOG_CREF))
+    het = deviation_scale(logmu, th.get("kappa", 0.0), lloq_nmol_l)
     if th["sigma_bio"] > 0:
         b = b * het  # κ scales the biological deviation
         het = 1.0
@@ -691,7 +692,7 @@ def simulate_records(
             else:
                 b[:, k] = sd * z[:, k]
             prev = k
-    het = np.exp(-th.get("kappa", 0.0) * (logmu - LOG_CREF))
+    het = deviation_scale(logmu, th.get("kappa", 0.0), lloq_nmol_l)
     if th.get("sigma_bio", 0.0) > 0:
         b = b * het
         het = 1.0

@@ -45,7 +45,12 @@ from scipy import special
 
 from tregsim import rng as trng
 from tregsim.errors import ArgumentError
-from tregsim.observe import C_REF_NMOL_L, observe, observe_visits, visit_normals
+from tregsim.observe import (
+    deviation_scale,
+    observe,
+    observe_visits,
+    visit_normals,
+)
 
 THETA_NAMES = ("phi", "FX", "F_M", "alpha_X", "beta_M")
 """Design coordinates, natural scale: φ (1), FX (1), F_M (1), α_X (1/day), β_M (1/day)."""
@@ -201,8 +206,8 @@ class _Prepared:
             return sigma * np.sqrt(2.0)
         o = self.structure["observation"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            h0 = np.exp(-o["kappa"] * (np.log(mu0) - np.log(C_REF_NMOL_L)))
-            h1 = np.exp(-o["kappa"] * (np.log(mu1) - np.log(C_REF_NMOL_L)))
+            h0 = deviation_scale(np.log(mu0), o["kappa"])
+            h1 = deviation_scale(np.log(mu1), o["kappa"])
         h0 = np.where(np.isfinite(h0), h0, 1.0)
         h1 = np.where(np.isfinite(h1), h1, 1.0)
         sm, sb = o["sigma_meas"], o["sigma_bio"]
