@@ -52,3 +52,20 @@ def test_unwritable_out_is_one_line_exit_2(name, capsys):
     assert status == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert "cannot write into this folder" in err and "[--out]" in err, err
+
+
+def test_calibrate_help_lists_every_shipped_config_and_its_kind(capsys):
+    """`tregsim calibrate --help` names each kind a shipped config uses, with that config."""
+    import tomllib
+
+    from tregsim.resources import project_root
+
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    text = capsys.readouterr().out
+    configs = sorted((project_root() / "calibration").glob("*.toml"))
+    assert configs
+    for path in configs:
+        kind = tomllib.loads(path.read_text())["method"].get("kind", "npe")
+        assert f"\n  {kind} " in text, kind
+        assert f"calibration/{path.name}" in text, path.name

@@ -60,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         mod = _load(name)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        epilog = getattr(mod, "EPILOG", None)  # e.g. the kinds a config may name
+        p = sub.add_parser(
+            name,
+            help=mod.HELP,
+            description=mod.HELP,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
+        )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run, _parser=p)
     return parser

@@ -1,19 +1,34 @@
-"""``tregsim calibrate CONFIG --out DIR``: calibration of a model's population parameters.
+"""``tregsim calibrate CONFIG --out DIR``: calibration of a model's parameters to data.
 
-The config's ``[method] kind`` picks the path: ``"npe"`` (default) runs population NPE (sbi)
-on summary data (:func:`tregsim.calibrate.pipeline.calibrate`); ``"likelihood"`` runs the
-individual-level hierarchical likelihood (MAP + emcee) on long-format patient records
-(:func:`tregsim.calibrate.individual_run.calibrate_individual`). ``--budget`` and
-``--no-diagnostics`` are NPE options and are refused with a likelihood config (its chain
-length is ``[method] n_steps`` in the config).
+The config's ``[method] kind`` picks the path (:data:`EPILOG` lists them, with the shipped
+configs; docs/calibration.md and docs/treatment_effect.md document every key). ``--budget`` and
+``--no-diagnostics`` are NPE options and are refused with other kinds (their chain length or
+budgets are set in the config).
 """
 
 from __future__ import annotations
 
 HELP = (
-    "calibrate population parameters to data: NPE (sbi) on summaries, or the "
-    "individual-level likelihood (emcee) on patient records ([method] kind)"
+    "calibrate model parameters to data: NPE (sbi) on summaries, or a likelihood (emcee) on "
+    "patient records, or the treatment-effect synthesis ([method] kind of the config)"
 )
+
+EPILOG = """\
+kinds ([method] kind of CONFIG):
+  npe                   population NPE (sbi) on per-age-group x month summaries
+                        e.g. calibration/natural_history_npe.toml (natural_history_lumped)
+  npe_structure         NPE on per-visit and within-patient summaries of records-like cohorts
+                        e.g. calibration/natural_history_structure_npe.toml
+  structure_likelihood  hierarchical likelihood of the structure of individual variability
+                        on long-format records (emcee); the shipped default natural history
+                        e.g. calibration/placebo_records_structure.toml (natural_history)
+  likelihood            individual-level likelihood on long-format records (MAP + emcee)
+                        e.g. calibration/placebo_records_likelihood.toml
+  treatment_effect      evidence synthesis for the Treg arm's effect (phi) from the Treg trials
+                        e.g. calibration/treatment_effect.toml
+
+Reproduce a shipped posterior: tregsim calibrate CONFIG --out calibration/posteriors
+"""
 
 
 def add_arguments(parser) -> None:
