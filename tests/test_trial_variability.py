@@ -123,6 +123,29 @@ def test_relative_effect_multiplies_the_routine_care_endpoint(exp):
     np.testing.assert_allclose(d.true_effect, want_te, rtol=1e-12)
 
 
+def test_relative_effect_on_auc_plus_1_shifts_the_analysis_scale(exp):
+    """``effect_scale="auc_plus_1"``, σ = 0: treated slots hold (1 + X)(c + 1) − 1 of their
+    own routine-care endpoint c (direct simulation), so every paired difference of ln(AUC + 1)
+    — and the true effect — is ln(1 + X) exactly; an unknown scale is refused."""
+    R, nmax, X = 3, 3, 0.2
+    theta = {"sigma": 0.0}
+    kw = dict(n_trials=R, n_max_per_arm=nmax, seed=SEED, theta=theta, relative_effect=X,
+              allocation=None, variability="lumped", progress=False)  # fmt: skip
+    d = virtual_trials(exp, effect_scale="auc_plus_1", **kw)
+    pop = sample_population(exp, R * 2 * nmax, SEED, theta=theta)
+    month12 = int(np.nonzero(exp.visit_months == 12)[0][0])
+    c = simulate_arms(exp, pop, arms={exp.control_arm: exp.arms[exp.control_arm]},
+                      times=exp.visits_days[[0, month12]])[exp.control_arm]  # fmt: skip
+    c = c.reshape(R, 2 * nmax, 2)[:, :, 1]
+    want = np.where(d.arm, (1 + X) * (c + 1) - 1, c)
+    want = np.where(want < 0.017, 0.017 / 2, want)
+    np.testing.assert_allclose(d.endpoint_auc_nmol_l, want, rtol=1e-12)
+    np.testing.assert_allclose(d.true_effect, np.log(1 + X), rtol=1e-12)
+    assert d.info["effect_scale"] == "auc_plus_1"
+    with pytest.raises(ArgumentError, match="effect_scale"):
+        virtual_trials(exp, effect_scale="log", **kw)
+
+
 def test_power_command_records_the_structure(tmp_path, exp):
     """``tregsim power`` (default records): the structure file's SHA-256 (hashed here) is in
     the manifest and named in ``power.csv``; ``--variability lumped`` names no structure file

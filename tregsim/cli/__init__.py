@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
             help=mod.HELP,
             description=mod.HELP,
             epilog=epilog,
-            formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
+            formatter_class=argparse.RawDescriptionHelpFormatter
+            if epilog
+            else argparse.HelpFormatter,
         )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run, _parser=p)

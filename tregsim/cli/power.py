@@ -78,6 +78,15 @@ def add_arguments(parser) -> None:
         "endpoint = (1 + X) × the patient's routine-care value (e.g. 0.3 = +30%%); no assurance "
         "curve",
     )
+    eff.add_argument(
+        "--effect-scale",
+        choices=("auc", "auc-plus-1"),
+        default="auc",
+        help="scale of --relative-effect: 'auc' (default: treated AUC = (1 + X) × routine "
+        "care's, a fraction of beta-cell function kept) or 'auc-plus-1' (treated AUC + 1 = "
+        "(1 + X) × routine care's: a constant shift ln(1 + X) of ln(AUC + 1), what the "
+        "closed-form ANCOVA sample size assumes)",
+    )
     options.add_variability(parser)
     parser.add_argument(
         "--no-assurance",
@@ -190,6 +199,7 @@ def run(args) -> int:
         effect_patients=args.effect_patients,
         twin_draws=args.twin_draws,
         relative_effect=args.relative_effect,
+        effect_scale=args.effect_scale.replace("-", "_"),
         **options.analysis_kwargs(args),
     )
     out = study.save(args.out)

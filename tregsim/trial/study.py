@@ -398,7 +398,9 @@ def _check_arguments(
     return tests
 
 
-def _relabel(ea: EffectAssumption, relative_effect, structure, *, from_posterior: bool) -> None:
+def _relabel(
+    ea: EffectAssumption, relative_effect, structure, *, from_posterior: bool, effect_scale="auc"
+) -> None:
     """Effect-assumption texts under ``relative_effect`` / the records structure: name only
     the values that still come from the posterior or model file (the structure file's values,
     the observation model and a fixed relative effect replace the rest), then say which
@@ -417,10 +419,18 @@ def _relabel(ea: EffectAssumption, relative_effect, structure, *, from_posterior
     source = "posterior medians" if from_posterior else "model file values"
     text = f"{source} ({kept})" if kept else source
     if relative_effect is not None:
-        text = (
-            f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC "
-            f"(treated = {1 + relative_effect:g} × routine care; no treatment model); " + text
-        )
+        if effect_scale == "auc":
+            what = (
+                f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC "
+                f"(treated = {1 + relative_effect:g} × routine care; no treatment model); "
+            )
+        else:
+            what = (
+                f"relative effect {100 * relative_effect:+g}% on the noise-free endpoint AUC + 1 "
+                f"(treated AUC + 1 = {1 + relative_effect:g} × routine care's: a shift of "
+                f"{np.log1p(relative_effect):.4g} in ln(AUC + 1); no treatment model); "
+            )
+        text = what + text
     if records:
         text += "; " + structure.describe()
         if ea.draws is not None and structure.from_file:
@@ -458,6 +468,7 @@ def power_study(
     twin_draws: int = 256,
     variability: str | None = None,
     relative_effect: float | None = None,
+    effect_scale: str = "auc",
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     workers: int | None = None,
@@ -502,6 +513,9 @@ def power_study(
         residual ``sigma``, no hazard covariate).
     relative_effect : model-based: a fixed relative effect X on the noise-free endpoint
         (treated = (1 + X) × routine care) instead of the treatment model; no assurance curve.
+    effect_scale : the scale of ``relative_effect``: ``"auc"`` (AUC × (1 + X)) or
+        ``"auc_plus_1"`` ((AUC + 1) × (1 + X): a constant shift ln(1 + X) of ln(AUC + 1), the
+        closed form's assumption); :mod:`tregsim.trial.virtual`.
     out_dir, overwrite : checkpoint folder (prepared here) and whether to replace another run.
     workers, scheduler, chunk_size : where and in what pieces the trials run (results do not
         depend on them).
@@ -544,6 +558,12 @@ def power_study(
             field="relative_effect",
             fix="use e.g. 0.3 for +30 %",
         )
+    if effect_scale != "auc" and relative_effect is None:
+        raise ArgumentError(
+            f"effect_scale {effect_scale!r} without relative_effect",
+            field="effect_scale",
+            fix="give relative_effect (the scale applies to a fixed relative effect only)",
+        )
     if relative_effect is not None:
         assurance = False  # a fixed effect has no effect distribution
     if phi not in PHI_SOURCES:
@@ -582,6 +602,7 @@ def power_study(
         settings["twin_draws"] = int(twin_draws)
     if relative_effect is not None:
         settings["relative_effect"] = relative_effect
+        settings["effect_scale"] = effect_scale
     st = start_analysis(
         exp,
         command="power",
@@ -612,7 +633,13 @@ def power_study(
             from_structure=structure.from_file,
         )
         if relative_effect is not None or structure.variability == "records":
-            _relabel(ea, relative_effect, structure, from_posterior=st.posterior is not None)
+            _relabel(
+                ea,
+                relative_effect,
+                structure,
+                from_posterior=st.posterior is not None,
+                effect_scale=effect_scale,
+            )
     common: dict[str, Any] = {"alpha": alpha, "allocation": alloc_text, "dropout_fraction": dropout}
     if not synthetic:
         common["variability"] = structure.describe()
@@ -642,6 +669,7 @@ def power_study(
             effect_patients=effect_patients or None,
             variability=structure.variability,
             relative_effect=relative_effect,
+            effect_scale=effect_scale,
             out_dir=out,
             workers=workers,
             scheduler=scheduler,

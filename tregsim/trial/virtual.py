@@ -35,9 +35,17 @@ Uncertainty in the population parameters: ``theta`` (name → scalar) fixes them
 replicate (e.g. ``{"phi": 2.0}``); ``theta_draws`` (name → ``(n_draws,)``, a posterior or
 prior sample) gives replicate ``r`` the draw ``r mod n_draws`` — the assurance setting.
 
-``relative_effect`` X (opt-in) replaces the treatment model by a fixed relative effect: a
-treated patient's noise-free endpoint is (1 + X) times the same patient's routine-care value
-(the baseline is unchanged); no infusion is simulated.
+``relative_effect`` X (opt-in) replaces the treatment model by a fixed relative effect on the
+noise-free endpoint of each patient (the baseline is unchanged; no infusion is simulated), on
+one of two scales (``effect_scale``, :data:`EFFECT_SCALES`):
+
+* ``"auc"`` (default): treated AUC = (1 + X) × the same patient's routine-care AUC — a fraction
+  of β-cell function kept. It stretches ln(AUC + 1) in the treated arm (a patient with more
+  C-peptide gains more on that scale), so the treated arm's ANCOVA residual SD exceeds the
+  control arm's (docs/calibration.md, "Sample size (item 4)");
+* ``"auc_plus_1"``: treated (AUC + 1) = (1 + X) × (routine-care AUC + 1) — a constant shift
+  ln(1 + X) on the TrialNet analysis scale ln(AUC + 1), the effect the closed-form ANCOVA
+  sample size (:mod:`tregsim.trial.closed_form`) assumes (ratio of geometric means of AUC + 1).
 
 Every random number is drawn by absolute trial / patient index through :func:`tregsim.rng.draw`,
 so results do not depend on chunk size or worker count.
@@ -52,6 +60,9 @@ from tregsim.errors import ArgumentError
 from tregsim.observe import draw_standard_normals, observe, observe_visits, visit_normals
 from tregsim.trial import allocation as _alloc
 from tregsim.trial.design import TrialData
+
+EFFECT_SCALES = ("auc", "auc_plus_1")
+"""Scales of a fixed ``relative_effect`` (module docstring)."""
 
 POOL_FACTOR = 4
 """Screened patients per enrolled patient slot under non-randomized allocation (before any
@@ -140,6 +151,7 @@ def trial_chunk(
     twin=None,
     observed: bool = True,
     relative_effect: float | None = None,
+    effect_scale: str = "auc",
 ) -> dict:
     """Chunk function for :func:`tregsim.parallel.run_chunks`: replicate trials [start, stop).
 
@@ -191,7 +203,11 @@ def trial_chunk(
             r = simulate_arms(exp, pop.subset(idx_need), arms={name: exp.arms[name]}, times=times)
             out_arr[idx_need] = r[name]
     if relative_effect is not None:
-        mu_t = mu_c * np.array([1.0, 1.0 + float(relative_effect)])
+        f = 1.0 + float(relative_effect)
+        if effect_scale == "auc":
+            mu_t = mu_c * np.array([1.0, f])
+        else:  # "auc_plus_1": a constant shift ln(1 + X) of ln(AUC + 1)
+            mu_t = np.stack([mu_c[:, 0], f * (mu_c[:, 1] + 1.0) - 1.0], axis=1)
     mu_t = mu_t.reshape(n, e, 2)
     mu_c = mu_c.reshape(n, e, 2)
     mu = np.where(arm[:, :, None], mu_t, mu_c)
@@ -263,6 +279,7 @@ def virtual_trials(
     twin=None,
     variability: str | None = None,
     relative_effect: float | None = None,
+    effect_scale: str = "auc",
     label: str = "",
     chunk_size: int = 50,
     out_dir=None,
@@ -296,7 +313,8 @@ def virtual_trials(
         values replace theirs; see the module docstring) or ``"lumped"`` (the model's one
         residual ``sigma``, no hazard covariate).
     relative_effect : None (the treatment arm's model) or X > −1: treated endpoint = (1 + X) ×
-        the patient's routine-care endpoint, noise-free.
+        the patient's routine-care endpoint, noise-free, on the scale ``effect_scale``
+        (``"auc"`` or ``"auc_plus_1"``; module docstring).
     chunk_size, out_dir, stage, workers, scheduler, progress : see
         :func:`tregsim.parallel.run_chunks` (items = replicate trials).
 
@@ -326,6 +344,12 @@ def virtual_trials(
             fix=f"use one of {[float(x) for x in months[1:]]}",
         )
     check_variability(variability)
+    if effect_scale not in EFFECT_SCALES:
+        raise ArgumentError(
+            f"unknown effect_scale {effect_scale!r}",
+            field="effect_scale",
+            fix=f"use one of {', '.join(EFFECT_SCALES)}",
+        )
     if relative_effect is not None and not relative_effect > -1:
         raise ArgumentError(
             f"relative_effect must be > -1, got {relative_effect}",
@@ -367,6 +391,7 @@ def virtual_trials(
             twin,
             variability == "records",
             relative_effect,
+            effect_scale,
         ),
         out_dir=out_dir,
         stage=stage,
@@ -395,6 +420,7 @@ def virtual_trials(
             if structure is None
             else {"file": structure["file"], "sha256": structure["sha256"]},
             "relative_effect": relative_effect,
+            "effect_scale": None if relative_effect is None else effect_scale,
             "dropout": float(dropout),
             "draw_index": res["draw_index"],
             "phi": res["phi"],
