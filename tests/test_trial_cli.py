@@ -234,3 +234,18 @@ def test_model_mode_validates_before_writing(tmp_path, capsys, args, msg):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0] and "fix:" in err[0]
     assert not out.exists()
+
+
+def test_effect_histogram_of_one_value_is_one_bar():
+    """A fixed effect on the analysis scale gives every trial the same true effect: the
+    histogram is one bar of all R trials at that effect (it used to raise in matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tregsim.plots.trial import plot_effect_distribution_lowlevel
+
+    eff = np.full(200, np.log(1.0854)) + np.r_[0.0, 1e-17 * np.ones(199)]
+    ax = plot_effect_distribution_lowlevel(eff)
+    heights = [p.get_height() for p in ax.patches]
+    centres = [p.get_x() + p.get_width() / 2 for p in ax.patches]
+    assert heights == [200] and centres[0] == pytest.approx(8.54)

@@ -152,9 +152,12 @@ def plot_effect_distribution_lowlevel(
     ax = _ax(ax)
     pct = 100 * np.expm1(np.asarray(effect_ln, dtype=float))
     pct = pct[np.isfinite(pct)]
+    # every trial can have the same true effect (a fixed effect on the analysis scale): one bar
+    same = pct.size > 0 and np.ptp(pct) <= 1e-9 * max(1.0, float(np.abs(pct).max()))
     ax.hist(
         pct,
-        bins=40,
+        bins=1 if same else 40,
+        range=(pct[0] - 0.5, pct[0] + 0.5) if same else None,
         color=_COLOURS["assurance"],
         alpha=0.6,
         label=f"assurance draws (R = {pct.size})",
