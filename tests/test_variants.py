@@ -309,3 +309,45 @@ def test_compare_with_experiment_file(tmp_path):
     assert sum(a.control for a in arms) == 1
     res = compare_models(["treg_t1d", V0], arms, pop, seed=3, times_days=np.array([0.0, 365.25]))
     assert np.isfinite(res.table.median_cpeptide_nmol_L).all()
+
+
+def test_compare_set_replaces_a_value_in_every_model_that_has_it(tmp_path, capsys):
+    """``--set phi=20`` runs each model as if its file said phi = 20 (checked against a direct
+    solve of the same patients with phi passed to ``model.parameters``); a parameter only one
+    model has is applied to that model only; unknown names and out-of-support values exit 2
+    with one line and write nothing."""
+    import pandas as pd
+
+    from tregsim.cli import main
+    from tregsim.explore.compare import _arm_doses
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", f"treg_t1d,{V0}", "--n", "5", "--seed", "1", "--months", "12"]
+    assert main([*args, "--set", "phi=20", "--out", str(out)]) == 0
+    df = pd.read_csv(out / "compare.csv", comment="#")
+    pop = builtin_population(5, 1)
+    arm = [a for a in default_arms(2e7, 60.0) if a.name == "treg"][0]
+    for name in ("treg_t1d", V0):
+        m = tregsim.load_model(name)
+        names = set(m.parameter_names)
+        ov = {k: getattr(pop, k) for k in ("age", "weight", "cpep0") if k in names}
+        if "f_lambda" in names:
+            ov["f_lambda"] = np.exp(m.defaults().get("omega_lambda", 0.0) * pop.z_lambda)
+        doses, _ = _arm_doses(m, arm, pop)
+        r = tregsim.simulate_arrays(
+            m, m.parameters(5, phi=20.0, **ov), doses=doses, times=[365.25], rtol=1e-8, atol=1e-10
+        )
+        row = df[(df.model == name) & (df.arm == "treg") & (df.month == 12)].iloc[0]
+        assert row.median_cpeptide_nmol_L == pytest.approx(
+            np.median(r.observables["cpeptide"][:, 0]), rel=1e-5
+        )
+    text = (out / "compare.csv").read_text()
+    assert "# set: treg_t1d: phi = 20" in text and "20 (set; file value" in text
+    assert json.loads((out / "manifest.json").read_text())["settings"]["set"] == {"phi": 20.0}
+    capsys.readouterr()
+    for bad in ("no_such=1", "phi=-3", "phi=abc"):
+        dest = tmp_path / bad.replace("=", "_")
+        assert main([*args, "--set", bad, "--out", str(dest)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "set." in err[0], err
+        assert not dest.exists()

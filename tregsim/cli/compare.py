@@ -1,5 +1,5 @@
 """``tregsim compare --models A,B,C [--n N] [--seed S] [--dose-per-kg D] [--infusion-day T]
-[--il2 IU] [--experiment FILE] --out DIR``: model variants on the same virtual patients."""
+[--il2 IU] [--experiment FILE] [--set NAME=VALUE ...] --out DIR``: model variants on the same virtual patients."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ population and arms) under routine care ('control') and a Treg infusion ('treg')
 also 'treg_il2' (daily IL-2 for --il2-days from the infusion day, in models taking IL2 doses).
 Writes compare.csv (model, arm, month, median/5 %/95 % C-peptide nmol/L, mean paired
 ΔC-peptide arm − control nmol/L; '# model:' and '# phi:' header lines), compare.png and
-manifest.json. phi (potency × homing of infused Tregs) is assumed in every model."""
+manifest.json. phi (potency × homing of infused Tregs) is assumed in every model; --set phi=20
+(repeatable, any parameter) replaces a file value in every model that has it, for every
+patient ('# set:' header line)."""
 
 
 def add_arguments(parser) -> None:
@@ -78,6 +80,7 @@ def add_arguments(parser) -> None:
     from tregsim.cli import options
 
     options.add_seed(parser)
+    options.add_set(parser)
     options.add_out(parser)
     options.add_overwrite(parser)
 
@@ -101,6 +104,7 @@ def run(args) -> int:
         il2_iu=args.il2,
         il2_days=args.il2_days,
         il2_start_day=args.il2_start_day,
+        sets=options.parse_sets(args.set),
         **options.analysis_kwargs(args),
     )
     out = st.save(args.out)

@@ -21,6 +21,7 @@ records each model's φ (value and prior) in its header (the assumption ledger).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -200,17 +201,20 @@ def default_arms(
     return arms
 
 
-def _model_params(model, pop: Population):
-    """ParameterBatch of ``model`` for ``pop``: shared covariates, f_lambda from the shared z."""
+def _model_params(model, pop: Population, values: Mapping[str, float] | None = None):
+    """ParameterBatch of ``model`` for ``pop``: shared covariates, f_lambda from the shared z,
+    and ``values`` (name → number, validated by the caller) replacing the file values for
+    every patient (an ``omega_lambda`` among them scales f_lambda)."""
+    values = dict(values or {})
     names = set(model.parameter_names)
     ov = {k: getattr(pop, k) for k in ("age", "weight", "cpep0") if k in names}
     if "f_lambda" in names:
         if pop.f_lambda is not None:
             ov["f_lambda"] = pop.f_lambda
         else:
-            omega = model.defaults().get("omega_lambda", 0.0)
+            omega = values.get("omega_lambda", model.defaults().get("omega_lambda", 0.0))
             ov["f_lambda"] = np.exp(omega * pop.z_lambda)
-    return model.parameters(pop.n, **ov)
+    return model.parameters(pop.n, **(values | ov))
 
 
 def _arm_doses(model, arm: ArmSpec, pop: Population):
@@ -254,6 +258,10 @@ class ComparisonResult:
                 f"# phi: {name}: {m['phi']} ({m['phi_prior']}) -- potency x homing "
                 "of infused Tregs, the least known number; differences rest on it"
             )
+        for name, m in self.models.items():
+            if m.get("set"):
+                vals = ", ".join(f"{k} = {v:g}" for k, v in m["set"].items())
+                lines.append(f"# set: {name}: {vals} (replacing the model file's values)")
         for a in self.arms:
             lines.append(f"# arm: {a.name}: {a.describe()}")
         lines.append(f"# population: {self.population}; n = {self.n}; seed = {self.seed}")
@@ -272,15 +280,23 @@ class ComparisonResult:
         return "\n".join(self.header_lines()) + "\n" + body
 
 
-def _model_info(model) -> dict:
+def _model_info(model, values: Mapping[str, float] | None = None) -> dict:
     spec = model.spec
     phi = spec.parameters.get("phi")
+    values = dict(values or {})
+    if phi is None:
+        phi_text = "not in model"
+    elif "phi" in values:
+        phi_text = f"{values['phi']:g} (set; file value {phi.value:g})"
+    else:
+        phi_text = f"{phi.value:g}"
     return {
         "title": spec.title,
         "n_states": len(model.state_names),
         "variant_of": spec.variant_of,
-        "phi": "not in model" if phi is None else f"{phi.value:g}",
+        "phi": phi_text,
         "phi_prior": ("fixed" if phi is None or phi.prior is None else phi.prior.describe()),
+        "set": values,
     }
 
 
@@ -293,6 +309,7 @@ def compare_models(
     seed: int = 0,
     rtol: float = 1e-8,
     atol: float = 1e-10,
+    values: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ComparisonResult:
     """Simulate ``population`` on each model under each arm (one batched call per model per arm).
 
@@ -302,6 +319,8 @@ def compare_models(
     arms : list of :class:`ArmSpec`; exactly one must be the control.
     population : shared patients (:func:`builtin_population` or :func:`population_from_experiment`).
     times_days : output times, days after diagnosis (default monthly to 24 months).
+    values : model name → {parameter: value} replacing that model's file values for every
+        patient (validated by :func:`tregsim.explore.compare_study.compare_study`).
     """
     import pandas as pd
 
@@ -342,7 +361,7 @@ def compare_models(
 
     cpep, rows, skipped, notes = {}, [], {}, []
     for m in models:
-        P = _model_params(m, population)
+        P = _model_params(m, population, (values or {}).get(m.name))
         for arm in arms:
             doses, dropped = _arm_doses(m, arm, population)
             if dropped and not arm.infusion_days:
@@ -394,7 +413,7 @@ def compare_models(
         table,
         cpep,
         times,
-        {m.name: _model_info(m) for m in models},
+        {m.name: _model_info(m, (values or {}).get(m.name)) for m in models},
         list(arms),
         population.source,
         population.n,

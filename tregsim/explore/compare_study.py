@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,7 @@ def compare_study(
     out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     argv: list[str] | None = None,
+    sets: Mapping[str, float | str] | None = None,
 ) -> ComparisonStudy:
     """The same virtual patients on several model variants.
 
@@ -90,6 +91,9 @@ def compare_study(
     and arms; otherwise the built-in population receives ``dose_per_kg`` cells/kg on
     ``infusion_day`` (days after diagnosis) and, with ``il2_iu`` > 0, ``il2_days`` daily IL-2
     injections of ``il2_iu`` IU from ``il2_start_day``. ``months``: follow-up after diagnosis.
+    ``sets``: parameter name → value (model units) replacing the model file's value for every
+    patient in each model that has the parameter (e.g. ``{"phi": 20}``); a name no model has,
+    a covariate or a value outside a model's prior support is refused (``ArgumentError``).
     """
     from tregsim.explore import compare as cmp
     from tregsim.model import load_model, resolve_model_path
@@ -115,6 +119,7 @@ def compare_study(
             "no models given", field="models", fix="give e.g. treg_t1d,treg_t1d_v0_empirical"
         )
     loaded = [load_model(s) for s in names]  # validates every file before writing anything
+    values = _set_values(loaded, sets or {})
     inputs: dict = {f"model:{m.name}": resolve_model_path(s) for m, s in zip(loaded, names)}
     times = np.arange(int(np.floor(months)) + 1) * cmp.MONTH_DAYS
     if experiment is not None:
@@ -138,6 +143,8 @@ def compare_study(
             "il2_start_day": il2_start_day,
         }
     settings = {"models": [m.name for m in loaded], "n": n, "months": months, **regimen}
+    if sets:
+        settings["set"] = {k: float(v) for k, v in _parsed(sets).items()}
     manifest = result_manifest(
         command="compare",
         function="tregsim.explore.compare_study.compare_study",
@@ -149,9 +156,43 @@ def compare_study(
     )
     open_output(out_dir, manifest, overwrite)
     t0 = time.perf_counter()
-    res = cmp.compare_models(loaded, arms, pop, times_days=times, seed=seed)
+    res = cmp.compare_models(loaded, arms, pop, times_days=times, seed=seed, values=values)
     manifest["settings_runtime"] = {"seconds": round(time.perf_counter() - t0, 2)}
     return ComparisonStudy(res, manifest)
+
+
+def _parsed(sets: Mapping[str, float | str]) -> dict[str, float]:
+    out = {}
+    for k, v in sets.items():
+        try:
+            out[k] = float(v.strip() if isinstance(v, str) else v)
+        except (TypeError, ValueError):
+            raise ArgumentError(
+                f"value {v!r} is not a number", field=f"set.{k}", fix=f"give {k} a number"
+            ) from None
+    return out
+
+
+def _set_values(models, sets: Mapping[str, float | str]) -> dict[str, dict[str, float]]:
+    """model name → the ``sets`` entries that model has, validated against it (the messages of
+    an experiment's ``[parameters]``); a name that no model has is refused."""
+    from tregsim.experiment import parameter_override_errors
+
+    out: dict[str, dict[str, float]] = {}
+    for name in sets:
+        if not any(name in m.spec.parameters for m in models):
+            raise ArgumentError(
+                f"no compared model has a parameter {name!r}",
+                field=f"set.{name}",
+                fix="use a parameter of one of the models (tregsim model show NAME lists them)",
+            )
+    for m in models:
+        mine = {k: v for k, v in sets.items() if k in m.spec.parameters}
+        for k, v, fix in parameter_override_errors(m, mine):
+            if fix is not None:
+                raise ArgumentError(f"{m.name}: {v}", field=f"set.{k}", fix=fix)
+            out.setdefault(m.name, {})[k] = v
+    return out
 
 
 def load_comparison(out_dir: str | os.PathLike) -> dict:
