@@ -326,7 +326,7 @@ def test_compare_set_replaces_a_value_in_every_model_that_has_it(tmp_path, capsy
     assert main([*args, "--set", "phi=20", "--out", str(out)]) == 0
     df = pd.read_csv(out / "compare.csv", comment="#")
     pop = builtin_population(5, 1)
-    arm = [a for a in default_arms(2e7, 60.0) if a.name == "treg"][0]
+    arm = next(a for a in default_arms(2e7, 60.0) if a.name == "treg")
     for name in ("treg_t1d", V0):
         m = tregsim.load_model(name)
         names = set(m.parameter_names)
