@@ -144,6 +144,13 @@ def test_log_scale_statistics_match_a_per_replicate_numpy_computation(rng):
             assert feat(r, f"log_ancova_slope|all|{m}") == pytest.approx(coef[1], abs=1e-12)
             sd = np.sqrt(rss[0] / (ok.sum() - 3))
             assert feat(r, f"log_ancova_resid_sd|all|{m}") == pytest.approx(sd, abs=1e-12)
+        for m in (6, 12, 18, 24):
+            ok = present[:, 0] & present[:, col[m]]
+            dz = z[r, ok, col[m]] - z[r, ok, 0]
+            for name, pct in (("q10", 10), ("q50", 50), ("q90", 90)):
+                assert feat(r, f"{name}_log_change|all|{m}") == pytest.approx(
+                    np.percentile(dz, pct)
+                )
         early = [slope(p, r, (0, 6, 12)) for p in range(len(age))]
         late = [slope(p, r, (12, 18, 24)) for p in range(len(age))]
         for name, s_, month in (("early", early, 12), ("late", late, 24)):
@@ -318,11 +325,7 @@ def test_shipped_config_loads():
         ('candidate = "lincovariate+power"', 'candidate = "lumped"', "structure.candidate"),
         ("n_q = 21", "n_q = 21, n_eta = 3", "structure.curve_table.n_eta"),
         ('below_lloq = "half_lloq"', 'below_lloq = "zero"', "observation.below_lloq"),
-        (
-            "log_scale_statistics = true",
-            'log_scale_statistics = true\nexclude = ["corr_slopes"]',
-            "summaries.exclude",
-        ),
+        ('exclude = ["corr_log_slopes"', 'exclude = ["corr_slopes"', "summaries.exclude"),
         ("chunk_size = 1000", "chunk_size = 0", "budget.chunk_size"),
         ('kappa = { dist = "normal"', 'kappa = { dist = "gauss"', "parameters.priors.kappa"),
     ],

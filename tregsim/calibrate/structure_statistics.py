@@ -36,6 +36,8 @@ the level dependence of the deviation are not compressed as on ln(x + 1) at low 
 
 * ``median_ln_x`` / ``q25_ln_x`` / ``q75_ln_x`` at each month of ``mean_months``;
 * ``log_ancova_slope`` / ``log_ancova_resid_sd`` at each target month (z_m ~ 1 + z_0 + age);
+* ``q10_log_change`` / ``q50_log_change`` / ``q90_log_change`` at each later month of
+  ``visit_months``: quantiles of z_m − z_0 (the fast decliners' course shows the curvature);
 * each participant's OLS slope of z on time (years) over the ``visit_months`` in [0, 12]
   ("early", ≥ 2 visits) and in [12, last target] ("late", ≥ 2 visits): ``mean_log_slope_early``
   / ``sd_log_slope_early`` (month 12), ``mean_log_slope_late`` / ``sd_log_slope_late``, and,
@@ -68,7 +70,8 @@ STATISTIC_NAMES = (
     "max_ln_x_plus_1", "q05_change_from_baseline", "q95_change_from_baseline",
     "median_ln_x", "q25_ln_x", "q75_ln_x", "log_ancova_slope", "log_ancova_resid_sd",
     "mean_log_slope_early", "sd_log_slope_early", "mean_log_slope_late", "sd_log_slope_late",
-    "mean_log_slope_change", "corr_log_slopes",
+    "mean_log_slope_change", "corr_log_slopes", "q10_log_change", "q50_log_change",
+    "q90_log_change",
     "log_resid_rms_low_baseline", "log_resid_rms_high_baseline",
 )  # fmt: skip
 """Every statistic name a plan can form (``[summaries] exclude`` takes these)."""
@@ -209,6 +212,11 @@ class StatisticsPlan:
             if rows.size >= 5:
                 names += [f"log_ancova_slope|all|{m}", f"log_ancova_resid_sd|all|{m}"]
                 ops.append(("log_ancova", (col[0], col[m]), rows))
+        for m in vm:
+            rows = np.flatnonzero(self.present[:, col[0]] & self.present[:, col[m]])
+            if m > 0 and rows.size >= 5:
+                names += [f"{st}_log_change|all|{m}" for st in ("q10", "q50", "q90")]
+                ops.append(("log_change_quantiles", (col[0], col[m]), rows))
         last = max(targets)
         win = {}
         for key, lo, hi in (("early", 0, SPLIT_MONTH), ("late", SPLIT_MONTH, last)):
@@ -254,6 +262,9 @@ class StatisticsPlan:
         col0 = self._col0
         if kind == "log_quantiles":
             return list(np.quantile(z[:, rows, c], [0.5, 0.25, 0.75], axis=1))
+        if kind == "log_change_quantiles":
+            dz = z[:, rows, c[1]] - z[:, rows, c[0]]
+            return list(np.quantile(dz, [0.1, 0.5, 0.9], axis=1))
         if kind == "log_ancova":
             return list(_ancova(z[:, rows, c[0]], z[:, rows, c[1]], self.age[rows])[:2])
         if kind == "log_slopes":
