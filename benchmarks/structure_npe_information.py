@@ -47,6 +47,15 @@ def _log(feature: str) -> bool:
     return s.endswith("_ln_x") or "log_" in s
 
 
+def precision(cov: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of a summary covariance: some summaries are exact linear combinations of
+    others (an overall mean is the n-weighted mean of its age groups), so Σ is singular; the
+    pseudo-inverse of the correlation matrix (eigenvalues below 1e-9 of the largest dropped)
+    counts each direction once."""
+    s = np.sqrt(np.diag(cov))
+    return np.linalg.pinv(cov / np.outer(s, s), rcond=1e-9, hermitian=True) / np.outer(s, s)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", type=Path)
@@ -90,7 +99,7 @@ def main(argv=None) -> None:
         # drop summaries without spread at θ* (constant columns carry nothing here)
         k &= np.diag(cov) > 1e-14
         C = cov[np.ix_(k, k)]
-        F = J[k].T @ np.linalg.solve(C, J[k])
+        F = J[k].T @ precision(C) @ J[k]
         crb = np.sqrt(np.diag(np.linalg.inv(F)))
         for n, c, s in zip(names, crb, lik_sd):
             rows.append(
