@@ -17,6 +17,7 @@ from tregsim.calibrate.config import load_config
 from tregsim.calibrate.structure_statistics import StatisticsPlan, bootstrap
 from tregsim.errors import ConfigFileError
 from tregsim.trial_statistics import VISIT_MONTHS, wide_statistics
+from tregsim.units import LLOQ_NMOL_L
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "calibration" / "natural_history_structure_npe.toml"
@@ -111,9 +112,86 @@ def test_level_statistics_match_a_per_replicate_lstsq(rng):
         assert x[r, k : k + 2] == pytest.approx(np.percentile(change, [5, 95]), abs=1e-12)
 
 
+def test_log_scale_statistics_match_a_per_replicate_numpy_computation(rng):
+    """The log-scale summaries against np.percentile, np.linalg.lstsq, np.polyfit and
+    np.corrcoef on z = ln(max(x, LLOQ)), one replicate and one participant at a time."""
+    y, present, age = _wide_tables(rng, n_rep=4)
+    y = np.where(y < 0.2, LLOQ_NMOL_L / 2, y)  # code a few % below the LLOQ, as the records
+    assert 0.01 < np.mean(y[np.isfinite(y)] < LLOQ_NMOL_L) < 0.2
+    plan = StatisticsPlan(present, age, MONTHS, structure=True, log_scale=True)
+    x = plan(y)
+    z = np.log(np.maximum(y, LLOQ_NMOL_L))
+    col = {m: k for k, m in enumerate(MONTHS)}
+
+    def feat(r, name):
+        return x[r, plan.feature_names.index(name)]
+
+    def slope(p, r, months):
+        ms = [m for m in months if present[p, col[m]]]
+        if len(ms) < 2:
+            return None
+        return np.polyfit(np.array(ms) / 12.0, [z[r, p, col[m]] for m in ms], 1)[0]
+
+    for r in range(y.shape[0]):
+        for m in MONTHS:
+            v = z[r, present[:, col[m]], col[m]]
+            for name, pct in (("median", 50), ("q25", 25), ("q75", 75)):
+                assert feat(r, f"{name}_ln_x|all|{m}") == pytest.approx(np.percentile(v, pct))
+        for m in (6, 12, 24):
+            ok = present[:, 0] & present[:, col[m]]
+            X = np.column_stack([np.ones(ok.sum()), z[r, ok, 0], age[ok]])
+            coef, rss = np.linalg.lstsq(X, z[r, ok, col[m]], rcond=None)[:2]
+            assert feat(r, f"log_ancova_slope|all|{m}") == pytest.approx(coef[1], abs=1e-12)
+            sd = np.sqrt(rss[0] / (ok.sum() - 3))
+            assert feat(r, f"log_ancova_resid_sd|all|{m}") == pytest.approx(sd, abs=1e-12)
+        for m in (6, 12, 18, 24):
+            ok = present[:, 0] & present[:, col[m]]
+            dz = z[r, ok, col[m]] - z[r, ok, 0]
+            for name, pct in (("q10", 10), ("q50", 50), ("q90", 90)):
+                assert feat(r, f"{name}_log_change|all|{m}") == pytest.approx(
+                    np.percentile(dz, pct)
+                )
+        early = [slope(p, r, (0, 6, 12)) for p in range(len(age))]
+        late = [slope(p, r, (12, 18, 24)) for p in range(len(age))]
+        for name, s_, month in (("early", early, 12), ("late", late, 24)):
+            s_ = [v for v in s_ if v is not None]
+            assert feat(r, f"mean_log_slope_{name}|all|{month}") == pytest.approx(np.mean(s_))
+            sd = np.std(s_, ddof=1)
+            assert feat(r, f"sd_log_slope_{name}|all|{month}") == pytest.approx(sd)
+        both = [(e, lt) for e, lt in zip(early, late) if e is not None and lt is not None]
+        e, lt = np.array(both).T
+        assert feat(r, "mean_log_slope_change|all|24") == pytest.approx(np.mean(lt - e))
+        assert feat(r, "corr_log_slopes|all|24") == pytest.approx(np.corrcoef(e, lt)[0, 1])
+        rss, df, z0 = [], [], []
+        for p in range(len(age)):
+            ms = [m for m in VISIT_MONTHS if present[p, col[m]]]
+            if len(ms) >= 4 and present[p, 0]:
+                t, v = np.array(ms) / 12.0, np.array([z[r, p, col[m]] for m in ms])
+                res = v - np.polyval(np.polyfit(t, v, 1), t)
+                rss.append(np.sum(res**2))
+                df.append(len(ms) - 2)
+                z0.append(z[r, p, 0])
+        rss, df, z0 = map(np.array, (rss, df, z0))
+        low = z0 < np.median(z0)
+        for name, sel in (("low", low), ("high", ~low)):
+            want = np.sqrt(rss[sel].sum() / df[sel].sum())
+            assert feat(r, f"log_resid_rms_{name}_baseline|all|24") == pytest.approx(want)
+
+
+def test_excluded_statistics_are_left_out_and_the_rest_unchanged(rng):
+    y, present, age = _wide_tables(rng, n_rep=2)
+    full = StatisticsPlan(present, age, MONTHS, structure=True, log_scale=True)
+    drop = ("corr_log_slopes", "log_resid_rms_high_baseline")
+    part = StatisticsPlan(present, age, MONTHS, structure=True, log_scale=True, exclude=drop)
+    keep = [k for k, f in enumerate(full.feature_names) if f.split("|")[0] not in drop]
+    assert len(keep) == len(full.feature_names) - 2
+    assert part.feature_names == tuple(full.feature_names[k] for k in keep)
+    np.testing.assert_array_equal(part(y), full(y)[:, keep])
+
+
 def test_batched_statistics_do_not_depend_on_the_batch(rng):
     y, present, age = _wide_tables(rng, n_rep=9)
-    plan = StatisticsPlan(present, age, MONTHS, structure=True)
+    plan = StatisticsPlan(present, age, MONTHS, structure=True, log_scale=True)
     whole = plan(y)
     parts = np.concatenate([plan(y[:1]), plan(y[1:5]), plan(y[5:])])
     assert np.array_equal(whole, parts)
@@ -247,6 +325,7 @@ def test_shipped_config_loads():
         ('candidate = "lincovariate+power"', 'candidate = "lumped"', "structure.candidate"),
         ("n_q = 21", "n_q = 21, n_eta = 3", "structure.curve_table.n_eta"),
         ('below_lloq = "half_lloq"', 'below_lloq = "zero"', "observation.below_lloq"),
+        ('exclude = ["corr_log_slopes"', 'exclude = ["corr_slopes"', "summaries.exclude"),
         ("chunk_size = 1000", "chunk_size = 0", "budget.chunk_size"),
         ('kappa = { dist = "normal"', 'kappa = { dist = "gauss"', "parameters.priors.kappa"),
     ],

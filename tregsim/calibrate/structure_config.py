@@ -15,7 +15,9 @@ on within-patient statistics"). Sections:
   :data:`STRUCTURE_NAMES`);
 * ``[summaries] mean_months``, ``targets``, ``by_age_group``, ``min_group_n``,
   ``structure_statistics`` (the level-dependence summaries of
-  :class:`~tregsim.calibrate.structure_statistics.StatisticsPlan`);
+  :class:`~tregsim.calibrate.structure_statistics.StatisticsPlan`), ``log_scale_statistics``
+  (its summaries on ln(max(x, LLOQ)): quantiles, early/late individual slopes, curvature),
+  ``exclude`` (statistic names to leave out);
 * ``[method]`` and ``[budget]`` as the summary NPE (``tregsim.calibrate.config``).
 
 Every error names the file, the dotted field and the fix (:class:`~tregsim.errors.ConfigFileError`).
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.calibrate.sections import config_sections
+from tregsim.calibrate.structure_statistics import STATISTIC_NAMES
 from tregsim.calibrate.variability import CANDIDATES as VARIABILITY_CANDIDATES
 from tregsim.errors import ConfigFileError
 from tregsim.schema import Field, Table
@@ -79,6 +82,8 @@ _SCHEMA: dict[str, dict[str, Field]] = {
         "by_age_group": Field(bool, default=True),
         "min_group_n": Field(int, default=20, lo=5),
         "structure_statistics": Field(bool, default=False),
+        "log_scale_statistics": Field(bool, default=False),
+        "exclude": Field(list, default=[]),
     },
     "method": {
         "kind": Field(str, True, choices=(KIND,)),
@@ -269,6 +274,15 @@ def load_structure_config(raw: dict, path: Path) -> StructureConfig:
                 + (" after 0" if key == "targets" else "")
                 + ", e.g. [6, 12, 24]",
             )
+
+    bad = [n for n in summ["exclude"] if n not in STATISTIC_NAMES]
+    if bad:
+        raise ConfigFileError(
+            f"unknown statistic {bad[0]!r}",
+            file=path,
+            field="summaries.exclude",
+            fix="give statistic names of docs/calibration.md, e.g. ['corr_log_slopes']",
+        )
 
     meth = dict(sec["method"])
     tab = table(sec["structure"]["curve_table"], "structure.curve_table", _TABLE)

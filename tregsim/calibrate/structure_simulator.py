@@ -117,6 +117,9 @@ def load_design(config: StructureConfig) -> tuple[RecordsDesign, StatisticsPlan]
         by_age_group=s["by_age_group"],
         min_group_n=s["min_group_n"],
         structure=s["structure_statistics"],
+        log_scale=s["log_scale_statistics"],
+        lloq_nmol_l=config.lloq_nmol_l,
+        exclude=s["exclude"],
     )
     design = RecordsDesign(
         months=months,
@@ -315,6 +318,9 @@ def predictive_check(problem: StructureProblem, theta: np.ndarray, seed: int, st
         by_age_group=s["by_age_group"],
         min_group_n=s["min_group_n"],
         structure=s["structure_statistics"],
+        log_scale=s["log_scale_statistics"],
+        lloq_nmol_l=problem.config.lloq_nmol_l,
+        exclude=s["exclude"],
     )
     nb = len(names) - len(lo)
     lo = np.r_[lo, np.full(nb, np.nan)]

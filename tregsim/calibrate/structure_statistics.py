@@ -29,6 +29,24 @@ level dependence):
   ``q05_change_from_baseline`` / ``q95_change_from_baseline`` (pooled x_m − x_0 over the later
   ``visit_months``): the tails, which a too-large deviation at low or high levels inflates.
 
+With ``log_scale=True`` also, on z = ln(max(x, LLOQ)) in ln(nmol/L) (values at or below the
+LLOQ, which the records code LLOQ/2, count as the LLOQ), where the curvature of the course and
+the level dependence of the deviation are not compressed as on ln(x + 1) at low C-peptide
+(docs/calibration.md, "NPE on within-patient statistics"):
+
+* ``median_ln_x`` / ``q25_ln_x`` / ``q75_ln_x`` at each month of ``mean_months``;
+* ``log_ancova_slope`` / ``log_ancova_resid_sd`` at each target month (z_m ~ 1 + z_0 + age);
+* ``q10_log_change`` / ``q50_log_change`` / ``q90_log_change`` at each later month of
+  ``visit_months``: quantiles of z_m − z_0 (the fast decliners' course shows the curvature);
+* each participant's OLS slope of z on time (years) over the ``visit_months`` in [0, 12]
+  ("early", ≥ 2 visits) and in [12, last target] ("late", ≥ 2 visits): ``mean_log_slope_early``
+  / ``sd_log_slope_early`` (month 12), ``mean_log_slope_late`` / ``sd_log_slope_late``, and,
+  among participants with both, ``mean_log_slope_change`` (late − early: the curvature) and
+  ``corr_log_slopes`` (last target month);
+* ``log_resid_rms_low_baseline`` / ``log_resid_rms_high_baseline`` (last target month): the
+  pooled RMS residual of each participant's own straight line of z over months 0 to the last
+  target (≥ 4 visits, n − 2 df), among participants with z_0 below / at or above the median.
+
 Overall (group ``"all"``, kept when n ≥ 5) and per age group at baseline (<13, 13–17, ≥18 y)
 where the cell has n ≥ ``min_group_n``. Feature names are ``statistic|group|month``.
 
@@ -41,9 +59,24 @@ from __future__ import annotations
 import numpy as np
 
 from tregsim.trial_statistics import AGE_GROUPS, DEFAULT_MONTHS, VISIT_MONTHS
+from tregsim.units import LLOQ_NMOL_L
 
 MEAN_MONTHS = (0, 3, 6, 12, 18, 24)
 """Months of the per-visit means and SDs (month 3: two of the five studies)."""
+STATISTIC_NAMES = (
+    "mean_ln_x_plus_1", "sd_ln_x_plus_1", "ancova_slope", "ancova_resid_sd", "corr_baseline",
+    "corr_previous_visit", "mean_individual_slope", "sd_individual_slope",
+    "resid_rms_low_baseline", "resid_rms_high_baseline", "corr_slope_baseline",
+    "max_ln_x_plus_1", "q05_change_from_baseline", "q95_change_from_baseline",
+    "median_ln_x", "q25_ln_x", "q75_ln_x", "log_ancova_slope", "log_ancova_resid_sd",
+    "mean_log_slope_early", "sd_log_slope_early", "mean_log_slope_late", "sd_log_slope_late",
+    "mean_log_slope_change", "corr_log_slopes", "q10_log_change", "q50_log_change",
+    "q90_log_change",
+    "log_resid_rms_low_baseline", "log_resid_rms_high_baseline",
+)  # fmt: skip
+"""Every statistic name a plan can form (``[summaries] exclude`` takes these)."""
+SPLIT_MONTH = 12
+"""End of the early and start of the late window of the log-scale individual slopes."""
 
 
 def _groups(age: np.ndarray, by_age_group: bool) -> dict[str, np.ndarray]:
@@ -63,6 +96,9 @@ class StatisticsPlan:
     age_years : (P,) age at baseline, years.
     months : (S,) nominal months of the table's columns (must contain 0, the target months,
         ``mean_months`` and ``visit_months``).
+    structure, log_scale : add the level/tail and the log-scale statistics (module docstring).
+    lloq_nmol_l : floor of the log-scale statistics' z = ln(max(x, LLOQ)), nmol/L.
+    exclude : statistic names (the part before the first ``|``) left out of the features.
     """
 
     def __init__(
@@ -77,6 +113,9 @@ class StatisticsPlan:
         by_age_group: bool = True,
         min_group_n: int = 20,
         structure: bool = False,
+        log_scale: bool = False,
+        lloq_nmol_l: float = LLOQ_NMOL_L,
+        exclude=(),
     ):
         self.present = np.asarray(present, bool)
         self.age = np.asarray(age_years, float)
@@ -151,11 +190,115 @@ class StatisticsPlan:
                 f"q95_change_from_baseline|all|{last}",
             ]
             ops.append(("tails", np.array(pv).T, np.array(ch).T))
-        self.feature_names = tuple(names)
+        if log_scale:
+            self._add_log_scale(names, ops, col, mean_months, targets, vm, need)
+        drop = set(exclude)
+        self._keep = np.array([f.split("|")[0] not in drop for f in names])
+        self.feature_names = tuple(f for f, k in zip(names, self._keep) if k)
         self.structure = bool(structure)
+        self.log_floor = float(np.log(lloq_nmol_l))
         col0 = col[0]
         self._col0 = col0
         self._ops = ops
+
+    def _add_log_scale(self, names, ops, col, mean_months, targets, vm, need):
+        for m in mean_months:
+            rows = np.flatnonzero(self.present[:, col[m]])
+            if rows.size >= 5:
+                names += [f"{st}_ln_x|all|{m}" for st in ("median", "q25", "q75")]
+                ops.append(("log_quantiles", col[m], rows))
+        for m in targets:
+            rows = np.flatnonzero(self.present[:, col[0]] & self.present[:, col[m]])
+            if rows.size >= 5:
+                names += [f"log_ancova_slope|all|{m}", f"log_ancova_resid_sd|all|{m}"]
+                ops.append(("log_ancova", (col[0], col[m]), rows))
+        for m in vm:
+            rows = np.flatnonzero(self.present[:, col[0]] & self.present[:, col[m]])
+            if m > 0 and rows.size >= 5:
+                names += [f"{st}_log_change|all|{m}" for st in ("q10", "q50", "q90")]
+                ops.append(("log_change_quantiles", (col[0], col[m]), rows))
+        last = max(targets)
+        win = {}
+        for key, lo, hi in (("early", 0, SPLIT_MONTH), ("late", SPLIT_MONTH, last)):
+            ms = [m for m in vm if lo <= m <= hi]
+            if len(ms) >= 2:
+                rows, w = _slope_weights(self.present[:, [col[m] for m in ms]], ms, 2)
+                if rows.size >= 5:
+                    win[key] = (rows, np.array([col[m] for m in ms]), w)
+                    month = hi
+                    names += [
+                        f"mean_log_slope_{key}|all|{month}",
+                        f"sd_log_slope_{key}|all|{month}",
+                    ]
+        if len(win) == 2:
+            both = np.intersect1d(win["early"][0], win["late"][0])
+            if both.size >= 5:
+                names += [f"mean_log_slope_change|all|{last}", f"corr_log_slopes|all|{last}"]
+                idx = (
+                    np.searchsorted(win["early"][0], both),
+                    np.searchsorted(win["late"][0], both),
+                )
+            else:
+                idx = None
+            ops.append(("log_slopes", win, idx))
+        elif win:
+            ops.append(("log_slopes", win, None))
+        ms = [m for m in vm if m <= last]
+        cols = np.array([col[m] for m in ms])
+        rows, w = _slope_weights(self.present[:, cols], ms, 4)
+        rows_w = np.isin(rows, np.flatnonzero(self.present[:, col[0]]))
+        rows, w = rows[rows_w], w[rows_w]
+        if rows.size >= 10:
+            names += [
+                f"log_resid_rms_low_baseline|all|{last}",
+                f"log_resid_rms_high_baseline|all|{last}",
+            ]
+            ok = self.present[rows][:, cols]
+            ops.append(("log_lines", cols, (rows, w, ok, np.array(ms, float) / 12.0)))
+
+    def _log_scale(self, v: np.ndarray, op) -> list:
+        kind, c, rows = op
+        z = np.maximum(np.log(v), self.log_floor)
+        col0 = self._col0
+        if kind == "log_quantiles":
+            return list(np.quantile(z[:, rows, c], [0.5, 0.25, 0.75], axis=1))
+        if kind == "log_change_quantiles":
+            dz = z[:, rows, c[1]] - z[:, rows, c[0]]
+            return list(np.quantile(dz, [0.1, 0.5, 0.9], axis=1))
+        if kind == "log_ancova":
+            return list(_ancova(z[:, rows, c[0]], z[:, rows, c[1]], self.age[rows])[:2])
+        if kind == "log_slopes":
+            out, slopes = [], {}
+            for key in ("early", "late"):
+                if key in c:
+                    r, cols, w = c[key]
+                    slopes[key] = _weighted(np.nan_to_num(z[:, r][:, :, cols]), w)
+                    out += [_mean(slopes[key]), _sd(slopes[key])]
+            if rows is not None:
+                e, lt = slopes["early"][:, rows[0]], slopes["late"][:, rows[1]]
+                out += [_mean(lt - e), _corr(e, lt)]
+            return out
+        # log_lines: residuals of each participant's own line, pooled by baseline half
+        r, w, ok, t = rows
+        zr = np.nan_to_num(z[:, r][:, :, c])
+        b = _weighted(zr, w)
+        cnt = ok.sum(1)
+        tm = (ok * t).sum(1) / cnt
+        zbar = zr[:, :, 0] * ok[:, 0]
+        for j in range(1, ok.shape[1]):
+            zbar = zbar + zr[:, :, j] * ok[:, j]
+        zbar = zbar / cnt
+        e2 = np.zeros_like(b)
+        for j in range(ok.shape[1]):
+            e = zr[:, :, j] - zbar - b * (t[j] - tm)
+            e2 = e2 + np.where(ok[:, j], e * e, 0.0)
+        z0 = z[:, r, col0]
+        low = (z0 < np.median(z0, axis=1, keepdims=True)).astype(float)
+        df = (cnt - 2.0)[None, :]
+        return [
+            np.sqrt(_sum(e2 * low) / _sum(df * low)),
+            np.sqrt(_sum(e2 * (1 - low)) / _sum(df * (1 - low))),
+        ]
 
     def __call__(self, values_nmol_l: np.ndarray) -> np.ndarray:
         """Summaries of replicate tables ``values_nmol_l`` (R, P, S) in nmol/L → (R, F).
@@ -169,8 +312,11 @@ class StatisticsPlan:
         col0 = self._col0
         out = []
         with np.errstate(invalid="ignore", divide="ignore"):
-            for kind, c, rows in self._ops:
-                if kind == "moments":
+            for op in self._ops:
+                kind, c, rows = op
+                if kind.startswith("log_"):
+                    out += self._log_scale(v, op)
+                elif kind == "moments":
                     xs = x[:, rows, c]
                     out += [_mean(xs), _sd(xs)]
                 elif kind == "ancova":
@@ -192,7 +338,27 @@ class StatisticsPlan:
                     out += [_mean(s), _sd(s)]
                     if self.structure:
                         out.append(_corr(s[:, based], xr[:, based, 0]))
-        return np.stack(out, axis=1)
+        return np.stack(out, axis=1)[:, self._keep]
+
+
+def _slope_weights(present: np.ndarray, months, min_visits: int):
+    """Participants with ≥ ``min_visits`` of the columns ``present`` (P, K) at ``months`` (K,)
+    and the OLS weights w (n, K) of their slope on time in years: slope_i = Σ_k w_ik z_ik."""
+    t = np.asarray(months, float) / 12.0
+    cnt = present.sum(axis=1)
+    rows = np.flatnonzero(cnt >= min_visits)
+    ok = present[rows]
+    tm = (ok * t).sum(1) / cnt[rows]
+    dt = np.where(ok, t[None, :] - tm[:, None], 0.0)
+    return rows, dt / (dt**2).sum(1, keepdims=True)
+
+
+def _weighted(z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_k z[:, :, k] w[:, k] (R, n) in a fixed order."""
+    s = z[:, :, 0] * w[:, 0]
+    for j in range(1, w.shape[1]):
+        s = s + z[:, :, j] * w[:, j]
+    return s
 
 
 def _sum(a: np.ndarray) -> np.ndarray:
