@@ -22,7 +22,11 @@ Cost (measured on the 2-core machine, one core, loaded): MAP + Laplace ≈ 20–
 (Monte-Carlo SE 1.6 points at 50 %): not run to completion in round 5. Shorter chains are not a
 shortcut: on prior-drawn datasets (the config's priors are weak: e.g. μ_c = 2.5, a baseline of
 12 nmol/L) the independence move accepts as little as 6 % of proposals, and 40 steps left
-θ* outside the 90 % interval of 6 of 11 parameters in a test set.
+θ* outside the 90 % interval of 6 of 11 parameters in a test set. A partial run with the
+config's 500 steps (10 sets, seeds 20261201 and 20261202) showed the limit of the shipped
+sampler itself: the independence move accepted ≤ 6 % on 8 of 10 prior-drawn datasets (42 % on
+the records), so the chains barely mix there and coverage comes out low; a sampler that mixes
+across the prior is needed before this SBC can pass (docs/calibration.md).
 
 Reads the records from ``../shared/data/`` (never copied); writes only θ*, ranks and coverage.
 """
