@@ -603,21 +603,7 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
             )
 
     # data: the long-format records and the column mapping
-    data = sec["data"]
-    records = (path.parent / data["records"]).resolve()
-    if not records.is_file():
-        raise ConfigFileError(
-            f"records file {data['records']!r} not found (resolved against the folder of this "
-            "file; individual records are not shipped with tregsim: the project's default "
-            "points at ../shared/data/, the data folder beside the repository)",
-            file=path,
-            field="data.records",
-            fix="put the long-format CSV there, or give its path relative to this file",
-        )
-    columns = Table(data["columns"], path, "data.columns", ConfigFileError).fields(
-        {k: Field(str) for k in LONG_FORMAT}
-    )
-    columns = {k: v for k, v in columns.items() if v is not None}
+    records, columns = _records_and_columns(sec["data"], path, LONG_FORMAT)
     for key, col in columns.items():
         if not col:
             raise ConfigFileError(
@@ -855,20 +841,7 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
                 fix="fix only s0 and k_re (the stunning parameters of the curve table)",
             )
 
-    data = sec["data"]
-    records = (path.parent / data["records"]).resolve()
-    if not records.is_file():
-        raise ConfigFileError(
-            f"records file {data['records']!r} not found (resolved against the folder of this "
-            "file; individual records are not shipped with tregsim)",
-            file=path,
-            field="data.records",
-            fix="put the long-format CSV there, or give its path relative to this file",
-        )
-    columns = Table(data["columns"], path, "data.columns", ConfigFileError).fields(
-        {k: Field(str) for k in _STRUCT_COLUMNS}
-    )
-    columns = {k: v for k, v in columns.items() if v is not None}
+    records, columns = _records_and_columns(sec["data"], path, _STRUCT_COLUMNS, hint="")
     baseline_day = _baseline_day(sec, path, "the month-0 visit")
     lloq = sec["observation"]["lloq_nmol_l"]
     if not (np.isfinite(lloq) and lloq > 0):
@@ -924,3 +897,29 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
         method=meth,
         raw=raw,
     )
+
+
+def _records_and_columns(
+    data: dict,
+    path: Path,
+    names,
+    *,
+    hint: str = (
+        ": the project's default points at ../shared/data/, the data folder beside the repository"
+    ),
+) -> tuple[Path, dict[str, str]]:
+    """``[data] records`` resolved against the config's folder (it must exist) and the given
+    ``[data.columns]`` among ``names`` (long-format name → the CSV's column)."""
+    records = (path.parent / data["records"]).resolve()
+    if not records.is_file():
+        raise ConfigFileError(
+            f"records file {data['records']!r} not found (resolved against the folder of this "
+            f"file; individual records are not shipped with tregsim{hint})",
+            file=path,
+            field="data.records",
+            fix="put the long-format CSV there, or give its path relative to this file",
+        )
+    columns = Table(data["columns"], path, "data.columns", ConfigFileError).fields(
+        {k: Field(str) for k in names}
+    )
+    return records, {k: v for k, v in columns.items() if v is not None}

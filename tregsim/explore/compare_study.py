@@ -143,8 +143,8 @@ def compare_study(
             "il2_start_day": il2_start_day,
         }
     settings = {"models": [m.name for m in loaded], "n": n, "months": months, **regimen}
-    if sets:
-        settings["set"] = {k: float(v) for k, v in _parsed(sets).items()}
+    if values:
+        settings["set"] = {k: v for per_model in values.values() for k, v in per_model.items()}
     manifest = result_manifest(
         command="compare",
         function="tregsim.explore.compare_study.compare_study",
@@ -159,18 +159,6 @@ def compare_study(
     res = cmp.compare_models(loaded, arms, pop, times_days=times, seed=seed, values=values)
     manifest["settings_runtime"] = {"seconds": round(time.perf_counter() - t0, 2)}
     return ComparisonStudy(res, manifest)
-
-
-def _parsed(sets: Mapping[str, float | str]) -> dict[str, float]:
-    out = {}
-    for k, v in sets.items():
-        try:
-            out[k] = float(v.strip() if isinstance(v, str) else v)
-        except (TypeError, ValueError):
-            raise ArgumentError(
-                f"value {v!r} is not a number", field=f"set.{k}", fix=f"give {k} a number"
-            ) from None
-    return out
 
 
 def _set_values(models, sets: Mapping[str, float | str]) -> dict[str, dict[str, float]]:
