@@ -69,6 +69,12 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn):
         lloq_nmol_l=config.lloq_nmol_l,
         below_lloq="half_lloq",
     )[0]
+    row = {"set": k}
+    if not np.all(np.isfinite(y)):
+        # θ* so extreme that a simulated C-peptide overflows: no dataset to condition on. Such
+        # sets are counted and left out (the prior truncated to finite data; the count shows
+        # how much of the prior that is)
+        return row | {"nonfinite_data": True} | {f"true_{n}": v for n, v in truth.items()}
     like = V.StructureLikelihood(
         table,
         dataclasses.replace(rec, y=y),
@@ -88,11 +94,12 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn):
         seed=int(g.integers(2**31)),
         start=truth,
         move="independence",
+        burn=burn,
     )
     kept = chain[burn:].reshape(-1, post.dim)
     u_true = post.u_of(truth)
     ranks = {n: float(np.mean(kept[:, i] < u_true[i])) for i, n in enumerate(names)}
-    row = {"set": k, "acceptance": acc, "seconds": time.perf_counter() - t0}
+    row |= {"nonfinite_data": False, "acceptance": acc, "seconds": time.perf_counter() - t0}
     row |= {f"true_{n}": v for n, v in truth.items()}
     row |= {f"rank_{n}": v for n, v in ranks.items()}
     return row
@@ -100,6 +107,7 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn):
 
 def coverage(df: pd.DataFrame) -> pd.DataFrame:
     out = []
+    df = df[~df["nonfinite_data"].astype(bool)]
     n = len(df)
     for c in [c for c in df.columns if c.startswith("rank_")]:
         r = df[c].to_numpy()
@@ -142,15 +150,20 @@ def main(argv=None) -> int:
         with atomic_path(path) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
         r = rows[-1]
-        print(
-            f"set {k + 1}/{a.sets}: {r['seconds']:.0f} s, acceptance {r['acceptance']:.2f}",
-            file=sys.stderr,
+        msg = (
+            "non-finite data, left out"
+            if r["nonfinite_data"]
+            else f"{r['seconds']:.0f} s, acceptance {r['acceptance']:.2f}"
         )
+        print(f"set {k + 1}/{a.sets}: {msg}", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     cov = coverage(df)
     with atomic_path(out / "sbc_coverage.csv") as tmp:
         cov.to_csv(tmp, index=False)
     print(cov.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    bad = df["nonfinite_data"].astype(bool)
+    print(f"{int(bad.sum())} of {len(df)} prior draws gave non-finite data (left out)")
+    df = df[~bad]
     print(
         f"{len(df)} sets; acceptance median {df['acceptance'].median():.2f} "
         f"(min {df['acceptance'].min():.2f}); "

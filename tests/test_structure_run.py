@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 import tregsim
 from tregsim.calibrate import structure_run as S
@@ -240,7 +240,13 @@ def test_vectorised_likelihood_equals_the_loop(table):
     rec = _synthetic(table, 25, 3)
     rec.y[[4, 11]] = 0.0085  # two visits below the LLOQ (censored)
     like = V.StructureLikelihood(table, rec, n_zeta=15, n_eta=13)
-    for th in (TRUTH, TRUTH | {"kappa": 0.0, "beta_c": 0.5}, TRUTH | {"sigma_add": 0.01}):
+    for th in (
+        TRUTH,
+        TRUTH | {"kappa": 0.0, "beta_c": 0.5},
+        TRUTH | {"sigma_add": 0.01},
+        TRUTH | {"beta_c": -0.7, "gamma_beta": -0.7},  # age-dependent covariate
+        TRUTH | {"lambda_ref": 0.5, "kappa": 1.5},  # hazards beyond the table's ln λ grid
+    ):
         np.testing.assert_allclose(
             S.independent_log_lik(like, th), like.per_patient(th), rtol=1e-12, atol=1e-10
         )
@@ -249,6 +255,14 @@ def test_vectorised_likelihood_equals_the_loop(table):
     np.testing.assert_allclose(
         S.independent_log_lik(like_q, th), like_q.per_patient(th), rtol=1e-12, atol=1e-10
     )
+
+
+def test_kernel_log_ndtr_matches_scipy():
+    from tregsim.calibrate.structure_kernel import _log_ndtr
+
+    x = np.r_[-60.0, -37.5, -20.0001, -19.9999, np.linspace(-19, 8, 55)]
+    got = np.array([_log_ndtr(v) for v in x])
+    np.testing.assert_allclose(got, special.log_ndtr(x), rtol=1e-10, atol=1e-14)
 
 
 def test_simulate_records_matches_simulate_observed_in_distribution(table):
@@ -312,7 +326,7 @@ def test_non_identified_parameters_keep_their_prior(table, move, n_steps):
     post = S.StructurePosterior(like, "lumped", priors)
     burn = 50
     _, _, chain, acc, _ = S.sample_posterior(
-        post, n_walkers=32, n_steps=n_steps, seed=11, move=move
+        post, n_walkers=32, n_steps=n_steps, seed=11, move=move, burn=burn
     )
     assert 0.15 < acc < 0.8
     for k, n in enumerate(post.free[:4]):
@@ -382,7 +396,7 @@ def test_recovers_known_structure_from_synthetic_records(table, tmp_path):
     like = V.StructureLikelihood(table, rec, n_zeta=21, n_eta=17)
     post = S.StructurePosterior(like, "lincovariate+power", priors)
     _, _, chain, _, _ = S.sample_posterior(
-        post, n_walkers=16, n_steps=300, seed=3, move="independence"
+        post, n_walkers=16, n_steps=300, seed=3, move="independence", burn=50
     )
     for k, n in enumerate(post.free):
         x = V._from_u(n, chain[50:, :, k]).ravel()

@@ -57,13 +57,16 @@ UNITS = V.UNITS | {"sigma_meas": "1 (log scale, at 0.6 nmol/L)", "s0": "1", "k_r
 def independent_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     """Per-participant log marginal likelihood (P,) when the visits are independent given the
     random effects (σ_bio = 0): the same value as ``like.per_patient(th)`` (checked in the
-    tests), summed over visits with one array operation instead of a loop over participants."""
+    tests), summed over visits in one compiled pass (:mod:`structure_kernel`; with a random
+    effect on q, by one array operation instead of a loop over participants)."""
     if th.get("sigma_bio", 0.0) > 0:
         return like.per_patient(th)
     if not hasattr(like, "_order"):
         order = np.argsort(like.r.visit_patient, kind="stable")
         like._order = order
         like._starts = np.flatnonzero(np.r_[True, np.diff(like.r.visit_patient[order]) != 0])
+    if like.n_xi == 1 and th.get("omega_q", 0.0) == 0:
+        return _kernel_log_lik(like, th)
     lm = like.log_mu(th)  # (V, K)
     res = like._logy[:, None] - lm
     kap = th.get("kappa", 0.0)
@@ -77,6 +80,30 @@ def independent_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
         ll[c] = special.log_ndtr(res[c] / np.sqrt(var[c]))
     tot = np.add.reduceat(ll[like._order], like._starts, axis=0)  # (P, K)
     return special.logsumexp(tot + like.logw[None, :], axis=1)
+
+
+def _kernel_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
+    from tregsim.calibrate import structure_kernel as SK
+
+    t = like.table
+    fq = (np.clip(th["q"], t.q[0], t.q[-1]) - t.q[0]) / (t.q[1] - t.q[0])
+    j = min(int(fq), len(t.q) - 2)
+    bq = fq - j
+    lc = (1 - bq) * like._logc_v[:, :, j] + bq * like._logc_v[:, :, j + 1]  # (V, L)
+    return SK.per_patient_kernel(
+        np.ascontiguousarray(lc),
+        like._la[like.r.visit_patient],
+        like._logy,
+        like._cens,
+        np.r_[like._starts, like._order.size].astype(np.int64),
+        like._order.astype(np.int64),
+        like.zeta,
+        like.eta,
+        like.logw,
+        float(t.loglam[0]),
+        float(t.loglam[1] - t.loglam[0]),
+        SK.pack(th, like.lloq),
+    )
 
 
 class StructurePosterior:
@@ -140,27 +167,47 @@ def map_estimate(post: StructurePosterior, start: dict | None = None, maxiter: i
     return np.asarray(best.x, float), -float(best.fun)
 
 
-def laplace_covariance(post: StructurePosterior, u: np.ndarray, h: float = 0.02) -> np.ndarray:
-    """Inverse of the central-difference Hessian of −log posterior at ``u`` (step ``h`` in u;
-    not smaller: the likelihood is interpolated from a table). Eigenvalues are floored so the
-    result is positive definite."""
+def _fd_hessian(f, u: np.ndarray, h: float) -> np.ndarray:
+    """Central-difference Hessian of ``f`` at ``u`` (step ``h`` in every coordinate), (d, d)."""
     d = u.size
-    f0 = post(u)
+    f0 = f(u)
     H = np.empty((d, d))
     e = np.eye(d) * h
-    fp = np.array([post(u + e[i]) for i in range(d)])
-    fm = np.array([post(u - e[i]) for i in range(d)])
+    fp = np.array([f(u + e[i]) for i in range(d)])
+    fm = np.array([f(u - e[i]) for i in range(d)])
     for i in range(d):
-        H[i, i] = -(fp[i] - 2 * f0 + fm[i]) / h**2
+        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h**2
         for j in range(i):
-            fpp = post(u + e[i] + e[j])
-            fmm = post(u - e[i] - e[j])
             # mixed derivative from the diagonal points: f(+i+j) + f(-i-j) - f(+i) - f(-i)
             # - f(+j) - f(-j) + 2 f0 = 2 h² ∂²f/∂i∂j
-            H[i, j] = H[j, i] = -(fpp + fmm - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0) / (2 * h**2)
-    w, Q = np.linalg.eigh(H)
-    w = np.maximum(w, 1e-2)
-    return (Q / w) @ Q.T
+            fpp = f(u + e[i] + e[j])
+            fmm = f(u - e[i] - e[j])
+            H[i, j] = H[j, i] = (fpp + fmm - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0) / (2 * h**2)
+    return H
+
+
+def laplace_covariance(post: StructurePosterior, u: np.ndarray, h: float = 0.02) -> np.ndarray:
+    """Laplace covariance at ``u``: inverse of the central-difference Hessian of −log posterior
+    (step ``h`` in u; not smaller: the likelihood is interpolated from a table).
+
+    The likelihood's and the prior's curvature are taken apart: the likelihood part is projected
+    onto the positive semi-definite matrices (a table kink or a flat ridge can make a
+    finite-difference eigenvalue ≤ 0) and the prior's curvature is added back, so the
+    approximation is never wider than the prior in any direction. (Flooring the eigenvalues of
+    the sum instead gave directions of variance 100 in u on prior-drawn datasets, and an
+    independence proposal that accepted ≤ 6 %: docs/calibration.md.)"""
+    for step in (h, h / 4, h / 16):  # a neighbour outside the finite region: a smaller step
+        H = -_fd_hessian(post, u, step)
+        if np.all(np.isfinite(H)):
+            break
+    Hp = -_fd_hessian(post.log_prior, u, step)
+    if not np.all(np.isfinite(H)):  # no finite curvature: the prior's alone
+        H = Hp
+    w, Q = np.linalg.eigh(H - Hp)
+    wp, Qp = np.linalg.eigh(Hp)
+    Hn = (Q * np.maximum(w, 0.0)) @ Q.T + (Qp * np.maximum(wp, 1e-3)) @ Qp.T
+    w, Q = np.linalg.eigh(Hn)
+    return (Q / np.maximum(w, 1e-3)) @ Q.T
 
 
 PROPOSAL_DF = 5.0
@@ -169,6 +216,11 @@ Laplace approximation, so the chain does not stick in the tails)."""
 PROPOSAL_SCALE = 1.2
 """Scale of the independence proposal relative to the Laplace standard deviations (the
 posterior of q is ≈ 1.3× wider than its Laplace approximation on the placebo records)."""
+
+
+ADAPT_DEFENSIVE = 0.1
+"""Weight of the Laplace proposal in the adapted independence proposal (a defensive mixture:
+the adapted t can be narrower than the posterior's tails)."""
 
 
 def sample_posterior(
@@ -180,15 +232,29 @@ def sample_posterior(
     progress: bool = False,
     start: dict | None = None,
     move: str = "stretch",
+    burn: int = 0,
 ):
     """MAP, Laplace covariance, then emcee with walkers drawn from N(MAP, Laplace covariance)
     in u. ``move``: ``"stretch"`` (emcee's default affine-invariant ensemble move) or
-    ``"independence"`` (:func:`independence_move` from the Laplace approximation, t with
-    :data:`PROPOSAL_DF` degrees of freedom, scale :data:`PROPOSAL_SCALE`). Returns (u_map (d,),
-    MAP log posterior, chain (n_steps, n_walkers, d) in u, mean acceptance fraction,
-    timings dict)."""
+    ``"independence"`` (:func:`independence_move`, t with :data:`PROPOSAL_DF` degrees of
+    freedom, scale :data:`PROPOSAL_SCALE`).
+
+    With the independence move and ``burn`` ≥ 8, the proposal adapts during the burn-in only:
+    it starts at the Laplace approximation; after the first half of the burn-in its location
+    and scale matrix are refitted to the walkers' positions over that half, and again at the
+    end of the burn-in to the second half's; after the burn-in it is fixed (a
+    :data:`ADAPT_DEFENSIVE` : 1 − :data:`ADAPT_DEFENSIVE` mixture of the Laplace and the
+    refitted t), so the kept steps are a Metropolis–Hastings chain with a fixed kernel. On the
+    records the Laplace approximation is already close (acceptance ≈ 0.4); on datasets drawn
+    from the prior it can be far off, and the adaptation is what lets the chain mix there
+    (docs/calibration.md, "SBC of the likelihood path").
+
+    Returns (u_map (d,), MAP log posterior, chain (n_steps, n_walkers, d) in u, mean acceptance
+    fraction after the burn-in, timings dict)."""
     import emcee
 
+    if move not in ("independence", "stretch"):
+        raise ValueError(f"move must be 'stretch' or 'independence', got {move!r}")
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     u_map, lp_map = map_estimate(post, start)
@@ -203,38 +269,74 @@ def sample_posterior(
             if np.isfinite(post(p)):
                 p0[w] = p
                 break
-    moves = None
-    if move == "independence":
-        moves = [(independence_move(u_map, cov * PROPOSAL_SCALE**2, PROPOSAL_DF), 1.0)]
-    elif move != "stretch":
-        raise ValueError(f"move must be 'stretch' or 'independence', got {move!r}")
-    sampler = emcee.EnsembleSampler(n_walkers, post.dim, post, moves=moves)
-    sampler.random_state = np.random.RandomState(int(g.integers(2**31))).get_state()
+    state = np.random.RandomState(int(g.integers(2**31))).get_state()
+    laplace = (u_map, cov * PROPOSAL_SCALE**2)
+    adapt = move == "independence" and burn >= 8
+    # (number of steps, proposal components) per stage
+    stages = (
+        [(burn // 2, [laplace]), (burn - burn // 2, None), (n_steps - burn, None)]
+        if adapt
+        else [(n_steps, [laplace])]
+    )
+    chains, acc = [], []
     t0 = time.perf_counter()
-    sampler.run_mcmc(p0, n_steps, progress=progress)
+    prev = None
+    for n, comps in stages:
+        if comps is None:  # refit to the previous stage's positions (pooled over walkers)
+            x = prev.reshape(-1, post.dim)
+            c = np.cov(x, rowvar=False) + 1e-8 * np.eye(post.dim)
+            comps = [(x.mean(axis=0), c * PROPOSAL_SCALE**2), laplace]
+        if n == 0:
+            continue
+        moves = None
+        if move == "independence":
+            wts = [1.0] if len(comps) == 1 else [1 - ADAPT_DEFENSIVE, ADAPT_DEFENSIVE]
+            moves = [(independence_move(comps, PROPOSAL_DF, weights=wts), 1.0)]
+        sampler = emcee.EnsembleSampler(n_walkers, post.dim, post, moves=moves)
+        sampler.random_state = state
+        sampler.run_mcmc(p0, n, progress=progress)
+        state = sampler.random_state
+        prev = sampler.get_chain()
+        p0 = prev[-1]
+        chains.append(prev)
+        acc.append(float(np.mean(sampler.acceptance_fraction)))
     t["sampling_s"] = time.perf_counter() - t0
-    return u_map, lp_map, sampler.get_chain(), float(np.mean(sampler.acceptance_fraction)), t
+    return u_map, lp_map, np.concatenate(chains), acc[-1], t
 
 
-def independence_move(loc: np.ndarray, cov: np.ndarray, df: float = 5.0):
+def independence_move(components, df: float = 5.0, weights=None):
     """An emcee Metropolis–Hastings move that proposes independently of the current point
-    from a multivariate t (``df`` degrees of freedom, location ``loc``, scale matrix ``cov``):
-    every walker is then its own Markov chain (R-hat across walkers is meaningful) and, when
-    the proposal is close to the posterior, successive draws are nearly independent."""
+    from a mixture of multivariate t (``df`` degrees of freedom; ``components``: list of
+    (location (d,), scale matrix (d, d)), ``weights`` their probabilities, default equal; a
+    single (location, scale) tuple is one component): every walker is then its own Markov
+    chain (R-hat across walkers is meaningful) and, when the proposal is close to the
+    posterior, successive draws are nearly independent."""
     from emcee.moves import MHMove
-    from scipy import stats
+    from scipy import special, stats
 
-    dist = stats.multivariate_t(loc=loc, shape=cov, df=df)
-    L = np.linalg.cholesky(cov)
+    if isinstance(components, tuple):
+        components = [components]
+    w = np.full(len(components), 1.0 / len(components)) if weights is None else np.asarray(weights)
+    dists = [stats.multivariate_t(loc=m, shape=c, df=df) for m, c in components]
+    chol = [np.linalg.cholesky(c) for _, c in components]
+    locs = [np.asarray(m, float) for m, _ in components]
+    logw = np.log(w / w.sum())
+
+    def logq(x):
+        return special.logsumexp([lw + d.logpdf(x) for lw, d in zip(logw, dists)], axis=0)
 
     def proposal(x, random):
         n, d = x.shape
-        z = random.standard_normal((n, d)) @ L.T
-        w = np.sqrt(df / random.chisquare(df, size=n))
-        new = loc + z * w[:, None]
-        return new, dist.logpdf(x) - dist.logpdf(new)
+        k = random.choice(len(components), size=n, p=np.exp(logw))
+        z = random.standard_normal((n, d))
+        s = np.sqrt(df / random.chisquare(df, size=n))
+        new = np.empty_like(x)
+        for j in range(len(components)):
+            m = k == j
+            new[m] = locs[j] + (z[m] @ chol[j].T) * s[m, None]
+        return new, np.atleast_1d(logq(x) - logq(new))
 
-    return MHMove(proposal, ndim=loc.size)
+    return MHMove(proposal, ndim=locs[0].size)
 
 
 @dataclass
@@ -382,6 +484,7 @@ def calibrate_structure(
         seed=seed,
         progress=progress,
         move=meth.get("move", "stretch"),
+        burn=burn,
     )
     timings |= t_s
     with _quiet_emcee_autocorr(), np.errstate(invalid="ignore"):  # a walker that never moved
