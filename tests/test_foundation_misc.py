@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,26 @@ def test_manifest_hashes_inputs(tmp_path):
     f.write_text("x = 2\n")
     m2 = build_manifest(command="cohort", seed=3, inputs={"model": f}, settings={"n": 10})
     assert identity(m) != identity(m2)
+
+
+def test_manifest_command_line_has_no_absolute_path(tmp_path):
+    """A user-typed absolute --out (both spellings) and the program path are not recorded as
+    absolute paths."""
+    out = tmp_path / "runs" / "x"
+    argv = [
+        "/opt/venv/bin/tregsim",
+        "cohort",
+        "--out",
+        str(out),
+        f"--posterior={out}.nc",
+        "-n",
+        "5",
+    ]
+    m = build_manifest(command="cohort", seed=1, argv=argv)
+    words = m["command_line"].split(" ")
+    assert words[:2] == ["tregsim", "cohort"] and words[-2:] == ["-n", "5"]
+    assert not any(Path(w.partition("=")[2] or w).is_absolute() for w in words), words
+    assert words[3].endswith("x") and words[4].startswith("--posterior=")
 
 
 def test_simulate_cli_writes_files_and_effect_grows_with_phi(tmp_path, capsys):

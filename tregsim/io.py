@@ -135,11 +135,24 @@ def build_manifest(
         "seed": seed,
         "inputs": hashes,
         "settings": settings or {},
-        "command_line": " ".join(argv if argv is not None else sys.argv),
+        "command_line": " ".join(portable_argv(argv if argv is not None else sys.argv)),
         "versions": package_versions(),
         "git_commit": git_commit(),
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def portable_argv(argv: list[str]) -> list[str]:
+    """The command line as a manifest records it: the program by its name, and every absolute
+    path a user typed (``--out /home/me/runs/x``, ``--out=/…``) as :func:`portable_path`
+    names it, so no manifest carries where the machine keeps files."""
+    out = [Path(argv[0]).name] if argv else []
+    for a in argv[1:]:
+        opt, eq, val = a.partition("=") if a.startswith("--") else ("", "", a)
+        if os.path.isabs(val):
+            val = portable_path(val)
+        out.append(f"{opt}{eq}{val}" if eq else val)
+    return out
 
 
 def portable_path(path: str | os.PathLike) -> str:
