@@ -49,16 +49,46 @@ from tregsim.calibrate import variability as V
 from tregsim.calibrate.config import load_config
 from tregsim.io import atomic_path
 from tregsim.model import load_model
+from tregsim.model.priors import Prior
 
 STREAM = "benchmark.sbc.structure_likelihood"
 
 
-def one_set(k, *, config, rec, table, seed, n_steps, burn):
-    """θ*, ranks (fraction of kept draws below θ*) and the sampler's acceptance."""
+def regional_priors(path, names, widen: float) -> dict:
+    """Priors around a posterior (``path``, .nc): per parameter, its posterior mean and SD in
+    the sampler's coordinates (log, logit or none: ``variability.PARAMS``), the SD times
+    ``widen``, as a lognormal, beta (moment-matched on q) or normal prior. SBC under such a
+    prior checks the path where the records put the parameters; the config's weak priors also
+    reach regions where the quadrature grid is too coarse (docs/calibration.md)."""
+    import arviz as az
+
+    post = az.from_netcdf(path).posterior
+    out = {}
+    for n in names:
+        x = post[n].values.ravel()
+        kind = V.PARAMS[n][0]
+        if kind == "log":
+            u = np.log(x)
+            out[n] = Prior(
+                "lognormal", {"median": float(np.exp(u.mean())), "sdlog": widen * u.std()}
+            )
+        elif kind == "logit":
+            m, v = x.mean(), (widen * x.std()) ** 2
+            c = m * (1 - m) / v - 1
+            out[n] = Prior("beta", {"a": float(m * c), "b": float((1 - m) * c)})
+        else:
+            out[n] = Prior("normal", {"mean": float(x.mean()), "sd": float(widen * x.std())})
+    return out
+
+
+def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
+    """θ*, ranks (fraction of kept draws below θ*) and the sampler's acceptance; θ* from
+    ``priors`` (default: the config's), the same priors in the posterior."""
     g = trng.block_generator(seed, STREAM, k)
     meth = config.method
     names, fixed = V.CANDIDATES[config.candidate]
-    truth = {n: float(config.priors[n].sample(g, 1)[0]) for n in names}
+    priors = config.priors if priors is None else priors
+    truth = {n: float(priors[n].sample(g, 1)[0]) for n in names}
     th = truth | fixed | dict(config.fixed)
     y = V.simulate_records(
         table,
@@ -83,7 +113,7 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn):
         n_zeta=meth["n_zeta"],
         n_eta=meth["n_eta"],
     )
-    post = R.StructurePosterior(like, config.candidate, config.priors)
+    post = R.StructurePosterior(like, config.candidate, priors)
     t0 = time.perf_counter()
     # the shipped sampler (MAP, Laplace, independence move); the MAP does not depend on the
     # start, starting at θ* only saves time
@@ -130,6 +160,12 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--burn", type=int, default=None, help="steps discarded (default: config's)")
     ap.add_argument("--seed", type=int, default=20261205)
+    ap.add_argument(
+        "--prior-from",
+        default=None,
+        help="posterior .nc: SBC under priors around it (regional SBC), not the config's",
+    )
+    ap.add_argument("--widen", type=float, default=3.0, help="with --prior-from: SD factor")
     ap.add_argument("--out", required=True, help="output folder")
     a = ap.parse_args(argv)
     config = load_config(a.config)
@@ -138,14 +174,29 @@ def main(argv=None) -> int:
     table = R._curve_table(config, model, float(rec.visit_day.max()))
     steps = config.method["n_steps"] if a.steps is None else a.steps
     burn = config.method["burn"] if a.burn is None else a.burn
+    names = V.CANDIDATES[config.candidate][0]
+    priors = None if a.prior_from is None else regional_priors(a.prior_from, names, a.widen)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if priors is not None:
+        pd.DataFrame([{"parameter": n, "dist": p.dist} | p.args for n, p in priors.items()]).to_csv(
+            out / "sbc_priors.csv", index=False
+        )
     path = out / "sbc_sets.csv"
     done = pd.read_csv(path) if path.is_file() else pd.DataFrame()
     rows = done.to_dict("records")
     for k in range(len(rows), a.sets):
         rows.append(
-            one_set(k, config=config, rec=rec, table=table, seed=a.seed, n_steps=steps, burn=burn)
+            one_set(
+                k,
+                config=config,
+                rec=rec,
+                table=table,
+                seed=a.seed,
+                n_steps=steps,
+                burn=burn,
+                priors=priors,
+            )
         )
         with atomic_path(path) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
