@@ -17,16 +17,25 @@ nothing; ``--sets`` larger than the rows present continues) and ``OUT/sbc_covera
     OMP_NUM_THREADS=1 python benchmarks/structure_likelihood_sbc.py \\
         calibration/placebo_records_structure.toml --sets 200 --out runs/sbc_likelihood
 
-Cost (measured on the 2-core machine, one core, loaded): MAP + Laplace ≈ 20–60 s and
-16 × 500 steps × 0.023 s per evaluation ≈ 190 s per set, i.e. ≈ 55 core-hours for 1,000 sets
-(Monte-Carlo SE 1.6 points at 50 %): not run to completion in round 5. Shorter chains are not a
-shortcut: on prior-drawn datasets (the config's priors are weak: e.g. μ_c = 2.5, a baseline of
-12 nmol/L) the independence move accepts as little as 6 % of proposals, and 40 steps left
-θ* outside the 90 % interval of 6 of 11 parameters in a test set. A partial run with the
-config's 500 steps (10 sets, seeds 20261201 and 20261202) showed the limit of the shipped
-sampler itself: the independence move accepted ≤ 6 % on 8 of 10 prior-drawn datasets (42 % on
-the records), so the chains barely mix there and coverage comes out low; a sampler that mixes
-across the prior is needed before this SBC can pass (docs/calibration.md).
+Regional SBC (round 6): ``--prior-from POSTERIOR.nc --widen K`` draws θ* from priors around a
+posterior (its mean and SD in the sampling coordinates, the SD times K; lognormal, beta or
+normal, written to ``OUT/sbc_priors.csv``) and uses the same priors in each posterior, so it
+checks simulator, likelihood and sampler where the records put the parameters:
+
+    OMP_NUM_THREADS=1 python benchmarks/structure_likelihood_sbc.py \
+        calibration/placebo_records_structure.toml --sets 400 --steps 300 --burn 50 \
+        --prior-from calibration/posteriors/natural_history.nc --widen 3 --out runs/sbc_regional
+
+Why not the config's priors: they are weak (σ_meas halfnormal(0.3), s_c halfnormal(1)), and
+where they put little noise against a wide between-patient spread a participant's integrand
+over (ζ, η) is a thin ridge that the fixed quadrature grid misses by up to hundreds of nats
+(``structure_quadrature_accuracy.py``: 6 of 12 prior-drawn datasets off by > 1 nat at θ*, the
+records within 0.002). Round 5's partial run on those priors (10 sets, acceptance ≤ 6 % on 8)
+and round 6's (8 sets, ranks of 0.00 or 1.00 for several parameters in 4) were runs of that
+grid error, not only of the sampler.
+
+Cost (one core of the loaded 2-core machine, round 6 sampler and compiled likelihood): MAP
+15–20 s, 16 × 300 steps ≈ 50–160 s per set.
 
 Reads the records from ``../shared/data/`` (never copied); writes only θ*, ranks and coverage.
 """
