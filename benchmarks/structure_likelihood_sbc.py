@@ -30,7 +30,7 @@ Why not the config's priors: they are weak (σ_meas halfnormal(0.3), s_c halfnor
 where they put little noise against a wide between-patient spread a participant's integrand
 over (ζ, η) is a thin ridge that the fixed quadrature grid misses by up to hundreds of nats
 (``structure_quadrature_accuracy.py``: 6 of 12 prior-drawn datasets off by > 1 nat at θ*, the
-records within 0.002). Round 5's partial run on those priors (10 sets, acceptance ≤ 6 % on 8)
+records within 0.01). Round 5's partial run on those priors (10 sets, acceptance ≤ 6 % on 8)
 and round 6's (8 sets, ranks of 0.00 or 1.00 for several parameters in 4) were runs of that
 grid error, not only of the sampler.
 
@@ -90,24 +90,35 @@ def regional_priors(path, names, widen: float) -> dict:
     return out
 
 
-def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
-    """θ*, ranks (fraction of kept draws below θ*) and the sampler's acceptance; θ* from
-    ``priors`` (default: the config's), the same priors in the posterior."""
+def prior_dataset(k, *, config, rec, table, seed, priors=None):
+    """Set ``k``'s θ* (free parameters, from ``priors``, default the config's), the full
+    parameter dict and the records simulated at it (V,), values below the LLOQ coded LLOQ/2;
+    the generator is then at the state the sampler's seed is drawn from."""
     g = trng.block_generator(seed, STREAM, k)
-    meth = config.method
     names, fixed = V.CANDIDATES[config.candidate]
     priors = config.priors if priors is None else priors
     truth = {n: float(priors[n].sample(g, 1)[0]) for n in names}
     th = truth | fixed | dict(config.fixed)
-    y = V.simulate_records(
-        table,
-        th,
-        rec,
-        g,
-        baseline_day=config.baseline_day,
-        lloq_nmol_l=config.lloq_nmol_l,
-        below_lloq="half_lloq",
-    )[0]
+    with np.errstate(over="ignore"):
+        y = V.simulate_records(
+            table,
+            th,
+            rec,
+            g,
+            baseline_day=config.baseline_day,
+            lloq_nmol_l=config.lloq_nmol_l,
+            below_lloq="half_lloq",
+        )[0]
+    return truth, th, y, g
+
+
+def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
+    """θ*, ranks (fraction of kept draws below θ*) and the sampler's acceptance; θ* from
+    ``priors`` (default: the config's), the same priors in the posterior."""
+    meth = config.method
+    names = V.CANDIDATES[config.candidate][0]
+    priors = config.priors if priors is None else priors
+    truth, _, y, g = prior_dataset(k, config=config, rec=rec, table=table, seed=seed, priors=priors)
     row = {"set": k}
     if not np.all(np.isfinite(y)):
         # θ* so extreme that a simulated C-peptide overflows: no dataset to condition on. Such
