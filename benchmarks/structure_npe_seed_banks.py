@@ -16,8 +16,10 @@ SD, with the number of seeds (target of the issue: ≤ 0.25).
 
 Members are trained one at a time, round-robin over the seeds (m outer, k inner), and each is
 saved as OUT/member_seed<k>_m<m>.pt, so an interrupted run keeps every finished member and
-resumes; ``--table-only`` just writes the table from the members present. Writes
-OUT/seed_spread_by_k.csv, OUT/bank_seed<k>.npz, OUT/timings.jsonl.
+resumes; ``--table-only`` just writes the table from the members present. ``--sbc`` adds the
+SBC coverage (50 %, 90 %) of seed 0's first K members on the run's held-out ``sbc_bank.npz``
+(200 draws per dataset, as ``tregsim calibrate``). Writes OUT/seed_spread_by_k.csv,
+OUT/sbc_by_k.csv, OUT/bank_seed<k>.npz, OUT/timings.jsonl.
 Numbers in docs/calibration.md, "Round 6: seed spread".
 """
 
@@ -55,6 +57,11 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=20000)
     ap.add_argument("--run", default=None, help="DIR/NAME of `tregsim calibrate CONFIG`: seed 0")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument(
+        "--sbc",
+        action="store_true",
+        help="also the SBC coverage of seed 0's first K members on RUN/sbc_bank.npz (with --run)",
+    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -158,6 +165,27 @@ def main() -> None:
             f"K = {K} flows, {len(ks)} seeds: max SD of means / SD "
             f"{tab.sd_of_means_over_sd.max():.3f}, max range / SD {tab.range_over_sd.max():.3f}"
         )
+    if a.sbc and run_members:
+        from tregsim.calibrate import diagnostics as diag
+
+        with np.load(Path(a.run) / "sbc_bank.npz", allow_pickle=False) as f:
+            z, x = f["z"], f["x"]
+        ok = np.all(np.isfinite(x), axis=1)
+        rows = []
+        for K in range(1, len(run_members) + 1):
+            est = Estimator(nets=[e.nets[0] for e in run_members[:K]], meta=run_members[0].meta)
+            zs = est.sample_z_batched(x[ok], 200, cfg.seed + 1)
+            for cov in (0.5, 0.9):
+                c = diag.central_coverage(z[ok], zs, cov)
+                rows += [
+                    {"n_flows": K, "level": cov, "parameter": n, "coverage": c[j]}
+                    for j, n in enumerate(problem.names)
+                ]
+        sbc = pd.DataFrame(rows)
+        sbc.to_csv(out / "sbc_by_k.csv", index=False)
+        with pd.option_context("display.width", 200):
+            print(f"SBC coverage of seed 0's first K flows ({int(ok.sum())} datasets)")
+            print(sbc.pivot(index=["level", "parameter"], columns="n_flows").round(3).to_string())
     if tabs:
         res = pd.concat(tabs, ignore_index=True)
         res.to_csv(out / "seed_spread_by_k.csv", index=False)
