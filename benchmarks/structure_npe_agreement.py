@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tregsim.calibrate.structure_config import STRUCTURE_NAMES as NAMES
+from tregsim.calibrate.structure_config import structure_names
+
+NAMES = structure_names("lincovariate+age+power")  # a superset of "lincovariate+power"'s
 
 MAP = Path(__file__).resolve().parents[1] / "calibration" / "natural_history_structure.json"
 
@@ -45,7 +47,7 @@ def agreement(npe: dict, lik: dict | None, map_theta: dict | None) -> pd.DataFra
             r["median_diff_over_pooled_sd"] = (a["median"] - b["median"]) / pooled
             r["npe_median_in_lik_90"] = bool(b["q05"] <= a["median"] <= b["q95"])
             r["lik_median_in_npe_90"] = bool(a["q05"] <= b["median"] <= a["q95"])
-        elif map_theta is not None:
+        elif map_theta is not None and n in map_theta:
             r["map"] = map_theta[n]
             r["median_minus_map_over_npe_sd"] = (a["median"] - map_theta[n]) / a["sd"]
             r["map_in_npe_90"] = bool(a["q05"] <= map_theta[n] <= a["q95"])

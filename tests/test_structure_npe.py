@@ -271,16 +271,32 @@ def test_simulator_is_chunk_independent(problem):
     assert np.all(np.isfinite(whole))
 
 
-def test_simulator_course_matches_the_records_likelihood(problem):
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"gamma_beta": 0.0},
+        # the age-dependent covariate β_c·(a/10)^(−γ_β) (candidate "lincovariate+age+power");
+        # μ_c away from log 0.6 so that the covariate term is not ≈ 0
+        {"gamma_beta": 0.8, "beta_c": -0.9, "mu_c": -0.1},
+        {"gamma_beta": -1.2, "beta_c": 0.7, "mu_c": -1.0},
+    ],
+)
+def test_simulator_course_matches_the_records_likelihood(problem, change):
     """With no between-patient spread (s_c = ω_λ = 0) and a negligible deviation, every
     simulated visit equals exp(log μ) that StructureLikelihood computes for the same records
     at its ζ = η = 0 node: the two paths evaluate the same structure."""
     from tregsim.calibrate.structure_simulator import simulate_wide
     from tregsim.calibrate.variability import StructureLikelihood, load_records
 
-    th = MAP | {"s_c": 0.0, "omega_lambda": 0.0, "sigma_meas": 1e-9, "kappa": 0.0}
+    assert problem.config.candidate == "lincovariate+age+power"
+    th = MAP | {"s_c": 0.0, "omega_lambda": 0.0, "sigma_meas": 1e-9, "kappa": 0.0} | change
     theta = np.array([[th[n] for n in problem.names]])
     y = simulate_wide(problem, theta, 1, 0)[0]  # (P, S)
+    if change["gamma_beta"] != 0:  # γ_β acts: the course differs from γ_β = 0
+        g0 = np.array([[(th | {"gamma_beta": 0.0})[n] for n in problem.names]])
+        y0 = simulate_wide(problem, g0, 1, 0)[0]
+        ok = np.isfinite(y) & (y0 > problem.config.lloq_nmol_l)
+        assert np.max(np.abs(np.log(y[ok] / y0[ok]))) > 0.01
     rec = load_records(problem.config.records_path)
     like = StructureLikelihood(problem.table, rec, baseline_day=problem.config.baseline_day)
     lm = like.log_mu(th | {"sigma_bio": 0.0, "tau_bio": 180.0})
@@ -312,7 +328,20 @@ def test_shipped_config_loads():
     if not (CONFIG.parent / "../../shared/data/placebo_cpeptide_individual.csv").exists():
         pytest.skip("placebo records not at ../shared/data (not shipped: no licence)")
     cfg = load_config(CONFIG)
-    assert cfg.kind == "npe_structure" and len(cfg.calibrate) == 11
+    assert cfg.kind == "npe_structure" and len(cfg.calibrate) == 12
+    assert cfg.candidate == "lincovariate+age+power" and "gamma_beta" in cfg.calibrate
+
+
+def test_config_without_the_age_covariate(tmp_path, rng):
+    """candidate "lincovariate+power" has no gamma_beta (the simulator uses γ_β = 0)."""
+    rec = _synthetic_records(tmp_path, rng, P=8)
+    text = CONFIG.read_text().replace("lincovariate+age+power", "lincovariate+power")
+    with pytest.raises(ConfigFileError) as e:
+        load_config(_config(tmp_path, rec, text))
+    assert e.value.field == "parameters.calibrate" and "gamma_beta" in str(e.value)
+    text = text.replace('"gamma_beta",', "").replace("gamma_beta = { dist", "# gamma_beta = {")
+    cfg = load_config(_config(tmp_path, rec, text))
+    assert cfg.candidate == "lincovariate+power" and "gamma_beta" not in cfg.structure_names
 
 
 @pytest.mark.parametrize(
@@ -322,7 +351,7 @@ def test_shipped_config_loads():
         ('"mu_a", "s_c"]', '"mu_a", "s_cc"]', "parameters.calibrate"),
         ('"mu_a", "s_c"]', '"mu_a"]', "parameters.fixed"),
         ("targets = [6, 12, 24]", "targets = [0, 12]", "summaries.targets"),
-        ('candidate = "lincovariate+power"', 'candidate = "lumped"', "structure.candidate"),
+        ('candidate = "lincovariate+age+power"', 'candidate = "lumped"', "structure.candidate"),
         ("n_q = 21", "n_q = 21, n_eta = 3", "structure.curve_table.n_eta"),
         ('below_lloq = "half_lloq"', 'below_lloq = "zero"', "observation.below_lloq"),
         ('exclude = ["corr_log_slopes"', 'exclude = ["corr_slopes"', "summaries.exclude"),

@@ -7,12 +7,13 @@ on within-patient statistics"). Sections:
   copied) and ``[data.columns]`` (``study``, ``id``, ``age``, ``day``, ``month``, ``y`` → the
   CSV's column names; defaults are those of ``placebo_cpeptide_individual.csv``);
 * ``[cohort] baseline_day`` (days from diagnosis to the month-0 visit);
-* ``[structure] candidate`` (only ``"lincovariate+power"``) and ``[structure.curve_table]``
+* ``[structure] candidate`` (``"lincovariate+power"`` or ``"lincovariate+age+power"``, which adds
+  ``gamma_beta``: β_c·(age/10)^(−γ_β)) and ``[structure.curve_table]``
   (``s0``, ``k_re`` held fixed; grid resolution ``n_loglam``, ``n_q``, ``day_step``);
 * ``[observation] lloq_nmol_l``, ``below_lloq`` (as the records code values below the LLOQ);
-* ``[parameters] calibrate`` (names of :data:`STRUCTURE_NAMES`), ``priors`` (a prior table for
-  every calibrated name, or the model file's), ``fixed`` (every other name of
-  :data:`STRUCTURE_NAMES`);
+* ``[parameters] calibrate`` (names of the candidate's :func:`structure_names`), ``priors`` (a
+  prior table for every calibrated name, or the model file's), ``fixed`` (every other name of
+  the candidate);
 * ``[summaries] mean_months``, ``targets``, ``by_age_group``, ``min_group_n``,
   ``structure_statistics`` (the level-dependence summaries of
   :class:`~tregsim.calibrate.structure_statistics.StatisticsPlan`), ``log_scale_statistics``
@@ -38,9 +39,17 @@ from tregsim.schema import Field, Table
 from tregsim.units import LLOQ_NMOL_L
 
 KIND = "npe_structure"
+CANDIDATES = ("lincovariate+power", "lincovariate+age+power")
+"""Structures of tregsim.calibrate.variability that the NPE simulator implements."""
 STRUCTURE_NAMES = VARIABILITY_CANDIDATES["lincovariate+power"][0]
 """Parameters of the structure "lincovariate+power" (tregsim.calibrate.variability)."""
-CANDIDATES = ("lincovariate+power",)
+
+
+def structure_names(candidate: str) -> tuple[str, ...]:
+    """Parameters of a candidate of :data:`CANDIDATES` (as tregsim.calibrate.variability)."""
+    return tuple(VARIABILITY_CANDIDATES[candidate][0])
+
+
 _COLUMNS = ("study", "id", "age", "day", "month", "y")
 _BELOW_LLOQ = ("half_lloq", "lloq", "keep")
 _ESTIMATORS = ("maf", "nsf", "mdn")
@@ -145,6 +154,11 @@ class StructureConfig:
         return KIND
 
     @property
+    def structure_names(self) -> tuple[str, ...]:
+        """Every parameter of the chosen candidate (calibrated or fixed)."""
+        return structure_names(self.candidate)
+
+    @property
     def summary_path(self) -> Path:
         """The data file (the name the NPE pipeline uses for its data hash)."""
         return self.records_path
@@ -191,14 +205,15 @@ def load_structure_config(raw: dict, path: Path) -> StructureConfig:
 
     # parameters
     params = sec["parameters"]
+    names = structure_names(sec["structure"]["candidate"])
     calibrate = tuple(params["calibrate"])
     for name in calibrate:
-        if name not in STRUCTURE_NAMES:
+        if name not in names:
             raise ConfigFileError(
                 f"{name!r} is not a parameter of the structure {sec['structure']['candidate']!r}",
                 file=path,
                 field="parameters.calibrate",
-                fix=f"use names from {list(STRUCTURE_NAMES)}",
+                fix=f"use names from {list(names)}",
             )
     if not calibrate or len(set(calibrate)) != len(calibrate):
         raise ConfigFileError(
@@ -210,7 +225,7 @@ def load_structure_config(raw: dict, path: Path) -> StructureConfig:
     fixed = {}
     for name, value in params["fixed"].items():
         if (
-            name not in STRUCTURE_NAMES
+            name not in names
             or name in calibrate
             or not isinstance(value, int | float)
             or isinstance(value, bool)
@@ -220,10 +235,10 @@ def load_structure_config(raw: dict, path: Path) -> StructureConfig:
                 + (" (it is also calibrated)" if name in calibrate else ""),
                 file=path,
                 field=f"parameters.fixed.{name}",
-                fix=f"give a number for a name of {list(STRUCTURE_NAMES)} that is not calibrated",
+                fix=f"give a number for a name of {list(names)} that is not calibrated",
             )
         fixed[name] = float(value)
-    missing = [n for n in STRUCTURE_NAMES if n not in calibrate and n not in fixed]
+    missing = [n for n in names if n not in calibrate and n not in fixed]
     if missing:
         raise ConfigFileError(
             f"{missing} neither calibrated nor fixed",

@@ -3,11 +3,12 @@
 The simulator of ``[method] kind = "npe_structure"`` (:mod:`tregsim.calibrate.structure_config`;
 docs/calibration.md, "NPE on within-patient statistics"). For each θ draw it simulates the
 records' own participants (those with a month-0 visit): their ages, their visits at their own
-days after their baseline visit, the structure "lincovariate+power" of
+days after their baseline visit, the structure "lincovariate+power" (or
+"lincovariate+age+power", whose covariate β_c is β_c·(a_i/10)^(−γ_β)) of
 :mod:`tregsim.calibrate.variability`:
 
 * trend level at the baseline visit ℓ_i = μ_c + μ_a·log(a_i/10) + s_c·ζ_i;
-* hazard log λ0_i = log λ_ref − γ_a·log(a_i/10) − β_c·(ℓ_i − log 0.6)
+* hazard log λ0_i = log λ_ref − γ_a·log(a_i/10) − β_c·(a_i/10)^(−γ_β)·(ℓ_i − log 0.6)
   − β_lin·(e^ℓ_i − 0.6 nmol/L) + ω_λ·η_i;
 * noise-free course log μ_ij = ℓ_i + log c(b + d_ij; λ0_i, q) − log c(b; λ0_i, q) from the
   :class:`~tregsim.calibrate.likelihood.CurveTable` (b = ``baseline_day``; s0, k_re fixed in
@@ -34,7 +35,7 @@ import numpy as np
 
 from tregsim import rng as trng
 from tregsim.calibrate.simulator import Problem
-from tregsim.calibrate.structure_config import STRUCTURE_NAMES, StructureConfig
+from tregsim.calibrate.structure_config import StructureConfig
 from tregsim.calibrate.structure_statistics import StatisticsPlan, bootstrap
 from tregsim.calibrate.variability import LOG_CREF, load_records
 from tregsim.observe import deviation_scale
@@ -49,6 +50,7 @@ UNITS = {
     "omega_lambda": "1",
     "q": "1",
     "beta_c": "1",
+    "gamma_beta": "1",
     "beta_lin": "1/(nmol/L)",
     "sigma_meas": "1",
     "kappa": "1",
@@ -204,10 +206,12 @@ def build_problem(config: StructureConfig) -> StructureProblem:
 
 
 def full_theta(problem: StructureProblem, theta: np.ndarray) -> dict[str, np.ndarray]:
-    """Every structure parameter (n,) from the calibrated columns and the fixed values."""
+    """Every parameter (n,) of the config's candidate from the calibrated columns and the fixed
+    values; ``gamma_beta`` is 0 (no age dependence of β_c) for "lincovariate+power"."""
     theta = np.atleast_2d(np.asarray(theta, float))
     out = {n: theta[:, j] for j, n in enumerate(problem.names)}
-    for n in STRUCTURE_NAMES:
+    out.setdefault("gamma_beta", np.zeros(theta.shape[0]))
+    for n in problem.config.structure_names:
         if n not in out:
             out[n] = np.full(theta.shape[0], problem.config.fixed[n])
     return out
@@ -244,7 +248,7 @@ def simulate_wide(
     loglam = (
         np.log(col["lambda_ref"])
         - col["gamma_a"] * la
-        - col["beta_c"] * (lev - LOG_CREF)
+        - col["beta_c"] * np.exp(-col["gamma_beta"] * la) * (lev - LOG_CREF)
         - col["beta_lin"] * (np.exp(lev) - np.exp(LOG_CREF))
         + col["omega_lambda"] * rnd["eta"]
     )
