@@ -235,6 +235,19 @@ def _synthetic_records(tmp_path, rng, P=60) -> Path:
     return path
 
 
+def _age_text() -> str:
+    """The shipped config with the candidate "lincovariate+age+power" (γ_β calibrated, prior
+    N(0, 1) as variability.PARAMS)."""
+    text = CONFIG.read_text().replace(
+        'candidate = "lincovariate+power"', 'candidate = "lincovariate+age+power"'
+    )
+    text = text.replace('"q", "beta_c", "beta_lin",', '"q", "beta_c", "gamma_beta", "beta_lin",')
+    return text.replace(
+        "beta_lin = { dist",
+        'gamma_beta = { dist = "normal", mean = 0.0, sd = 1.0 }\nbeta_lin = { dist',
+    )
+
+
 def _config(tmp_path, records: Path, text: str | None = None) -> Path:
     text = CONFIG.read_text() if text is None else text
     text = text.replace(
@@ -252,7 +265,7 @@ def problem(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("structure")
     rec = _synthetic_records(tmp, np.random.default_rng(5))
-    return build_problem(load_config(_config(tmp, rec)))
+    return build_problem(load_config(_config(tmp, rec, _age_text())))
 
 
 def test_simulator_is_chunk_independent(problem):
@@ -328,20 +341,27 @@ def test_shipped_config_loads():
     if not (CONFIG.parent / "../../shared/data/placebo_cpeptide_individual.csv").exists():
         pytest.skip("placebo records not at ../shared/data (not shipped: no licence)")
     cfg = load_config(CONFIG)
-    assert cfg.kind == "npe_structure" and len(cfg.calibrate) == 12
-    assert cfg.candidate == "lincovariate+age+power" and "gamma_beta" in cfg.calibrate
+    assert cfg.kind == "npe_structure" and len(cfg.calibrate) == 11
+    # the likelihood path's (shipped) structure, so that the two paths can be compared
+    assert cfg.candidate == "lincovariate+power" and "gamma_beta" not in cfg.structure_names
 
 
-def test_config_without_the_age_covariate(tmp_path, rng):
-    """candidate "lincovariate+power" has no gamma_beta (the simulator uses γ_β = 0)."""
+def test_config_with_the_age_covariate(tmp_path, rng):
+    """candidate "lincovariate+age+power" needs gamma_beta in calibrate; without the candidate
+    gamma_beta is rejected (the simulator uses γ_β = 0)."""
     rec = _synthetic_records(tmp_path, rng, P=8)
-    text = CONFIG.read_text().replace("lincovariate+age+power", "lincovariate+power")
+    cfg = load_config(_config(tmp_path, rec, _age_text()))
+    assert cfg.candidate == "lincovariate+age+power" and "gamma_beta" in cfg.structure_names
+    text = _age_text().replace('"gamma_beta", ', "").replace("gamma_beta = { dist", "# x = {")
+    with pytest.raises(ConfigFileError) as e:  # neither calibrated nor fixed
+        load_config(_config(tmp_path, rec, text))
+    assert e.value.field == "parameters.fixed" and "gamma_beta" in str(e.value)
+    text = _age_text().replace(
+        'candidate = "lincovariate+age+power"', 'candidate = "lincovariate+power"'
+    )
     with pytest.raises(ConfigFileError) as e:
         load_config(_config(tmp_path, rec, text))
     assert e.value.field == "parameters.calibrate" and "gamma_beta" in str(e.value)
-    text = text.replace('"gamma_beta",', "").replace("gamma_beta = { dist", "# gamma_beta = {")
-    cfg = load_config(_config(tmp_path, rec, text))
-    assert cfg.candidate == "lincovariate+power" and "gamma_beta" not in cfg.structure_names
 
 
 @pytest.mark.parametrize(
@@ -351,7 +371,7 @@ def test_config_without_the_age_covariate(tmp_path, rng):
         ('"mu_a", "s_c"]', '"mu_a", "s_cc"]', "parameters.calibrate"),
         ('"mu_a", "s_c"]', '"mu_a"]', "parameters.fixed"),
         ("targets = [6, 12, 24]", "targets = [0, 12]", "summaries.targets"),
-        ('candidate = "lincovariate+age+power"', 'candidate = "lumped"', "structure.candidate"),
+        ('candidate = "lincovariate+power"', 'candidate = "lumped"', "structure.candidate"),
         ("n_q = 21", "n_q = 21, n_eta = 3", "structure.curve_table.n_eta"),
         ('below_lloq = "half_lloq"', 'below_lloq = "zero"', "observation.below_lloq"),
         ('exclude = ["corr_log_slopes"', 'exclude = ["corr_slopes"', "summaries.exclude"),
