@@ -63,22 +63,25 @@ def test_manifest_hashes_inputs(tmp_path):
 
 def test_manifest_command_line_has_no_absolute_path(tmp_path):
     """A user-typed absolute --out (both spellings) and the program path are not recorded as
-    absolute paths."""
+    absolute paths; every other word is kept as typed."""
     out = tmp_path / "runs" / "x"
     argv = [
         "/opt/venv/bin/tregsim",
-        "cohort",
+        "run",
+        "experiments/a.toml",
+        "--quick",
         "--out",
         str(out),
         f"--posterior={out}.nc",
         "-n",
         "5",
     ]
-    m = build_manifest(command="cohort", seed=1, argv=argv)
-    words = m["command_line"].split(" ")
-    assert words[:2] == ["tregsim", "cohort"] and words[-2:] == ["-n", "5"]
-    assert not any(Path(w.partition("=")[2] or w).is_absolute() for w in words), words
-    assert words[3].endswith("x") and words[4].startswith("--posterior=")
+    words = build_manifest(command="run", seed=1, argv=argv)["command_line"].split(" ")
+    assert len(words) == len(argv)
+    assert words[:5] == ["tregsim", "run", "experiments/a.toml", "--quick", "--out"]
+    assert words[7:] == ["-n", "5"]
+    assert not Path(words[5]).is_absolute() and words[5].endswith("x")
+    assert words[6].startswith("--posterior=") and not Path(words[6][12:]).is_absolute()
 
 
 def test_simulate_cli_writes_files_and_effect_grows_with_phi(tmp_path, capsys):

@@ -148,10 +148,11 @@ def portable_argv(argv: list[str]) -> list[str]:
     names it, so no manifest carries where the machine keeps files."""
     out = [Path(argv[0]).name] if argv else []
     for a in argv[1:]:
-        opt, eq, val = a.partition("=") if a.startswith("--") else ("", "", a)
-        if os.path.isabs(val):
-            val = portable_path(val)
-        out.append(f"{opt}{eq}{val}" if eq else val)
+        prefix, val = "", a
+        if a.startswith("--") and "=" in a:
+            opt, _, val = a.partition("=")
+            prefix = opt + "="
+        out.append(prefix + (portable_path(val) if os.path.isabs(val) else val))
     return out
 
 
