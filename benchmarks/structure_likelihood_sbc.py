@@ -29,7 +29,7 @@ checks simulator, likelihood and sampler where the records put the parameters:
 Why not the config's priors: they are weak (σ_meas halfnormal(0.3), s_c halfnormal(1)), and
 where they put little noise against a wide between-patient spread a participant's integrand
 over (ζ, η) is a thin ridge that the fixed quadrature grid misses by up to hundreds of nats
-(``structure_quadrature_accuracy.py``: 6 of 12 prior-drawn datasets off by > 1 nat at θ*, the
+(``structure_quadrature_accuracy.py``: 7 of 12 prior-drawn datasets off by > 1 nat at θ*, the
 records within 0.01). Round 5's partial run on those priors (10 sets, acceptance ≤ 6 % on 8)
 and round 6's (8 sets, ranks of 0.00 or 1.00 for several parameters in 4) were runs of that
 grid error, not only of the sampler.
