@@ -3,9 +3,9 @@
 Evaluates the shipped structure's marginal log-likelihood on the placebo records at the shipped
 posterior's medians (115 participants, 584 visits, 37 × 33 quadrature nodes) ``--reps`` times
 by each path on one core, checks that they agree, and prints the times and their ratio. The
-numpy path (one (visits × nodes) array per quantity, summed per participant with
-``np.add.reduceat``) is what ``structure_run.independent_log_lik`` did up to round 5 and what a
-user would write with numpy; the kernel is ``tregsim.calibrate.structure_kernel``.
+numpy path (``structure_run.array_log_lik``: one (visits × nodes) array per quantity, summed
+per participant with ``np.add.reduceat``) is what ``independent_log_lik`` did up to round 5 and
+what a user would write with numpy; the kernel is ``tregsim.calibrate.structure_kernel``.
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_structure_likelihood.py \\
         calibration/placebo_records_structure.toml
@@ -19,28 +19,12 @@ import argparse
 import time
 
 import numpy as np
-from scipy import special
 
 from tregsim.calibrate import structure_run as R
 from tregsim.calibrate import variability as V
 from tregsim.calibrate.config import load_config
 from tregsim.model import load_model
-from tregsim.observe import deviation_scale
 from tregsim.posterior import DEFAULT_POSTERIOR
-
-
-def numpy_path(like: V.StructureLikelihood, th: dict) -> np.ndarray:
-    """Per-participant log marginal likelihood (P,) with numpy arrays (round 5's path)."""
-    lm = like.log_mu(th)  # (V, K)
-    res = like._logy[:, None] - lm
-    var = th["sigma_meas"] ** 2 * deviation_scale(lm, th["kappa"], like.lloq) ** 2
-    ll = -0.5 * (res * res / var + np.log(var) + np.log(2 * np.pi)) - like._logy[:, None]
-    c = like._cens
-    ll[c] = special.log_ndtr(res[c] / np.sqrt(var[c]))
-    order = np.argsort(like.r.visit_patient, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(like.r.visit_patient[order]) != 0])
-    tot = np.add.reduceat(ll[order], starts, axis=0)
-    return special.logsumexp(tot + like.logw[None, :], axis=1)
 
 
 def main(argv=None) -> int:
@@ -51,26 +35,18 @@ def main(argv=None) -> int:
     import arviz as az
 
     config = load_config(a.config)
-    meth = config.method
     rec = R.load_structure_records(config)
     table = R._curve_table(config, load_model(config.model), float(rec.visit_day.max()))
-    like = V.StructureLikelihood(
-        table,
-        rec,
-        baseline_day=config.baseline_day,
-        lloq_nmol_l=config.lloq_nmol_l,
-        n_zeta=meth["n_zeta"],
-        n_eta=meth["n_eta"],
-    )
+    like = R.likelihood_for(config, table, rec)
     names, fixed = V.CANDIDATES[config.candidate]
     post = az.from_netcdf(DEFAULT_POSTERIOR).posterior
     th = {n: float(post[n].median()) for n in names} | fixed | dict(config.fixed)
     k = R.independent_log_lik(like, th)  # compiles the kernel (cached on disk)
-    n = numpy_path(like, th)
+    n = R.array_log_lik(like, th)
     print(f"total log-likelihood: kernel {k.sum():.6f}, numpy {n.sum():.6f}")
     print(f"max |difference| per participant: {np.abs(k - n).max():.2e}")
     times = {}
-    for name, f in (("numpy", numpy_path), ("kernel", R.independent_log_lik)):
+    for name, f in (("numpy", R.array_log_lik), ("kernel", R.independent_log_lik)):
         t0 = time.perf_counter()
         for _ in range(a.reps):
             f(like, th)

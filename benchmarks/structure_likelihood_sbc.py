@@ -125,14 +125,7 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
         # sets are counted and left out (the prior truncated to finite data; the count shows
         # how much of the prior that is)
         return row | {"nonfinite_data": True} | {f"true_{n}": v for n, v in truth.items()}
-    like = V.StructureLikelihood(
-        table,
-        dataclasses.replace(rec, y=y),
-        baseline_day=config.baseline_day,
-        lloq_nmol_l=config.lloq_nmol_l,
-        n_zeta=meth["n_zeta"],
-        n_eta=meth["n_eta"],
-    )
+    like = R.likelihood_for(config, table, dataclasses.replace(rec, y=y))
     post = R.StructurePosterior(like, config.candidate, priors)
     t0 = time.perf_counter()
     # the shipped sampler (MAP, Laplace, independence move); the MAP does not depend on the

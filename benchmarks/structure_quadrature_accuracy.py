@@ -46,14 +46,7 @@ from tregsim.posterior import DEFAULT_POSTERIOR
 def totals(table, rec, th, config, grids) -> list[float]:
     out = []
     for nz, ne in grids:
-        like = V.StructureLikelihood(
-            table,
-            rec,
-            baseline_day=config.baseline_day,
-            lloq_nmol_l=config.lloq_nmol_l,
-            n_zeta=nz,
-            n_eta=ne,
-        )
+        like = R.likelihood_for(config, table, rec, n_zeta=nz, n_eta=ne)
         out.append(float(R.independent_log_lik(like, th).sum()))
     return out
 

@@ -41,8 +41,6 @@ from tregsim.units import LLOQ_NMOL_L
 KIND = "npe_structure"
 CANDIDATES = ("lincovariate+power", "lincovariate+age+power")
 """Structures of tregsim.calibrate.variability that the NPE simulator implements."""
-STRUCTURE_NAMES = VARIABILITY_CANDIDATES["lincovariate+power"][0]
-"""Parameters of the structure "lincovariate+power" (tregsim.calibrate.variability)."""
 
 
 def structure_names(candidate: str) -> tuple[str, ...]:

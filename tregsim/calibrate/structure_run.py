@@ -54,19 +54,46 @@ UNITS = V.UNITS | {"sigma_meas": "1 (log scale, at 0.6 nmol/L)", "s0": "1", "k_r
 
 
 # ------------------------------------------------------------------------- the posterior
+def likelihood_for(config, table, records: V.Records, **grid) -> V.StructureLikelihood:
+    """The records likelihood of a ``structure_likelihood`` config: its baseline day, LLOQ and
+    quadrature grid (``grid``: ``n_zeta``, ``n_eta``, ``n_xi`` override the config's)."""
+    meth = config.method
+    nodes = {"n_zeta": meth["n_zeta"], "n_eta": meth["n_eta"], "n_xi": meth.get("n_xi", 1)}
+    return V.StructureLikelihood(
+        table,
+        records,
+        baseline_day=config.baseline_day,
+        lloq_nmol_l=config.lloq_nmol_l,
+        **(nodes | grid),
+    )
+
+
 def independent_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     """Per-participant log marginal likelihood (P,) when the visits are independent given the
     random effects (σ_bio = 0): the same value as ``like.per_patient(th)`` (checked in the
-    tests), summed over visits in one compiled pass (:mod:`structure_kernel`; with a random
-    effect on q, by one array operation instead of a loop over participants)."""
+    tests), summed over visits in one compiled pass (:mod:`structure_kernel`), or with a random
+    effect on q by :func:`array_log_lik`."""
     if th.get("sigma_bio", 0.0) > 0:
         return like.per_patient(th)
+    if like.n_xi == 1 and th.get("omega_q", 0.0) == 0:
+        return _kernel_log_lik(like, th)
+    return array_log_lik(like, th)
+
+
+def _visit_order(like: V.StructureLikelihood) -> tuple[np.ndarray, np.ndarray]:
+    """Visits sorted by participant (V,) and where each participant's run starts (P,)."""
     if not hasattr(like, "_order"):
         order = np.argsort(like.r.visit_patient, kind="stable")
         like._order = order
         like._starts = np.flatnonzero(np.r_[True, np.diff(like.r.visit_patient[order]) != 0])
-    if like.n_xi == 1 and th.get("omega_q", 0.0) == 0:
-        return _kernel_log_lik(like, th)
+    return like._order, like._starts
+
+
+def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
+    """:func:`independent_log_lik` with numpy arrays of (visits × quadrature nodes), summed per
+    participant by one ``np.add.reduceat`` (σ_bio = 0; any random effect on q). The compiled
+    kernel's reference in ``benchmarks/bench_structure_likelihood.py``."""
+    order, starts = _visit_order(like)
     lm = like.log_mu(th)  # (V, K)
     res = like._logy[:, None] - lm
     kap = th.get("kappa", 0.0)
@@ -78,25 +105,22 @@ def independent_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     ll = -0.5 * (res * res / var + np.log(var) + np.log(2 * np.pi)) - like._logy[:, None]
     if c.any():
         ll[c] = special.log_ndtr(res[c] / np.sqrt(var[c]))
-    tot = np.add.reduceat(ll[like._order], like._starts, axis=0)  # (P, K)
+    tot = np.add.reduceat(ll[order], starts, axis=0)  # (P, K)
     return special.logsumexp(tot + like.logw[None, :], axis=1)
 
 
 def _kernel_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     from tregsim.calibrate import structure_kernel as SK
 
+    order, starts = _visit_order(like)
     t = like.table
-    fq = (np.clip(th["q"], t.q[0], t.q[-1]) - t.q[0]) / (t.q[1] - t.q[0])
-    j = min(int(fq), len(t.q) - 2)
-    bq = fq - j
-    lc = (1 - bq) * like._logc_v[:, :, j] + bq * like._logc_v[:, :, j + 1]  # (V, L)
     return SK.per_patient_kernel(
-        np.ascontiguousarray(lc),
+        np.ascontiguousarray(like.curves_at_q(th["q"])),
         like._la[like.r.visit_patient],
         like._logy,
         like._cens,
-        np.r_[like._starts, like._order.size].astype(np.int64),
-        like._order.astype(np.int64),
+        np.r_[starts, order.size].astype(np.int64),
+        order.astype(np.int64),
         like.zeta,
         like.eta,
         like.logw,
@@ -278,7 +302,7 @@ def sample_posterior(
         if adapt
         else [(n_steps, [laplace])]
     )
-    chains, acc = [], []
+    chains = []
     t0 = time.perf_counter()
     prev = None
     for n, comps in stages:
@@ -299,23 +323,20 @@ def sample_posterior(
         prev = sampler.get_chain()
         p0 = prev[-1]
         chains.append(prev)
-        acc.append(float(np.mean(sampler.acceptance_fraction)))
+        acc = float(np.mean(sampler.acceptance_fraction))  # of the last stage
     t["sampling_s"] = time.perf_counter() - t0
-    return u_map, lp_map, np.concatenate(chains), acc[-1], t
+    return u_map, lp_map, np.concatenate(chains), acc, t
 
 
 def independence_move(components, df: float = 5.0, weights=None):
     """An emcee Metropolis–Hastings move that proposes independently of the current point
     from a mixture of multivariate t (``df`` degrees of freedom; ``components``: list of
-    (location (d,), scale matrix (d, d)), ``weights`` their probabilities, default equal; a
-    single (location, scale) tuple is one component): every walker is then its own Markov
-    chain (R-hat across walkers is meaningful) and, when the proposal is close to the
-    posterior, successive draws are nearly independent."""
+    (location (d,), scale matrix (d, d)), ``weights`` their probabilities, default equal):
+    every walker is then its own Markov chain (R-hat across walkers is meaningful) and, when
+    the proposal is close to the posterior, successive draws are nearly independent."""
     from emcee.moves import MHMove
     from scipy import special, stats
 
-    if isinstance(components, tuple):
-        components = [components]
     w = np.full(len(components), 1.0 / len(components)) if weights is None else np.asarray(weights)
     dists = [stats.multivariate_t(loc=m, shape=c, df=df) for m, c in components]
     chol = [np.linalg.cholesky(c) for _, c in components]
@@ -454,15 +475,7 @@ def calibrate_structure(
     # ---- likelihood, MAP, Laplace start, emcee ---------------------------------------------
     t0 = time.perf_counter()
     table = _curve_table(config, model, float(rec.visit_day.max()))
-    like = V.StructureLikelihood(
-        table,
-        rec,
-        baseline_day=config.baseline_day,
-        lloq_nmol_l=config.lloq_nmol_l,
-        n_zeta=meth["n_zeta"],
-        n_eta=meth["n_eta"],
-        n_xi=meth.get("n_xi", 1),
-    )
+    like = likelihood_for(config, table, rec)
     post = StructurePosterior(like, config.candidate, config.priors)
     timings["table_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()

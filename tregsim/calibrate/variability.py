@@ -447,13 +447,19 @@ class StructureLikelihood:
             raise ValueError("omega_q > 0 needs StructureLikelihood(..., n_xi > 1)")
         return self._log_mu_one(th)
 
+    def curves_at_q(self, q: float) -> np.ndarray:
+        """log c(visit day) − log c(baseline day) of the curve table at deceleration ``q``
+        (linear in q, clipped to its grid), at every visit and ln λ node: (V, L)."""
+        t = self.table
+        fq = (np.clip(q, t.q[0], t.q[-1]) - t.q[0]) / (t.q[1] - t.q[0])
+        j = min(int(fq), len(t.q) - 2)
+        bq = fq - j
+        return (1 - bq) * self._logc_v[:, :, j] + bq * self._logc_v[:, :, j + 1]
+
     def _log_mu_one(self, th: dict) -> np.ndarray:
         t = self.table
         r = self.r
-        fq = (np.clip(th["q"], t.q[0], t.q[-1]) - t.q[0]) / (t.q[1] - t.q[0])
-        j = min(int(fq), len(t.q) - 2)
-        bq = fq - j
-        lc = (1 - bq) * self._logc_v[:, :, j] + bq * self._logc_v[:, :, j + 1]  # (V, L)
+        lc = self.curves_at_q(th["q"])  # (V, L)
         la = self._la[r.visit_patient]  # (V,)
         lev = th["mu_c"] + th["mu_a"] * la[:, None] + th["s_c"] * self.zeta[None, :]  # (V, Z)
         loglam = (
