@@ -188,6 +188,10 @@ def main(argv=None) -> int:
     steps = config.method["n_steps"] if a.steps is None else a.steps
     burn = config.method["burn"] if a.burn is None else a.burn
     names = V.CANDIDATES[config.candidate][0]
+    if a.prior_from is not None and not Path(a.prior_from).is_file():
+        ap.error(f"--prior-from {a.prior_from}: no such posterior file (give a .nc posterior)")
+    if a.widen <= 0:
+        ap.error(f"--widen {a.widen}: must be > 0 (the factor on the posterior SD)")
     priors = None if a.prior_from is None else regional_priors(a.prior_from, names, a.widen)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
