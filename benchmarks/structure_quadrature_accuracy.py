@@ -44,10 +44,15 @@ from tregsim.posterior import DEFAULT_POSTERIOR
 
 
 def totals(table, rec, th, config, grids) -> list[float]:
+    """Total log-likelihood on each fixed grid (n_zeta, n_eta), then with adaptive ζ nodes on
+    the first grid's node counts."""
     out = []
     for nz, ne in grids:
-        like = R.likelihood_for(config, table, rec, n_zeta=nz, n_eta=ne)
+        like = R.likelihood_for(config, table, rec, n_zeta=nz, n_eta=ne, adaptive_zeta=False)
         out.append(float(R.independent_log_lik(like, th).sum()))
+    nz, ne = grids[0]
+    like = R.likelihood_for(config, table, rec, n_zeta=nz, n_eta=ne, adaptive_zeta=True)
+    out.append(float(R.independent_log_lik(like, th).sum()))
     return out
 
 
@@ -56,6 +61,12 @@ def main(argv=None) -> int:
     ap.add_argument("config")
     ap.add_argument("--sets", type=int, default=20, help="prior-drawn datasets (default 20)")
     ap.add_argument("--seed", type=int, default=20261206)
+    ap.add_argument(
+        "--prior-from",
+        default=None,
+        help="posterior .nc: θ* from priors around it (as the regional SBC), not the config's",
+    )
+    ap.add_argument("--widen", type=float, default=3.0, help="with --prior-from: SD factor")
     a = ap.parse_args(argv)
     config = load_config(a.config)
     meth = config.method
@@ -65,9 +76,13 @@ def main(argv=None) -> int:
     nz, ne = meth["n_zeta"], meth["n_eta"]
     grids = [(nz, ne), (2 * nz - 1, 2 * ne - 1), (4 * nz - 3, 4 * ne - 3)]
     names, fixed = V.CANDIDATES[config.candidate]
+    if a.prior_from is not None and not Path(a.prior_from).is_file():
+        ap.error(f"--prior-from {a.prior_from}: no such posterior file (give a .nc posterior)")
+    priors = None if a.prior_from is None else SBC.regional_priors(a.prior_from, names, a.widen)
     print(
         "grids (zeta x eta): " + ", ".join(f"{g[0]} x {g[1]}" for g in grids) + "; "
-        "columns: log-likelihood at each, then config grid minus the densest (nats)"
+        "columns: log-likelihood on each fixed grid, then with adaptive zeta nodes on the "
+        "first; fixed and adaptive minus the densest fixed grid (nats)"
     )
 
     import arviz as az
@@ -77,10 +92,13 @@ def main(argv=None) -> int:
         med = {n: float(post[n].median()) for n in names}
         v = totals(table, rec, med | fixed | dict(config.fixed), config, grids)
         print(
-            f"records at the shipped medians: {v[0]:.4f} {v[1]:.4f} {v[2]:.4f}  Δ {v[0] - v[2]:+.4f}"
+            f"records at the shipped medians: {v[0]:.4f} {v[1]:.4f} {v[2]:.4f} {v[3]:.4f}  "
+            f"Δ fixed {v[0] - v[2]:+.4f}  Δ adaptive {v[3] - v[2]:+.4f}"
         )
     for k in range(a.sets):
-        truth, th, y, _ = SBC.prior_dataset(k, config=config, rec=rec, table=table, seed=a.seed)
+        truth, th, y, _ = SBC.prior_dataset(
+            k, config=config, rec=rec, table=table, seed=a.seed, priors=priors
+        )
         if not np.all(np.isfinite(y)):
             print(f"prior set {k}: non-finite data (left out, as in the SBC)")
             continue
@@ -88,8 +106,8 @@ def main(argv=None) -> int:
             v = totals(table, dataclasses.replace(rec, y=y), th, config, grids)
         print(
             f"prior set {k}: sigma_meas {truth['sigma_meas']:.3f}, s_c {truth['s_c']:.3f}, "
-            f"omega_lambda {truth['omega_lambda']:.3f}: {v[0]:.2f} {v[1]:.2f} {v[2]:.2f}  "
-            f"Δ {v[0] - v[2]:+.2f}",
+            f"omega_lambda {truth['omega_lambda']:.3f}: {v[0]:.2f} {v[1]:.2f} {v[2]:.2f} "
+            f"{v[3]:.2f}  Δ fixed {v[0] - v[2]:+.2f}  Δ adaptive {v[3] - v[2]:+.3f}",
             flush=True,
         )
     return 0

@@ -713,6 +713,7 @@ _STRUCT_SCHEMA: dict[str, dict[str, Field]] = {
         "thin": Field(int, default=3, lo=1),
         "n_zeta": Field(int, default=37, lo=5),
         "n_eta": Field(int, default=33, lo=5),
+        "zeta_nodes": Field(str, default="adaptive", choices=("adaptive", "fixed")),
         "n_xi": Field(int, default=1, lo=1, hi=15),
         "move": Field(str, default="independence", choices=("independence", "stretch")),
         "n_predictive_draws": Field(int, default=400, lo=20),

@@ -41,9 +41,10 @@ def per_patient_kernel(
     cens,  # (V,) bool: below the LLOQ
     starts,  # (P + 1,) visits of participant p are order[starts[p]:starts[p + 1]]
     order,  # (V,) visit indices sorted by participant
-    zeta,  # (Z,) baseline-level nodes
+    zeta,  # (P, Z) baseline-level nodes of each participant
+    lwz,  # (P, Z) their log quadrature weights
     eta,  # (E,) hazard nodes
-    logw,  # (Z·E,) log quadrature weights, z major
+    lwe,  # (E,) their log quadrature weights
     loglam_lo,  # first node of the table's ln λ grid
     loglam_step,  # spacing of the table's ln λ grid
     p,  # (13,) parameters, see :func:`pack`
@@ -54,21 +55,22 @@ def per_patient_kernel(
     log_cref = math.log(0.6)
     cref = 0.6
     n_l = lc.shape[1]
-    n_z, n_e = zeta.size, eta.size
+    n_z, n_e = zeta.shape[1], eta.size
     n_p = starts.size - 1
     out = np.empty(n_p)
     tot = np.empty(n_z * n_e)
     log_sm2 = 2.0 * math.log(sigma_meas)
     for pp in range(n_p):
-        for k in range(n_z * n_e):
-            tot[k] = logw[k]
+        for z in range(n_z):
+            for e in range(n_e):
+                tot[z * n_e + e] = lwz[pp, z] + lwe[e]
         for jj in range(starts[pp], starts[pp + 1]):
             v = order[jj]
             a = la[v]
             bc = beta_c * math.exp(-gamma_beta * a)
             base = loglam_ref - gamma_a * a
             for z in range(n_z):
-                lev = mu_c + mu_a * a + s_c * zeta[z]
+                lev = mu_c + mu_a * a + s_c * zeta[pp, z]
                 ll0 = base - bc * (lev - log_cref) - beta_lin * (math.exp(lev) - cref)
                 for e in range(n_e):
                     loglam = ll0 + omega * eta[e]

@@ -58,7 +58,12 @@ def likelihood_for(config, table, records: V.Records, **grid) -> V.StructureLike
     """The records likelihood of a ``structure_likelihood`` config: its baseline day, LLOQ and
     quadrature grid (``grid``: ``n_zeta``, ``n_eta``, ``n_xi`` override the config's)."""
     meth = config.method
-    nodes = {"n_zeta": meth["n_zeta"], "n_eta": meth["n_eta"], "n_xi": meth.get("n_xi", 1)}
+    nodes = {
+        "n_zeta": meth["n_zeta"],
+        "n_eta": meth["n_eta"],
+        "n_xi": meth.get("n_xi", 1),
+        "adaptive_zeta": meth.get("zeta_nodes", "fixed") == "adaptive",
+    }
     return V.StructureLikelihood(
         table,
         records,
@@ -106,7 +111,7 @@ def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     if c.any():
         ll[c] = special.log_ndtr(res[c] / np.sqrt(var[c]))
     tot = np.add.reduceat(ll[order], starts, axis=0)  # (P, K)
-    return special.logsumexp(tot + like.logw[None, :], axis=1)
+    return special.logsumexp(tot + like.log_weights(th), axis=1)
 
 
 def _kernel_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
@@ -121,9 +126,9 @@ def _kernel_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
         like._cens,
         np.r_[starts, order.size].astype(np.int64),
         order.astype(np.int64),
-        like.zeta,
+        *like.zeta_nodes(th),
         like.eta,
-        like.logw,
+        like._lwe,
         float(t.loglam[0]),
         float(t.loglam[1] - t.loglam[0]),
         SK.pack(th, like.lloq),

@@ -296,6 +296,12 @@ _k = _free.index("beta_c") + 1
 CANDIDATES["lincovariate+age+power"] = ((*_free[:_k], "gamma_beta", *_free[_k:]), _fixed)
 
 
+ZETA_FIXED_HALF_WIDTH = 4.5
+"""The fixed grid of the baseline-level effect ζ spans ±4.5 (standard normal units)."""
+ZETA_ADAPTIVE_HALF_WIDTH = 6.0
+"""The adaptive ζ nodes span ±6 conditional SDs around the baseline visit's estimate."""
+
+
 @dataclass
 class Records:
     """Participants with a baseline (month-0) visit, long format, days from their baseline.
@@ -393,24 +399,29 @@ class StructureLikelihood:
         n_zeta: int = 37,
         n_eta: int = 33,
         n_xi: int = 1,
+        adaptive_zeta: bool = False,
     ):
         self.table = table
+        self.adaptive_zeta = bool(adaptive_zeta)
         self.r = records
         self.baseline_day = float(baseline_day)
         self.lloq = float(lloq_nmol_l)
-        self.zeta = np.linspace(-4.5, 4.5, n_zeta)
+        self.zeta = np.linspace(-ZETA_FIXED_HALF_WIDTH, ZETA_FIXED_HALF_WIDTH, n_zeta)
         self.eta = np.linspace(-4.0, 4.0, n_eta)
         lw_z = stats.norm.logpdf(self.zeta)
         lw_e = stats.norm.logpdf(self.eta)
         self.logw = (
             lw_z[:, None] - special.logsumexp(lw_z) + lw_e[None, :] - special.logsumexp(lw_e)
         ).ravel()  # (K,)
+        self._lwz = lw_z - special.logsumexp(lw_z)
+        self._lwe = lw_e - special.logsumexp(lw_e)
         # random effect on q (ω_q > 0): Gauss–Hermite nodes ξ, K becomes n_zeta·n_eta·n_xi
         self.n_xi = int(n_xi)
         if self.n_xi > 1:
             x, w = np.polynomial.hermite_e.hermegauss(self.n_xi)
             self.xi = x
-            self.logw = (self.logw[:, None] + np.log(w / w.sum())[None, :]).ravel()
+            self._lwx = np.log(w / w.sum())
+            self.logw = (self.logw[:, None] + self._lwx[None, :]).ravel()
         self._prep()
 
     def _prep(self):
@@ -432,6 +443,56 @@ class StructureLikelihood:
             cen = v[self._cens[v]]
             dd = r.visit_day[unc]
             self._groups.append((unc, cen, np.abs(dd[:, None] - dd[None, :])))
+        # each participant's uncensored baseline visit (day 0), −1 if none: it centres the
+        # adaptive ζ nodes (zeta_nodes)
+        self._base_visit = np.full(len(r.ids), -1)
+        for p in range(len(r.ids)):
+            v = order[
+                (r.visit_patient[order] == p) & (r.visit_day[order] == 0) & ~self._cens[order]
+            ]
+            if v.size:
+                self._base_visit[p] = v[0]
+
+    def log_weights(self, th: dict) -> np.ndarray:
+        """Log quadrature weight of every participant's nodes: (P, K), K as in :meth:`log_mu`."""
+        P = len(self.r.ids)
+        if not self.adaptive_zeta:
+            return np.broadcast_to(self.logw, (P, self.logw.size))
+        lw = (self.zeta_nodes(th)[1][:, :, None] + self._lwe[None, None, :]).reshape(P, -1)
+        if self.n_xi > 1:
+            lw = (lw[:, :, None] + self._lwx[None, None, :]).reshape(P, -1)
+        return lw
+
+    def zeta_nodes(self, th: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes of the baseline-level effect ζ for each participant and their log weights,
+        both (P, n_zeta).
+
+        Fixed grid: the same uniform nodes on [−4.5, 4.5] for everyone (weights the normal
+        density, normalised over the grid). ``adaptive_zeta``: uniform nodes on ±6 SD around
+        ζ's conditional mean given the participant's baseline visit alone (ln y0 = ℓ + e at
+        day 0, Gaussian in ζ), weights φ(ζ)·spacing. The level is pinned by every visit, so
+        with little noise against a wide between-patient spread (σ_meas ≪ s_c) ζ's integrand
+        is narrower than the fixed grid's spacing and the fixed grid is off by nats; the
+        adaptive nodes follow it (docs/calibration.md, "Quadrature of the records
+        likelihood"). Participants without an uncensored baseline keep ±4.5."""
+        P, n = len(self.r.ids), self.zeta.size
+        if not self.adaptive_zeta:
+            return (np.broadcast_to(self.zeta, (P, n)), np.broadcast_to(self._lwz, (P, n)))
+        b = self._base_visit
+        ok = b >= 0
+        logy0 = self._logy[np.where(ok, b, 0)]
+        var0 = (th["sigma_meas"] * deviation_scale(logy0, th.get("kappa", 0.0), self.lloq)) ** 2
+        sa = th.get("sigma_add", 0.0)
+        if sa:
+            var0 = var0 + (sa * np.exp(-logy0)) ** 2
+        s_c = th["s_c"]
+        prec = 1.0 + s_c**2 / var0
+        w = np.where(ok, 1.0 / np.sqrt(prec), ZETA_FIXED_HALF_WIDTH / ZETA_ADAPTIVE_HALF_WIDTH)
+        c = np.where(ok, s_c / var0 / prec * (logy0 - th["mu_c"] - th["mu_a"] * self._la), 0.0)
+        x = np.linspace(-ZETA_ADAPTIVE_HALF_WIDTH, ZETA_ADAPTIVE_HALF_WIDTH, n)
+        zeta = c[:, None] + w[:, None] * x[None, :]
+        lwz = stats.norm.logpdf(zeta) + np.log(w * (x[1] - x[0]))[:, None]
+        return zeta, lwz
 
     def log_mu(self, th: dict) -> np.ndarray:
         """log noise-free C-peptide at every visit and node: (V, K), K = n_zeta·n_eta
@@ -461,7 +522,8 @@ class StructureLikelihood:
         r = self.r
         lc = self.curves_at_q(th["q"])  # (V, L)
         la = self._la[r.visit_patient]  # (V,)
-        lev = th["mu_c"] + th["mu_a"] * la[:, None] + th["s_c"] * self.zeta[None, :]  # (V, Z)
+        zeta = self.zeta_nodes(th)[0][r.visit_patient]  # (V, Z)
+        lev = th["mu_c"] + th["mu_a"] * la[:, None] + th["s_c"] * zeta  # (V, Z)
         loglam = (
             np.log(th["lambda_ref"])
             - th["gamma_a"] * la[:, None, None]
@@ -496,6 +558,7 @@ class StructureLikelihood:
         var_e = sm2 * (h2 if sb2 == 0 else 1.0) + (sa * np.exp(-lm)) ** 2  # (V, K)
         var_b = sb2 * h2 if sb2 > 0 else np.zeros_like(lm)  # (V, K)
         simple = sa == 0 and kap == 0  # covariance the same at every node
+        logw = self.log_weights(th)
         out = np.empty(len(self._groups))
         for p, (unc, cen, dd) in enumerate(self._groups):
             if visits is not None:
@@ -503,7 +566,7 @@ class StructureLikelihood:
                 unc_p, cen_p, dd_p = unc[ku], cen[kc], dd[np.ix_(ku, ku)]
             else:
                 unc_p, cen_p, dd_p = unc, cen, dd
-            ll = self.logw.copy()
+            ll = logw[p].copy()
             n = unc_p.size
             if n:
                 Rc = np.exp(-dd_p / tau)
