@@ -274,6 +274,43 @@ def test_kernel_equals_the_loop_on_adaptive_zeta_nodes(table):
     )
 
 
+def test_baseline_moments_match_scipy_quad(table):
+    """Mean and SD of ζ given the baseline visit alone (heteroscedastic, so not Gaussian)
+    against scipy.integrate.quad of the same density, for a wide (κ = 1.2, σ 0.4), a narrow
+    (σ 0.01) and an additive-error case."""
+    from scipy import integrate
+
+    from tregsim.observe import deviation_scale
+
+    rec = _synthetic(table, 6, 4)
+    for th in (
+        TRUTH | {"kappa": 1.2, "sigma_meas": 0.4},
+        TRUTH | {"sigma_meas": 0.01, "s_c": 0.9},
+        TRUTH | {"sigma_add": 0.05, "kappa": -0.5},
+    ):
+        like = V.StructureLikelihood(table, rec, n_zeta=9, n_eta=5, adaptive_zeta=True)
+        m, sd = like.baseline_moments(th)
+        for p in range(6):
+            ly0 = np.log(rec.y[like._base_visit[p]])
+            b = th["mu_c"] + th["mu_a"] * np.log(rec.age_years[p] / 10)
+
+            def dens(z, k=0, ly0=ly0, b=b, th=th):
+                lev = b + th["s_c"] * z
+                v = (th["sigma_meas"] * deviation_scale(lev, th["kappa"])) ** 2
+                v += (th.get("sigma_add", 0.0) * np.exp(-lev)) ** 2
+                return z**k * np.exp(-0.5 * ((ly0 - lev) ** 2 / v + np.log(v) + z * z))
+
+            # the narrow peak sits near ζ̂ = (ln y0 − b) / s_c: give quad that point
+            zh = (ly0 - b) / th["s_c"]
+            mom = [
+                integrate.quad(dens, -9, 9, args=(k,), points=[zh], limit=400, epsabs=0)[0]
+                for k in range(3)
+            ]
+            mean = mom[1] / mom[0]
+            np.testing.assert_allclose(m[p], mean, rtol=0, atol=1e-3 * np.sqrt(mom[2] / mom[0]))
+            np.testing.assert_allclose(sd[p], np.sqrt(mom[2] / mom[0] - mean**2), rtol=0.02)
+
+
 def test_adaptive_zeta_nodes_resolve_a_level_narrower_than_the_grid(table):
     """Little noise against a wide between-patient spread (σ_meas 0.05, s_c 0.8, six visits):
     ζ's integrand has SD ≈ 0.05 / 0.8 / √6 ≈ 0.026, a tenth of the fixed grid's spacing.

@@ -469,30 +469,73 @@ class StructureLikelihood:
 
         Fixed grid: the same uniform nodes on [−4.5, 4.5] for everyone (weights the normal
         density, normalised over the grid). ``adaptive_zeta``: uniform nodes on ±6 SD around
-        ζ's conditional mean given the participant's baseline visit alone (ln y0 = ℓ + e at
-        day 0, Gaussian in ζ), weights φ(ζ)·spacing. The level is pinned by every visit, so
-        with little noise against a wide between-patient spread (σ_meas ≪ s_c) ζ's integrand
-        is narrower than the fixed grid's spacing and the fixed grid is off by nats; the
-        adaptive nodes follow it (docs/calibration.md, "Quadrature of the records
-        likelihood"). Participants without an uncensored baseline keep ±4.5."""
+        the mean of ζ given the participant's baseline visit alone (:meth:`baseline_moments`),
+        weights φ(ζ)·spacing. The level is pinned by every visit, so with little noise against
+        a wide between-patient spread (σ_meas ≪ s_c) ζ's integrand is narrower than the fixed
+        grid's spacing and the fixed grid is off by nats; the adaptive nodes follow it
+        (docs/calibration.md, "Quadrature of the records likelihood"). Participants without an
+        uncensored baseline visit keep ±4.5."""
         P, n = len(self.r.ids), self.zeta.size
         if not self.adaptive_zeta:
             return (np.broadcast_to(self.zeta, (P, n)), np.broadcast_to(self._lwz, (P, n)))
-        b = self._base_visit
-        ok = b >= 0
-        logy0 = self._logy[np.where(ok, b, 0)]
-        var0 = (th["sigma_meas"] * deviation_scale(logy0, th.get("kappa", 0.0), self.lloq)) ** 2
-        sa = th.get("sigma_add", 0.0)
-        if sa:
-            var0 = var0 + (sa * np.exp(-logy0)) ** 2
-        s_c = th["s_c"]
-        prec = 1.0 + s_c**2 / var0
-        w = np.where(ok, 1.0 / np.sqrt(prec), ZETA_FIXED_HALF_WIDTH / ZETA_ADAPTIVE_HALF_WIDTH)
-        c = np.where(ok, s_c / var0 / prec * (logy0 - th["mu_c"] - th["mu_a"] * self._la), 0.0)
+        ok = self._base_visit >= 0
+        c, sd = self.baseline_moments(th)
+        w = np.where(ok, sd, ZETA_FIXED_HALF_WIDTH / ZETA_ADAPTIVE_HALF_WIDTH)
+        c = np.where(ok, c, 0.0)
         x = np.linspace(-ZETA_ADAPTIVE_HALF_WIDTH, ZETA_ADAPTIVE_HALF_WIDTH, n)
         zeta = c[:, None] + w[:, None] * x[None, :]
         lwz = stats.norm.logpdf(zeta) + np.log(w * (x[1] - x[0]))[:, None]
         return zeta, lwz
+
+    def baseline_moments(self, th: dict, n_nodes: int = 81, max_zoom: int = 6):
+        """Mean and SD of ζ given each participant's baseline visit alone (ln y0 = ℓ + e at
+        day 0, no hazard involved), both (P,); NaN where there is no uncensored baseline.
+
+        The density is exact (heteroscedastic SD σ_meas·h(ℓ), optional σ_add), so not
+        Gaussian in ζ when κ ≠ 0; its moments are taken on a uniform grid of ``n_nodes`` over
+        ζ ∈ [−8, 8], zooming in on the mode (half-width 10 spacings, a quarter of the spacing
+        each time, at most ``max_zoom`` times) while the SD is below two spacings."""
+        b = self._base_visit
+        ok = b >= 0
+        logy0 = self._logy[np.where(ok, b, 0)][:, None]
+        base = (th["mu_c"] + th["mu_a"] * self._la)[:, None]
+        kap, sa, sm, s_c = (
+            th.get("kappa", 0.0),
+            th.get("sigma_add", 0.0),
+            th["sigma_meas"],
+            th["s_c"],
+        )
+
+        def logp(z):
+            lev = base + s_c * z
+            var = (sm * deviation_scale(lev, kap, self.lloq)) ** 2
+            if sa:
+                var = var + (sa * np.exp(-lev)) ** 2
+            return -0.5 * ((logy0 - lev) ** 2 / var + np.log(var) + z * z)
+
+        P = logy0.shape[0]
+        u = np.linspace(-1.0, 1.0, n_nodes)
+        centre, half = np.zeros(P), np.full(P, 8.0)
+        mean, sd = np.full(P, np.nan), np.full(P, np.nan)
+        todo = np.ones(P, bool)
+        with np.errstate(all="ignore"):
+            for it in range(max_zoom + 1):
+                z = centre[:, None] + half[:, None] * u[None, :]
+                f = logp(z)
+                f = f - f.max(axis=1, keepdims=True)
+                wt = np.exp(f)
+                wt /= wt.sum(axis=1, keepdims=True)
+                m = (wt * z).sum(axis=1)
+                s = np.sqrt(np.maximum((wt * (z - m[:, None]) ** 2).sum(axis=1), 0.0))
+                step = 2.0 * half / (n_nodes - 1)
+                done = todo & ((s >= 2.0 * step) | (it == max_zoom))
+                mean[done], sd[done] = m[done], np.maximum(s[done], 1e-12)
+                todo &= ~done
+                if not todo.any():
+                    break
+                centre = np.where(todo, z[np.arange(P), f.argmax(axis=1)], centre)
+                half = np.where(todo, 10.0 * step, half)
+        return np.where(ok, mean, np.nan), np.where(ok, sd, np.nan)
 
     def log_mu(self, th: dict) -> np.ndarray:
         """log noise-free C-peptide at every visit and node: (V, K), K = n_zeta·n_eta
