@@ -1,0 +1,140 @@
+"""Score test of the records likelihood against its own simulator, at one θ*.
+
+If ``variability.simulate_records`` and the likelihood (:func:`structure_run.
+independent_log_lik`, the config's quadrature) describe the same law, then over datasets
+simulated at θ* the score s = ∇_u log L(θ*) (u the sampler's coordinates) has mean 0 and
+covariance equal to the expected information E[−∇² log L] (the information identity). A
+quadrature that misses part of a participant's integrand breaks both: the score's variance
+exceeds the information and the posterior built on that likelihood is over-confident, which
+is what the regional SBC of round 6 showed (docs/calibration.md, "Quadrature of the records
+likelihood").
+
+Prints per parameter: the z of the mean score (N(0, 1) under agreement), Var(score), the
+information's diagonal (finite-difference Hessians of ``--hessians`` datasets, step 0.02) and
+their ratio; the eigenvalues of I⁻¹·Cov(score) (all ≈ 1 under agreement) and Hotelling's T²
+of the mean score (≈ χ²_k, mean k = number of parameters).
+
+    OMP_NUM_THREADS=1 python benchmarks/structure_score_test.py \\
+        calibration/placebo_records_structure.toml --datasets 100 \\
+        --theta-from runs/sbc_regional/sbc_sets.csv --row 32 --zeta-nodes fixed
+
+Without ``--theta-from`` θ* is the shipped posterior's median. Cost: ≈ 0.3 s per dataset
+(23 likelihood evaluations) plus ≈ 250 evaluations per Hessian. Reads the records' design
+(ages, visit days) from ``../shared/data/``; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+
+from tregsim.calibrate import structure_run as R
+from tregsim.calibrate import variability as V
+from tregsim.calibrate.config import load_config
+from tregsim.model import load_model
+from tregsim.posterior import DEFAULT_POSTERIOR
+
+
+def score_table(like_of, u0: np.ndarray, theta_of, datasets, n_hessians: int, h: float = 1e-3):
+    """Scores (M, k) by central differences at ``u0`` and the information's estimate (k, k)
+    from ``n_hessians`` finite-difference Hessians; ``like_of(y)`` builds the likelihood of
+    one dataset, ``theta_of(u)`` the parameter dict."""
+    k = u0.size
+    scores = np.empty((len(datasets), k))
+    hess = []
+    for m, y in enumerate(datasets):
+        like = like_of(y)
+
+        def ll(u, like=like):
+            return float(R.independent_log_lik(like, theta_of(u)).sum())
+
+        for i in range(k):
+            e = np.zeros(k)
+            e[i] = h
+            scores[m, i] = (ll(u0 + e) - ll(u0 - e)) / (2 * h)
+        if m < n_hessians:
+            hess.append(R._fd_hessian(ll, u0, 0.02))
+    return scores, -np.mean(hess, axis=0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config")
+    ap.add_argument("--datasets", type=int, default=100, help="simulated datasets (default 100)")
+    ap.add_argument("--hessians", type=int, default=5, help="datasets with a Hessian (default 5)")
+    ap.add_argument("--theta-from", default=None, help="sbc_sets.csv with true_<name> columns")
+    ap.add_argument("--row", type=int, default=0, help="with --theta-from: the row (set)")
+    ap.add_argument(
+        "--zeta-nodes",
+        choices=("config", "fixed", "adaptive"),
+        default="config",
+        help="ζ quadrature: the config's (default), the fixed grid or adaptive nodes",
+    )
+    ap.add_argument("--seed", type=int, default=1000)
+    a = ap.parse_args(argv)
+    cfg = load_config(a.config)
+    rec = R.load_structure_records(cfg)
+    table = R._curve_table(cfg, load_model(cfg.model), float(rec.visit_day.max()))
+    names, fixed = V.CANDIDATES[cfg.candidate]
+    if a.theta_from is None:
+        import arviz as az
+
+        post = az.from_netcdf(DEFAULT_POSTERIOR).posterior
+        truth = {n: float(post[n].median()) for n in names}
+        where = "the shipped posterior's median"
+    else:
+        row = pd.read_csv(a.theta_from).iloc[a.row]
+        truth = {n: float(row[f"true_{n}"]) for n in names}
+        where = f"{a.theta_from} row {a.row}"
+    th = truth | fixed | dict(cfg.fixed)
+    grid = {} if a.zeta_nodes == "config" else {"adaptive_zeta": a.zeta_nodes == "adaptive"}
+    Y = V.simulate_records(
+        table,
+        th,
+        rec,
+        np.random.default_rng(a.seed),
+        n_rep=a.datasets,
+        baseline_day=cfg.baseline_day,
+        lloq_nmol_l=cfg.lloq_nmol_l,
+    )
+    post = R.StructurePosterior(
+        R.likelihood_for(cfg, table, rec, **grid), cfg.candidate, cfg.priors
+    )
+    u0 = post.u_of(truth)
+    t0 = time.perf_counter()
+    with np.errstate(all="ignore"):
+        G, info = score_table(
+            lambda y: R.likelihood_for(cfg, table, dataclasses.replace(rec, y=y), **grid),
+            u0,
+            post.theta,
+            list(Y),
+            a.hessians,
+        )
+    M = len(G)
+    C = np.cov(G.T)
+    z = G.mean(0) / (G.std(0, ddof=1) / np.sqrt(M))
+    quad = "fixed" if not R.likelihood_for(cfg, table, rec, **grid).adaptive_zeta else "adaptive"
+    print(f"θ* = {where}; {M} datasets; ζ nodes {quad}; {time.perf_counter() - t0:.0f} s")
+    out = pd.DataFrame(
+        {
+            "z_mean_score": z,
+            "var_score": np.diag(C),
+            "information": np.diag(info),
+            "ratio": np.diag(C) / np.diag(info),
+        },
+        index=list(names),
+    )
+    print(out.to_string(float_format=lambda v: f"{v:.3f}"))
+    w = np.sort(np.linalg.eigvals(np.linalg.solve(info, C)).real)
+    print("eigenvalues of I^-1 Cov(score):", " ".join(f"{v:.2f}" for v in w))
+    t2 = M * G.mean(0) @ np.linalg.solve(C, G.mean(0))
+    print(f"Hotelling T2 of the mean score: {t2:.1f} (chi2 with {len(names)} df under agreement)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
