@@ -5,7 +5,9 @@ posterior's medians (115 participants, 584 visits, 37 × 33 quadrature nodes) ``
 by each path on one core, checks that they agree, and prints the times and their ratio. The
 numpy path (``structure_run.array_log_lik``: one (visits × nodes) array per quantity, summed
 per participant with ``np.add.reduceat``) is what ``independent_log_lik`` did up to round 5 and
-what a user would write with numpy; the kernel is ``tregsim.calibrate.structure_kernel``.
+what a user would write with numpy; the kernel is ``tregsim.calibrate.structure_kernel``. Both
+use the config's ζ nodes (adaptive from round 7); the last line times the kernel on the fixed
+grid too, the adaptive nodes' overhead.
 
     OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_structure_likelihood.py \\
         calibration/placebo_records_structure.toml
@@ -55,6 +57,18 @@ def main(argv=None) -> int:
         f"one evaluation ({len(rec.ids)} participants, {rec.y.size} visits, "
         f"{like.logw.size} nodes): numpy {times['numpy'] * 1e3:.1f} ms, "
         f"kernel {times['kernel'] * 1e3:.1f} ms, ratio {times['numpy'] / times['kernel']:.1f}x"
+    )
+    # what the adaptive ζ nodes (the config's default) cost over the fixed grid, same kernel
+    fixed_like = R.likelihood_for(config, table, rec, adaptive_zeta=False)
+    R.independent_log_lik(fixed_like, th)
+    t0 = time.perf_counter()
+    for _ in range(a.reps):
+        R.independent_log_lik(fixed_like, th)
+    t_fixed = (time.perf_counter() - t0) / a.reps
+    print(
+        f"ζ nodes: the config's ({'adaptive' if like.adaptive_zeta else 'fixed'}) "
+        f"{times['kernel'] * 1e3:.1f} ms, fixed grid {t_fixed * 1e3:.1f} ms "
+        f"(total {R.independent_log_lik(fixed_like, th).sum():.6f})"
     )
     return 0
 
