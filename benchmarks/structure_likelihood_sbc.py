@@ -34,6 +34,10 @@ records within 0.01). Round 5's partial run on those priors (10 sets, acceptance
 and round 6's (8 sets, ranks of 0.00 or 1.00 for several parameters in 4) were runs of that
 grid error, not only of the sampler.
 
+Round 7: the regional SBC's over-confidence (90 % coverage 0.81–0.92 in round 6) came from the
+fixed ζ grid (``structure_score_test.py``); the config's default is now adaptive ζ nodes
+(``[method] zeta_nodes``), which this script uses through ``structure_run.likelihood_for``.
+
 Cost (one core of the loaded 2-core machine, round 6 sampler and compiled likelihood): MAP
 15–20 s, 16 × 300 steps ≈ 50–160 s per set.
 
