@@ -490,7 +490,9 @@ def calibrate_structure(
     timings["one_evaluation_s"] = (time.perf_counter() - t0) / 5
     if progress:
         print(
-            f"{len(rec.ids)} participants, {rec.y.size} visits; one likelihood evaluation "
+            f"{len(rec.ids)} participants, {rec.y.size} visits; quadrature "
+            f"{like.zeta.size} x {like.eta.size} nodes (zeta "
+            f"{'adaptive' if like.adaptive_zeta else 'fixed'}); one likelihood evaluation "
             f"{timings['one_evaluation_s']:.3f} s; MAP, then emcee ({n_walkers} walkers x "
             f"{n_steps} steps)",
             file=sys.stderr,
