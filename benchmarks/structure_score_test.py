@@ -74,6 +74,9 @@ def main(argv=None) -> int:
         default="config",
         help="ζ quadrature: the config's (default), the fixed grid or adaptive nodes",
     )
+    ap.add_argument(
+        "--nodes", default=None, help="quadrature nodes ZxE, e.g. 145x129 (default: the config's)"
+    )
     ap.add_argument("--seed", type=int, default=1000)
     a = ap.parse_args(argv)
     cfg = load_config(a.config)
@@ -92,6 +95,9 @@ def main(argv=None) -> int:
         where = f"{a.theta_from} row {a.row}"
     th = truth | fixed | dict(cfg.fixed)
     grid = {} if a.zeta_nodes == "config" else {"adaptive_zeta": a.zeta_nodes == "adaptive"}
+    if a.nodes is not None:
+        nz, ne = (int(v) for v in a.nodes.lower().split("x"))
+        grid |= {"n_zeta": nz, "n_eta": ne}
     Y = V.simulate_records(
         table,
         th,
@@ -117,14 +123,17 @@ def main(argv=None) -> int:
     M = len(G)
     C = np.cov(G.T)
     z = G.mean(0) / (G.std(0, ddof=1) / np.sqrt(M))
-    quad = "fixed" if not R.likelihood_for(cfg, table, rec, **grid).adaptive_zeta else "adaptive"
-    print(f"θ* = {where}; {M} datasets; ζ nodes {quad}; {time.perf_counter() - t0:.0f} s")
+    lk = R.likelihood_for(cfg, table, rec, **grid)
+    quad = f"{lk.zeta.size} x {lk.eta.size} nodes, ζ {'adaptive' if lk.adaptive_zeta else 'fixed'}"
+    print(f"θ* = {where}; {M} datasets; {quad}; {time.perf_counter() - t0:.0f} s")
     out = pd.DataFrame(
         {
             "z_mean_score": z,
             "var_score": np.diag(C),
             "information": np.diag(info),
             "ratio": np.diag(C) / np.diag(info),
+            # one dataset far out (a participant beyond the quadrature's range) inflates Var
+            "max_abs_z_one_dataset": np.abs((G - G.mean(0)) / G.std(0, ddof=1)).max(0),
         },
         index=list(names),
     )
