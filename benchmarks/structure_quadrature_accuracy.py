@@ -74,6 +74,12 @@ def main(argv=None) -> int:
         help="posterior .nc: θ* from priors around it (as the regional SBC), not the config's",
     )
     ap.add_argument("--widen", type=float, default=3.0, help="with --prior-from: SD factor")
+    ap.add_argument(
+        "--q-prior",
+        choices=("logitnormal", "beta"),
+        default="logitnormal",
+        help="with --prior-from: the regional prior of q (beta: round 7's runs)",
+    )
     a = ap.parse_args(argv)
     config = load_config(a.config)
     meth = config.method
@@ -85,7 +91,11 @@ def main(argv=None) -> int:
     names, fixed = V.CANDIDATES[config.candidate]
     if a.prior_from is not None and not Path(a.prior_from).is_file():
         ap.error(f"--prior-from {a.prior_from}: no such posterior file (give a .nc posterior)")
-    priors = None if a.prior_from is None else SBC.regional_priors(a.prior_from, names, a.widen)
+    priors = (
+        None
+        if a.prior_from is None
+        else SBC.regional_priors(a.prior_from, names, a.widen, a.q_prior)
+    )
     print(
         "grids (zeta x eta): " + ", ".join(f"{g[0]} x {g[1]}" for g in grids) + "; "
         "columns: log-likelihood on each fixed grid, then with adaptive zeta nodes on the "

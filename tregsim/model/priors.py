@@ -10,9 +10,34 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from tregsim.errors import ModelFileError
+
+
+class _LogitNormal(stats.rv_continuous):
+    """x in (0, 1) with logit(x) ~ N(mu, sigma): a fraction whose uncertainty is stated on the
+    logit scale (e.g. a deceleration q near 0, where a beta with a < 1 has an unbounded
+    density and a tail that samplers in logit coordinates do not reach)."""
+
+    def _argcheck(self, mu, sigma):
+        return np.isfinite(mu) & (sigma > 0)
+
+    def _logpdf(self, x, mu, sigma):
+        z = (special.logit(x) - mu) / sigma
+        return -0.5 * z * z - np.log(sigma * np.sqrt(2 * np.pi)) - np.log(x) - np.log1p(-x)
+
+    def _pdf(self, x, mu, sigma):
+        return np.exp(self._logpdf(x, mu, sigma))
+
+    def _cdf(self, x, mu, sigma):
+        return special.ndtr((special.logit(x) - mu) / sigma)
+
+    def _ppf(self, q, mu, sigma):
+        return special.expit(mu + sigma * special.ndtri(q))
+
+
+logitnorm = _LogitNormal(a=0.0, b=1.0, name="logitnorm")
 
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "lognormal": ("median", "sdlog"),
@@ -21,6 +46,7 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "beta": ("a", "b"),
     "uniform": ("lower", "upper"),
     "loguniform": ("lower", "upper"),
+    "logitnormal": ("mu", "sigma"),  # logit(x) ~ N(mu, sigma), x in (0, 1)
 }
 _OPTIONAL = {"normal": ("lower", "upper"), "beta": ("lower", "upper")}
 
@@ -52,6 +78,8 @@ class Prior:
             return stats.uniform(a["lower"], a["upper"] - a["lower"])
         if self.dist == "loguniform":
             return stats.loguniform(a["lower"], a["upper"])
+        if self.dist == "logitnormal":
+            return logitnorm(a["mu"], a["sigma"])
         raise AssertionError(self.dist)
 
     def sample(self, rng: np.random.Generator, size=None) -> np.ndarray:
@@ -83,6 +111,8 @@ class Prior:
             return f"half-N({a['scale']:.3g})"
         if self.dist == "beta":
             return f"Beta({a['a']:.3g}, {a['b']:.3g})"
+        if self.dist == "logitnormal":
+            return f"logit-N({a['mu']:.4g}, {a['sigma']:.3g})"
         return f"{self.dist}({a['lower']:.4g}, {a['upper']:.4g})"
 
 
@@ -130,7 +160,7 @@ def parse_prior(table: object, *, file: object, key: str) -> Prior:
                 fix="write a number",
             )
         args[k] = float(v)
-    positive = {"sdlog", "sd", "scale", "a", "b", "median"}
+    positive = {"sdlog", "sd", "scale", "a", "b", "median", "sigma"}
     for k in positive & set(args):
         if args[k] <= 0:
             raise ModelFileError(
