@@ -18,8 +18,9 @@ nothing; ``--sets`` larger than the rows present continues) and ``OUT/sbc_covera
         calibration/placebo_records_structure.toml --sets 200 --out runs/sbc_likelihood
 
 Regional SBC (round 6): ``--prior-from POSTERIOR.nc --widen K`` draws θ* from priors around a
-posterior (its mean and SD in the sampling coordinates, the SD times K; lognormal, beta or
-normal, written to ``OUT/sbc_priors.csv``) and uses the same priors in each posterior, so it
+posterior (its mean and SD in the sampling coordinates, the SD times K; lognormal,
+logit-normal (round 7; ``--q-prior beta`` for rounds 6–7's moment-matched beta) or normal,
+written to ``OUT/sbc_priors.csv``) and uses the same priors in each posterior, so it
 checks simulator, likelihood and sampler where the records put the parameters:
 
     OMP_NUM_THREADS=1 python benchmarks/structure_likelihood_sbc.py \
