@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         times[name] = (time.perf_counter() - t0) / a.reps
     print(
         f"one evaluation ({len(rec.ids)} participants, {rec.y.size} visits, "
-        f"{like.logw.size} nodes): numpy {times['numpy'] * 1e3:.1f} ms, "
+        f"{like.zeta.size * like.eta.size} nodes): numpy {times['numpy'] * 1e3:.1f} ms, "
         f"kernel {times['kernel'] * 1e3:.1f} ms, ratio {times['numpy'] / times['kernel']:.1f}x"
     )
     # what the adaptive ζ nodes (the config's default) cost over the fixed grid, same kernel

@@ -103,6 +103,34 @@ def regional_priors(path, names, widen: float, q_prior: str = "logitnormal") -> 
     return out
 
 
+def add_regional_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--prior-from``, ``--widen``, ``--q-prior``: θ* from priors around a posterior."""
+    ap.add_argument(
+        "--prior-from",
+        default=None,
+        help="posterior .nc: θ* from priors around it (regional SBC), not the config's",
+    )
+    ap.add_argument("--widen", type=float, default=3.0, help="with --prior-from: SD factor")
+    ap.add_argument(
+        "--q-prior",
+        choices=("logitnormal", "beta"),
+        default="logitnormal",
+        help="with --prior-from: the regional prior of q (beta: rounds 6-7)",
+    )
+
+
+def regional_priors_from_arguments(ap: argparse.ArgumentParser, a, names) -> dict | None:
+    """:func:`regional_priors` from the arguments of :func:`add_regional_arguments` (None
+    without ``--prior-from``: the config's priors); a bad value is one line and exit 2."""
+    if a.prior_from is None:
+        return None
+    if not Path(a.prior_from).is_file():
+        ap.error(f"--prior-from {a.prior_from}: no such posterior file (give a .nc posterior)")
+    if a.widen <= 0:
+        ap.error(f"--widen {a.widen}: must be > 0 (the factor on the posterior SD)")
+    return regional_priors(a.prior_from, names, a.widen, a.q_prior)
+
+
 def prior_dataset(k, *, config, rec, table, seed, priors=None):
     """Set ``k``'s θ* (free parameters, from ``priors``, default the config's), the full
     parameter dict and the records simulated at it (V,), values below the LLOQ coded LLOQ/2;
@@ -186,18 +214,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--burn", type=int, default=None, help="steps discarded (default: config's)")
     ap.add_argument("--seed", type=int, default=20261205)
-    ap.add_argument(
-        "--prior-from",
-        default=None,
-        help="posterior .nc: SBC under priors around it (regional SBC), not the config's",
-    )
-    ap.add_argument("--widen", type=float, default=3.0, help="with --prior-from: SD factor")
-    ap.add_argument(
-        "--q-prior",
-        choices=("logitnormal", "beta"),
-        default="logitnormal",
-        help="with --prior-from: the regional prior of q (beta: rounds 6-7)",
-    )
+    add_regional_arguments(ap)
     ap.add_argument("--out", required=True, help="output folder")
     a = ap.parse_args(argv)
     config = load_config(a.config)
@@ -206,14 +223,7 @@ def main(argv=None) -> int:
     table = R._curve_table(config, model, float(rec.visit_day.max()))
     steps = config.method["n_steps"] if a.steps is None else a.steps
     burn = config.method["burn"] if a.burn is None else a.burn
-    names = V.CANDIDATES[config.candidate][0]
-    if a.prior_from is not None and not Path(a.prior_from).is_file():
-        ap.error(f"--prior-from {a.prior_from}: no such posterior file (give a .nc posterior)")
-    if a.widen <= 0:
-        ap.error(f"--widen {a.widen}: must be > 0 (the factor on the posterior SD)")
-    priors = (
-        None if a.prior_from is None else regional_priors(a.prior_from, names, a.widen, a.q_prior)
-    )
+    priors = regional_priors_from_arguments(ap, a, V.CANDIDATES[config.candidate][0])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if priors is not None:

@@ -68,18 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("config")
     ap.add_argument("--sets", type=int, default=20, help="prior-drawn datasets (default 20)")
     ap.add_argument("--seed", type=int, default=20261206)
-    ap.add_argument(
-        "--prior-from",
-        default=None,
-        help="posterior .nc: θ* from priors around it (as the regional SBC), not the config's",
-    )
-    ap.add_argument("--widen", type=float, default=3.0, help="with --prior-from: SD factor")
-    ap.add_argument(
-        "--q-prior",
-        choices=("logitnormal", "beta"),
-        default="logitnormal",
-        help="with --prior-from: the regional prior of q (beta: round 7's runs)",
-    )
+    SBC.add_regional_arguments(ap)
     a = ap.parse_args(argv)
     config = load_config(a.config)
     meth = config.method
@@ -89,13 +78,7 @@ def main(argv=None) -> int:
     nz, ne = meth["n_zeta"], meth["n_eta"]
     grids = [(nz, ne), (2 * nz - 1, 2 * ne - 1), (4 * nz - 3, 4 * ne - 3)]
     names, fixed = V.CANDIDATES[config.candidate]
-    if a.prior_from is not None and not Path(a.prior_from).is_file():
-        ap.error(f"--prior-from {a.prior_from}: no such posterior file (give a .nc posterior)")
-    priors = (
-        None
-        if a.prior_from is None
-        else SBC.regional_priors(a.prior_from, names, a.widen, a.q_prior)
-    )
+    priors = SBC.regional_priors_from_arguments(ap, a, names)
     print(
         "grids (zeta x eta): " + ", ".join(f"{g[0]} x {g[1]}" for g in grids) + "; "
         "columns: log-likelihood on each fixed grid, then with adaptive zeta nodes on the "

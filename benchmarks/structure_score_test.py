@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     M = len(G)
     C = np.cov(G.T)
     z = G.mean(0) / (G.std(0, ddof=1) / np.sqrt(M))
-    lk = R.likelihood_for(cfg, table, rec, **grid)
+    lk = post.like
     quad = f"{lk.zeta.size} x {lk.eta.size} nodes, ζ {'adaptive' if lk.adaptive_zeta else 'fixed'}"
     print(f"θ* = {where}; {M} datasets; {quad}; {time.perf_counter() - t0:.0f} s")
     out = pd.DataFrame(

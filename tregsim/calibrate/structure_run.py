@@ -56,7 +56,8 @@ UNITS = V.UNITS | {"sigma_meas": "1 (log scale, at 0.6 nmol/L)", "s0": "1", "k_r
 # ------------------------------------------------------------------------- the posterior
 def likelihood_for(config, table, records: V.Records, **grid) -> V.StructureLikelihood:
     """The records likelihood of a ``structure_likelihood`` config: its baseline day, LLOQ and
-    quadrature grid (``grid``: ``n_zeta``, ``n_eta``, ``n_xi`` override the config's)."""
+    quadrature (``grid``: ``n_zeta``, ``n_eta``, ``n_xi``, ``adaptive_zeta`` override the
+    config's)."""
     meth = config.method
     nodes = {
         "n_zeta": meth["n_zeta"],
@@ -99,7 +100,8 @@ def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     participant by one ``np.add.reduceat`` (σ_bio = 0; any random effect on q). The compiled
     kernel's reference in ``benchmarks/bench_structure_likelihood.py``."""
     order, starts = _visit_order(like)
-    lm = like.log_mu(th)  # (V, K)
+    nodes = like.zeta_nodes(th)
+    lm = like.log_mu(th, nodes)  # (V, K)
     res = like._logy[:, None] - lm
     kap = th.get("kappa", 0.0)
     sa = th.get("sigma_add", 0.0)
@@ -111,7 +113,7 @@ def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     if c.any():
         ll[c] = special.log_ndtr(res[c] / np.sqrt(var[c]))
     tot = np.add.reduceat(ll[order], starts, axis=0)  # (P, K)
-    return special.logsumexp(tot + like.log_weights(th), axis=1)
+    return special.logsumexp(tot + like.log_weights(th, nodes), axis=1)
 
 
 def _kernel_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:

@@ -408,11 +408,9 @@ class StructureLikelihood:
         self.lloq = float(lloq_nmol_l)
         self.zeta = np.linspace(-ZETA_FIXED_HALF_WIDTH, ZETA_FIXED_HALF_WIDTH, n_zeta)
         self.eta = np.linspace(-4.0, 4.0, n_eta)
+        # log weights of the fixed grids: the normal density, normalised over each grid
         lw_z = stats.norm.logpdf(self.zeta)
         lw_e = stats.norm.logpdf(self.eta)
-        self.logw = (
-            lw_z[:, None] - special.logsumexp(lw_z) + lw_e[None, :] - special.logsumexp(lw_e)
-        ).ravel()  # (K,)
         self._lwz = lw_z - special.logsumexp(lw_z)
         self._lwe = lw_e - special.logsumexp(lw_e)
         # random effect on q (ω_q > 0): Gauss–Hermite nodes ξ, K becomes n_zeta·n_eta·n_xi
@@ -421,7 +419,6 @@ class StructureLikelihood:
             x, w = np.polynomial.hermite_e.hermegauss(self.n_xi)
             self.xi = x
             self._lwx = np.log(w / w.sum())
-            self.logw = (self.logw[:, None] + self._lwx[None, :]).ravel()
         self._prep()
 
     def _prep(self):
@@ -437,28 +434,25 @@ class StructureLikelihood:
         self._la = np.log(r.age_years / 10.0)
         order = np.argsort(r.visit_patient, kind="stable")
         self._groups = []
+        # each participant's uncensored baseline visit (day 0), −1 if none: it centres the
+        # adaptive ζ nodes (zeta_nodes)
+        self._base_visit = np.full(len(r.ids), -1)
         for p in range(len(r.ids)):
             v = order[r.visit_patient[order] == p]
             unc = v[~self._cens[v]]
             cen = v[self._cens[v]]
             dd = r.visit_day[unc]
             self._groups.append((unc, cen, np.abs(dd[:, None] - dd[None, :])))
-        # each participant's uncensored baseline visit (day 0), −1 if none: it centres the
-        # adaptive ζ nodes (zeta_nodes)
-        self._base_visit = np.full(len(r.ids), -1)
-        for p in range(len(r.ids)):
-            v = order[
-                (r.visit_patient[order] == p) & (r.visit_day[order] == 0) & ~self._cens[order]
-            ]
-            if v.size:
-                self._base_visit[p] = v[0]
+            base = unc[dd == 0]
+            if base.size:
+                self._base_visit[p] = base[0]
 
-    def log_weights(self, th: dict) -> np.ndarray:
-        """Log quadrature weight of every participant's nodes: (P, K), K as in :meth:`log_mu`."""
+    def log_weights(self, th: dict, nodes=None) -> np.ndarray:
+        """Log quadrature weight of every participant's nodes: (P, K), K as in :meth:`log_mu`;
+        ``nodes``: :meth:`zeta_nodes` at ``th`` if already computed."""
         P = len(self.r.ids)
-        if not self.adaptive_zeta:
-            return np.broadcast_to(self.logw, (P, self.logw.size))
-        lw = (self.zeta_nodes(th)[1][:, :, None] + self._lwe[None, None, :]).reshape(P, -1)
+        lwz = (self.zeta_nodes(th) if nodes is None else nodes)[1]
+        lw = (lwz[:, :, None] + self._lwe[None, None, :]).reshape(P, -1)
         if self.n_xi > 1:
             lw = (lw[:, :, None] + self._lwx[None, None, :]).reshape(P, -1)
         return lw
@@ -537,19 +531,22 @@ class StructureLikelihood:
                 half = np.where(todo, 10.0 * step, half)
         return np.where(ok, mean, np.nan), np.where(ok, sd, np.nan)
 
-    def log_mu(self, th: dict) -> np.ndarray:
+    def log_mu(self, th: dict, nodes=None) -> np.ndarray:
         """log noise-free C-peptide at every visit and node: (V, K), K = n_zeta·n_eta
-        (·n_xi with a random effect on q, ``th["omega_q"]``)."""
+        (·n_xi with a random effect on q, ``th["omega_q"]``); ``nodes``: :meth:`zeta_nodes`
+        at ``th`` if already computed."""
+        zeta = (self.zeta_nodes(th) if nodes is None else nodes)[0][self.r.visit_patient]
         om_q = th.get("omega_q", 0.0)
         if self.n_xi > 1:
             lq = special.logit(th["q"])
             parts = [
-                self._log_mu_one(th | {"q": float(special.expit(lq + om_q * x))}) for x in self.xi
+                self._log_mu_one(th | {"q": float(special.expit(lq + om_q * x))}, zeta)
+                for x in self.xi
             ]
             return np.stack(parts, axis=-1).reshape(parts[0].shape[0], -1)
         if om_q != 0:
             raise ValueError("omega_q > 0 needs StructureLikelihood(..., n_xi > 1)")
-        return self._log_mu_one(th)
+        return self._log_mu_one(th, zeta)
 
     def curves_at_q(self, q: float) -> np.ndarray:
         """log c(visit day) − log c(baseline day) of the curve table at deceleration ``q``
@@ -560,12 +557,12 @@ class StructureLikelihood:
         bq = fq - j
         return (1 - bq) * self._logc_v[:, :, j] + bq * self._logc_v[:, :, j + 1]
 
-    def _log_mu_one(self, th: dict) -> np.ndarray:
+    def _log_mu_one(self, th: dict, zeta: np.ndarray) -> np.ndarray:
+        """:meth:`log_mu` at one q; ``zeta`` (V, Z) the nodes of each visit's participant."""
         t = self.table
         r = self.r
         lc = self.curves_at_q(th["q"])  # (V, L)
         la = self._la[r.visit_patient]  # (V,)
-        zeta = self.zeta_nodes(th)[0][r.visit_patient]  # (V, Z)
         lev = th["mu_c"] + th["mu_a"] * la[:, None] + th["s_c"] * zeta  # (V, Z)
         loglam = (
             np.log(th["lambda_ref"])
@@ -592,7 +589,8 @@ class StructureLikelihood:
         h = (μ / 0.6 nmol/L)^(−κ) scales the biological deviation (D_k = diag(h)) when
         σ_bio > 0, else the one residual σ_meas.
         """
-        lm = self.log_mu(th)
+        nodes = self.zeta_nodes(th)
+        lm = self.log_mu(th, nodes)
         res = self._logy[:, None] - lm  # (V, K)
         sm2, sb2, tau = th["sigma_meas"] ** 2, th["sigma_bio"] ** 2, th["tau_bio"]
         sa = th.get("sigma_add", 0.0)
@@ -601,7 +599,7 @@ class StructureLikelihood:
         var_e = sm2 * (h2 if sb2 == 0 else 1.0) + (sa * np.exp(-lm)) ** 2  # (V, K)
         var_b = sb2 * h2 if sb2 > 0 else np.zeros_like(lm)  # (V, K)
         simple = sa == 0 and kap == 0  # covariance the same at every node
-        logw = self.log_weights(th)
+        logw = self.log_weights(th, nodes)
         out = np.empty(len(self._groups))
         for p, (unc, cen, dd) in enumerate(self._groups):
             if visits is not None:
