@@ -39,6 +39,10 @@ Round 7: the regional SBC's over-confidence (90 % coverage 0.81–0.92 in round 
 fixed ζ grid (``structure_score_test.py``); the config's default is now adaptive ζ nodes
 (``[method] zeta_nodes``), which this script uses through ``structure_run.likelihood_for``.
 
+Round 8: each set also records ``lp_rank``, the rank of the log posterior at θ* among the
+draws' (a joint test quantity: uniform when calibrated, piled near 0 when the posterior is
+over-confident or shifted in any direction), summarised after the coverage table.
+
 Cost (one core of the loaded 2-core machine, round 6 sampler and compiled likelihood): MAP
 15–20 s, 16 × 300 steps ≈ 50–160 s per set.
 
@@ -66,6 +70,7 @@ from tregsim.model import load_model
 from tregsim.model.priors import Prior
 
 STREAM = "benchmark.sbc.structure_likelihood"
+LP_THIN = 4  # every 4th kept draw for the log-posterior rank (1,000 of 16 × 250)
 
 
 def regional_priors(path, names, widen: float, q_prior: str = "logitnormal") -> dict:
@@ -183,10 +188,31 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
     kept = chain[burn:].reshape(-1, post.dim)
     u_true = post.u_of(truth)
     ranks = {n: float(np.mean(kept[:, i] < u_true[i])) for i, n in enumerate(names)}
+    # the joint test quantity (Modrák et al. 2023, "SBC checking ... the choice of test
+    # quantities"): the rank of the log posterior at θ* among the draws' (every LP_THIN-th
+    # kept draw); an over-confident or shifted posterior puts θ* where the density is low
+    lp_draws = np.array([post(u) for u in kept[::LP_THIN]])
+    lp_rank = float(np.mean(lp_draws < post(u_true)))
     row |= {"nonfinite_data": False, "acceptance": acc, "seconds": time.perf_counter() - t0}
     row |= {f"true_{n}": v for n, v in truth.items()}
     row |= {f"rank_{n}": v for n, v in ranks.items()}
+    row |= {"lp_rank": lp_rank}
     return row
+
+
+def lp_rank_summary(df: pd.DataFrame) -> dict | None:
+    """Fraction of sets whose θ* log-posterior rank is below 0.05 / 0.10 (0.05 / 0.10 when
+    calibrated) and the KS p-value of uniformity; None without the column."""
+    if "lp_rank" not in df or df["lp_rank"].isna().all():
+        return None
+    r = df["lp_rank"].dropna().to_numpy()
+    return {
+        "n_sets": len(r),
+        "below_0.05": float(np.mean(r < 0.05)),
+        "below_0.10": float(np.mean(r < 0.10)),
+        "mean": float(r.mean()),
+        "ks_p_uniform": float(stats.kstest(r, "uniform").pvalue),
+    }
 
 
 def coverage(df: pd.DataFrame) -> pd.DataFrame:
@@ -260,6 +286,13 @@ def main(argv=None) -> int:
     with atomic_path(out / "sbc_coverage.csv") as tmp:
         cov.to_csv(tmp, index=False)
     print(cov.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    lps = lp_rank_summary(df[~df["nonfinite_data"].astype(bool)])
+    if lps is not None:
+        print(
+            f"log-posterior rank of θ* ({lps['n_sets']} sets): mean {lps['mean']:.3f} (0.5), "
+            f"below 0.05: {lps['below_0.05']:.3f}, below 0.10: {lps['below_0.10']:.3f}, "
+            f"KS p {lps['ks_p_uniform']:.3f}"
+        )
     bad = df["nonfinite_data"].astype(bool)
     print(f"{int(bad.sum())} of {len(df)} prior draws gave non-finite data (left out)")
     df = df[~bad]

@@ -1,7 +1,11 @@
 """Issue #14 item 3: do the NPE and the records likelihood agree on the structure's posterior?
 
 Per parameter: NPE and likelihood medians and 90 % intervals, and the difference of the
-medians in units of the pooled posterior SD, sqrt((SD_npe² + SD_lik²) / 2). Without a
+medians in units of the pooled posterior SD, sqrt((SD_npe² + SD_lik²) / 2). And the nested
+test (:func:`tregsim.calibrate.diagnostics.nested_agreement`, round 8): the NPE conditions on
+summaries of the records, the likelihood on all of them, so when both are correct the
+likelihood's mean differs from the NPE's by N(0, Σ_npe − Σ_lik); D² over all parameters (in
+the sampler's log / logit coordinates) is then ≈ χ²_d, and z_nested is each parameter's share. Without a
 likelihood posterior (``--likelihood`` missing), the NPE is compared with the structure's MAP
 (calibration/natural_history_structure.json) in units of the NPE posterior SD.
 
@@ -70,6 +74,19 @@ def main() -> None:
     else:
         print(f"no likelihood posterior at {a.likelihood}: comparing with the MAP of {MAP.name}")
     tab = agreement(npe, lik, json.loads(MAP.read_text())["theta"])
+    if lik is not None:
+        from tregsim.calibrate import variability as V
+        from tregsim.calibrate.diagnostics import nested_agreement
+
+        names = [n for n in tab.parameter if n in lik]
+        to_u = lambda d: np.column_stack([V._to_u(n, np.asarray(d[n], float)) for n in names])  # noqa: E731
+        res = nested_agreement(to_u(npe), to_u(lik))
+        tab.loc[tab.parameter.isin(names), "z_nested"] = res["z"]
+        print(
+            f"nested agreement (log/logit coordinates): D2 = {res['d2']:.2f} on {res['df']} df, "
+            f"p = {res['p_value']:.3f}; directions where the likelihood is wider than the "
+            f"NPE: {res['n_nonpositive']}"
+        )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     tab.to_csv(a.out, index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30):

@@ -2,7 +2,9 @@
 
 Seed k uses ``seed_k = seed + 100 k`` (seed: the config's) for BOTH its simulation bank
 (``[budget] n_simulations`` θ draws and cohorts, as ``tregsim calibrate`` makes them) and its
-flows (member m: torch seed seed_k + m, as ``[method] n_ensemble`` trains them), so seed 0 is
+flows (member m: torch seed seed_k + m, as ``[method] n_ensemble`` trains them; with
+``--member-banks disjoint``, as ``[method] member_banks = "disjoint"``, member m trains on its own
+part m of a bank of n_ensemble × n simulations), so seed 0 is
 exactly what ``tregsim calibrate CONFIG`` trains; ``--run DIR/NAME`` takes seed 0's members
 from that run's ``estimator.pt`` instead of training them again. For K = 1 … ``--n-ensemble``
 the equal-weight mixture of the first K members of every seed is sampled at the records'
@@ -62,13 +64,27 @@ def main() -> None:
         action="store_true",
         help="also the SBC coverage of seed 0's first K members on RUN/sbc_bank.npz (with --run)",
     )
+    ap.add_argument(
+        "--member-banks",
+        choices=("shared", "disjoint"),
+        default=None,
+        help="default: the config's [method] member_banks; disjoint: member m of seed k trains "
+        "on rows m*n ... (m+1)*n of seed k's bank of n_ensemble * n simulations",
+    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
     import torch
 
     from tregsim.calibrate.config import load_config
-    from tregsim.calibrate.npe import Estimator, load_estimator, save_estimator, train_npe
+    from tregsim.calibrate.npe import (
+        Estimator,
+        bank_size,
+        load_estimator,
+        member_rows,
+        save_estimator,
+        train_npe,
+    )
     from tregsim.calibrate.pipeline import simulate_bank
     from tregsim.calibrate.structure_simulator import build_problem
 
@@ -79,7 +95,11 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [cfg.seed + 100 * k for k in range(a.seeds)]
-    meth = dict(cfg.method) | {"n_ensemble": 1}
+    banks_kind = a.member_banks or cfg.method.get("member_banks", "shared")
+    layout = dict(cfg.method) | {"n_ensemble": a.n_ensemble, "member_banks": banks_kind}
+    n_bank = bank_size(n_sim, layout)
+    rows = member_rows(n_bank, layout)
+    meth = dict(cfg.method) | {"n_ensemble": 1, "member_banks": "shared"}
 
     def member_path(k: int, m: int) -> Path:
         return out / f"member_seed{k}_m{m}.pt"
@@ -90,7 +110,7 @@ def main() -> None:
         # the run must be this config's seed and budget, or it is not seed 0
         with np.load(run / "bank.npz", allow_pickle=False) as f:
             assert json.loads(str(f["identity"]))["seed"] == cfg.seed, "run of another seed"
-            assert f["x"].shape[0] == n_sim, "the run's bank has another size"
+            assert f["x"].shape[0] >= n_sim, "the run's bank is smaller than n_sim"
         est = load_estimator(run / "estimator.pt")
         run_members = [Estimator(nets=[net], meta=est.meta) for net in est.nets]
 
@@ -102,7 +122,7 @@ def main() -> None:
             t0 = time.perf_counter()
             banks[k] = simulate_bank(
                 problem,
-                n_sim,
+                n_bank,
                 s,
                 path=out / f"bank_seed{k}.npz",
                 chunk_size=cfg.chunk_size,
@@ -115,8 +135,8 @@ def main() -> None:
                     continue
                 t0 = time.perf_counter()
                 est, info = train_npe(
-                    banks[k]["z"],
-                    banks[k]["x"],
+                    banks[k]["z"][rows[m]],
+                    banks[k]["x"][rows[m]],
                     method=meth,
                     seed=s + m,  # = member m of an ensemble trained with seed s
                     names=problem.names,
@@ -127,6 +147,7 @@ def main() -> None:
                 rec = {
                     "seed": s,
                     "member": m,
+                    "member_banks": banks_kind,
                     "training_s": time.perf_counter() - t0,
                     "epochs": info["epochs"],
                     "best_validation_log_prob": info["best_validation_log_prob"],

@@ -324,6 +324,44 @@ def test_npe_ensemble_is_the_mixture_of_its_members(tmp_path):
     np.testing.assert_array_equal(back.sample_z(x_o, 100, seed=4), est.sample_z(x_o, 100, seed=4))
 
 
+def test_disjoint_member_banks_train_each_member_on_its_own_part():
+    """member_banks = "disjoint": member m is exactly the flow trained alone (seed + m) on rows
+    m·n … (m+1)·n; a non-finite row of one part drops only there; a bank that does not
+    split into equal parts is refused."""
+    import torch
+
+    from tregsim.calibrate.npe import bank_size, member_rows, train_npe
+
+    rng = np.random.default_rng(2)
+    n, d = 300, 2
+    z = rng.standard_normal((2 * n, d))
+    x = z @ np.array([[1.0, 0.5], [0.0, 1.0]]).T + 0.5 * rng.standard_normal((2 * n, 2))
+    x[n + 7, 0] = np.nan
+    method = {
+        "density_estimator": "maf",
+        "hidden_features": 10,
+        "num_transforms": 2,
+        "training_batch_size": 100,
+        "learning_rate": 5e-4,
+        "stop_after_epochs": 2,
+        "max_num_epochs": 3,
+        "n_ensemble": 2,
+        "member_banks": "disjoint",
+    }
+    assert bank_size(n, method) == 2 * n and bank_size(n, {"n_ensemble": 2}) == n
+    kw = {"names": ["a", "b"], "feature_names": ["x1", "x2"], "progress": False}
+    est, info = train_npe(z, x, method=method, seed=3, **kw)
+    assert est.meta["member_banks"] == "disjoint" and info["n_dropped_nonfinite"] == 1
+    alone = dict(method, n_ensemble=1, member_banks="shared")
+    for m, part in enumerate(member_rows(2 * n, method)):
+        keep = np.all(np.isfinite(x[part]), axis=1)
+        one, _ = train_npe(z[part][keep], x[part][keep], method=alone, seed=3 + m, **kw)
+        for a, b in zip(est.nets[m].state_dict().values(), one.nets[0].state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="k x n rows"):
+        member_rows(2 * n + 1, method)
+
+
 # ---------------------------------------------------------------------------- likelihood
 @pytest.fixture(scope="module")
 def small_table():

@@ -32,6 +32,50 @@ def sbc_uniformity_pvalue(ranks: np.ndarray, n_draws: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def nested_agreement(coarse: np.ndarray, fine: np.ndarray) -> dict:
+    """Do a posterior given summaries s(y) (``coarse``, e.g. NPE) and one given all of y
+    (``fine``, e.g. the records likelihood) agree as two correct posteriors must?
+
+    coarse (n_c, d), fine (n_f, d): draws in one coordinate system where both are near
+    Gaussian (e.g. log / logit of positive / unit-interval parameters). When both are correct,
+    the law of total expectation and covariance gives, given s,
+    E[m_fine] = m_coarse and Cov(m_fine) = Σ_coarse − E[Σ_fine] ≈ Σ_coarse − Σ_fine:
+    the fine posterior refines the coarse one, and its mean moves by about the information the
+    summaries miss. Hence D² = Δᵀ S⁻¹ Δ, with Δ = m_fine − m_coarse and
+    S = Σ_coarse − Σ_fine + Σ_coarse / n_c + Σ_fine / n_f (the last two: Monte Carlo error
+    of the means), is ≈ χ²_d. Directions where S is not positive (the fine posterior wider
+    than the coarse one, against nesting) are counted and left out of D².
+
+    Returns ``d2``, ``df`` (positive directions), ``p_value`` (χ² upper tail),
+    ``n_nonpositive``, per-parameter ``z`` = Δ_j / sqrt(S_jj) (d,) (NaN where S_jj ≤ 0) and
+    ``delta`` (d,).
+    """
+    coarse = np.asarray(coarse, float)
+    fine = np.asarray(fine, float)
+    if coarse.ndim != 2 or fine.ndim != 2 or coarse.shape[1] != fine.shape[1]:
+        raise ValueError(f"coarse {coarse.shape} and fine {fine.shape} must be (n, d) with one d")
+    delta = fine.mean(0) - coarse.mean(0)
+    cc = np.atleast_2d(np.cov(coarse, rowvar=False))
+    cf = np.atleast_2d(np.cov(fine, rowvar=False))
+    s = cc - cf + cc / len(coarse) + cf / len(fine)
+    w, v = np.linalg.eigh((s + s.T) / 2)
+    keep = w > 1e-12 * max(np.abs(w).max(), 1e-300)
+    proj = v[:, keep].T @ delta
+    d2 = float(np.sum(proj**2 / w[keep]))
+    df = int(keep.sum())
+    diag = np.diag(s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(diag > 0, delta / np.sqrt(np.where(diag > 0, diag, 1.0)), np.nan)
+    return {
+        "d2": d2,
+        "df": df,
+        "p_value": float(stats.chi2.sf(d2, df)) if df else float("nan"),
+        "n_nonpositive": int((~keep).sum()),
+        "z": z,
+        "delta": delta,
+    }
+
+
 def contraction_table(names, prior_draws: np.ndarray, post_draws: np.ndarray, units=None):
     """Prior vs posterior summary per parameter (pandas DataFrame).
 

@@ -20,13 +20,39 @@ import numpy as np
 
 from tregsim.io import atomic_path, write_json
 
+# ``[method] member_banks``: what an ensemble's members train on (docs/calibration.md,
+# "Round 8: seed spread with disjoint banks")
+MEMBER_BANKS = ("shared", "disjoint")
+
+
+def bank_size(n_simulations: int, method: dict) -> int:
+    """Simulations a run needs: ``n_simulations``, times ``n_ensemble`` with disjoint banks."""
+    if method.get("member_banks", "shared") == "disjoint":
+        return int(n_simulations) * int(method.get("n_ensemble", 1))
+    return int(n_simulations)
+
+
+def member_rows(n_rows: int, method: dict) -> list[slice]:
+    """The bank rows each ensemble member trains on: all of them (shared), or member m's own
+    contiguous m-th part (disjoint; banks are indexed streams, so part 0 is the shared bank of
+    ``n_rows / n_ensemble`` simulations with the same seed)."""
+    k = int(method.get("n_ensemble", 1))
+    if method.get("member_banks", "shared") != "disjoint" or k == 1:
+        return [slice(0, n_rows)] * k
+    if n_rows % k:
+        raise ValueError(
+            f"a disjoint-bank ensemble of {k} needs a bank of k x n rows, got {n_rows}"
+        )
+    n = n_rows // k
+    return [slice(m * n, (m + 1) * n) for m in range(k)]
+
 
 @dataclass
 class Estimator:
     """A trained conditional density estimator q(z | x): one flow or an equal-weight ensemble.
 
-    With several members (``[method] n_ensemble``, trained on the same bank from different
-    seeds) q is their mixture: training-seed variability, which a single flow turns into a
+    With several members (``[method] n_ensemble``, trained from different seeds on the same
+    bank or, with ``member_banks = "disjoint"``, each on its own) q is their mixture: training-seed variability, which a single flow turns into a
     confident but shifted posterior, becomes posterior width instead (as sbi's
     ``NeuralPosteriorEnsemble``; Hermans et al. 2022 for why ensembles are more conservative).
     """
@@ -103,12 +129,15 @@ def train_npe(
 ) -> tuple[Estimator, dict]:
     """Train NPE on (z, x) pairs (rows with non-finite x are dropped).
 
+    z: (n, d) prior draws in standard-normal coordinates; x: (n, n_features) summaries. With
+    ``method["member_banks"] == "disjoint"`` member m trains on rows :func:`member_rows` [m].
+
     Returns the estimator and a summary (epochs, best validation log-prob, n used).
     """
     import torch
     from sbi.inference import NPE
 
-    ok = np.all(np.isfinite(x), axis=1) & np.all(np.isfinite(z), axis=1)
+    ok_all = np.all(np.isfinite(x), axis=1) & np.all(np.isfinite(z), axis=1)
     # A small flow gains nothing from intra-op threads; on a busy 2-core machine two torch
     # threads were measured 25x slower per batch than one (oversubscription).
     torch.set_num_threads(1)
@@ -119,15 +148,19 @@ def train_npe(
         "hidden_features": int(method["hidden_features"]),
         "num_transforms": int(method["num_transforms"]),
         "n_members": n_members,
+        "member_banks": str(method.get("member_banks", "shared")),
         "names": list(names),
         "feature_names": list(feature_names),
         "space": "z = Phi^-1(F_prior(theta))",
     }
     prior = torch.distributions.MultivariateNormal(torch.zeros(d), torch.eye(d))
-    zt = torch.as_tensor(z[ok], dtype=torch.float32)
-    xt = torch.as_tensor(x[ok], dtype=torch.float32)
+    rows = member_rows(len(z), method)
     nets, members = [], []
     for m in range(n_members):
+        ok = np.zeros(len(z), bool)
+        ok[rows[m]] = ok_all[rows[m]]
+        zt = torch.as_tensor(z[ok], dtype=torch.float32)
+        xt = torch.as_tensor(x[ok], dtype=torch.float32)
         # member m: seed + m for the initial weights, the validation split and the batches
         torch.manual_seed(int(seed) + m)
         inference = NPE(prior=prior, density_estimator=_builder(meta), show_progress_bars=progress)
@@ -162,8 +195,8 @@ def train_npe(
             file=sys.stderr,
         )
     info = {
-        "n_used": int(ok.sum()),
-        "n_dropped_nonfinite": int((~ok).sum()),
+        "n_used": int(ok_all.sum()),
+        "n_dropped_nonfinite": int((~ok_all).sum()),
         "n_members": n_members,
         "epochs": members[0]["epochs"] if n_members == 1 else [m["epochs"] for m in members],
         "best_validation_log_prob": members[0]["best_validation_log_prob"]

@@ -151,7 +151,7 @@ def calibrate(
     """Run the full NPE calibration of ``config`` into folder ``out``."""
     import time
 
-    from tregsim.calibrate.npe import save_estimator, train_npe
+    from tregsim.calibrate.npe import bank_size, save_estimator, train_npe
     from tregsim.posterior import save_posterior
 
     out = Path(out)
@@ -192,7 +192,12 @@ def calibrate(
 
     t0 = time.perf_counter()
     bank = simulate_bank(
-        problem, n_sim, seed, path=out / "bank.npz", chunk_size=config.chunk_size, progress=progress
+        problem,
+        bank_size(n_sim, config.method),
+        seed,
+        path=out / "bank.npz",
+        chunk_size=config.chunk_size,
+        progress=progress,
     )
     timings["simulation_s"] = time.perf_counter() - t0
 

@@ -19,7 +19,11 @@ on within-patient statistics"). Sections:
   :class:`~tregsim.calibrate.structure_statistics.StatisticsPlan`), ``log_scale_statistics``
   (its summaries on ln(max(x, LLOQ)): quantiles, early/late individual slopes, curvature),
   ``exclude`` (statistic names to leave out);
-* ``[method]`` and ``[budget]`` as the summary NPE (``tregsim.calibrate.config``).
+* ``[method]`` and ``[budget]`` as the summary NPE (``tregsim.calibrate.config``), plus
+  ``member_banks``: ``"shared"`` (every ensemble member trains on the same
+  ``n_simulations``) or ``"disjoint"`` (member m trains on its own ``n_simulations``, rows
+  m·n … (m+1)·n of one bank of ``n_ensemble`` × ``n_simulations``: the bank's noise averages
+  out of the mixture as the initialisations' does).
 
 Every error names the file, the dotted field and the fix (:class:`~tregsim.errors.ConfigFileError`).
 """
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tregsim.calibrate.npe import MEMBER_BANKS
 from tregsim.calibrate.sections import config_sections
 from tregsim.calibrate.structure_statistics import STATISTIC_NAMES
 from tregsim.calibrate.variability import CANDIDATES as VARIABILITY_CANDIDATES
@@ -104,6 +109,7 @@ _SCHEMA: dict[str, dict[str, Field]] = {
         "n_posterior_draws": Field(int, default=2000, lo=10),
         "n_sbc_datasets": Field(int, default=500, lo=10),
         "n_ensemble": Field(int, default=1, lo=1, hi=20),
+        "member_banks": Field(str, default="shared", choices=MEMBER_BANKS),
         "n_predictive_draws": Field(int, default=200, lo=10),
         "n_boot": Field(int, default=1000, lo=10),
     },

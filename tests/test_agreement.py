@@ -1,0 +1,72 @@
+"""The nested agreement test of two posteriors (tregsim.calibrate.diagnostics.nested_agreement)
+on a linear-Gaussian model whose posteriors given y and given a lossy summary s = B y are exact
+(closed form): D² must be χ²_d when both are correct, and large when the coarse one is shifted."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tregsim.calibrate.diagnostics import nested_agreement
+
+D, N_OBS, SIGMA = 3, 6, 0.7
+
+
+def _posteriors(rng, A, B):
+    """θ ~ N(0, I), y = Aθ + σε, s = B y: exact Gaussian posteriors (mean, cov) given y and s."""
+    theta = rng.standard_normal(D)
+    y = A @ theta + SIGMA * rng.standard_normal(N_OBS)
+    cov_f = np.linalg.inv(np.eye(D) + A.T @ A / SIGMA**2)
+    m_f = cov_f @ A.T @ y / SIGMA**2
+    BA, noise = B @ A, SIGMA**2 * B @ B.T
+    prec_s = BA.T @ np.linalg.solve(noise, BA)
+    cov_c = np.linalg.inv(np.eye(D) + prec_s)
+    m_c = cov_c @ BA.T @ np.linalg.solve(noise, B @ y)
+    return (m_c, cov_c), (m_f, cov_f)
+
+
+def _d2(rng, A, B, shift=0.0, n=3000):
+    (m_c, cov_c), (m_f, cov_f) = _posteriors(rng, A, B)
+    coarse = rng.multivariate_normal(m_c, cov_c, n)
+    coarse[:, 0] += shift * np.sqrt(cov_c[0, 0])
+    fine = rng.multivariate_normal(m_f, cov_f, n)
+    return nested_agreement(coarse, fine)
+
+
+@pytest.fixture
+def design():
+    rng = np.random.default_rng(11)
+    return rng, rng.standard_normal((N_OBS, D)), rng.standard_normal((2, N_OBS))
+
+
+def test_d2_is_chi_square_when_both_posteriors_are_exact(design):
+    rng, A, B = design
+    res = [_d2(rng, A, B) for _ in range(400)]
+    d2 = np.array([r["d2"] for r in res])
+    assert all(r["df"] == D and r["n_nonpositive"] == 0 for r in res)
+    # SE of the mean of 400 χ²_3 values: sqrt(6 / 400) = 0.12
+    assert abs(d2.mean() - D) < 0.37
+    assert stats.kstest(d2, stats.chi2(D).cdf).pvalue > 1e-3
+    z = np.array([r["z"] for r in res])
+    np.testing.assert_allclose(z.std(0), 1.0, atol=0.12)
+
+
+def test_a_shifted_coarse_posterior_is_detected(design):
+    rng, A, B = design
+    p = np.array([_d2(rng, A, B, shift=2.0)["p_value"] for _ in range(100)])
+    assert np.mean(p < 0.05) > 0.5
+
+
+def test_pooled_sd_would_call_exact_posteriors_disagreeing(design):
+    """Why the test is nested: the fine mean moves by sqrt(Σ_c − Σ_f), not by a pooled SD, so
+    |Δ| / pooled SD > 1 happens often for two exact posteriors."""
+    rng, A, B = design
+    ratios = []
+    for _ in range(400):
+        (m_c, cov_c), (m_f, cov_f) = _posteriors(rng, A, B)
+        ratios.append(np.abs(m_f - m_c) / np.sqrt((np.diag(cov_c) + np.diag(cov_f)) / 2))
+    assert np.mean(np.max(ratios, axis=1) > 1) > 0.2
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="one d"):
+        nested_agreement(np.zeros((5, 2)), np.zeros((5, 3)))
