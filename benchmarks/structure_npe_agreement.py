@@ -65,6 +65,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("npe")
     ap.add_argument("--likelihood", default=None)
+    ap.add_argument(
+        "--seed-spread",
+        default=None,
+        help="seed_spread_by_k.csv of structure_npe_seed_banks.py: the variance of the NPE "
+        "posterior means between training seeds joins the nested test (diagonal)",
+    )
+    ap.add_argument("--n-flows", type=int, default=None, help="with --seed-spread: its n_flows")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     npe = load_posterior(a.npe)
@@ -79,14 +86,35 @@ def main() -> None:
         from tregsim.calibrate.diagnostics import nested_agreement
 
         names = [n for n in tab.parameter if n in lik]
-        to_u = lambda d: np.column_stack([V._to_u(n, np.asarray(d[n], float)) for n in names])  # noqa: E731
-        res = nested_agreement(to_u(npe), to_u(lik))
-        tab.loc[tab.parameter.isin(names), "z_nested"] = res["z"]
-        print(
-            f"nested agreement (log/logit coordinates): D2 = {res['d2']:.2f} on {res['df']} df, "
-            f"p = {res['p_value']:.3f}; directions where the likelihood is wider than the "
-            f"NPE: {res['n_nonpositive']}"
-        )
+        seed_var = None
+        if a.seed_spread:
+            sp = pd.read_csv(a.seed_spread)
+            sp = sp[sp.n_flows == (a.n_flows or sp.n_flows.max())].set_index("parameter")
+            means = sp[[c for c in sp.columns if c.startswith("mean_seed")]]
+            seed_var = means.loc[names].var(axis=1, ddof=1).to_numpy()  # natural scale
+        coords = {
+            "natural": (lambda n, x: np.asarray(x, float), lambda n, m: 1.0),
+            # delta method for the seeds' variance: (du/dθ)² at the NPE mean
+            "log/logit": (
+                lambda n, x: V._to_u(n, np.asarray(x, float)),
+                lambda n, m: ((V._to_u(n, m * 1.001) - V._to_u(n, m * 0.999)) / (0.002 * m)) ** 2,
+            ),
+        }
+        for label, (f, jac2) in coords.items():
+            cols = lambda d: np.column_stack([f(n, d[n]) for n in names])  # noqa: E731,B023
+            extra = None
+            if seed_var is not None:
+                extra = np.diag(
+                    [v * jac2(n, float(np.mean(npe[n]))) for n, v in zip(names, seed_var)]
+                )
+            res = nested_agreement(cols(npe), cols(lik), extra_cov=extra)
+            tab.loc[tab.parameter.isin(names), f"z_nested_{label.split('/')[0]}"] = res["z"]
+            print(
+                f"nested agreement ({label} coordinates"
+                + (", with the seed spread" if extra is not None else "")
+                + f"): D2 = {res['d2']:.2f} on {res['df']} df, p = {res['p_value']:.3f}; "
+                f"directions where the likelihood is wider than the NPE: {res['n_nonpositive']}"
+            )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     tab.to_csv(a.out, index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30):

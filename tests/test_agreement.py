@@ -67,6 +67,22 @@ def test_pooled_sd_would_call_exact_posteriors_disagreeing(design):
     assert np.mean(np.max(ratios, axis=1) > 1) > 0.2
 
 
+def test_extra_covariance_absorbs_a_known_error_of_the_coarse_mean(design):
+    """A coarse posterior whose mean carries an extra error e ~ N(0, V) (e.g. training noise):
+    D² is inflated without V and χ²_d again with extra_cov = V."""
+    rng, A, B = design
+    without, with_v = [], []
+    for _ in range(300):
+        (m_c, cov_c), (m_f, cov_f) = _posteriors(rng, A, B)
+        v = 0.5 * cov_c
+        coarse = rng.multivariate_normal(m_c + rng.multivariate_normal(np.zeros(D), v), cov_c, 3000)
+        fine = rng.multivariate_normal(m_f, cov_f, 3000)
+        without.append(nested_agreement(coarse, fine)["d2"])
+        with_v.append(nested_agreement(coarse, fine, extra_cov=v)["d2"])
+    assert np.mean(without) > D + 1.0
+    assert abs(np.mean(with_v) - D) < 0.45  # SE of 300 χ²_3 means: 0.14
+
+
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="one d"):
         nested_agreement(np.zeros((5, 2)), np.zeros((5, 3)))

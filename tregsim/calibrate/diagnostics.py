@@ -32,7 +32,9 @@ def sbc_uniformity_pvalue(ranks: np.ndarray, n_draws: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def nested_agreement(coarse: np.ndarray, fine: np.ndarray) -> dict:
+def nested_agreement(
+    coarse: np.ndarray, fine: np.ndarray, extra_cov: np.ndarray | None = None
+) -> dict:
     """Do a posterior given summaries s(y) (``coarse``, e.g. NPE) and one given all of y
     (``fine``, e.g. the records likelihood) agree as two correct posteriors must?
 
@@ -44,7 +46,9 @@ def nested_agreement(coarse: np.ndarray, fine: np.ndarray) -> dict:
     summaries miss. Hence D² = Δᵀ S⁻¹ Δ, with Δ = m_fine − m_coarse and
     S = Σ_coarse − Σ_fine + Σ_coarse / n_c + Σ_fine / n_f (the last two: Monte Carlo error
     of the means), is ≈ χ²_d. Directions where S is not positive (the fine posterior wider
-    than the coarse one, against nesting) are counted and left out of D².
+    than the coarse one, against nesting) are counted and left out of D². ``extra_cov``
+    (d, d) adds any other error of the means, e.g. an NPE's training-seed spread (the
+    covariance of posterior means between seeds).
 
     Returns ``d2``, ``df`` (positive directions), ``p_value`` (χ² upper tail),
     ``n_nonpositive``, per-parameter ``z`` = Δ_j / sqrt(S_jj) (d,) (NaN where S_jj ≤ 0) and
@@ -58,6 +62,8 @@ def nested_agreement(coarse: np.ndarray, fine: np.ndarray) -> dict:
     cc = np.atleast_2d(np.cov(coarse, rowvar=False))
     cf = np.atleast_2d(np.cov(fine, rowvar=False))
     s = cc - cf + cc / len(coarse) + cf / len(fine)
+    if extra_cov is not None:
+        s = s + np.atleast_2d(np.asarray(extra_cov, float))
     w, v = np.linalg.eigh((s + s.T) / 2)
     keep = w > 1e-12 * max(np.abs(w).max(), 1e-300)
     proj = v[:, keep].T @ delta
