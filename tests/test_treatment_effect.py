@@ -472,3 +472,38 @@ def test_no_decline_probability_matches_observe_visits(sigma_bio):
     freq = np.mean(y[:, 1] >= y[:, 0])
     want = ndtr(np.log(0.45 / 0.6) / prep.change_sd(0.6, 0.45, 365.0))
     assert freq == pytest.approx(want, abs=4 * np.sqrt(want * (1 - want) / m))
+
+
+def test_design_cache_is_reused_and_invalidated_by_any_package_change(tmp_path, monkeypatch):
+    """The design cache serves the stored outputs while key, θ and package source match, and
+    recomputes when the source of any tregsim module changes (not only designs.py)."""
+    import hashlib
+    from pathlib import Path
+
+    import tregsim
+    from tregsim.calibrate.treatment_effect import designs as D
+
+    calls = []
+
+    def outputs(designs, thetas, **kw):
+        calls.append(1)
+        return {"y": np.asarray(thetas, float) * 2.0}
+
+    monkeypatch.setattr(D, "design_outputs", outputs)
+    th = np.arange(6.0).reshape(3, 2)
+    path = tmp_path / "c.npz"
+    a = D.cached_design_outputs(path, {"seed": 1}, [], th)
+    b = D.cached_design_outputs(path, {"seed": 1}, [], th)
+    assert len(calls) == 1 and np.array_equal(a["y"], b["y"])
+    D.cached_design_outputs(path, {"seed": 2}, [], th)
+    assert len(calls) == 2
+    # the package hash covers every module: recompute it independently over the sources
+    root = Path(tregsim.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    assert D.package_source_sha256() == h.hexdigest()
+    assert any("population" in f.as_posix() for f in root.rglob("*.py"))
+    monkeypatch.setattr(D, "package_source_sha256", lambda: "another source")
+    D.cached_design_outputs(path, {"seed": 2}, [], th)
+    assert len(calls) == 3

@@ -371,17 +371,32 @@ def design_points(model, n: int, seed: int, log_phi_range, quantiles, *, skip: i
     return out
 
 
+def package_source_sha256() -> str:
+    """SHA-256 over the ``tregsim`` package's Python sources (relative path and content of
+    every ``*.py``, in sorted order): changes whenever any of its code does."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]  # the tregsim package
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def cached_design_outputs(cache_path, key: dict, designs, thetas, **kw) -> dict[str, np.ndarray]:
     """:func:`design_outputs` through an ``.npz`` cache: reused when ``key`` (settings, input
-    hashes, this module's source hash) matches, recomputed and written atomically otherwise."""
+    hashes) and the source of the whole ``tregsim`` package match, recomputed and written
+    atomically otherwise. The package, not this module alone: the design outputs run through
+    the population, structure and solver code, and a cache keyed on one module served stale
+    outputs after a change elsewhere (round 7 had to delete it by hand)."""
     import hashlib
     import json
     from pathlib import Path
 
     from tregsim.io import atomic_path
 
-    src = Path(__file__).read_bytes()
-    key = {**key, "designs_source_sha256": hashlib.sha256(src).hexdigest()}
+    key = {**key, "package_source_sha256": package_source_sha256()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     cache_path = Path(cache_path)
     if cache_path.is_file():
