@@ -158,34 +158,45 @@ def prior_dataset(k, *, config, rec, table, seed, priors=None):
     return truth, th, y, g
 
 
-def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
-    """θ*, ranks (fraction of kept draws below θ*) and the sampler's acceptance; θ* from
-    ``priors`` (default: the config's), the same priors in the posterior."""
-    meth = config.method
-    names = V.CANDIDATES[config.candidate][0]
-    priors = config.priors if priors is None else priors
+def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors):
+    """Set ``k``'s θ*, its posterior and the shipped sampler's run on its data (MAP, Laplace,
+    independence move, the config's walkers): (truth, post, (u_map, lp_map, kept draws (n, d)
+    in u, acceptance)), with post and the run None when the simulated data are non-finite.
+    The one place SBC sets are made, so every benchmark checks the same posteriors."""
     truth, _, y, g = prior_dataset(k, config=config, rec=rec, table=table, seed=seed, priors=priors)
-    row = {"set": k}
     if not np.all(np.isfinite(y)):
-        # θ* so extreme that a simulated C-peptide overflows: no dataset to condition on. Such
-        # sets are counted and left out (the prior truncated to finite data; the count shows
-        # how much of the prior that is)
-        return row | {"nonfinite_data": True} | {f"true_{n}": v for n, v in truth.items()}
+        return truth, None, None
     like = R.likelihood_for(config, table, dataclasses.replace(rec, y=y))
     post = R.StructurePosterior(like, config.candidate, priors)
-    t0 = time.perf_counter()
-    # the shipped sampler (MAP, Laplace, independence move); the MAP does not depend on the
-    # start, starting at θ* only saves time
-    _, _, chain, acc, _ = R.sample_posterior(
+    # the MAP does not depend on the start; starting at θ* only saves time
+    u_map, lp_map, chain, acc, _ = R.sample_posterior(
         post,
-        n_walkers=meth["n_walkers"],
+        n_walkers=config.method["n_walkers"],
         n_steps=n_steps,
         seed=int(g.integers(2**31)),
         start=truth,
         move="independence",
         burn=burn,
     )
-    kept = chain[burn:].reshape(-1, post.dim)
+    return truth, post, (u_map, lp_map, chain[burn:].reshape(-1, post.dim), acc)
+
+
+def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
+    """θ*, ranks (fraction of kept draws below θ*) and the sampler's acceptance; θ* from
+    ``priors`` (default: the config's), the same priors in the posterior."""
+    names = V.CANDIDATES[config.candidate][0]
+    priors = config.priors if priors is None else priors
+    t0 = time.perf_counter()
+    truth, post, run = set_posterior(
+        k, config=config, rec=rec, table=table, seed=seed, n_steps=n_steps, burn=burn, priors=priors
+    )
+    row = {"set": k}
+    if post is None:
+        # θ* so extreme that a simulated C-peptide overflows: no dataset to condition on. Such
+        # sets are counted and left out (the prior truncated to finite data; the count shows
+        # how much of the prior that is)
+        return row | {"nonfinite_data": True} | {f"true_{n}": v for n, v in truth.items()}
+    _, _, kept, acc = run
     u_true = post.u_of(truth)
     ranks = {n: float(np.mean(kept[:, i] < u_true[i])) for i, n in enumerate(names)}
     # the joint test quantity (Modrák et al. 2023, "SBC checking ... the choice of test

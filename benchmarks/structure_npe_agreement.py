@@ -92,21 +92,21 @@ def main() -> None:
             sp = sp[sp.n_flows == (a.n_flows or sp.n_flows.max())].set_index("parameter")
             means = sp[[c for c in sp.columns if c.startswith("mean_seed")]]
             seed_var = means.loc[names].var(axis=1, ddof=1).to_numpy()  # natural scale
-        coords = {
-            "natural": (lambda n, x: np.asarray(x, float), lambda n, m: 1.0),
-            # delta method for the seeds' variance: (du/dθ)² at the NPE mean
-            "log/logit": (
-                lambda n, x: V._to_u(n, np.asarray(x, float)),
-                lambda n, m: ((V._to_u(n, m * 1.001) - V._to_u(n, m * 0.999)) / (0.002 * m)) ** 2,
-            ),
-        }
-        for label, (f, jac2) in coords.items():
-            cols = lambda d: np.column_stack([f(n, d[n]) for n in names])  # noqa: E731,B023
+        for label, in_u in (("natural", False), ("log/logit", True)):
+
+            def cols(d, in_u=in_u):
+                return np.column_stack(
+                    [V._to_u(n, np.asarray(d[n], float)) if in_u else d[n] for n in names]
+                )
+
             extra = None
             if seed_var is not None:
-                extra = np.diag(
-                    [v * jac2(n, float(np.mean(npe[n]))) for n, v in zip(names, seed_var)]
-                )
+                # delta method in u: Var(u) = Var(θ)·(du/dθ)², du/dθ = exp(−log|dθ/du|)
+                jac2 = [
+                    np.exp(-2 * V._log_jac(n, V._to_u(n, float(np.mean(npe[n]))))) if in_u else 1.0
+                    for n in names
+                ]
+                extra = np.diag(seed_var * np.asarray(jac2))
             res = nested_agreement(cols(npe), cols(lik), extra_cov=extra)
             tab.loc[tab.parameter.isin(names), f"z_nested_{label.split('/')[0]}"] = res["z"]
             print(

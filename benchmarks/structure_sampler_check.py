@@ -26,7 +26,6 @@ Numbers in docs/calibration.md, "Round 8: is it the sampler?". Reads the records
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -51,25 +50,13 @@ def check_set(k, *, config, rec, table, seed, priors, steps, burn, n_is):
     import arviz as az
 
     names = V.CANDIDATES[config.candidate][0]
-    truth, _, y, g = S.prior_dataset(
-        k, config=config, rec=rec, table=table, seed=seed, priors=priors
-    )
-    if not np.all(np.isfinite(y)):
-        return None
-    post = R.StructurePosterior(
-        R.likelihood_for(config, table, dataclasses.replace(rec, y=y)), config.candidate, priors
-    )
     t0 = time.perf_counter()
-    u_map, lp_map, chain, acc, _ = R.sample_posterior(
-        post,
-        n_walkers=config.method["n_walkers"],
-        n_steps=steps,
-        seed=int(g.integers(2**31)),
-        start=truth,
-        move="independence",
-        burn=burn,
+    truth, post, run = S.set_posterior(
+        k, config=config, rec=rec, table=table, seed=seed, n_steps=steps, burn=burn, priors=priors
     )
-    kept = chain[burn:].reshape(-1, post.dim)
+    if post is None:
+        return None
+    u_map, lp_map, kept, acc = run
     u_t = post.u_of(truth)
     lp_t = post(u_t)
     lp_mc = np.array([post(u) for u in kept[::2]])

@@ -96,6 +96,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def package_source_sha256() -> str:
+    """SHA-256 over the ``tregsim`` package's Python sources (relative path and content of
+    every ``*.py``, in sorted order): changes whenever any of its code does."""
+    root = Path(__file__).resolve().parent  # the tregsim package
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def package_versions(names: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
     """Installed versions of the packages that shape results (absent ones are skipped)."""
     out = {"python": platform.python_version()}

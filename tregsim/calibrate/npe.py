@@ -52,8 +52,9 @@ class Estimator:
     """A trained conditional density estimator q(z | x): one flow or an equal-weight ensemble.
 
     With several members (``[method] n_ensemble``, trained from different seeds on the same
-    bank or, with ``member_banks = "disjoint"``, each on its own) q is their mixture: training-seed variability, which a single flow turns into a
-    confident but shifted posterior, becomes posterior width instead (as sbi's
+    bank or, with ``member_banks = "disjoint"``, each on its own) q is their mixture:
+    training-seed variability, which a single flow turns into a confident but shifted
+    posterior, becomes posterior width instead (as sbi's
     ``NeuralPosteriorEnsemble``; Hermans et al. 2022 for why ensembles are more conservative).
     """
 
@@ -157,10 +158,9 @@ def train_npe(
     rows = member_rows(len(z), method)
     nets, members = [], []
     for m in range(n_members):
-        ok = np.zeros(len(z), bool)
-        ok[rows[m]] = ok_all[rows[m]]
-        zt = torch.as_tensor(z[ok], dtype=torch.float32)
-        xt = torch.as_tensor(x[ok], dtype=torch.float32)
+        keep = ok_all[rows[m]]
+        zt = torch.as_tensor(z[rows[m]][keep], dtype=torch.float32)
+        xt = torch.as_tensor(x[rows[m]][keep], dtype=torch.float32)
         # member m: seed + m for the initial weights, the validation split and the batches
         torch.manual_seed(int(seed) + m)
         inference = NPE(prior=prior, density_estimator=_builder(meta), show_progress_bars=progress)

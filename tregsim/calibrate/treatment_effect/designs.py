@@ -45,6 +45,7 @@ from scipy import special
 
 from tregsim import rng as trng
 from tregsim.errors import ArgumentError
+from tregsim.io import package_source_sha256
 from tregsim.observe import (
     deviation_scale,
     observe,
@@ -369,19 +370,6 @@ def design_points(model, n: int, seed: int, log_phi_range, quantiles, *, skip: i
     for j, name in enumerate(THETA_NAMES[1:], start=1):
         out[:, j] = model.spec.parameters[name].prior.ppf(q0 + (q1 - q0) * u[:, j])
     return out
-
-
-def package_source_sha256() -> str:
-    """SHA-256 over the ``tregsim`` package's Python sources (relative path and content of
-    every ``*.py``, in sorted order): changes whenever any of its code does."""
-    import hashlib
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]  # the tregsim package
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 def cached_design_outputs(cache_path, key: dict, designs, thetas, **kw) -> dict[str, np.ndarray]:
