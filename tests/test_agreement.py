@@ -86,3 +86,37 @@ def test_extra_covariance_absorbs_a_known_error_of_the_coarse_mean(design):
 def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="one d"):
         nested_agreement(np.zeros((5, 2)), np.zeros((5, 3)))
+
+
+def _pooling_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "structure_npe_pooling.py"
+    spec = importlib.util.spec_from_file_location("structure_npe_pooling", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_pooling_rules_give_the_variances_of_their_definitions():
+    """Three Gaussian members with unit within-SD and different means: the linear pool's
+    variance is 1 + (K−1)/K·s², standard-error pooling's 1 + s²/K, recentring's 1; all keep
+    the ensemble mean (law of total variance; s² the sample variance of the member means)."""
+    pool = _pooling_module().pool
+    rng = np.random.default_rng(3)
+    centres = np.array([-0.6, 0.1, 0.9])
+    draws = [c + rng.standard_normal((200_000, 1)) for c in centres]
+    mu = np.array([d.mean() for d in draws])
+    s2, k = mu.var(ddof=1), len(draws)
+    within = np.mean([d.var() for d in draws])
+    expected = {
+        "mixture": within + (k - 1) / k * s2,
+        "se_pool": within + s2 / k,
+        "recentred": within,
+    }
+    for rule, var in expected.items():
+        pooled = pool(draws, rule)
+        assert pooled.shape == (600_000, 1)
+        assert pooled.mean() == pytest.approx(mu.mean(), abs=1e-9)
+        assert pooled.var() == pytest.approx(var, rel=1e-9)
