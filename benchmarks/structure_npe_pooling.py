@@ -57,6 +57,12 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=20000, help="per member, on the records")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    run = Path(a.run)
+    for name in ("estimator.pt", "sbc_bank.npz"):
+        if not (run / name).is_file():
+            ap.error(f"--run {a.run}: no {name}; give DIR/NAME of a `tregsim calibrate` run")
+    if a.seeds > 1 and a.seeds_dir is None:
+        ap.error("--seeds > 1 needs --seeds-dir (the --out of structure_npe_seed_banks.py)")
 
     import sys
 
@@ -76,14 +82,20 @@ def main() -> None:
     names = list(problem.names)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    run = Path(a.run)
     est0 = load_estimator(run / "estimator.pt")
     members = {0: [Estimator(nets=[n], meta=est0.meta) for n in est0.nets]}
-    for k in range(1, a.seeds):
-        members[k] = [
-            load_estimator(Path(a.seeds_dir) / f"member_seed{k}_m{m}.pt")
-            for m in range(len(est0.nets))
-        ]
+    paths = {
+        k: [Path(a.seeds_dir) / f"member_seed{k}_m{m}.pt" for m in range(len(est0.nets))]
+        for k in range(1, a.seeds)
+    }
+    missing = [p.name for ps in paths.values() for p in ps if not p.is_file()]
+    if missing:
+        ap.error(
+            f"--seeds-dir {a.seeds_dir}: missing {', '.join(missing)}; train them with "
+            f"structure_npe_seed_banks.py --seeds {a.seeds} or lower --seeds"
+        )
+    for k, ps in paths.items():
+        members[k] = [load_estimator(p) for p in ps]
     with np.load(run / "sbc_bank.npz", allow_pickle=False) as f:
         z, x = f["z"], f["x"]
     ok = np.all(np.isfinite(x), axis=1)
