@@ -28,6 +28,26 @@ def test_logitnormal_is_the_logistic_image_of_a_normal():
     assert p.describe() == "logit-N(-2.7, 1.3)"
 
 
+def test_logitnormal_density_at_the_ends_is_zero_without_warnings():
+    """x = expit(u) rounds to exactly 1 for u > 37 (and to 0 below −745): the density's limit
+    there is 0, which used to come out as inf − inf with divide-by-zero warnings."""
+    f = Prior("logitnormal", {"mu": -2.7, "sigma": 1.3}).frozen()
+    with np.errstate(divide="raise", invalid="raise"):
+        lp = f.logpdf(np.array([0.0, special.expit(40.0), special.expit(-800.0)]))
+    assert np.all(lp == -np.inf)
+
+
+def test_log_jacobian_of_logit_is_finite_and_matches_the_direct_formula():
+    from tregsim.calibrate.variability import _log_jac
+
+    u = np.array([-30.0, -4.0, 0.0, 2.5, 30.0])
+    ref = np.log(special.expit(u)) + np.log(special.expit(-u))  # σ(−u) = 1 − σ(u)
+    np.testing.assert_allclose(_log_jac("q", u), ref, rtol=1e-12)
+    with np.errstate(divide="raise", invalid="raise"):
+        far = _log_jac("q", np.array([-800.0, 800.0]))
+    np.testing.assert_allclose(far, [-800.0, -800.0])
+
+
 def test_logitnormal_needs_a_positive_sigma():
     with pytest.raises(ModelFileError, match="sigma must be > 0"):
         parse_prior({"dist": "logitnormal", "mu": 0.0, "sigma": 0.0}, file="m.toml", key="q.prior")

@@ -330,6 +330,21 @@ def test_simulator_course_matches_the_records_likelihood(problem, change):
     np.testing.assert_allclose(sim[keep], ref[keep], rtol=1e-8)
 
 
+def test_visit_record_points_at_the_records_visit_of_each_cell(problem):
+    """Values simulated at every record visit (the likelihood's order) fill the NPE's table
+    through ``visit_record``, as benchmarks/structure_agreement_null.py does."""
+    from tregsim.calibrate.variability import load_records
+
+    d = problem.data
+    rec = load_records(problem.config.records_path)
+    v = d.visit_record
+    assert len(np.unique(v)) == v.size
+    np.testing.assert_array_equal(rec.visit_patient[v], d.visit_patient)
+    np.testing.assert_array_equal(rec.visit_month[v], np.asarray(d.months)[d.visit_slot])
+    np.testing.assert_array_equal(rec.visit_day[v], d.visit_day)
+    np.testing.assert_array_equal(rec.y[v], d.values_nmol_l[d.visit_patient, d.visit_slot])
+
+
 def test_observed_summaries_come_from_the_plan(problem):
     d = problem.data
     np.testing.assert_array_equal(d.observed, problem.plan(d.values_nmol_l)[0])

@@ -68,7 +68,9 @@ class RecordsDesign:
 
     months (S,) nominal months of the wide table; age_years (P,); present (P, S);
     values_nmol_l (P, S) observed (NaN where absent); visit_patient, visit_slot, visit_day (V,)
-    the visits that fill ``present`` (days after the participant's baseline visit);
+    the visits that fill ``present`` (days after the participant's baseline visit) and
+    visit_record (V,) their indices in the records' visits (:func:`variability.load_records`
+    order), so values simulated at every record visit fill the same table;
     feature_names (F,), observed (F,).
     """
 
@@ -79,6 +81,7 @@ class RecordsDesign:
     visit_patient: np.ndarray
     visit_slot: np.ndarray
     visit_day: np.ndarray
+    visit_record: np.ndarray
     feature_names: tuple[str, ...]
     observed: np.ndarray
 
@@ -92,7 +95,7 @@ def load_design(config: StructureConfig) -> tuple[RecordsDesign, StatisticsPlan]
     P, S = len(rec.ids), len(months)
     slot = {m: k for k, m in enumerate(months)}
     vals = np.full((P, S), np.nan)
-    vp, vs, vd = [], [], []
+    vp, vs, vd, vr = [], [], [], []
     best = np.full((P, S), np.inf)
     pick = {}
     # nominal-month rule of tregsim.trial_statistics.to_wide (tolerance 0, first on ties)
@@ -108,6 +111,7 @@ def load_design(config: StructureConfig) -> tuple[RecordsDesign, StatisticsPlan]
         vp.append(p)
         vs.append(k)
         vd.append(rec.visit_day[v])
+        vr.append(v)
     present = np.isfinite(vals)
     plan = StatisticsPlan(
         present,
@@ -131,6 +135,7 @@ def load_design(config: StructureConfig) -> tuple[RecordsDesign, StatisticsPlan]
         visit_patient=np.asarray(vp, int),
         visit_slot=np.asarray(vs, int),
         visit_day=np.asarray(vd, float),
+        visit_record=np.asarray(vr, int),
         feature_names=plan.feature_names,
         observed=_finite(plan(vals))[0],
     )

@@ -382,7 +382,8 @@ def _log_jac(name, u):
     if t == "log":
         return u
     if t == "logit":
-        return np.log(special.expit(u)) + np.log1p(-special.expit(u))
+        # log σ(u) + log(1 − σ(u)) = −softplus(−u) − softplus(u): finite for every finite u
+        return -(np.logaddexp(0.0, -u) + np.logaddexp(0.0, u))
     return 0.0
 
 

@@ -24,8 +24,13 @@ class _LogitNormal(stats.rv_continuous):
         return np.isfinite(mu) & (sigma > 0)
 
     def _logpdf(self, x, mu, sigma):
-        z = (special.logit(x) - mu) / sigma
-        return -0.5 * z * z - np.log(sigma * np.sqrt(2 * np.pi)) - np.log(x) - np.log1p(-x)
+        # scipy passes the closed support [0, 1]; x = expit(u) rounds to 1 for u > 37, where
+        # the density's limit is 0 (log −inf), not inf − inf
+        inside = (x > 0) & (x < 1)
+        xs = np.where(inside, x, 0.5)
+        z = (special.logit(xs) - mu) / sigma
+        lp = -0.5 * z * z - np.log(sigma * np.sqrt(2 * np.pi)) - np.log(xs) - np.log1p(-xs)
+        return np.where(inside, lp, -np.inf)
 
     def _pdf(self, x, mu, sigma):
         return np.exp(self._logpdf(x, mu, sigma))
