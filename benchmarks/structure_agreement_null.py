@@ -241,39 +241,100 @@ def phase2(s: Setup, out: Path, npe_run: Path, likelihood: Path):
     with atomic_path(out / "null_sets.csv") as tmp:
         null.to_csv(tmp, index=False)
 
-    obs_npe = load_posterior(npe_run / "posterior.nc")
+    # the published layout: DIR/NAME.nc beside the run folder DIR/NAME (older runs: posterior.nc)
+    nc = npe_run.parent / f"{npe_run.name}.nc"
+    obs_npe = load_posterior(nc if nc.is_file() else npe_run / "posterior.nc")
     obs_lik = load_posterior(likelihood)
     obs = compare(
         names,
         {n: np.asarray(obs_npe[n]) for n in names},
         {n: np.asarray(obs_lik[n]) for n in names},
     )
+    summ = null_table(null, obs, names)
+    with atomic_path(out / "null_summary.csv") as tmp:
+        summ.to_csv(tmp, index=False)
+    plot_null(null, obs, names, out / "agreement_null.png")
+    return summ, null, obs
+
+
+def null_table(null: pd.DataFrame, obs: dict, names) -> pd.DataFrame:
+    """Each statistic's observed value (records) against its null distribution (``null``, one
+    row per simulated set): median, 5 % and 95 % points and the Monte-Carlo p-value
+    (1 + #{null ≥ observed}) / (1 + K) over the K sets where the statistic is finite, on |·| for
+    the signed per-parameter ones (two-sided). A nested z is NaN where the likelihood is wider
+    than the NPE along that parameter (no nested reference); such sets are left out of its row.
+    For D², ``chi2_p_observed`` is the χ² p-value the analytic test gives the records and
+    ``null_frac_chi2_p_below_0.05`` how often it would reject a dataset of the structure."""
     stats_ = ["d2_natural", "d2_u", "max_abs_diff_pooled", "n_abs_diff_pooled_over_1"]
     stats_ += ["n_lik_median_outside_npe_90"]
     stats_ += [f"diff_pooled_{n}" for n in names] + [f"z_u_{n}" for n in names]
-    out_rows = []
-    K = len(null)
+    rows = []
     for c in stats_:
         v = null[c].to_numpy(float)
+        v = v[np.isfinite(v)]
         o = float(obs[c])
         two_sided = c.startswith(("diff_pooled_", "z_u_"))
         a, b = (np.abs(v), abs(o)) if two_sided else (v, o)
-        out_rows.append(
-            {
-                "statistic": c,
-                "observed": o,
-                "null_median": float(np.median(v)),
-                "null_q05": float(np.quantile(v, 0.05)),
-                "null_q95": float(np.quantile(v, 0.95)),
-                "p": float((1 + np.sum(b <= a)) / (1 + K)),
-                "sided": "two" if two_sided else "upper",
-                "n_sets": K,
-            }
-        )
-    summ = pd.DataFrame(out_rows)
-    with atomic_path(out / "null_summary.csv") as tmp:
-        summ.to_csv(tmp, index=False)
-    return summ, null, obs
+        ok = v.size > 0 and np.isfinite(o)
+        row = {
+            "statistic": c,
+            "observed": o,
+            "null_median": float(np.median(v)) if v.size else np.nan,
+            "null_q05": float(np.quantile(v, 0.05)) if v.size else np.nan,
+            "null_q95": float(np.quantile(v, 0.95)) if v.size else np.nan,
+            "p": float((1 + np.sum(a >= b)) / (1 + v.size)) if ok else np.nan,
+            "sided": "two" if two_sided else "upper",
+            "n_sets": int(v.size),
+        }
+        if c.startswith("d2_"):
+            lab = c[3:]
+            row["chi2_p_observed"] = float(obs[f"p_chi2_{lab}"])
+            row["null_frac_chi2_p_below_0.05"] = float(np.mean(null[f"p_chi2_{lab}"] < 0.05))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_null(null: pd.DataFrame, obs: dict, names, path: Path) -> None:
+    """Histograms of the null D² (both coordinates) and max |Δ median| / pooled SD with the
+    records' value, and each parameter's Δ median / pooled SD (null box, records dot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    fig, ax = plt.subplots(1, 4, figsize=(17, 3.8), gridspec_kw={"width_ratios": [1, 1, 1, 2]})
+    for a, c, lab in (
+        (ax[0], "d2_natural", "D² (natural coordinates)"),
+        (ax[1], "d2_u", "D² (log / logit coordinates)"),
+        (ax[2], "max_abs_diff_pooled", "max |Δ median| / pooled SD"),
+    ):
+        v = null[c].to_numpy(float)
+        v = v[np.isfinite(v)]
+        log = c.startswith("d2")  # heavy right tail
+        lo, hi = max(v.min(), 1e-3), v.max()
+        bins = np.geomspace(lo, hi, 30) if log else 30
+        a.hist(v, bins=bins, color="0.7", label=f"structure's data ({v.size} sets)")
+        a.axvline(obs[c], color="C3", lw=2, label="records")
+        if log:
+            df = int(np.median(null[f"df_{c[3:]}"]))
+            a.axvline(stats.chi2.ppf(0.95, df), color="C0", ls="--", label=f"χ²_{df} 95 %")
+            a.set_xscale("log")
+        a.set_xlabel(lab)
+        a.set_ylabel("sets")
+        a.legend(fontsize=7)
+    cols = [f"diff_pooled_{n}" for n in names]
+    ax[3].boxplot([null[c].dropna() for c in cols], whis=(2.5, 97.5), showfliers=False)
+    ax[3].plot(range(1, len(cols) + 1), [obs[c] for c in cols], "o", color="C3", label="records")
+    ax[3].axhline(1, color="0.4", ls=":")
+    ax[3].axhline(-1, color="0.4", ls=":")
+    ax[3].set_xticks(range(1, len(cols) + 1), names, rotation=45, fontsize=7)
+    ax[3].set_ylabel("Δ median / pooled SD (NPE − likelihood)")
+    ax[3].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
 
 
 def main(argv=None) -> int:

@@ -2,6 +2,8 @@
 on a linear-Gaussian model whose posteriors given y and given a lossy summary s = B y are exact
 (closed form): D² must be χ²_d when both are correct, and large when the coarse one is shifted."""
 
+import sys
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -88,13 +90,14 @@ def test_bad_shapes_are_refused():
         nested_agreement(np.zeros((5, 2)), np.zeros((5, 3)))
 
 
-def _pooling_module():
+def _pooling_module(name="structure_npe_pooling"):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "structure_npe_pooling.py"
-    spec = importlib.util.spec_from_file_location("structure_npe_pooling", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -120,3 +123,38 @@ def test_pooling_rules_give_the_variances_of_their_definitions():
         assert pooled.shape == (600_000, 1)
         assert pooled.mean() == pytest.approx(mu.mean(), abs=1e-9)
         assert pooled.var() == pytest.approx(var, rel=1e-9)
+
+
+def test_null_table_p_values_count_the_null_sets_at_or_beyond_the_records():
+    """Monte-Carlo p = (1 + #{null ≥ observed}) / (1 + K) over the finite null values; on |·|
+    for signed statistics; the χ² columns say how often the analytic test rejects the null."""
+    import pandas as pd
+
+    table = _pooling_module("structure_agreement_null").null_table
+    k = 99
+    v = np.arange(1.0, k + 1)  # 1 … 99
+    signed = np.where(np.arange(k) % 2, v, -v) / 10  # ±0.1 … ±9.9
+    signed[:9] = np.nan  # nine sets without a nested reference
+    null = pd.DataFrame(
+        {
+            "d2_natural": v,
+            "d2_u": v,
+            "p_chi2_natural": np.where(v > 90, 0.01, 0.5),
+            "p_chi2_u": 0.5,
+            "max_abs_diff_pooled": v,
+            "n_abs_diff_pooled_over_1": v,
+            "n_lik_median_outside_npe_90": v,
+            "diff_pooled_a": signed,
+            "z_u_a": signed,
+        }
+    )
+    obs = {c: 95.5 for c in null} | {"diff_pooled_a": -9.55, "z_u_a": np.nan}
+    obs |= {"p_chi2_natural": 0.003, "p_chi2_u": 0.2}
+    t = table(null, obs, ["a"]).set_index("statistic")
+    assert t.loc["d2_natural", "p"] == pytest.approx((1 + 4) / (1 + k))  # 96 … 99
+    assert t.loc["d2_natural", "null_frac_chi2_p_below_0.05"] == pytest.approx(9 / k)
+    assert t.loc["d2_natural", "chi2_p_observed"] == 0.003
+    # |signed| ≥ 9.55 among the 90 finite values 1.0 … 9.9: 9.6 … 9.9
+    assert t.loc["diff_pooled_a", "n_sets"] == 90
+    assert t.loc["diff_pooled_a", "p"] == pytest.approx((1 + 4) / (1 + 90))
+    assert np.isnan(t.loc["z_u_a", "p"])
