@@ -59,7 +59,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from structure_npe_agreement import agreement
+import structure_likelihood_sbc as S
+from structure_npe_agreement import agreement, columns
 
 from tregsim import rng as trng
 from tregsim.calibrate import structure_run as R
@@ -88,20 +89,26 @@ def build_setup(lik_path, npe_path, theta_from) -> Setup:
     from tregsim.calibrate.structure_simulator import build_problem
     from tregsim.posterior import load_posterior
 
-    cfg = load_config(lik_path)
+    cfg, npe_cfg = load_config(lik_path), load_config(npe_path)
+    for path, c, kind in (
+        (lik_path, cfg, "structure_likelihood"),
+        (npe_path, npe_cfg, "npe_structure"),
+    ):
+        if c.kind != kind:
+            raise ValueError(f"{path}: [method] kind is {c.kind!r}; give a {kind!r} config here")
     rec = R.load_structure_records(cfg)
     table = R._curve_table(cfg, load_model(cfg.model), float(rec.visit_day.max()))
-    problem = build_problem(load_config(npe_path))
+    problem = build_problem(npe_cfg)
     d = problem.data
     # the NPE's nominal-month table must be the likelihood's visits, picked by index
     if not np.allclose(d.values_nmol_l[d.visit_patient, d.visit_slot], rec.y[d.visit_record]):
-        raise SystemExit(
+        raise ValueError(
             f"{npe_path}: its records table does not match {lik_path}'s records; "
             "both configs must read the same records file and columns"
         )
     names = tuple(V.CANDIDATES[cfg.candidate][0])
     if tuple(problem.names) != names:
-        raise SystemExit(f"{npe_path}: calibrates {problem.names}, the likelihood {names}")
+        raise ValueError(f"{npe_path}: calibrates {problem.names}, the likelihood {names}")
     post = load_posterior(theta_from)
     return Setup(cfg, rec, table, problem, {n: np.asarray(post[n]) for n in names}, names)
 
@@ -114,17 +121,9 @@ def simulate_set(s: Setup, k: int, seed: int):
     n_pool = len(next(iter(s.theta_pool.values())))
     i = int(g.integers(n_pool))
     truth = {n: float(s.theta_pool[n][i]) for n in s.names}
-    th = truth | V.CANDIDATES[s.lik_config.candidate][1] | dict(s.lik_config.fixed)
-    with np.errstate(over="ignore"):
-        y = V.simulate_records(
-            s.table,
-            th,
-            s.rec,
-            g,
-            baseline_day=s.lik_config.baseline_day,
-            lloq_nmol_l=s.lik_config.lloq_nmol_l,
-            below_lloq="half_lloq",
-        )[0]
+    cfg = s.lik_config
+    th = truth | V.CANDIDATES[cfg.candidate][1] | dict(cfg.fixed)
+    y = S.simulate_dataset(th, config=cfg, rec=s.rec, table=s.table, g=g)
     d = s.problem.data
     wide = np.full_like(d.values_nmol_l, np.nan)
     wide[d.visit_patient, d.visit_slot] = y[d.visit_record]
@@ -136,18 +135,17 @@ def run_set(s: Setup, k: int, seed: int, steps: int, burn: int) -> dict:
     t0 = time.perf_counter()
     truth, y, x, g = simulate_set(s, k, seed)
     cfg = s.lik_config
-    like = R.likelihood_for(cfg, s.table, dataclasses.replace(s.rec, y=y))
-    post = R.StructurePosterior(like, cfg.candidate, cfg.priors)
-    _, _, chain, acc, _ = R.sample_posterior(
-        post,
-        n_walkers=cfg.method["n_walkers"],
+    _, (_, _, kept, acc) = S.sample_on(
+        y,
+        truth,
+        config=cfg,
+        rec=s.rec,
+        table=s.table,
+        priors=cfg.priors,
         n_steps=steps,
-        seed=int(g.integers(2**31)),
-        start=truth,
-        move="independence",
         burn=burn,
+        seed=int(g.integers(2**31)),
     )
-    kept = chain[burn:].reshape(-1, post.dim)
     kept = kept[np.linspace(0, len(kept) - 1, min(LIK_KEEP, len(kept))).astype(int)]
     return {
         "truth": np.array([truth[n] for n in s.names]),
@@ -180,8 +178,9 @@ def phase1(s: Setup, out: Path, n_sets: int, seed: int, steps: int, burn: int) -
         )
 
 
-def _to_dict(names, u: np.ndarray, in_u: bool) -> dict:
-    return {n: (V._from_u(n, u[:, j]) if in_u else u[:, j]) for j, n in enumerate(names)}
+def _from_u(names, u: np.ndarray) -> dict:
+    """Draws (n, d) in the sampler's coordinates → name → natural-scale draws."""
+    return {n: V._from_u(n, u[:, j]) for j, n in enumerate(names)}
 
 
 def compare(names, npe: dict, lik: dict) -> dict:
@@ -189,10 +188,7 @@ def compare(names, npe: dict, lik: dict) -> dict:
     tab = agreement(npe, lik, None).set_index("parameter").loc[list(names)]
     row = {}
     for label, in_u in COORDS:
-        cols = [
-            np.column_stack([V._to_u(n, d[n]) if in_u else d[n] for n in names]) for d in (npe, lik)
-        ]
-        res = nested_agreement(*cols)
+        res = nested_agreement(columns(npe, names, in_u), columns(lik, names, in_u))
         row |= {
             f"d2_{label}": res["d2"],
             f"df_{label}": res["df"],
@@ -217,8 +213,6 @@ def phase2(s: Setup, out: Path, npe_run: Path, likelihood: Path):
     names = s.names
     rows = []
     files = sorted((out / "sets").glob("set_*.npz"))
-    if not files:
-        raise SystemExit(f"{out}/sets: no finished sets; run phase 1 first (--sets N)")
     xs = []
     sets = []
     for f in files:
@@ -229,7 +223,7 @@ def phase2(s: Setup, out: Path, npe_run: Path, likelihood: Path):
     for st, z in zip(sets, z_all):
         th = s.problem.theta_from_z(z)
         npe = {n: th[:, j] for j, n in enumerate(names)}
-        lik = _to_dict(names, st["lik_u"], True)
+        lik = _from_u(names, st["lik_u"])
         row = {"set": st["set"], "acceptance": float(st["acceptance"])}
         row |= {f"true_{n}": float(v) for n, v in zip(names, st["truth"])}
         row |= compare(names, npe, lik)
@@ -254,7 +248,7 @@ def phase2(s: Setup, out: Path, npe_run: Path, likelihood: Path):
     with atomic_path(out / "null_summary.csv") as tmp:
         summ.to_csv(tmp, index=False)
     plot_null(null, obs, names, out / "agreement_null.png")
-    return summ, null, obs
+    return summ
 
 
 def null_table(null: pd.DataFrame, obs: dict, names) -> pd.DataFrame:
@@ -363,11 +357,16 @@ def main(argv=None) -> int:
         )
     if a.burn >= a.steps:
         ap.error(f"--burn {a.burn} must be below --steps {a.steps}")
-    s = build_setup(a.likelihood_config, a.npe_config, a.theta_from)
+    try:  # a bad config or posterior is one line and exit 2 (tregsim's errors are ValueErrors)
+        s = build_setup(a.likelihood_config, a.npe_config, a.theta_from)
+    except ValueError as e:
+        ap.error(str(e))
     out = Path(a.out)
     phase1(s, out, a.sets, a.seed, a.steps, a.burn)
     if a.npe_run:
-        summ, _, _ = phase2(s, out, Path(a.npe_run), Path(a.likelihood))
+        if not any((out / "sets").glob("set_*.npz")):
+            ap.error(f"--out {a.out}: no finished sets; run phase 1 first (--sets N)")
+        summ = phase2(s, out, Path(a.npe_run), Path(a.likelihood))
         print(summ.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 

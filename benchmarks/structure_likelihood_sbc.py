@@ -145,8 +145,14 @@ def prior_dataset(k, *, config, rec, table, seed, priors=None):
     priors = config.priors if priors is None else priors
     truth = {n: float(priors[n].sample(g, 1)[0]) for n in names}
     th = truth | fixed | dict(config.fixed)
+    return truth, th, simulate_dataset(th, config=config, rec=rec, table=table, g=g), g
+
+
+def simulate_dataset(th, *, config, rec, table, g) -> np.ndarray:
+    """Observed C-peptide (V,) of the records' participants at their visit days under the full
+    parameter dict ``th``, values below the LLOQ coded LLOQ/2 as in the records."""
     with np.errstate(over="ignore"):
-        y = V.simulate_records(
+        return V.simulate_records(
             table,
             th,
             rec,
@@ -155,7 +161,24 @@ def prior_dataset(k, *, config, rec, table, seed, priors=None):
             lloq_nmol_l=config.lloq_nmol_l,
             below_lloq="half_lloq",
         )[0]
-    return truth, th, y, g
+
+
+def sample_on(y, truth, *, config, rec, table, priors, n_steps, burn, seed):
+    """The shipped sampler (MAP, Laplace, independence move, the config's walkers) on records
+    with values ``y``: (post, (u_map, lp_map, kept draws (n, d) in u, acceptance))."""
+    like = R.likelihood_for(config, table, dataclasses.replace(rec, y=y))
+    post = R.StructurePosterior(like, config.candidate, priors)
+    # the MAP does not depend on the start; starting at θ* only saves time
+    u_map, lp_map, chain, acc, _ = R.sample_posterior(
+        post,
+        n_walkers=config.method["n_walkers"],
+        n_steps=n_steps,
+        seed=seed,
+        start=truth,
+        move="independence",
+        burn=burn,
+    )
+    return post, (u_map, lp_map, chain[burn:].reshape(-1, post.dim), acc)
 
 
 def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors):
@@ -166,19 +189,18 @@ def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors):
     truth, _, y, g = prior_dataset(k, config=config, rec=rec, table=table, seed=seed, priors=priors)
     if not np.all(np.isfinite(y)):
         return truth, None, None
-    like = R.likelihood_for(config, table, dataclasses.replace(rec, y=y))
-    post = R.StructurePosterior(like, config.candidate, priors)
-    # the MAP does not depend on the start; starting at θ* only saves time
-    u_map, lp_map, chain, acc, _ = R.sample_posterior(
-        post,
-        n_walkers=config.method["n_walkers"],
+    post, run = sample_on(
+        y,
+        truth,
+        config=config,
+        rec=rec,
+        table=table,
+        priors=priors,
         n_steps=n_steps,
-        seed=int(g.integers(2**31)),
-        start=truth,
-        move="independence",
         burn=burn,
+        seed=int(g.integers(2**31)),
     )
-    return truth, post, (u_map, lp_map, chain[burn:].reshape(-1, post.dim), acc)
+    return truth, post, run
 
 
 def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):

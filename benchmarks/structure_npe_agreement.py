@@ -36,6 +36,16 @@ def _summary(d: np.ndarray) -> dict:
     return {"median": q50, "q05": q05, "q95": q95, "sd": d.std()}
 
 
+def columns(draws: dict, names, in_u: bool) -> np.ndarray:
+    """Draws (n, d) of ``names`` on the natural scale, or in the sampler's log / logit
+    coordinates (``variability.PARAMS``) with ``in_u``."""
+    from tregsim.calibrate import variability as V
+
+    return np.column_stack(
+        [V._to_u(n, np.asarray(draws[n], float)) if in_u else draws[n] for n in names]
+    )
+
+
 def agreement(npe: dict, lik: dict | None, map_theta: dict | None) -> pd.DataFrame:
     rows = []
     for n in NAMES:
@@ -93,12 +103,6 @@ def main() -> None:
             means = sp[[c for c in sp.columns if c.startswith("mean_seed")]]
             seed_var = means.loc[names].var(axis=1, ddof=1).to_numpy()  # natural scale
         for label, in_u in (("natural", False), ("log/logit", True)):
-
-            def cols(d, in_u=in_u):
-                return np.column_stack(
-                    [V._to_u(n, np.asarray(d[n], float)) if in_u else d[n] for n in names]
-                )
-
             extra = None
             if seed_var is not None:
                 # delta method in u: Var(u) = Var(θ)·(du/dθ)², du/dθ = exp(−log|dθ/du|)
@@ -107,7 +111,9 @@ def main() -> None:
                     for n in names
                 ]
                 extra = np.diag(seed_var * np.asarray(jac2))
-            res = nested_agreement(cols(npe), cols(lik), extra_cov=extra)
+            res = nested_agreement(
+                columns(npe, names, in_u), columns(lik, names, in_u), extra_cov=extra
+            )
             tab.loc[tab.parameter.isin(names), f"z_nested_{label.split('/')[0]}"] = res["z"]
             print(
                 f"nested agreement ({label} coordinates"

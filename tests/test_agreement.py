@@ -90,7 +90,7 @@ def test_bad_shapes_are_refused():
         nested_agreement(np.zeros((5, 2)), np.zeros((5, 3)))
 
 
-def _pooling_module(name="structure_npe_pooling"):
+def _benchmark_module(name):
     import importlib.util
     from pathlib import Path
 
@@ -106,7 +106,7 @@ def test_pooling_rules_give_the_variances_of_their_definitions():
     """Three Gaussian members with unit within-SD and different means: the linear pool's
     variance is 1 + (K−1)/K·s², standard-error pooling's 1 + s²/K, recentring's 1; all keep
     the ensemble mean (law of total variance; s² the sample variance of the member means)."""
-    pool = _pooling_module().pool
+    pool = _benchmark_module("structure_npe_pooling").pool
     rng = np.random.default_rng(3)
     centres = np.array([-0.6, 0.1, 0.9])
     draws = [c + rng.standard_normal((200_000, 1)) for c in centres]
@@ -130,7 +130,7 @@ def test_null_table_p_values_count_the_null_sets_at_or_beyond_the_records():
     for signed statistics; the χ² columns say how often the analytic test rejects the null."""
     import pandas as pd
 
-    table = _pooling_module("structure_agreement_null").null_table
+    table = _benchmark_module("structure_agreement_null").null_table
     k = 99
     v = np.arange(1.0, k + 1)  # 1 … 99
     signed = np.where(np.arange(k) % 2, v, -v) / 10  # ±0.1 … ±9.9
