@@ -697,6 +697,7 @@ def predictive_check(
     lloq_nmol_l: float = 0.017,
     months=PREDICTIVE_MONTHS,
     min_group_n: int = MIN_GROUP_N,
+    simulate=None,
 ):
     """Posterior predictive check on the records' own participants (pandas DataFrame).
 
@@ -709,6 +710,8 @@ def predictive_check(
     group, month, n_participants, observed, observed_lo, observed_hi (participant bootstrap
     95 %), predicted_median, predicted_lo, predicted_hi (central 95 % over draws),
     predictive_p (P(simulated ≥ observed)), inside_95 (observed within the predictive 95 %).
+    ``simulate(θ, rng) → (V,)`` replaces the copy's simulation (default: the structure's own,
+    :func:`variability.simulate_records`), e.g. for a candidate structure outside it.
     """
     import pandas as pd
 
@@ -741,9 +744,12 @@ def predictive_check(
     y_wide = np.empty((len(thetas), P, len(VISIT_MONTHS)))
     for k, th in enumerate(thetas):
         gk = trng.block_generator(seed, "calibrate.structure.predictive", k)
-        y = V.simulate_records(
-            table, th, rec, gk, baseline_day=baseline_day, lloq_nmol_l=lloq_nmol_l
-        )[0]
+        if simulate is None:
+            y = V.simulate_records(
+                table, th, rec, gk, baseline_day=baseline_day, lloq_nmol_l=lloq_nmol_l
+            )[0]
+        else:
+            y = simulate(th, gk)
         w = np.where(present, y[np.maximum(idx, 0)], np.nan)
         for g, (mv, _) in _visit_means(np.log1p(w), groups).items():
             sim_means[g][k] = mv
