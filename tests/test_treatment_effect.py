@@ -476,26 +476,41 @@ def test_no_decline_probability_matches_observe_visits(sigma_bio):
 
 def test_design_cache_is_reused_and_invalidated_by_any_package_change(tmp_path, monkeypatch):
     """The design cache serves the stored outputs while key, θ and package source match, and
-    recomputes when the source of any tregsim module changes (not only designs.py)."""
+    recomputes when the source of any tregsim module changes (not only designs.py). The real
+    design outputs (T-Rex, 40 patients) run underneath; the wrapper only counts the calls."""
     import hashlib
     from pathlib import Path
 
     import tregsim
     from tregsim.calibrate.treatment_effect import designs as D
+    from tregsim.calibrate.treatment_effect.settings import load_config
+    from tregsim.calibrate.treatment_effect.setup import build_designs
+    from tregsim.model import load_model
+    from tregsim.posterior import load_posterior
 
+    cfg = load_config(ROOT / "calibration" / "treatment_effect.toml")
+    exps: dict = {}
+    designs, _ = build_designs(cfg, load_evidence(cfg.evidence, experiments=exps), exps)
+    trex = [designs["trex"]]
+    m = load_model("treg_t1d").defaults()
+    th = np.array([[70.0] + [m[k] for k in ("FX", "F_M", "alpha_X", "beta_M")]])
+    kw = dict(n_patients=40, seed=cfg.seed, nh_draws=load_posterior(cfg.natural_history))
+    real = D.design_outputs
+    direct = real(trex, th, **kw)
     calls = []
 
     def outputs(designs, thetas, **kw):
         calls.append(1)
-        return {"y": np.asarray(thetas, float) * 2.0}
+        return real(designs, thetas, **kw)
 
     monkeypatch.setattr(D, "design_outputs", outputs)
-    th = np.arange(6.0).reshape(3, 2)
     path = tmp_path / "c.npz"
-    a = D.cached_design_outputs(path, {"seed": 1}, [], th)
-    b = D.cached_design_outputs(path, {"seed": 1}, [], th)
-    assert len(calls) == 1 and np.array_equal(a["y"], b["y"])
-    D.cached_design_outputs(path, {"seed": 2}, [], th)
+    a = D.cached_design_outputs(path, {"seed": 1}, trex, th, **kw)
+    b = D.cached_design_outputs(path, {"seed": 1}, trex, th, **kw)
+    assert len(calls) == 1
+    assert sorted(a) == sorted(b) == sorted(direct)
+    assert all(np.array_equal(a[k], direct[k]) and np.array_equal(b[k], direct[k]) for k in a)
+    D.cached_design_outputs(path, {"seed": 2}, trex, th, **kw)
     assert len(calls) == 2
     # the package hash covers every module: recompute it independently over the sources
     root = Path(tregsim.__file__).parent
@@ -505,5 +520,5 @@ def test_design_cache_is_reused_and_invalidated_by_any_package_change(tmp_path, 
     assert D.package_source_sha256() == h.hexdigest()
     assert any("population" in f.as_posix() for f in root.rglob("*.py"))
     monkeypatch.setattr(D, "package_source_sha256", lambda: "another source")
-    D.cached_design_outputs(path, {"seed": 2}, [], th)
+    D.cached_design_outputs(path, {"seed": 2}, trex, th, **kw)
     assert len(calls) == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,17 @@ def member_rows(n_rows: int, method: dict) -> list[slice]:
         )
     n = n_rows // k
     return [slice(m * n, (m + 1) * n) for m in range(k)]
+
+
+@contextlib.contextmanager
+def _quiet_nflows():
+    """Silence nflows' ``torch.triangular_solve is deprecated`` (its LU transform, inside
+    sbi's flows): nflows' to fix, and it would print on every run's first sampling call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"torch\.triangular_solve is deprecated", category=UserWarning
+        )
+        yield
 
 
 @dataclass
@@ -87,7 +99,7 @@ class Estimator:
         xt = torch.as_tensor(np.asarray(xs, np.float32))
         counts, rng = self._split(int(n), seed)
         parts = []
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_nflows():
             for net, c in zip(self.nets, counts):
                 if c:
                     parts.append(net.sample(torch.Size((c,)), condition=xt).numpy())  # (c, m, d)
@@ -102,7 +114,7 @@ class Estimator:
 
         zt = torch.as_tensor(np.asarray(z, np.float32))
         xt = torch.as_tensor(np.asarray(x, np.float32))[None]
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_nflows():
             lp = torch.stack([net.log_prob(zt[:, None], condition=xt)[:, 0] for net in self.nets])
         lp = torch.logsumexp(lp, dim=0) - np.log(len(self.nets))
         return lp.numpy().astype(float)
@@ -168,7 +180,7 @@ def train_npe(
         if progress and n_members > 1:
             print(f"ensemble member {m + 1}/{n_members}", file=sys.stderr)
         # sbi prints its epoch counter on stdout; progress belongs on stderr
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _quiet_nflows():
             net = inference.train(
                 training_batch_size=int(method["training_batch_size"]),
                 learning_rate=float(method["learning_rate"]),
