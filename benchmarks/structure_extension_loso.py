@@ -4,11 +4,15 @@ The shipped structure's persistent predictive-check misses are by age: the < 13 
 at 12 and 24 months (observed 1.30 / 1.32, predicted ≈ 0.8) and the month-6 ANCOVA residual SD
 (< 13 y above, ≥ 18 y below the predictive interval). Round 8 traced the slopes to
 between-study differences (within ABATE and TN02 the children's slopes are 0.8–1.2, pooled
-1.3). Two extensions, each one parameter on top of the config's structure:
+1.3); the month-3 visits pull σ_meas up (``structure_visit_subsets.py``). Extensions, each
+one parameter on top of the config's structure:
 
 * ``study_effect`` — a study random effect on the hazard, ln λ_i += b_s(i),
   b_s ~ N(0, ω_study²), shared by a study's participants and integrated by Gauss–Hermite
   quadrature over each study's b (prior: half-normal, scale ``--omega-scale``);
+* ``stunning_effect`` — a random effect on the stunned fraction at diagnosis, logit s0_i =
+  logit s0 + ω_s0·ξ_i (a curve table per node of a fixed grid; prior half-normal(1)):
+  patients differ in how much function their first months recover;
 * ``age_deviation`` — an age-dependent within-patient deviation,
   σ_i = σ_meas·(age_i / 10 y)^(−γ_σ) (times the level scaling h of κ as before; prior
   γ_σ ~ N(0, 1)); γ_σ > 0: children's visits scatter more.
@@ -60,6 +64,9 @@ SHIPPED_SUMMARY = (
     / "natural_history"
     / "summary.csv"
 )
+
+
+_S0_TABLES: dict = {}  # (s0, last day) → CurveTable: built once, shared by the folds
 
 
 def visits_subset(rec: V.Records, keep: np.ndarray) -> V.Records:
@@ -304,6 +311,84 @@ class AgeCovariate(Extended):
         return simulate
 
 
+class StunningEffect(Extended):
+    """A random effect on the stunned fraction at diagnosis: logit s0_i = logit s0 + ω_s0·ξ_i,
+    ξ_i ~ N(0, 1) per participant (s0 0.41 and k_re as the config fixes them). Integrated on a
+    fixed grid of ``--s0-nodes`` logit offsets over ±3 (a curve table per node, built once),
+    weights φ(x/ω) normalised over the grid: patients differ in how much function their early
+    months recover."""
+
+    param = "omega_s0"
+
+    def __init__(self, config, table, rec, active, **opts):
+        super().__init__(config, table, rec, active, **opts)
+        from tregsim.calibrate.likelihood import CurveTable
+
+        self.x = np.linspace(-3.0, 3.0, opts["s0_nodes"])
+        s0 = float(config.fixed["s0"])
+        model = load_model(config.model)
+        tab = config.method["table"]
+        self.tables = []
+        for xk in self.x:
+            s0k = float(special.expit(special.logit(s0) + xk))
+            key = (round(s0k, 12), float(table.days[-1]))
+            if key not in _S0_TABLES:
+                _S0_TABLES[key] = CurveTable(
+                    model,
+                    fixed=dict(config.fixed) | {"s0": s0k},
+                    n_loglam=tab["n_loglam"],
+                    n_q=tab["n_q"],
+                    max_day=float(table.days[-1]),
+                    day_step=float(tab["day_step"]),
+                )
+            self.tables.append(_S0_TABLES[key])
+        self.likes = [R.likelihood_for(config, t, rec) for t in self.tables]
+
+    def u_of(self, v):
+        return float(np.log(v))
+
+    def v_of(self, u):
+        return float(np.exp(u))
+
+    def log_prior_u(self, u):
+        return float(stats.halfnorm(scale=1.0).logpdf(np.exp(u)) + u)
+
+    def log_weights(self, omega) -> np.ndarray:
+        lw = stats.norm.logpdf(self.x / omega)
+        return lw - special.logsumexp(lw)
+
+    def log_lik(self, th, v):
+        if v == 0.0:
+            return self.kernel_log_lik(th)
+        with np.errstate(all="ignore"):
+            ll = np.array([R.independent_log_lik(like, th) for like in self.likes])  # (K, P)
+        lw = self.log_weights(v)[:, None]
+        return float(special.logsumexp(ll + lw, axis=0).sum())
+
+    def simulator(self, th, v):
+        if v == 0.0:
+            return None
+        rec, cfg = self.rec, self.config
+        w = np.exp(self.log_weights(v))
+
+        def simulate(th_k, g):
+            node = g.choice(w.size, size=len(rec.ids), p=w)
+            y = np.empty(rec.y.size)
+            for k in np.unique(node):
+                keep = node == k
+                y[keep[rec.visit_patient]] = V.simulate_records(
+                    self.tables[k],
+                    th_k,
+                    rec.subset(keep),
+                    g,
+                    baseline_day=cfg.baseline_day,
+                    lloq_nmol_l=cfg.lloq_nmol_l,
+                )[0]
+            return y
+
+        return simulate
+
+
 EXTENSIONS = {
     "study_effect": StudyEffect,
     "age_deviation": AgeDeviation,
@@ -359,6 +444,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--omega-scale", type=float, default=0.5, help="half-normal scale of ω_study")
     ap.add_argument("--nodes", type=int, default=7, help="Gauss–Hermite nodes over each b")
+    ap.add_argument(
+        "--s0-nodes", type=int, default=13, help="grid nodes of logit s0 (stunning_effect)"
+    )
     ap.add_argument("--maxiter", type=int, default=400)
     ap.add_argument("--copies", type=int, default=400, help="predictive copies (0: no check)")
     ap.add_argument("--seed", type=int, default=20261206)
@@ -373,7 +461,7 @@ def main(argv=None) -> int:
             f"{a.config}: [method] kind is {config.kind!r}; give a 'structure_likelihood' config"
         )
     cls = EXTENSIONS[a.extension]
-    opts = {"omega_scale": a.omega_scale, "n_nodes": a.nodes}
+    opts = {"omega_scale": a.omega_scale, "n_nodes": a.nodes, "s0_nodes": a.s0_nodes}
     model = load_model(config.model)
     rec = R.load_structure_records(config)
     table = R._curve_table(config, model, float(rec.visit_day.max()))
@@ -381,7 +469,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # start at the shipped posterior's MAP (a starting point only: both are refitted here)
     start = V.START | pd.read_csv(SHIPPED_SUMMARY, index_col="parameter")["map"].to_dict()
-    v0 = {"study_effect": 0.2, "age_deviation": 0.0, "age_covariate": 0.0}[a.extension]
+    v0 = {"study_effect": 0.2, "age_deviation": 0.0, "age_covariate": 0.0, "stunning_effect": 0.5}[
+        a.extension
+    ]
     cands = {"shipped": False, a.extension: True}
     fits = {}
     for name, active in cands.items():

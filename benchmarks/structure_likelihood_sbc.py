@@ -12,7 +12,11 @@ and 90 % posterior intervals; over sets these coverages must match 0.50 and 0.90
 
 Writes ``OUT/sbc_sets.csv`` (one row per set, appended as each finishes: a crash or a stop loses
 nothing; ``--sets`` larger than the rows present continues) and ``OUT/sbc_coverage.csv``
-(coverage per parameter with its Monte-Carlo SE), and prints the table.
+(coverage per parameter with its Monte-Carlo SE), and prints the table. ``--pool CSV ...``
+runs nothing and gives the coverage over several runs' sets (the same priors, other seeds):
+
+    python benchmarks/structure_likelihood_sbc.py --pool benchmarks/results/sbc_likelihood/*.csv \
+        --out runs/sbc_pooled
 
     OMP_NUM_THREADS=1 python benchmarks/structure_likelihood_sbc.py \\
         calibration/placebo_records_structure.toml --sets 200 --out runs/sbc_likelihood
@@ -264,9 +268,32 @@ def coverage(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def report(df: pd.DataFrame, out: Path) -> None:
+    """Write ``out/sbc_coverage.csv`` and print the coverage table and the set summary."""
+    cov = coverage(df)
+    with atomic_path(out / "sbc_coverage.csv") as tmp:
+        cov.to_csv(tmp, index=False)
+    print(cov.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    lps = lp_rank_summary(df[~df["nonfinite_data"].astype(bool)])
+    if lps is not None:
+        print(
+            f"log-posterior rank of θ* ({lps['n_sets']} sets): mean {lps['mean']:.3f} (0.5), "
+            f"below 0.05: {lps['below_0.05']:.3f}, below 0.10: {lps['below_0.10']:.3f}, "
+            f"KS p {lps['ks_p_uniform']:.3f}"
+        )
+    bad = df["nonfinite_data"].astype(bool)
+    print(f"{int(bad.sum())} of {len(df)} prior draws gave non-finite data (left out)")
+    df = df[~bad]
+    print(
+        f"{len(df)} sets; acceptance median {df['acceptance'].median():.2f} "
+        f"(min {df['acceptance'].min():.2f}); "
+        f"{df['seconds'].median():.0f} s per set (median)"
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("config")
+    ap.add_argument("config", nargs="?", help="a structure_likelihood config (not with --pool)")
     ap.add_argument("--sets", type=int, default=200, help="synthetic datasets (default 200)")
     ap.add_argument(
         "--steps", type=int, default=None, help="emcee steps per set (default: the config's)"
@@ -274,8 +301,26 @@ def main(argv=None) -> int:
     ap.add_argument("--burn", type=int, default=None, help="steps discarded (default: config's)")
     ap.add_argument("--seed", type=int, default=20261205)
     add_regional_arguments(ap)
+    ap.add_argument(
+        "--pool",
+        nargs="+",
+        metavar="CSV",
+        help="no new sets: the coverage over the sets of these sbc_sets.csv files (runs of the "
+        "same priors with different seeds), written to OUT/sbc_coverage.csv",
+    )
     ap.add_argument("--out", required=True, help="output folder")
     a = ap.parse_args(argv)
+    out = Path(a.out)
+    if a.pool:
+        missing = [p for p in a.pool if not Path(p).is_file()]
+        if missing:
+            ap.error(f"--pool: no such file: {', '.join(missing)}")
+        frames = [pd.read_csv(p).assign(source=Path(p).as_posix()) for p in a.pool]
+        out.mkdir(parents=True, exist_ok=True)
+        report(pd.concat(frames, ignore_index=True), out)
+        return 0
+    if a.config is None:
+        ap.error("give a config (or --pool CSV ...)")
     config = load_config(a.config)
     model = load_model(config.model)
     rec = R.load_structure_records(config)
@@ -283,7 +328,6 @@ def main(argv=None) -> int:
     steps = config.method["n_steps"] if a.steps is None else a.steps
     burn = config.method["burn"] if a.burn is None else a.burn
     priors = regional_priors_from_arguments(ap, a, V.CANDIDATES[config.candidate][0])
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if priors is not None:
         pd.DataFrame([{"parameter": n, "dist": p.dist} | p.args for n, p in priors.items()]).to_csv(
@@ -314,26 +358,7 @@ def main(argv=None) -> int:
             else f"{r['seconds']:.0f} s, acceptance {r['acceptance']:.2f}"
         )
         print(f"set {k + 1}/{a.sets}: {msg}", file=sys.stderr, flush=True)
-    df = pd.DataFrame(rows)
-    cov = coverage(df)
-    with atomic_path(out / "sbc_coverage.csv") as tmp:
-        cov.to_csv(tmp, index=False)
-    print(cov.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    lps = lp_rank_summary(df[~df["nonfinite_data"].astype(bool)])
-    if lps is not None:
-        print(
-            f"log-posterior rank of θ* ({lps['n_sets']} sets): mean {lps['mean']:.3f} (0.5), "
-            f"below 0.05: {lps['below_0.05']:.3f}, below 0.10: {lps['below_0.10']:.3f}, "
-            f"KS p {lps['ks_p_uniform']:.3f}"
-        )
-    bad = df["nonfinite_data"].astype(bool)
-    print(f"{int(bad.sum())} of {len(df)} prior draws gave non-finite data (left out)")
-    df = df[~bad]
-    print(
-        f"{len(df)} sets; acceptance median {df['acceptance'].median():.2f} "
-        f"(min {df['acceptance'].min():.2f}); "
-        f"{df['seconds'].median():.0f} s per set (median)"
-    )
+    report(pd.DataFrame(rows), out)
     return 0
 
 
