@@ -393,6 +393,7 @@ EXTENSIONS = {
     "study_effect": StudyEffect,
     "age_deviation": AgeDeviation,
     "age_covariate": AgeCovariate,
+    "stunning_effect": StunningEffect,
 }
 
 
