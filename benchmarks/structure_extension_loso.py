@@ -69,20 +69,6 @@ SHIPPED_SUMMARY = (
 _S0_TABLES: dict = {}  # (s0, last day) → CurveTable: built once, shared by the folds
 
 
-def visits_subset(rec: V.Records, keep: np.ndarray) -> V.Records:
-    """The same participants with only the visits ``keep`` (V,) bool."""
-    keep = np.asarray(keep, bool)
-    return V.Records(
-        rec.ids,
-        rec.study,
-        rec.age_years,
-        rec.visit_patient[keep],
-        rec.visit_day[keep],
-        rec.visit_month[keep],
-        rec.y[keep],
-    )
-
-
 def array_log_lik(like: V.StructureLikelihood, th: dict, th_mu: dict, sm_p: np.ndarray) -> float:
     """Σ log marginal likelihood of the participants (σ_bio = 0), as
     :func:`structure_run.array_log_lik`, with per-participant quantities: ``th_mu`` the θ of
@@ -433,7 +419,7 @@ def fit(post: Extended, start: dict, v0: float, maxiter: int, fixed_v: float | N
 def held_out_score(cls, config, table, test: V.Records, th: dict, v: float, opts) -> float:
     """log p(later visits | baseline visits) of a held-out study's participants (nats), jointly:
     log p(all their visits) − log p(their baseline visits), each under the extension."""
-    base = visits_subset(test, test.visit_month == 0)
+    base = test.with_visits(test.visit_month == 0)
     full = cls(config, table, test, True, **opts).log_lik(th, v)
     return full - cls(config, table, base, True, **opts).log_lik(th, v)
 

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from tregsim.calibrate import structure_run as R
-from tregsim.calibrate import variability as V
 from tregsim.calibrate.config import load_config
 from tregsim.model import load_model
 
@@ -49,15 +48,7 @@ def main(argv=None) -> int:
     rows = []
     for label, rule in SUBSETS.items():
         k = rule(rec.visit_month)
-        sub = V.Records(
-            rec.ids,
-            rec.study,
-            rec.age_years,
-            rec.visit_patient[k],
-            rec.visit_day[k],
-            rec.visit_month[k],
-            rec.y[k],
-        )
+        sub = rec.with_visits(k)
         post = R.StructurePosterior(
             R.likelihood_for(config, table, sub), config.candidate, config.priors
         )

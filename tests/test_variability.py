@@ -160,3 +160,25 @@ def test_structure_check_rows(table):
     r = next(r for r in rows if r["month"] == 12 and r["statistic"] == "ancova_resid_sd")
     assert r["observed"] == pytest.approx(0.165, abs=0.001)
     assert all(r["simulated_lo"] <= r["simulated"] <= r["simulated_hi"] for r in rows)
+
+
+def test_with_visits_equals_the_likelihoods_own_visit_restriction(table):
+    """``Records.with_visits`` keeps every participant and only the chosen visits: the
+    likelihood on the restricted records equals ``per_patient(θ, visits=…)`` on the full ones,
+    for the baseline visits and for every visit but one month."""
+    days = np.array([0.0, 91.0, 182.0, 365.0, 0.0, 182.0, 365.0, 730.0])
+    rec = V.Records(
+        ids=np.array(["a", "b"]),
+        study=np.array(["s", "s"]),
+        age_years=np.array([11.0, 24.0]),
+        visit_patient=np.repeat([0, 1], 4),
+        visit_day=days,
+        visit_month=np.round(days / 30.4375),
+        y=np.array([0.9, 0.8, 0.7, 0.5, 0.6, 0.5, 0.35, 0.2]),
+    )
+    full = V.StructureLikelihood(table, rec)
+    for keep in (rec.visit_month == 0, rec.visit_month != 6):
+        sub = rec.with_visits(keep)
+        assert list(sub.ids) == ["a", "b"] and sub.y.size == keep.sum()
+        want = full.per_patient(TH, visits=keep)
+        np.testing.assert_allclose(V.StructureLikelihood(table, sub).per_patient(TH), want)

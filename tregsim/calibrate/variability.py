@@ -332,6 +332,20 @@ class Records:
             self.y[v],
         )
 
+    def with_visits(self, keep: np.ndarray) -> Records:
+        """The same participants with only the visits ``keep`` (V,) bool (e.g. the baseline
+        visits, or the nominal months a summary uses)."""
+        keep = np.asarray(keep, bool)
+        return Records(
+            self.ids,
+            self.study,
+            self.age_years,
+            self.visit_patient[keep],
+            self.visit_day[keep],
+            self.visit_month[keep],
+            self.y[keep],
+        )
+
 
 def load_records(path, columns: dict | None = None) -> Records:
     """Read long-format records (default columns of ``placebo_cpeptide_individual.csv``).
