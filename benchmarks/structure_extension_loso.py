@@ -123,16 +123,52 @@ class Extended:
         with np.errstate(all="ignore"):
             return float(R.independent_log_lik(self.base.like, th).sum())
 
-    # the extension: its coordinate, prior, likelihood and simulation
-    def u_of(self, v: float) -> float: ...
-    def v_of(self, u: float) -> float: ...
-    def log_prior_u(self, u: float) -> float: ...
-    def log_lik(self, th: dict, v: float) -> float: ...
-    def simulator(self, th: dict, v: float): ...
+    # v's coordinate: ln v for a scale (``log_scale``), v itself otherwise; its prior on v
+    log_scale = False
+
+    def prior(self):
+        """v's prior, a frozen scipy distribution on the natural scale."""
+        raise NotImplementedError
+
+    def u_of(self, v: float) -> float:
+        return float(np.log(v)) if self.log_scale else float(v)
+
+    def v_of(self, u: float) -> float:
+        return float(np.exp(u)) if self.log_scale else float(u)
+
+    def log_prior_u(self, u: float) -> float:
+        return float(self.prior().logpdf(self.v_of(u)) + (u if self.log_scale else 0.0))
+
+    def log_lik(self, th: dict, v: float) -> float:
+        """Σ log marginal likelihood of the records at (θ, v); v = 0 is the shipped structure."""
+        return self.kernel_log_lik(th) if v == 0.0 else self._log_lik(th, v)
+
+    def simulator(self, th: dict, v: float):
+        """``simulate(θ, rng) → (V,)`` for ``predictive_check`` at v; None (the structure's own
+        simulation) at v = 0."""
+        return None if v == 0.0 else self._simulator(th, v)
+
+    def _simulate(self, table, th: dict, rec: V.Records, g) -> np.ndarray:
+        """The structure's own simulation of ``rec`` (the config's baseline day and LLOQ)."""
+        return V.simulate_records(
+            table,
+            th,
+            rec,
+            g,
+            baseline_day=self.config.baseline_day,
+            lloq_nmol_l=self.config.lloq_nmol_l,
+        )[0]
+
+    def _log_lik(self, th: dict, v: float) -> float:
+        raise NotImplementedError
+
+    def _simulator(self, th: dict, v: float):
+        raise NotImplementedError
 
 
 class StudyEffect(Extended):
     param = "omega_study"
+    log_scale = True
 
     def __init__(self, config, table, rec, active, **opts):
         super().__init__(config, table, rec, active, **opts)
@@ -143,14 +179,8 @@ class StudyEffect(Extended):
         x, w = np.polynomial.hermite_e.hermegauss(opts["n_nodes"])
         self.x, self.lw = x, np.log(w / w.sum())
 
-    def u_of(self, v):
-        return float(np.log(v))
-
-    def v_of(self, u):
-        return float(np.exp(u))
-
-    def log_prior_u(self, u):
-        return float(stats.halfnorm(scale=self.opts["omega_scale"]).logpdf(np.exp(u)) + u)
+    def prior(self):
+        return stats.halfnorm(scale=self.opts["omega_scale"])
 
     def study_node_log_lik(self, th: dict, omega: float, x=None) -> np.ndarray:
         """Σ over each study's participants of their log marginal likelihood with the study's
@@ -169,9 +199,7 @@ class StudyEffect(Extended):
                 ]
             )
 
-    def log_lik(self, th, v):
-        if v == 0.0:
-            return self.kernel_log_lik(th)
+    def _log_lik(self, th, v):
         ll = self.study_node_log_lik(th, v)
         return float(special.logsumexp(ll + self.lw[None, :], axis=1).sum())
 
@@ -185,25 +213,21 @@ class StudyEffect(Extended):
         ll = self.study_node_log_lik(th, omega, x) + stats.norm.logpdf(x)[None, :]
         return omega * x, np.exp(ll - special.logsumexp(ll, axis=1, keepdims=True))
 
-    def simulator(self, th, v):
-        if v == 0.0:
-            return None
+    def _simulator(self, th, v):
         b, p = self.posterior_grid(th, v)
-        rec, cfg = self.rec, self.config
+        rec = self.rec
         vis_study = rec.study[rec.visit_patient]
 
         def simulate(th_k, g):
             y = np.empty(rec.y.size)
             for s, study in enumerate(self.studies):
                 bs = b[g.choice(b.size, p=p[s])]
-                y[vis_study == study] = V.simulate_records(
+                y[vis_study == study] = self._simulate(
                     self.table,
                     th_k | {"lambda_ref": th_k["lambda_ref"] * np.exp(bs)},
                     rec.subset(rec.study == study),
                     g,
-                    baseline_day=cfg.baseline_day,
-                    lloq_nmol_l=cfg.lloq_nmol_l,
-                )[0]
+                )
             return y
 
         return simulate
@@ -212,27 +236,17 @@ class StudyEffect(Extended):
 class AgeDeviation(Extended):
     param = "gamma_sigma"
 
-    def u_of(self, v):
-        return float(v)
+    def prior(self):
+        return stats.norm(0.0, 1.0)
 
-    def v_of(self, u):
-        return float(u)
-
-    def log_prior_u(self, u):
-        return float(stats.norm.logpdf(u))
-
-    def log_lik(self, th, v):
-        if v == 0.0:
-            return self.kernel_log_lik(th)
+    def _log_lik(self, th, v):
         sm_p = th["sigma_meas"] * (np.asarray(self.rec.age_years, float) / 10.0) ** (-v)
         return array_log_lik(self.base.like, th, th, sm_p)
 
-    def simulator(self, th, v):
-        if v == 0.0:
-            return None
-        rec, cfg = self.rec, self.config
+    def _simulator(self, th, v):
+        rec = self.rec
         age_v = np.asarray(rec.age_years, float)[rec.visit_patient]
-        lloq = cfg.lloq_nmol_l
+        lloq = self.config.lloq_nmol_l
 
         def simulate(th_k, g):
             # the noise-free level from the structure's own simulation (σ_meas 0, no LLOQ coding)
@@ -241,7 +255,7 @@ class AgeDeviation(Extended):
                 th_k | {"sigma_meas": 0.0},
                 rec,
                 g,
-                baseline_day=cfg.baseline_day,
+                baseline_day=self.config.baseline_day,
                 lloq_nmol_l=lloq,
                 below_lloq="none",
             )[0]
@@ -260,39 +274,24 @@ class AgeCovariate(Extended):
 
     param = "delta_beta_lin"
 
-    def u_of(self, v):
-        return float(v)
-
-    def v_of(self, u):
-        return float(u)
-
-    def log_prior_u(self, u):
-        return float(stats.norm(0.0, 2.0).logpdf(u))
+    def prior(self):
+        return stats.norm(0.0, 2.0)
 
     def _beta_lin_p(self, th, v) -> np.ndarray:
         return th["beta_lin"] + v * np.log(np.asarray(self.rec.age_years, float) / 10.0)
 
-    def log_lik(self, th, v):
-        if v == 0.0:
-            return self.kernel_log_lik(th)
+    def _log_lik(self, th, v):
         bl_v = self._beta_lin_p(th, v)[self.rec.visit_patient][:, None, None]
         sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
         return array_log_lik(self.base.like, th, th | {"beta_lin": bl_v}, sm_p)
 
-    def simulator(self, th, v):
-        if v == 0.0:
-            return None
-        rec, cfg = self.rec, self.config
+    def _simulator(self, th, v):
+        rec = self.rec
 
         def simulate(th_k, g):
-            return V.simulate_records(
-                self.table,
-                th_k | {"beta_lin": self._beta_lin_p(th_k, v)},
-                rec,
-                g,
-                baseline_day=cfg.baseline_day,
-                lloq_nmol_l=cfg.lloq_nmol_l,
-            )[0]
+            return self._simulate(
+                self.table, th_k | {"beta_lin": self._beta_lin_p(th_k, v)}, rec, g
+            )
 
         return simulate
 
@@ -305,6 +304,7 @@ class StunningEffect(Extended):
     months recover."""
 
     param = "omega_s0"
+    log_scale = True
 
     def __init__(self, config, table, rec, active, **opts):
         super().__init__(config, table, rec, active, **opts)
@@ -330,31 +330,21 @@ class StunningEffect(Extended):
             self.tables.append(_S0_TABLES[key])
         self.likes = [R.likelihood_for(config, t, rec) for t in self.tables]
 
-    def u_of(self, v):
-        return float(np.log(v))
-
-    def v_of(self, u):
-        return float(np.exp(u))
-
-    def log_prior_u(self, u):
-        return float(stats.halfnorm(scale=1.0).logpdf(np.exp(u)) + u)
+    def prior(self):
+        return stats.halfnorm(scale=1.0)
 
     def log_weights(self, omega) -> np.ndarray:
         lw = stats.norm.logpdf(self.x / omega)
         return lw - special.logsumexp(lw)
 
-    def log_lik(self, th, v):
-        if v == 0.0:
-            return self.kernel_log_lik(th)
+    def _log_lik(self, th, v):
         with np.errstate(all="ignore"):
             ll = np.array([R.independent_log_lik(like, th) for like in self.likes])  # (K, P)
         lw = self.log_weights(v)[:, None]
         return float(special.logsumexp(ll + lw, axis=0).sum())
 
-    def simulator(self, th, v):
-        if v == 0.0:
-            return None
-        rec, cfg = self.rec, self.config
+    def _simulator(self, th, v):
+        rec = self.rec
         w = np.exp(self.log_weights(v))
 
         def simulate(th_k, g):
@@ -362,14 +352,9 @@ class StunningEffect(Extended):
             y = np.empty(rec.y.size)
             for k in np.unique(node):
                 keep = node == k
-                y[keep[rec.visit_patient]] = V.simulate_records(
-                    self.tables[k],
-                    th_k,
-                    rec.subset(keep),
-                    g,
-                    baseline_day=cfg.baseline_day,
-                    lloq_nmol_l=cfg.lloq_nmol_l,
-                )[0]
+                y[keep[rec.visit_patient]] = self._simulate(
+                    self.tables[k], th_k, rec.subset(keep), g
+                )
             return y
 
         return simulate
@@ -442,7 +427,10 @@ def main(argv=None) -> int:
         "--profile", default="", help="comma-separated values of the extension's parameter"
     )
     a = ap.parse_args(argv)
-    config = load_config(a.config)
+    try:  # a missing or bad config is one line and exit 2 (tregsim's errors are ValueErrors)
+        config = load_config(a.config)
+    except ValueError as e:
+        ap.error(str(e))
     if config.kind != "structure_likelihood":
         ap.error(
             f"{a.config}: [method] kind is {config.kind!r}; give a 'structure_likelihood' config"

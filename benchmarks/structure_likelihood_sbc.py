@@ -15,7 +15,7 @@ nothing; ``--sets`` larger than the rows present continues) and ``OUT/sbc_covera
 (coverage per parameter with its Monte-Carlo SE), and prints the table. ``--pool CSV ...``
 runs nothing and gives the coverage over several runs' sets (the same priors, other seeds):
 
-    python benchmarks/structure_likelihood_sbc.py --pool benchmarks/results/sbc_likelihood/*.csv \
+    python benchmarks/structure_likelihood_sbc.py --pool benchmarks/results/sbc_likelihood/*.csv \\
         --out runs/sbc_pooled
 
     OMP_NUM_THREADS=1 python benchmarks/structure_likelihood_sbc.py \\
@@ -321,7 +321,10 @@ def main(argv=None) -> int:
         return 0
     if a.config is None:
         ap.error("give a config (or --pool CSV ...)")
-    config = load_config(a.config)
+    try:  # a missing or bad config is one line and exit 2 (tregsim's errors are ValueErrors)
+        config = load_config(a.config)
+    except ValueError as e:
+        ap.error(str(e))
     model = load_model(config.model)
     rec = R.load_structure_records(config)
     table = R._curve_table(config, model, float(rec.visit_day.max()))

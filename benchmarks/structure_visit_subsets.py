@@ -38,7 +38,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", help="a structure_likelihood config")
     a = ap.parse_args(argv)
-    config = load_config(a.config)
+    try:  # a missing or bad config is one line and exit 2 (tregsim's errors are ValueErrors)
+        config = load_config(a.config)
+    except ValueError as e:
+        ap.error(str(e))
     if config.kind != "structure_likelihood":
         ap.error(
             f"{a.config}: [method] kind is {config.kind!r}; give a 'structure_likelihood' config"
