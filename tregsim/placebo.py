@@ -345,7 +345,7 @@ def cohort_trial_statistics(
     times = exp.baseline_day + DAYS_PER_MONTH * np.asarray(months, float)
     ctl = exp.control_arm
     c = simulate_arms(exp, sub, arms={ctl: exp.arms[ctl]}, times=times)[ctl]
-    y_obs = _observe(exp, sub, c, times, seed, observed, OBSERVED_STREAM)
+    y_obs = observe_cohort(exp, sub, c, times, seed, observed, OBSERVED_STREAM)
     age_sim = np.asarray(sub.covariates["age"], float).reshape(n_rep, P)
     sim = cohort_statistics(
         y_obs.reshape(n_rep, P, len(months)), age_sim, months=months, present=np.isfinite(wide)
@@ -353,7 +353,7 @@ def cohort_trial_statistics(
     return comparison_rows(obs, sim)
 
 
-def _observe(exp, pop, c: np.ndarray, times, seed: int, observed: bool, stream: str):
+def observe_cohort(exp, pop, c: np.ndarray, times, seed: int, observed: bool, stream: str):
     """One observed measurement per patient and visit of the noise-free ``c`` (n, T), nmol/L:
     the records structure's observation model with each patient's own parameters
     (``observed``), else the lumped log-normal residual ``sigma``. Normals from ``stream`` by
@@ -456,7 +456,7 @@ def natural_history(
         z = draw_standard_normals(seed, "check.natural_history.residual", 0, len(c), c.shape[1:])
         c = add_noise(c, z, np.asarray(sub.params["sigma"])[:, None])
     elif noise:
-        c = _observe(exp, sub, c, times, seed, True, "check.natural_history.visits")
+        c = observe_cohort(exp, sub, c, times, seed, True, "check.natural_history.visits")
     sim = {g: c[group_of == g] for g in AGE_GROUPS}
     rows = []
     for r in obs:

@@ -200,6 +200,66 @@ def plot_natural_history(nh, exp):
     )
 
 
+def plot_published_course(rows: list, footnote: str = ""):
+    """Published per-visit medians (IQR) vs the simulated cohorts' medians: (a) nmol/L with
+    the central 95 % of cohort medians and the typical simulated quartiles; (b) the median
+    as a fraction of the baseline median.
+
+    rows : :attr:`tregsim.published_course.PublishedCourse.rows`.
+    """
+    rs = sorted(rows, key=lambda r: r["month"])
+    m = np.array([r["month"] for r in rs])
+    get = lambda k: np.array([r[k] for r in rs], dtype=float)  # noqa: E731
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    a.fill_between(
+        m,
+        get("sim_median_lo_nmol_L"),
+        get("sim_median_hi_nmol_L"),
+        color="tab:blue",
+        alpha=0.25,
+        label="simulated cohort median, central 95 %",
+    )
+    a.plot(m, get("sim_median_nmol_L"), "-", color="tab:blue", label="simulated median")
+    a.plot(m, get("sim_q25_nmol_L"), ":", color="tab:blue", label="simulated 25 % / 75 %")
+    a.plot(m, get("sim_q75_nmol_L"), ":", color="tab:blue")
+    a.errorbar(
+        m,
+        get("obs_median_nmol_L"),
+        yerr=[
+            get("obs_median_nmol_L") - get("obs_q25_nmol_L"),
+            get("obs_q75_nmol_L") - get("obs_median_nmol_L"),
+        ],
+        fmt="s",
+        color="k",
+        ms=4,
+        capsize=2,
+        label="published median (IQR)",
+    )
+    a.set_xlabel("months after baseline visit")
+    a.set_ylabel("MMTT C-peptide AUC mean (nmol/L)")
+    a.set_title("(a) per-visit medians")
+    a.legend(fontsize=7)
+    a.grid(alpha=0.3)
+    b.fill_between(
+        m,
+        get("sim_ratio_lo"),
+        get("sim_ratio_hi"),
+        color="tab:blue",
+        alpha=0.25,
+        label="simulated, central 95 %",
+    )
+    b.plot(m, get("sim_ratio"), "-", color="tab:blue", label="simulated (median over cohorts)")
+    b.plot(m, get("obs_ratio"), "s", color="k", ms=4, label="published")
+    b.set_xlabel("months after baseline visit")
+    b.set_ylabel("median / baseline median (1)")
+    b.set_title("(b) relative to baseline")
+    b.legend(fontsize=7)
+    b.grid(alpha=0.3)
+    if footnote:
+        _add_footnote(fig, footnote)
+    return fig
+
+
 def save(fig, path) -> None:
     """Save ``fig`` atomically as PNG and close it."""
     from tregsim.io import atomic_path
