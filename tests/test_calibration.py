@@ -579,3 +579,21 @@ def test_posterior_and_predictive_round_trip_through_arviz(tmp_path):
     assert cp.attrs["units"] == "nmol/L"
     # and tregsim's own reader still sees the posterior group
     np.testing.assert_array_equal(load_posterior(f)["q"], draws["q"].reshape(-1))
+
+
+@pytest.mark.parametrize("offset, spread", [(0.0, 1.0), (-0.3, 0.8), (0.2, 1.25)])
+def test_sbc_location_spread_recovers_a_known_miscalibration(offset, spread):
+    """Ranks of truths placed at N(offset, spread²) among N(0, 1) posterior draws: the effect
+    sizes recover offset and spread (the rank's discreteness at L = 200 is negligible)."""
+    from tregsim.calibrate import diagnostics as diag
+
+    g = np.random.default_rng(11)
+    m, L = 4000, 200
+    truth = (offset + spread * g.standard_normal(m))[:, None]
+    draws = g.standard_normal((m, L, 1))
+    ranks = diag.sbc_ranks(truth, draws)
+    mean, sd = diag.sbc_location_spread(ranks / L, L)
+    se_mean, se_sd = spread / np.sqrt(m), spread / np.sqrt(2 * m)
+    # 4 SE plus the probit of a 200-draw rank's own noise (Φ⁻¹ of a Beta around Φ(z))
+    assert abs(mean[0] - offset) < 4 * se_mean + 0.02
+    assert abs(sd[0] - spread) < 4 * se_sd + 0.03

@@ -32,6 +32,27 @@ def sbc_uniformity_pvalue(ranks: np.ndarray, n_draws: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def truth_z(u: np.ndarray, n_draws: int) -> np.ndarray:
+    """Where each true value sits in its posterior, in posterior SDs under a Gaussian reading:
+    z = Φ⁻¹((u·L + ½)/(L + 1)) of the normalised rank u = rank / L ∈ [0, 1] (any shape),
+    L = ``n_draws``. N(0, 1) under calibration (up to the rank's discreteness)."""
+    L = float(n_draws)
+    return stats.norm.ppf((np.asarray(u, float) * L + 0.5) / (L + 1.0))
+
+
+def sbc_location_spread(u: np.ndarray, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per parameter, the mean and SD over datasets of :func:`truth_z` of normalised ranks
+    ``u`` (m, d): an effect size for a rank histogram that is not flat.
+
+    mean: 0 when calibrated; > 0: the posterior sits below the truth (by that many posterior
+    SDs on average), < 0: above. SD: 1 when calibrated; < 1: posteriors too wide
+    (conservative intervals), > 1: too narrow (over-confident). Their Monte-Carlo SEs are
+    ≈ 1/√m and 1/√(2m).
+    """
+    z = truth_z(u, n_draws)
+    return z.mean(axis=0), z.std(axis=0, ddof=1)
+
+
 def nested_agreement(
     coarse: np.ndarray, fine: np.ndarray, extra_cov: np.ndarray | None = None
 ) -> dict:

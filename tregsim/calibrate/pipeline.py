@@ -277,12 +277,16 @@ def _diagnostics(problem, est, bank, th_post, seed, out, result, progress):
     n_draws = 200
     zs = est.sample_z_batched(sbc["x"][ok], n_draws, seed + 1)
     ranks = diag.sbc_ranks(sbc["z"][ok], zs)  # ranks are invariant under the monotone map
+    z_mean, z_sd = diag.sbc_location_spread(ranks / n_draws, n_draws)
     cov = pd.DataFrame(
         {
             "parameter": names,
             "coverage_50": diag.central_coverage(sbc["z"][ok], zs, 0.5),
             "coverage_90": diag.central_coverage(sbc["z"][ok], zs, 0.9),
             "rank_uniformity_p": diag.sbc_uniformity_pvalue(ranks, n_draws),
+            # effect size of a rank histogram that is not flat (diag.sbc_location_spread)
+            "truth_z_mean": z_mean,
+            "truth_z_sd": z_sd,
             "n_datasets": int(ok.sum()),
             "n_draws": n_draws,
         }
