@@ -271,62 +271,56 @@ class AgeDeviation(Extended):
         return simulate
 
 
-class AgeCovariate(Extended):
-    """β_lin_i = β_lin + δ·ln(age_i / 10 y): the steep baseline-level covariate of the hazard
-    varies with age, linear in log age (no ridge at β = 0, unlike round 6's power form)."""
+class PerPatient(Extended):
+    """An extension that makes one structure parameter (``name``) a per-participant value
+    :meth:`value` (P,), e.g. a function of age: the likelihood evaluates it per visit
+    (broadcast against the (V, Z, E) nodes), the simulation per participant."""
 
-    param = "delta_beta_lin"
+    name = ""
 
-    def prior(self):
-        return stats.norm(0.0, 2.0)
-
-    def _beta_lin_p(self, th, v) -> np.ndarray:
-        return th["beta_lin"] + v * np.log(np.asarray(self.rec.age_years, float) / 10.0)
+    def value(self, th, v) -> np.ndarray:
+        raise NotImplementedError
 
     def _log_lik(self, th, v):
-        bl_v = self._beta_lin_p(th, v)[self.rec.visit_patient][:, None, None]
+        per_visit = self.value(th, v)[self.rec.visit_patient][:, None, None]
         sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
-        return array_log_lik(self.base.like, th, th | {"beta_lin": bl_v}, sm_p)
+        return array_log_lik(self.base.like, th, th | {self.name: per_visit}, sm_p)
 
     def _simulator(self, th, v):
         rec = self.rec
 
         def simulate(th_k, g):
-            return self._simulate(
-                self.table, th_k | {"beta_lin": self._beta_lin_p(th_k, v)}, rec, g
-            )
+            return self._simulate(self.table, th_k | {self.name: self.value(th_k, v)}, rec, g)
 
         return simulate
 
 
-class AgeOmega(Extended):
+class AgeCovariate(PerPatient):
+    """β_lin_i = β_lin + δ·ln(age_i / 10 y): the steep baseline-level covariate of the hazard
+    varies with age, linear in log age (no ridge at β = 0, unlike round 6's power form)."""
+
+    param, name = "delta_beta_lin", "beta_lin"
+
+    def prior(self):
+        return stats.norm(0.0, 2.0)
+
+    def value(self, th, v) -> np.ndarray:
+        return th["beta_lin"] + v * np.log(np.asarray(self.rec.age_years, float) / 10.0)
+
+
+class AgeOmega(PerPatient):
     """ω_λ,i = ω_λ·(age_i / 10 y)^(−γ_ω): the between-patient spread of the hazard varies with
     age (γ_ω > 0: children's hazards spread more; Dufort 2019, Fig. 1C: the variance of the
     C-peptide change is greater in younger subjects, Breusch–Pagan P = 0.002). Prior
     γ_ω ~ N(0, 1)."""
 
-    param = "gamma_omega"
+    param, name = "gamma_omega", "omega_lambda"
 
     def prior(self):
         return stats.norm(0.0, 1.0)
 
-    def _omega_p(self, th, v) -> np.ndarray:
+    def value(self, th, v) -> np.ndarray:
         return th["omega_lambda"] * (np.asarray(self.rec.age_years, float) / 10.0) ** (-v)
-
-    def _log_lik(self, th, v):
-        om_v = self._omega_p(th, v)[self.rec.visit_patient][:, None, None]
-        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
-        return array_log_lik(self.base.like, th, th | {"omega_lambda": om_v}, sm_p)
-
-    def _simulator(self, th, v):
-        rec = self.rec
-
-        def simulate(th_k, g):
-            return self._simulate(
-                self.table, th_k | {"omega_lambda": self._omega_p(th_k, v)}, rec, g
-            )
-
-        return simulate
 
 
 class StunningEffect(Extended):
