@@ -196,8 +196,8 @@ def published_course(
     n_rep : virtual cohorts; each has ``max(n)`` patients, and visit j's median uses the
         first ``n_j`` of them (the published numbers per visit).
     age_floor : years; the hazard's age (the model parameter ``age``) is raised to at least
-        this value, i.e. the age effect is not extrapolated below it (e.g. 8.5 y, the
-        youngest participant of the placebo records). ``None``: the model as calibrated.
+        this value, i.e. the age effect is not extrapolated below it (e.g. 8 y, the
+        placebo trials' minimum age). ``None``: the model as calibrated.
     observed : one measurement per visit from the records structure's observation model
         (each patient's own parameters); ``False``: the lumped log-normal residual ``sigma``
         (:func:`tregsim.placebo.observe_cohort`).
