@@ -148,22 +148,16 @@ def test_cli_published_course(tmp_path):
     assert f"{back.score:.3f}" in r.stdout
 
 
-def test_cli_published_course_without_data_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "extra, word",
+    [([], "--data"), (["--data", str(HALLER), "--replicates", "5"], "--replicates")],
+)
+def test_cli_published_course_bad_input_is_one_line(tmp_path, extra, word):
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tregsim",
-            "check",
-            "published-course",
-            str(EXP),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+        [sys.executable, "-m", "tregsim", "check", "published-course", str(EXP),
+         "--out", str(tmp_path / "o"), *extra],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
     assert r.returncode == 2
-    assert len(r.stderr.strip().splitlines()) == 1 and "--data" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and word in r.stderr
+    assert not (tmp_path / "o").exists()

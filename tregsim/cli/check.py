@@ -113,6 +113,12 @@ def _published_course(args, exp) -> int:
             field="--data",
             fix="pass --data CSV, e.g. ../shared/data/young_children_cpeptide_haller2011.csv",
         )
+    if args.replicates < 20:
+        raise ArgumentError(
+            f"--replicates must be ≥ 20, got {args.replicates}",
+            field="--replicates",
+            fix="give 20 or more virtual cohorts (default 2000)",
+        )
     res = published_course_check(
         exp,
         args.data,
