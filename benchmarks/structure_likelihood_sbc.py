@@ -273,7 +273,7 @@ def coverage(df: pd.DataFrame, n_draws: int = KEPT_DRAWS) -> pd.DataFrame:
             row[f"coverage_{int(lev * 100)}"] = cov
             row[f"mc_se_{int(lev * 100)}"] = float(np.sqrt(lev * (1 - lev) / n))
         row["ks_p_uniform"] = float(stats.kstest(r, "uniform").pvalue)
-        if np.all(np.isfinite(r)):  # sets kept as fractions only have no ranks
+        if np.all(np.isfinite(r)):  # pooled files without this parameter's ranks: NaN
             zm, zs = sbc_location_spread(r[:, None], n_draws)
             row["truth_z_mean"], row["truth_z_sd"] = float(zm[0]), float(zs[0])
         out.append(row)
@@ -286,14 +286,15 @@ def report(df: pd.DataFrame, out: Path) -> None:
     with atomic_path(out / "sbc_coverage.csv") as tmp:
         cov.to_csv(tmp, index=False)
     print(cov.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    lps = lp_rank_summary(df[~df["nonfinite_data"].astype(bool)])
+    bad = df["nonfinite_data"].astype(bool)
+    ok = df[~bad]
+    lps = lp_rank_summary(ok)
     if lps is not None:
         print(
             f"log-posterior rank of θ* ({lps['n_sets']} sets): mean {lps['mean']:.3f} (0.5), "
             f"below 0.05: {lps['below_0.05']:.3f}, below 0.10: {lps['below_0.10']:.3f}, "
             f"KS p {lps['ks_p_uniform']:.3f}"
         )
-    ok = df[~df["nonfinite_data"].astype(bool)]
     ranks = ok[[c for c in ok.columns if c.startswith("rank_")]].to_numpy(float)
     if len(ranks) and np.all(np.isfinite(ranks)):
         # θ* beyond every kept draw (rank 0 or 1): probability 2/(L+1) per cell if calibrated
@@ -304,13 +305,11 @@ def report(df: pd.DataFrame, out: Path) -> None:
             f"{int(outside.any(axis=1).sum())} of {len(ranks)} sets "
             f"(calibrated: {outside.size * p_cell:.2f} cells expected)"
         )
-    bad = df["nonfinite_data"].astype(bool)
     print(f"{int(bad.sum())} of {len(df)} prior draws gave non-finite data (left out)")
-    df = df[~bad]
     print(
-        f"{len(df)} sets; acceptance median {df['acceptance'].median():.2f} "
-        f"(min {df['acceptance'].min():.2f}); "
-        f"{df['seconds'].median():.0f} s per set (median)"
+        f"{len(ok)} sets; acceptance median {ok['acceptance'].median():.2f} "
+        f"(min {ok['acceptance'].min():.2f}); "
+        f"{ok['seconds'].median():.0f} s per set (median)"
     )
 
 

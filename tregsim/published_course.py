@@ -110,7 +110,6 @@ class PublishedCourse:
     score: float
     score_months: list
     ratios: np.ndarray
-    settings: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
 
     def frame(self):
@@ -277,7 +276,6 @@ def published_course(
         score,
         [float(m) for m in months[keep]],
         ratio,
-        settings={"n_rep": n_rep, "patients_per_cohort": P, "age_floor_years": age_floor},
     )
 
 

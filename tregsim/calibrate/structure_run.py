@@ -328,20 +328,17 @@ def sample_posterior(
     t0 = time.perf_counter()
     prev = None
     for n, comps in stages:
+        k = len(laplace)
+        wts = [1.0 / k] * k
         if comps is None:  # refit to the previous stage's positions (pooled over walkers)
             x = prev.reshape(-1, post.dim)
             c = np.cov(x, rowvar=False) + 1e-8 * np.eye(post.dim)
             comps = [(x.mean(axis=0), c * PROPOSAL_SCALE**2), *laplace]
+            wts = [1 - ADAPT_DEFENSIVE] + [ADAPT_DEFENSIVE / k] * k
         if n == 0:
             continue
         moves = None
         if move == "independence":
-            k = len(laplace)
-            wts = (
-                [1.0 / k] * k
-                if len(comps) == k
-                else [1 - ADAPT_DEFENSIVE] + [ADAPT_DEFENSIVE / k] * k
-            )
             moves = [(independence_move(comps, PROPOSAL_DF, weights=wts), 1.0)]
         sampler = emcee.EnsembleSampler(n_walkers, post.dim, post, moves=moves)
         sampler.random_state = state
