@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from tregsim.cohort import (
+    CALIBRATED_AGES_YEARS,
     DIFF_EDGES_NMOL_L,
     EDGES_NMOL_L,
+    CohortResult,
     hist_quantiles,
     run_cohort,
     simulate_arms,
@@ -21,6 +23,7 @@ from tregsim.cohort import (
 from tregsim.experiment import load_experiment
 from tregsim.placebo import natural_history
 from tregsim.population import sample_population
+from tregsim.population.sampling import eligible_covariates
 
 ROOT = Path(__file__).resolve().parents[1]
 NCT = ROOT / "experiments" / "nct06708780.toml"
@@ -216,6 +219,31 @@ def test_cli_cohort_writes_outputs(tmp_path):
         exp = load_experiment(NCT)
         pop = sample_population(exp, 20, seed=2)
         np.testing.assert_array_equal(ds["age"].values, pop.covariates["age"])
+        # the fractions outside the calibrated ages are those of the simulated patients
+        lo, hi = CALIBRATED_AGES_YEARS
+        age = ds["age"].values
+        assert ds.attrs["fraction_younger_than_calibrated"] == np.mean(age < lo)
+        assert ds.attrs["fraction_older_than_calibrated"] == np.mean(age > hi)
+    older = np.mean(age > hi)
+    assert ("older than 45 y" in r.stderr) == (older > 0), r.stderr
+    assert man["results"]["fraction_older_than_calibrated"] == older
+
+
+def test_eligible_covariates_are_the_sampled_patients(exp):
+    """The covariates behind the age warning are those of the patients the cohort simulates
+    (the same eligibility draws), for a count that spans several blocks."""
+    pop = sample_population(exp, 1500, seed=9, baseline_cpep0=False)
+    cov = eligible_covariates(exp, 9, 1500)
+    for k in ("age", "sex", "cpep_baseline"):
+        np.testing.assert_array_equal(cov[k], pop.covariates[k])
+
+
+def test_age_warning_names_both_sides():
+    res = CohortResult(None, 10, 1, [], {}, 1.0, ages_outside=(0.1, 0.0))
+    assert res.age_warning().startswith("10.0% younger than 6 y")
+    assert CohortResult(None, 10, 1, [], {}, 1.0).age_warning() is None
+    both = CohortResult(None, 10, 1, [], {}, 1.0, ages_outside=(0.1, 0.2)).age_warning()
+    assert "younger than 6 y and 20.0% older than 45 y" in both
 
 
 @pytest.mark.skipif(

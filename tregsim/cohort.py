@@ -37,6 +37,15 @@ EDGES_NMOL_L = np.linspace(0.0, 10.0, 20001)
 DIFF_EDGES_NMOL_L = np.linspace(-5.0, 5.0, 20001)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 THRESHOLD_NMOL_L = RESPONDER_THRESHOLD_NMOL_L
+
+CALIBRATED_AGES_YEARS = (6.0, 45.0)
+"""Ages (years) the natural-history posterior was calibrated on: the union of the eligibility
+ranges of the five placebo trials behind the records. The widest, TN05's 6–45 y (abatacept;
+Orban et al. Lancet 2011;378:412), contains TN02's 8–40 y (rituximab; Pescovitz et al. NEJM
+2009;361:2143) and T1DAL's 12–35 y (alefacept; Rigby et al. Lancet Diabetes Endocrinol
+2013;1:284); AbATE's and START's ranges were not looked up. Outside it the hazard's age power law is extrapolated: too
+fast below 8 y against Haller 2011's children (docs/calibration.md, "Out of sample: very
+young children"), unchecked above 45 y."""
 KEEP_DEFAULT = 100_000
 SPAGHETTI_N = 50
 
@@ -412,6 +421,22 @@ class CohortResult:
     spaghetti: dict = field(default_factory=dict)
     spaghetti_days: np.ndarray | None = None
     manifest: dict = field(default_factory=dict)
+    ages_outside: tuple[float, float] = (0.0, 0.0)
+    """Fractions of the patients younger / older than :data:`CALIBRATED_AGES_YEARS`."""
+
+    def age_warning(self) -> str | None:
+        """One sentence when some patients' ages lie outside the calibrated range, else None."""
+        below, above = self.ages_outside
+        if below == 0 and above == 0:
+            return None
+        lo, hi = CALIBRATED_AGES_YEARS
+        parts = [f"{below:.1%} younger than {lo:g} y"] * (below > 0)
+        parts += [f"{above:.1%} older than {hi:g} y"] * (above > 0)
+        return (
+            f"{' and '.join(parts)}: outside the ages of the placebo trials the natural history "
+            f"was calibrated on ({lo:g}–{hi:g} y), so their age effect on the hazard is "
+            "extrapolated"
+        )
 
     def summary_frame(self):
         import pandas as pd
@@ -483,6 +508,9 @@ class CohortResult:
             n_patients_in_file=int(p["patient"].size),
             control_arm=self.exp.control_arm,
             acceptance_rate=self.acceptance_rate,
+            fraction_younger_than_calibrated=self.ages_outside[0],
+            fraction_older_than_calibrated=self.ages_outside[1],
+            calibrated_ages_years=list(CALIBRATED_AGES_YEARS),
         )
         return ds
 
@@ -506,6 +534,8 @@ class CohortResult:
         if self.manifest:
             self.manifest["results"] = {
                 "acceptance_rate": self.acceptance_rate,
+                "fraction_younger_than_calibrated": self.ages_outside[0],
+                "fraction_older_than_calibrated": self.ages_outside[1],
                 "n_failed": {r["arm"]: r["n_failed"] for r in self.summary},
                 "n_patients_in_cohort_nc": int(self.patients["patient"].size),
             }
@@ -551,7 +581,11 @@ def load_cohort(out_dir, exp) -> CohortResult:
             int(ds.attrs["seed"]),
             float(ds.attrs["acceptance_rate"]),
         )
-    return CohortResult(exp, n, seed, rows, patients, acc, manifest=man)
+        outside = (
+            float(ds.attrs.get("fraction_younger_than_calibrated", 0.0)),
+            float(ds.attrs.get("fraction_older_than_calibrated", 0.0)),
+        )
+    return CohortResult(exp, n, seed, rows, patients, acc, manifest=man, ages_outside=outside)
 
 
 def resolve_posterior(posterior, model) -> tuple[dict | None, Path | None]:
@@ -597,7 +631,11 @@ def run_cohort(
     workers, scheduler : see :func:`tregsim.parallel.run_chunks`.
     """
     from tregsim.parallel import run_chunks
-    from tregsim.population.sampling import acceptance_rate, sample_population
+    from tregsim.population.sampling import (
+        acceptance_rate,
+        eligible_covariates,
+        sample_population,
+    )
 
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ArgumentError(
@@ -628,6 +666,9 @@ def run_cohort(
     rows = summarize(acc, exp)
     patients = {k[5:]: v for k, v in acc.items() if k.startswith("keep_")}
     res = CohortResult(exp, int(n), int(seed), rows, patients, acceptance_rate(exp, seed, n))
+    age = eligible_covariates(exp, int(seed), int(n))["age"]
+    lo, hi = CALIBRATED_AGES_YEARS
+    res.ages_outside = (float(np.mean(age < lo)), float(np.mean(age > hi)))
     m = min(spaghetti_n, int(n))
     if m:
         pop = sample_population(exp, m, seed, start=0, theta=posterior_rows(posterior, 0, m))

@@ -262,6 +262,58 @@ the placebo records the two steps' SDs differ by ≤ 26 % (σ_meas and κ wider 
 narrower); the mixture then costs a little acceptance, not correctness."""
 
 
+TAIL_DROP = 2.0
+"""Nats: a coordinate's tail is scanned out from the MAP (doubling steps from
+:data:`TAIL_START` conditional Laplace SDs) until the log posterior has fallen this far; half
+that distance is the tail's SD (a Gaussian falls 2 nats at 2 SDs)."""
+TAIL_START = 3.0
+"""Conditional Laplace SDs at which the tail scan starts. A direction whose log posterior has
+fallen :data:`TAIL_DROP` by then is no more than 1.5× wider than the Laplace approximation,
+which the t proposal's scale and tails already cover."""
+TAIL_MAX = 96.0
+"""Conditional Laplace SDs at which the tail scan stops (an improper or prior-free direction)."""
+TAIL_WEIGHT = 0.1
+"""Weight of each tail component in the independence proposal after the burn-in."""
+
+
+def tail_components(post, u_map: np.ndarray, lp_map: float, cov: np.ndarray) -> list:
+    """Extra independence-proposal components for coordinates whose posterior reaches much
+    further from the MAP than the Laplace approximation says, as (location (d,), scale
+    matrix (d, d)) pairs.
+
+    Along each coordinate (the others at the MAP) the log posterior is scanned outwards on both
+    sides. Where the data say nothing beyond some point, the posterior's tail there is the
+    prior's (deceleration q below ≈ 0.02 on SBC datasets with θ* q ≈ 10⁻³: the likelihood of
+    logit q is flat below −5, while the Laplace SD at the MAP is 0.4–1.2 and the prior's
+    1.8), and an independence proposal built from the curvature at the MAP visits it too
+    rarely: the chain's tail mass comes out at 0.4–0.9 of the truth (docs/calibration.md,
+    "Round 13: q's left tail"). Such a coordinate gets one component: the Laplace scale matrix
+    with that coordinate's row and column replaced by the tail's SD² (no correlations), at the
+    MAP. A direction with nothing to add costs ≤ 2 log-posterior evaluations."""
+    d = u_map.size
+    sd_cond = 1.0 / np.sqrt(np.diag(np.linalg.inv(cov)))
+    comps = []
+    for i in range(d):
+        sd_tail = 0.0
+        for sign in (-1.0, 1.0):
+            t = TAIL_START
+            while True:
+                u = u_map.copy()
+                u[i] += sign * t * sd_cond[i]
+                lp = post(u)
+                if not (np.isfinite(lp) and lp_map - lp < TAIL_DROP) or t >= TAIL_MAX:
+                    break
+                t *= 2
+            if t > TAIL_START:  # still above lp_map − TAIL_DROP at TAIL_START SDs
+                sd_tail = max(sd_tail, t * sd_cond[i] / 2)
+        if sd_tail > 0:
+            c = cov.copy()
+            c[i, :] = c[:, i] = 0.0
+            c[i, i] = sd_tail**2
+            comps.append((u_map, c))
+    return comps
+
+
 def sample_posterior(
     post: StructurePosterior,
     *,
@@ -278,14 +330,16 @@ def sample_posterior(
     ``"independence"`` (:func:`independence_move`, t with :data:`PROPOSAL_DF` degrees of
     freedom, scale :data:`PROPOSAL_SCALE`).
 
-    The independence proposal starts as an equal mixture of two Laplace approximations: the
-    Hessian at the default step and at :data:`WIDE_STEP` (the table-interpolated likelihood can
-    look too curved at a small step). With ``burn`` ≥ 8 it adapts during the burn-in only:
-    after the first half of the burn-in its location and scale matrix are refitted to the
-    walkers' positions over that half, and again at the end of the burn-in to the second
-    half's; after the burn-in it is fixed (a 1 − :data:`ADAPT_DEFENSIVE` :
-    :data:`ADAPT_DEFENSIVE` mixture of the refitted t and the two Laplace approximations), so
-    the kept steps are a Metropolis–Hastings chain with a fixed kernel. On the records the
+    The independence proposal starts as an equal mixture of two Laplace approximations (the
+    Hessian at the default step and at :data:`WIDE_STEP`: the table-interpolated likelihood can
+    look too curved at a small step) and one component per coordinate whose posterior reaches
+    much further than they say (:func:`tail_components`). With ``burn`` ≥ 8 it adapts during
+    the burn-in only: after the first half of the burn-in its location and scale matrix are
+    refitted to the walkers' positions over that half, and again at the end of the burn-in to
+    the second half's; after the burn-in it is fixed (the refitted t, the two Laplace
+    approximations with :data:`ADAPT_DEFENSIVE` between them and each tail component with
+    :data:`TAIL_WEIGHT`), so the kept steps are a Metropolis–Hastings chain with a fixed
+    kernel. On the records the
     Laplace approximation is already close (acceptance ≈ 0.4); on datasets drawn from the
     prior it can be far off, and the adaptation is what lets the chain mix there
     (docs/calibration.md, "SBC of the likelihood path").
@@ -317,24 +371,37 @@ def sample_posterior(
                 break
     state = np.random.RandomState(int(g.integers(2**31))).get_state()
     laplace = [(u_map, cov * PROPOSAL_SCALE**2), (u_map, cov_wide * PROPOSAL_SCALE**2)]
+    t0 = time.perf_counter()
+    tails = tail_components(post, u_map, lp_map, cov_wide) if move == "independence" else []
+    t["tail_scan_s"] = time.perf_counter() - t0
+    if progress:
+        for _, c in tails:
+            i = int(np.argmax(np.abs(np.diag(c) - np.diag(cov_wide))))
+            print(
+                f"independence proposal: tail component for {post.free[i]} (SD {np.sqrt(c[i, i]):.3g}"
+                f" in u; Laplace {np.sqrt(cov_wide[i, i]):.3g})",
+                file=sys.stderr,
+            )
+    tails = [(m, c * PROPOSAL_SCALE**2) for m, c in tails]
     adapt = move == "independence" and burn >= 8
     # (number of steps, proposal components) per stage
     stages = (
-        [(burn // 2, laplace), (burn - burn // 2, None), (n_steps - burn, None)]
+        [(burn // 2, laplace + tails), (burn - burn // 2, None), (n_steps - burn, None)]
         if adapt
-        else [(n_steps, laplace)]
+        else [(n_steps, laplace + tails)]
     )
     chains = []
     t0 = time.perf_counter()
     prev = None
     for n, comps in stages:
-        k = len(laplace)
+        k = len(laplace) + len(tails)
         wts = [1.0 / k] * k
         if comps is None:  # refit to the previous stage's positions (pooled over walkers)
             x = prev.reshape(-1, post.dim)
             c = np.cov(x, rowvar=False) + 1e-8 * np.eye(post.dim)
-            comps = [(x.mean(axis=0), c * PROPOSAL_SCALE**2), *laplace]
-            wts = [1 - ADAPT_DEFENSIVE] + [ADAPT_DEFENSIVE / k] * k
+            comps = [(x.mean(axis=0), c * PROPOSAL_SCALE**2), *laplace, *tails]
+            defensive = [ADAPT_DEFENSIVE / len(laplace)] * len(laplace) + [TAIL_WEIGHT] * len(tails)
+            wts = [1 - sum(defensive), *defensive]
         if n == 0:
             continue
         moves = None

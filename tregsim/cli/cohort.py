@@ -39,6 +39,8 @@ def run(args) -> int:
     res.save(args.out)
     for line in res.report_lines():
         print(line)
+    if (warning := res.age_warning()) is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{args.n:,} patients (acceptance {res.acceptance_rate:.1%}) in "
         f"{time.perf_counter() - t0:.1f} s → {args.out}",

@@ -189,6 +189,13 @@ def _cohort_present(plan: RunPlan, folder: Path, exp, res):
     }
     tab = df[list(keep)].rename(columns=keep)
     acc = res.acceptance_rate
+    notes = (
+        []
+        if acc is None
+        else [f"Eligibility acceptance rate of the sampled population: {acc:.1%}."]
+    )
+    if (warning := res.age_warning()) is not None:
+        notes.append(f"Ages: {warning}.")
     section = Section(
         TITLES["cohort"],
         f"{plan.n_patients:,} virtual patients, each simulated in every arm (the same patient "
@@ -199,9 +206,7 @@ def _cohort_present(plan: RunPlan, folder: Path, exp, res):
             Table.from_frame(tab, "C-peptide by arm and visit", source="summary.csv", max_rows=60)
         ],
         figures=[Figure(folder / "cpeptide_by_arm.png", "C-peptide over time by arm")],
-        notes=[f"Eligibility acceptance rate of the sampled population: {acc:.1%}."]
-        if acc is not None
-        else [],
+        notes=notes,
     )
     summary = [
         SummaryItem("Predicted C-peptide by arm", "; ".join(arm_txt)),
