@@ -50,6 +50,9 @@ over-confident or shifted in any direction), summarised after the coverage table
 Cost (one core of the loaded 2-core machine, round 6 sampler and compiled likelihood): MAP
 15–20 s, 16 × 300 steps ≈ 50–160 s per set.
 
+Round 13: ``--paired OLD.csv NEW.csv`` compares two samplers on the same datasets (two
+``sbc_sets.csv`` of the same seed and priors), set by set (``OUT/sbc_paired.csv``).
+
 Reads the records from ``../shared/data/`` (never copied); writes only θ*, ranks and coverage.
 """
 
@@ -313,6 +316,34 @@ def report(df: pd.DataFrame, out: Path) -> None:
     )
 
 
+def paired(old: pd.DataFrame, new: pd.DataFrame, n_draws: int = KEPT_DRAWS) -> pd.DataFrame:
+    """Two samplers on the same datasets (rows matched by ``set``; their θ* must agree): per
+    parameter, each one's 50 / 90 % coverage, ``truth_z_mean`` / ``truth_z_sd``, the count of
+    θ* beyond all draws, and the Spearman correlation of the two runs' ranks (≈ 1 where both
+    samplers find the same posterior)."""
+    from tregsim.calibrate.diagnostics import sbc_location_spread
+
+    m = old.merge(new, on="set", suffixes=("_old", "_new"))
+    m = m[~(m["nonfinite_data_old"].astype(bool) | m["nonfinite_data_new"].astype(bool))]
+    truth = [c for c in old.columns if c.startswith("true_")]
+    a, b = m[[f"{c}_old" for c in truth]].to_numpy(), m[[f"{c}_new" for c in truth]].to_numpy()
+    if not np.allclose(a, b, rtol=1e-12, atol=0):
+        raise ValueError("--paired: the two files' θ* differ (not the same datasets)")
+    rows = []
+    for c in [c for c in old.columns if c.startswith("rank_")]:
+        row = {"parameter": c[5:], "n_sets": len(m)}
+        for tag in ("old", "new"):
+            r = m[f"{c}_{tag}"].to_numpy(float)
+            row[f"coverage_50_{tag}"] = float(np.mean(np.abs(r - 0.5) < 0.25))
+            row[f"coverage_90_{tag}"] = float(np.mean(np.abs(r - 0.5) < 0.45))
+            zm, zs = sbc_location_spread(r[:, None], n_draws)
+            row[f"truth_z_mean_{tag}"], row[f"truth_z_sd_{tag}"] = float(zm[0]), float(zs[0])
+            row[f"beyond_all_draws_{tag}"] = int(np.sum((r == 0) | (r == 1)))
+        row["rank_spearman"] = float(stats.spearmanr(m[f"{c}_old"], m[f"{c}_new"])[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", nargs="?", help="a structure_likelihood config (not with --pool)")
@@ -330,9 +361,29 @@ def main(argv=None) -> int:
         help="no new sets: the coverage over the sets of these sbc_sets.csv files (runs of the "
         "same priors with different seeds), written to OUT/sbc_coverage.csv",
     )
+    ap.add_argument(
+        "--paired",
+        nargs=2,
+        metavar=("OLD_CSV", "NEW_CSV"),
+        help="no new sets: two runs of the same datasets (same seed and priors, two samplers) "
+        "compared set by set, written to OUT/sbc_paired.csv",
+    )
     ap.add_argument("--out", required=True, help="output folder")
     a = ap.parse_args(argv)
     out = Path(a.out)
+    if a.paired:
+        missing = [p for p in a.paired if not Path(p).is_file()]
+        if missing:
+            ap.error(f"--paired: no such file: {', '.join(missing)}")
+        try:
+            tab = paired(*(pd.read_csv(p) for p in a.paired))
+        except ValueError as e:
+            ap.error(str(e))
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "sbc_paired.csv") as tmp:
+            tab.to_csv(tmp, index=False)
+        print(tab.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return 0
     if a.pool:
         missing = [p for p in a.pool if not Path(p).is_file()]
         if missing:
