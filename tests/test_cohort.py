@@ -240,10 +240,10 @@ def test_eligible_covariates_are_the_sampled_patients(exp):
 
 def test_age_warning_names_both_sides():
     res = CohortResult(None, 10, 1, [], {}, 1.0, ages_outside=(0.1, 0.0))
-    assert res.age_warning().startswith("10.0% younger than 6 y")
+    assert res.age_warning().startswith("10.0% younger than 8 y")
     assert CohortResult(None, 10, 1, [], {}, 1.0).age_warning() is None
     both = CohortResult(None, 10, 1, [], {}, 1.0, ages_outside=(0.1, 0.2)).age_warning()
-    assert "younger than 6 y and 20.0% older than 45 y" in both
+    assert "younger than 8 y and 20.0% older than 45 y" in both
 
 
 @pytest.mark.skipif(

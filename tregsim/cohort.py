@@ -38,14 +38,15 @@ DIFF_EDGES_NMOL_L = np.linspace(-5.0, 5.0, 20001)
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 THRESHOLD_NMOL_L = RESPONDER_THRESHOLD_NMOL_L
 
-CALIBRATED_AGES_YEARS = (6.0, 45.0)
-"""Ages (years) the natural-history posterior was calibrated on: the union of the eligibility
-ranges of the five placebo trials behind the records. The widest, TN05's 6–45 y (abatacept;
-Orban et al. Lancet 2011;378:412), contains TN02's 8–40 y (rituximab; Pescovitz et al. NEJM
-2009;361:2143) and T1DAL's 12–35 y (alefacept; Rigby et al. Lancet Diabetes Endocrinol
-2013;1:284); AbATE's and START's ranges were not looked up. Outside it the hazard's age power law is extrapolated: too
-fast below 8 y against Haller 2011's children (docs/calibration.md, "Out of sample: very
-young children"), unchecked above 45 y."""
+CALIBRATED_AGES_YEARS = (8.0, 45.0)
+"""Ages (years) the natural-history posterior was calibrated on. Upper: the oldest eligible
+age of the five placebo trials behind the records, TN05's 45 y (abatacept, 6–45 y; Orban et
+al. Lancet 2011;378:412; TN02 rituximab 8–40 y, Pescovitz et al. NEJM 2009;361:2143; T1DAL
+alefacept 12–35 y, Rigby et al. Lancet Diabetes Endocrinol 2013;1:284). Lower: no records
+participant is younger than 8 y (TN05 admitted 6-year-olds, but none is in the records).
+Outside it the hazard's age power law is extrapolated: too fast below 8 y against Haller
+2011's children (docs/calibration.md, "Out of sample: very young children"), unchecked above
+45 y."""
 KEEP_DEFAULT = 100_000
 SPAGHETTI_N = 50
 

@@ -196,7 +196,7 @@ def published_course(
         first ``n_j`` of them (the published numbers per visit).
     age_floor : years; the hazard's age (the model parameter ``age``) is raised to at least
         this value, i.e. the age effect is not extrapolated below it (e.g. 8 y, the
-        placebo trials' minimum age). ``None``: the model as calibrated.
+        records have no participant younger). ``None``: the model as calibrated.
     observed : one measurement per visit from the records structure's observation model
         (each patient's own parameters); ``False``: the lumped log-normal residual ``sigma``
         (:func:`tregsim.placebo.observe_cohort`).

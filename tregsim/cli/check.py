@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
         default=None,
         metavar="YEARS",
         help="published-course: do not extrapolate the hazard's age effect below this age "
-        "(e.g. 8, the placebo trials' minimum age); default: the model as calibrated",
+        "(e.g. 8: the records have no participant younger); default: the model as calibrated",
     )
     parser.add_argument(
         "--scale",
