@@ -379,6 +379,8 @@ def main(argv=None) -> int:
             tab = paired(*(pd.read_csv(p) for p in a.paired))
         except ValueError as e:
             ap.error(str(e))
+        except KeyError as e:  # not an sbc_sets.csv
+            ap.error(f"--paired: column {e} missing: give two sbc_sets.csv files")
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "sbc_paired.csv") as tmp:
             tab.to_csv(tmp, index=False)

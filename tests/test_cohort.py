@@ -23,7 +23,6 @@ from tregsim.cohort import (
 from tregsim.experiment import load_experiment
 from tregsim.placebo import natural_history
 from tregsim.population import sample_population
-from tregsim.population.sampling import eligible_covariates
 
 ROOT = Path(__file__).resolve().parents[1]
 NCT = ROOT / "experiments" / "nct06708780.toml"
@@ -227,15 +226,6 @@ def test_cli_cohort_writes_outputs(tmp_path):
     older = np.mean(age > hi)
     assert ("older than 45 y" in r.stderr) == (older > 0), r.stderr
     assert man["results"]["fraction_older_than_calibrated"] == older
-
-
-def test_eligible_covariates_are_the_sampled_patients(exp):
-    """The covariates behind the age warning are those of the patients the cohort simulates
-    (the same eligibility draws), for a count that spans several blocks."""
-    pop = sample_population(exp, 1500, seed=9, baseline_cpep0=False)
-    cov = eligible_covariates(exp, 9, 1500)
-    for k in ("age", "sex", "cpep_baseline"):
-        np.testing.assert_array_equal(cov[k], pop.covariates[k])
 
 
 def test_age_warning_names_both_sides():

@@ -221,6 +221,9 @@ def cohort_chunk(
         else np.zeros((0, c.shape[2], len(DIFF_EDGES_NMOL_L) + 1), np.int64)
     )
     out["n_failed"] = np.array([(res.status[a] != 0).sum() for a in arm_names], np.int64)
+    age = np.asarray(pop.covariates["age"])
+    lo, hi = CALIBRATED_AGES_YEARS
+    out["n_age_outside"] = np.array([(age < lo).sum(), (age > hi).sum()], np.int64)
     m = n if keep is None else int(np.clip(keep - start, 0, n))
     out["keep_patient"] = pop.patient_index[:m]
     out["keep_cpeptide"] = c[:m]
@@ -285,7 +288,7 @@ def combine_cohort(acc: dict, part: dict) -> dict:
     """``combine`` hook: add histograms and counts; concatenate block and per-patient rows."""
     out = {}
     for k in acc:
-        if k in ("hist", "hist_diff", "n_failed"):
+        if k in ("hist", "hist_diff", "n_failed", "n_age_outside"):
             out[k] = acc[k] + part[k]
         else:
             out[k] = np.concatenate([acc[k], part[k]])
@@ -632,11 +635,7 @@ def run_cohort(
     workers, scheduler : see :func:`tregsim.parallel.run_chunks`.
     """
     from tregsim.parallel import run_chunks
-    from tregsim.population.sampling import (
-        acceptance_rate,
-        eligible_covariates,
-        sample_population,
-    )
+    from tregsim.population.sampling import acceptance_rate, sample_population
 
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ArgumentError(
@@ -667,9 +666,8 @@ def run_cohort(
     rows = summarize(acc, exp)
     patients = {k[5:]: v for k, v in acc.items() if k.startswith("keep_")}
     res = CohortResult(exp, int(n), int(seed), rows, patients, acceptance_rate(exp, seed, n))
-    age = eligible_covariates(exp, int(seed), int(n))["age"]
-    lo, hi = CALIBRATED_AGES_YEARS
-    res.ages_outside = (float(np.mean(age < lo)), float(np.mean(age > hi)))
+    below, above = acc["n_age_outside"] / int(n)
+    res.ages_outside = (float(below), float(above))
     m = min(spaghetti_n, int(n))
     if m:
         pop = sample_population(exp, m, seed, start=0, theta=posterior_rows(posterior, 0, m))

@@ -275,14 +275,3 @@ def acceptance_rate(exp, seed: int, n: int) -> float:
     cum = np.cumsum(counts)
     b_hi = int(np.searchsorted(cum, n, side="left")) + 1
     return float(cum[b_hi - 1] / (b_hi * _rng.BLOCK))
-
-
-def eligible_covariates(exp, seed: int, n: int) -> dict:
-    """Covariates (name → ``(n,)``, units in :mod:`tregsim.population.distributions`) of the
-    eligible patients ``[0, n)``: the same patients :func:`sample_population` gives, without
-    their parameters or solves."""
-    counts = _block_counts(exp, seed, n)
-    b_hi = int(np.searchsorted(np.cumsum(counts), n, side="left")) + 1
-    cov, ok = _eligible(exp, seed, 0, b_hi * _rng.BLOCK)
-    sel = np.flatnonzero(ok)[:n]
-    return {k: v[sel] for k, v in cov.items()}
