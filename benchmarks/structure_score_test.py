@@ -10,8 +10,10 @@ is what the regional SBC of round 6 showed (docs/calibration.md, "Quadrature of 
 likelihood").
 
 Prints per parameter: the z of the mean score (N(0, 1) under agreement), Var(score), the
-information's diagonal (finite-difference Hessians of ``--hessians`` datasets, step 0.02) and
-their ratio; the eigenvalues of I⁻¹·Cov(score) (all ≈ 1 under agreement) and Hotelling's T²
+information's diagonal (finite-difference Hessians of ``--hessians`` datasets, step 0.02),
+their ratio and its standard error (round 14: round 13's ratios of 0.71–0.89 for κ and ω_λ
+came from 200 datasets and 5 Hessians, an SE of ≈ 0.1, and did not hold at 400 and 40);
+the eigenvalues of I⁻¹·Cov(score) (all ≈ 1 under agreement) and Hotelling's T²
 of the mean score (≈ χ²_k, mean k = number of parameters).
 
     OMP_NUM_THREADS=1 python benchmarks/structure_score_test.py \\
@@ -40,9 +42,10 @@ from tregsim.posterior import DEFAULT_POSTERIOR
 
 
 def score_table(like_of, u0: np.ndarray, theta_of, datasets, n_hessians: int, h: float = 1e-3):
-    """Scores (M, k) by central differences at ``u0`` and the information's estimate (k, k)
-    from ``n_hessians`` finite-difference Hessians; ``like_of(y)`` builds the likelihood of
-    one dataset, ``theta_of(u)`` the parameter dict."""
+    """Scores (M, k) by central differences at ``u0`` and the observed informations
+    (n_hessians, k, k), the negated finite-difference Hessians of the first ``n_hessians``
+    datasets; ``like_of(y)`` builds the likelihood of one dataset, ``theta_of(u)`` the
+    parameter dict."""
     k = u0.size
     scores = np.empty((len(datasets), k))
     hess = []
@@ -57,15 +60,45 @@ def score_table(like_of, u0: np.ndarray, theta_of, datasets, n_hessians: int, h:
             e[i] = h
             scores[m, i] = (ll(u0 + e) - ll(u0 - e)) / (2 * h)
         if m < n_hessians:
-            hess.append(R._fd_hessian(ll, u0, 0.02))
-    return scores, -np.mean(hess, axis=0)
+            hess.append(-R._fd_hessian(ll, u0, 0.02))
+    return scores, np.array(hess)
+
+
+def ratio_table(scores: np.ndarray, infos: np.ndarray, names) -> pd.DataFrame:
+    """Per parameter: z of the mean score, Var(score), the mean observed information, their
+    ratio and its standard error (delta method: the sampling SE of Var(score) from M datasets,
+    √(2/(M−1)) relative for normal scores, and the SE of the mean information over its H
+    Hessians, added in quadrature), and the largest |z| of one dataset's score."""
+    M, H = len(scores), len(infos)
+    var = scores.var(0, ddof=1)
+    diag = np.array([np.diag(i) for i in infos])  # (H, k)
+    info = diag.mean(0)
+    rel_info = diag.std(0, ddof=1) / np.sqrt(H) / info if H > 1 else np.full(info.size, np.nan)
+    ratio = var / info
+    return pd.DataFrame(
+        {
+            "z_mean_score": scores.mean(0) / np.sqrt(var / M),
+            "var_score": var,
+            "information": info,
+            "ratio": ratio,
+            "ratio_se": ratio * np.sqrt(2.0 / (M - 1) + rel_info**2),
+            # one dataset far out (a participant beyond the quadrature's range) inflates Var
+            "max_abs_z_one_dataset": np.abs((scores - scores.mean(0)) / np.sqrt(var)).max(0),
+        },
+        index=list(names),
+    )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config")
     ap.add_argument("--datasets", type=int, default=100, help="simulated datasets (default 100)")
-    ap.add_argument("--hessians", type=int, default=5, help="datasets with a Hessian (default 5)")
+    ap.add_argument(
+        "--hessians",
+        type=int,
+        default=20,
+        help="datasets with a Hessian (default 20: with 5, the information's SE is ≈ 6 %%)",
+    )
     ap.add_argument("--theta-from", default=None, help="sbc_sets.csv with true_<name> columns")
     ap.add_argument("--row", type=int, default=0, help="with --theta-from: the row (set)")
     ap.add_argument(
@@ -76,6 +109,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--nodes", default=None, help="quadrature nodes ZxE, e.g. 145x129 (default: the config's)"
+    )
+    ap.add_argument(
+        "--score-step",
+        type=float,
+        default=1e-3,
+        help="central-difference step of the score in the sampling coordinates (default 1e-3; "
+        "the Hessians use 0.02)",
     )
     ap.add_argument("--seed", type=int, default=1000)
     a = ap.parse_args(argv)
@@ -113,33 +153,33 @@ def main(argv=None) -> int:
     u0 = post.u_of(truth)
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
-        G, info = score_table(
+        G, infos = score_table(
             lambda y: R.likelihood_for(cfg, table, dataclasses.replace(rec, y=y), **grid),
             u0,
             post.theta,
             list(Y),
             a.hessians,
+            a.score_step,
         )
     M = len(G)
     C = np.cov(G.T)
-    z = G.mean(0) / (G.std(0, ddof=1) / np.sqrt(M))
+    info = infos.mean(0)
     lk = post.like
     quad = f"{lk.zeta.size} x {lk.eta.size} nodes, ζ {'adaptive' if lk.adaptive_zeta else 'fixed'}"
-    print(f"θ* = {where}; {M} datasets; {quad}; {time.perf_counter() - t0:.0f} s")
-    out = pd.DataFrame(
-        {
-            "z_mean_score": z,
-            "var_score": np.diag(C),
-            "information": np.diag(info),
-            "ratio": np.diag(C) / np.diag(info),
-            # one dataset far out (a participant beyond the quadrature's range) inflates Var
-            "max_abs_z_one_dataset": np.abs((G - G.mean(0)) / G.std(0, ddof=1)).max(0),
-        },
-        index=list(names),
+    print(
+        f"θ* = {where}; {M} datasets, {len(infos)} Hessians; {quad}; "
+        f"{time.perf_counter() - t0:.0f} s"
     )
-    print(out.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(ratio_table(G, infos, names).to_string(float_format=lambda v: f"{v:.3f}"))
     w = np.sort(np.linalg.eigvals(np.linalg.solve(info, C)).real)
-    print("eigenvalues of I^-1 Cov(score):", " ".join(f"{v:.2f}" for v in w))
+    # sampling spread alone (a Wishart's eigenvalues, k parameters, M scores) already fans the
+    # eigenvalues over ≈ (1 ± √(k/M))²
+    lo, hi = (1 - np.sqrt(len(names) / M)) ** 2, (1 + np.sqrt(len(names) / M)) ** 2
+    print(
+        "eigenvalues of I^-1 Cov(score):",
+        " ".join(f"{v:.2f}" for v in w),
+        f"(sampling spread alone ≈ {lo:.2f}–{hi:.2f})",
+    )
     t2 = M * G.mean(0) @ np.linalg.solve(C, G.mean(0))
     print(f"Hotelling T2 of the mean score: {t2:.1f} (chi2 with {len(names)} df under agreement)")
     return 0

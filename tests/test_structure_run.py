@@ -331,6 +331,50 @@ def test_adaptive_zeta_nodes_resolve_a_level_narrower_than_the_grid(table):
     assert np.abs(fixed - ref).max() > 0.1
 
 
+def _grid_config(n_zeta: int, n_eta: int):
+    from types import SimpleNamespace
+
+    method = {"n_zeta": n_zeta, "n_eta": n_eta, "zeta_nodes": "adaptive"}
+    return SimpleNamespace(method=method, baseline_day=60.0, lloq_nmol_l=V.LLOQ_NMOL_L)
+
+
+def test_quadrature_check_measures_the_error_a_dense_grid_shows(table):
+    """A wide, tightly observed hazard spread (ω_λ 1.2, σ_meas 0.08, six visits) at points
+    around θ*. Reference: the same likelihood on 145 × 257 nodes (spacing ⅛ of the refined
+    grid's in η). On the config's own 37 × 33 nodes the check's error (config nodes − 2n − 1
+    nodes) must match config − reference to 0.05 nats at the first point and in its spread,
+    and its verdict must be the reference's; on 9 × 9 nodes the reference's spread exceeds the
+    threshold, and the check must say so."""
+    th = TRUTH | {"omega_lambda": 1.2, "sigma_meas": 0.08, "kappa": 0.0}
+    rec = _synthetic(table, 40, 14)
+    rec.y = V.simulate_records(table, th, rec, np.random.default_rng(141))[0]
+    priors = {n: Prior(*_prior_args(n)) for n in V.CANDIDATES["lincovariate+power"][0]}
+    ref_like = S.likelihood_for(_grid_config(145, 257), table, rec)
+    g = np.random.default_rng(142)
+    spreads = {}
+    for nz, ne in ((37, 33), (9, 9)):
+        cfg = _grid_config(nz, ne)
+        post = S.StructurePosterior(S.likelihood_for(cfg, table, rec), "lincovariate+power", priors)
+        u0 = post.u_of(th)
+        us = np.vstack([u0, u0 + 0.05 * g.standard_normal((5, u0.size))])
+        qc = S.quadrature_check(cfg, table, rec, post, us)
+        truth_err = np.array(
+            [
+                S.independent_log_lik(post.like, post.theta(u)).sum()
+                - S.independent_log_lik(ref_like, post.theta(u)).sum()
+                for u in us
+            ]
+        )
+        assert qc["refined_nodes"] == f"{2 * nz - 1} x {2 * ne - 1}" and qc["n_points"] == 6
+        spreads[nz] = (qc, float(truth_err.max() - truth_err.min()), truth_err[0])
+    qc, true_spread, true_map = spreads[37]
+    assert abs(qc["error_map_nats"] - true_map) < 0.05
+    assert abs(qc["error_spread_nats"] - true_spread) < 0.05
+    assert qc["ok"] == (true_spread <= S.QUADRATURE_SPREAD_NATS)
+    qc, true_spread, _ = spreads[9]
+    assert true_spread > S.QUADRATURE_SPREAD_NATS and not qc["ok"]
+
+
 def test_kernel_log_ndtr_matches_scipy():
     from tregsim.calibrate.structure_kernel import _log_ndtr
 
@@ -621,6 +665,8 @@ def test_cli_writes_contract_posterior_and_files(run_a):
     assert set(m["inputs"]) == {"config", "data", "model"}
     assert all(not Path(v["path"]).is_absolute() for v in m["inputs"].values())
     assert m["seed"] == 7 and m["settings"]["method"]["kind"] == "structure_likelihood"
+    qc = m["results"]["quadrature_check"]
+    assert qc["refined_nodes"] == "17 x 17" and qc["n_points"] == S.QUADRATURE_CHECK_DRAWS + 1
     ppc = pd.read_csv(out / "predictive_check.csv")
     assert (ppc["n_participants"] >= 5).all()
     assert (ppc.loc[ppc.group != "all", "n_participants"] >= 20).all()
