@@ -119,6 +119,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--seed", type=int, default=1000)
     a = ap.parse_args(argv)
+    if a.datasets < 2 or not 2 <= a.hessians <= a.datasets:
+        ap.error(
+            f"--datasets {a.datasets} --hessians {a.hessians}: need 2 <= hessians <= datasets "
+            "(a variance and the information's SE need two of each)"
+        )
+    if not a.score_step > 0:
+        ap.error(f"--score-step {a.score_step}: must be > 0 (e.g. 1e-3)")
     cfg = load_config(a.config)
     rec = R.load_structure_records(cfg)
     table = R._curve_table(cfg, load_model(cfg.model), float(rec.visit_day.max()))
@@ -136,7 +143,10 @@ def main(argv=None) -> int:
     th = truth | fixed | dict(cfg.fixed)
     grid = {} if a.zeta_nodes == "config" else {"adaptive_zeta": a.zeta_nodes == "adaptive"}
     if a.nodes is not None:
-        nz, ne = (int(v) for v in a.nodes.lower().split("x"))
+        try:
+            nz, ne = (int(v) for v in a.nodes.lower().split("x"))
+        except ValueError:
+            ap.error(f"--nodes {a.nodes}: give ZxE, two node counts (e.g. 73x65)")
         grid |= {"n_zeta": nz, "n_eta": ne}
     Y = V.simulate_records(
         table,

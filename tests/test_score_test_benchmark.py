@@ -4,6 +4,7 @@ information identity is known analytically."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_agreement import _benchmark_module
 
 
@@ -43,3 +44,20 @@ def test_ratio_se_counts_the_spread_of_the_hessians():
     assert (
         t.loc["b", "ratio_se"] / t.loc["b", "ratio"] > t.loc["a", "ratio_se"] / t.loc["a", "ratio"]
     )
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--hessians", "1"], "need 2 <= hessians <= datasets"),
+        (["--datasets", "10", "--hessians", "20"], "need 2 <= hessians <= datasets"),
+        (["--score-step", "0"], "--score-step 0.0: must be > 0"),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2(args, words, capsys):
+    st = _benchmark_module("structure_score_test")
+    with pytest.raises(SystemExit) as e:
+        st.main(["calibration/placebo_records_structure.toml", *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert words in err[-1] and "Traceback" not in "".join(err)
