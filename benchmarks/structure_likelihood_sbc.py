@@ -50,6 +50,9 @@ over-confident or shifted in any direction), summarised after the coverage table
 Cost (one core of the loaded 2-core machine, round 6 sampler and compiled likelihood): MAP
 15–20 s, 16 × 300 steps ≈ 50–160 s per set.
 
+Round 15: the kernel's vectorised exp and a closed-form prior density make a set ≈ 32 s
+(two sets at once on the 2-core machine; it was ≈ 90–110 s).
+
 Round 13: ``--paired OLD.csv NEW.csv`` compares two samplers on the same datasets (two
 ``sbc_sets.csv`` of the same seed and priors), set by set (``OUT/sbc_paired.csv``).
 

@@ -155,15 +155,19 @@ def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
 def _kernel_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     from tregsim.calibrate import structure_kernel as SK
 
-    order, starts = _visit_order(like)
+    if not hasattr(like, "_kernel_args"):  # the records' constant arrays, made once
+        order, starts = _visit_order(like)
+        like._kernel_args = (
+            like._la[like.r.visit_patient],
+            like._logy,
+            like._cens,
+            np.r_[starts, order.size].astype(np.int64),
+            order.astype(np.int64),
+        )
     t = like.table
     return SK.per_patient_kernel(
-        np.ascontiguousarray(like.curves_at_q(th["q"])),
-        like._la[like.r.visit_patient],
-        like._logy,
-        like._cens,
-        np.r_[starts, order.size].astype(np.int64),
-        order.astype(np.int64),
+        like.curves_at_q(th["q"]),
+        *like._kernel_args,
         *like.zeta_nodes(th),
         like.eta,
         like._lwe,
@@ -184,7 +188,7 @@ class StructurePosterior:
         self.like = like
         self.candidate = candidate
         self.free, self.fixed = V.CANDIDATES[candidate]
-        self.priors = [priors[n].frozen() for n in self.free]
+        self._logpdf = [priors[n].scalar_logpdf() for n in self.free]
 
     @property
     def dim(self) -> int:
@@ -200,8 +204,8 @@ class StructurePosterior:
         th = self.theta(u)
         return float(
             sum(
-                p.logpdf(th[n]) + V._log_jac(n, u[k])
-                for k, (n, p) in enumerate(zip(self.free, self.priors))
+                f(th[n]) + V._log_jac(n, u[k])
+                for k, (n, f) in enumerate(zip(self.free, self._logpdf))
             )
         )
 

@@ -97,6 +97,60 @@ class Prior:
     def logpdf(self, x):
         return self.frozen().logpdf(x)
 
+    def scalar_logpdf(self):
+        """``x → logpdf(x)`` for one float, in closed form where there is one (lognormal,
+        untruncated normal, halfnormal, logitnormal): a sampler calls it thousands of times per
+        run, and scipy's frozen ``logpdf`` spends ≈ 40 µs per call checking its arguments.
+        Other distributions fall back to scipy. Equal to :meth:`logpdf` to rounding (tested)."""
+        a = self.args
+        log_sqrt_2pi = 0.5 * math.log(2.0 * math.pi)
+        if self.dist == "lognormal":
+            s, log_med = a["sdlog"], math.log(a["median"])
+            c = math.log(s) + log_sqrt_2pi
+
+            def lognormal(x: float) -> float:
+                if not x > 0:
+                    return -math.inf
+                lx = math.log(x)
+                z = (lx - log_med) / s
+                return -0.5 * z * z - c - lx
+
+            return lognormal
+        if self.dist == "normal" and "lower" not in a and "upper" not in a:
+            m, sd = a["mean"], a["sd"]
+            c = math.log(sd) + log_sqrt_2pi
+
+            def normal(x: float) -> float:
+                z = (x - m) / sd
+                return -0.5 * z * z - c
+
+            return normal
+        if self.dist == "halfnormal":
+            sc = a["scale"]
+            c = math.log(sc) + log_sqrt_2pi - math.log(2.0)
+
+            def halfnormal(x: float) -> float:
+                if not x >= 0:
+                    return -math.inf
+                z = x / sc
+                return -0.5 * z * z - c
+
+            return halfnormal
+        if self.dist == "logitnormal":
+            mu, sg = a["mu"], a["sigma"]
+            c = math.log(sg) + log_sqrt_2pi
+
+            def logitnormal(x: float) -> float:
+                if not 0 < x < 1:
+                    return -math.inf
+                lx, l1x = math.log(x), math.log1p(-x)
+                z = (lx - l1x - mu) / sg
+                return -0.5 * z * z - c - lx - l1x
+
+            return logitnormal
+        f = self.frozen()
+        return lambda x: float(f.logpdf(x))
+
     @property
     def bounds(self) -> tuple[float, float]:
         lo, hi = self.frozen().support()
