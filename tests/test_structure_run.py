@@ -415,6 +415,53 @@ def test_kernel_exp_is_numpy_exp_to_two_ulp():
     assert np.array_equal(got[~np.isfinite(ref)], ref[~np.isfinite(ref)], equal_nan=True)
 
 
+def _omnibus_table(draws, observed, groups):
+    """predictive_check's columns for statistics with simulated ``draws`` (K, S)."""
+    lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
+    return pd.DataFrame(
+        {
+            "group": groups,
+            "predicted_lo": lo,
+            "predicted_hi": hi,
+            "predictive_p": np.mean(draws >= observed, axis=0),
+            "inside_95": (lo <= observed) & (observed <= hi),
+        }
+    )
+
+
+def test_predictive_omnibus_matches_binomial_and_perfect_correlation():
+    """Independent statistics: a copy's number outside its 95 % intervals is Binomial(S, 0.05)
+    and its smallest two-sided p has P(min p ≤ m) = 1 − (1 − m)^S. Perfectly correlated
+    statistics: one statistic repeated, so P(as many outside) is 0.05 whether one or all
+    are outside."""
+    g = np.random.default_rng(5)
+    K, n_stat = 4000, 20
+    draws = g.standard_normal((K, n_stat))
+    obs = np.r_[2.5, -2.3, 2.2, np.zeros(n_stat - 3)]  # three outside
+    ppc = _omnibus_table(draws, obs, ["a"] * 10 + ["b"] * 10)
+    res = S.predictive_omnibus(ppc, draws)
+    assert (
+        res["every statistic"]["outside"] == 3
+        and res["a"]["outside"] == 3
+        and res["b"]["outside"] == 0
+    )
+    binom = stats.binom(n_stat, 0.05).sf(2)  # P(≥ 3)
+    se = np.sqrt(binom * (1 - binom) / K)
+    assert abs(res["every statistic"]["p_outside"] - binom) < 4 * se + 0.01
+    m = res["every statistic"]["min_p"]
+    ref = 1 - (1 - m) ** n_stat
+    assert abs(res["every statistic"]["p_min_p"] - ref) < 4 * np.sqrt(ref * (1 - ref) / K) + 0.01
+    assert res["b"]["p_outside"] == 1.0  # none outside: every copy has at least as many
+    one = g.standard_normal((K, 1))
+    same = np.repeat(one, 8, axis=1)
+    ppc = _omnibus_table(same, np.full(8, 2.5), ["c"] * 8)
+    res = S.predictive_omnibus(ppc, same)
+    assert res["c"]["outside"] == 8
+    assert abs(res["c"]["p_outside"] - 0.05) < 0.01
+    with pytest.raises(ValueError, match="rows"):
+        S.predictive_omnibus(ppc, same[:, :3])
+
+
 def test_simulate_records_matches_simulate_observed_in_distribution(table):
     """At nominal days, the records simulator and the cohort simulator draw the same law."""
     n = 400

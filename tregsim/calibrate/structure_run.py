@@ -17,7 +17,10 @@ Output folder (``tregsim calibrate CONFIG --out DIR``):
   draws, each draw one virtual copy of the records' own participants at their own visit days;
   predictive p-value P(simulated ≥ observed)); only aggregates of ≥ 5 participants
   (age groups: ≥ 20);
-* ``figures/trace.png``, ``figures/prior_posterior.png``; ``manifest.json`` (written last).
+* ``figures/trace.png``, ``figures/prior_posterior.png``; ``manifest.json`` (written last;
+  ``results.predictive_omnibus``: whether the predictive check's misses are more than a
+  dataset of the model shows, over every statistic and per age group,
+  :func:`predictive_omnibus`).
 
 Sampling coordinates are the unconstrained ones of :data:`variability.PARAMS` (log, logit or
 identity); the log posterior adds the log-Jacobian so the priors of the config are priors on
@@ -499,6 +502,7 @@ class StructureRunResult:
     names: tuple[str, ...]
     table: object  # pandas DataFrame, the content of summary.csv
     predictive: object  # pandas DataFrame, the content of predictive_check.csv
+    omnibus: dict  # predictive_omnibus: the misses against the model's own datasets
     acceptance: float
     map_logpost: float
     n_participants: int
@@ -702,7 +706,7 @@ def calibrate_structure(
     thetas = [dict(zip(names, flat[i])) | post.fixed for i in pick]
     if progress:
         print(f"posterior predictive checks ({n_pred} draws)", file=sys.stderr)
-    ppc = predictive_check(
+    ppc, ppc_draws = predictive_check(
         table,
         rec,
         thetas,
@@ -710,7 +714,9 @@ def calibrate_structure(
         n_boot=int(meth["n_bootstrap"]),
         baseline_day=config.baseline_day,
         lloq_nmol_l=config.lloq_nmol_l,
+        return_draws=True,
     )
+    omnibus = predictive_omnibus(ppc, ppc_draws)
     timings["predictive_s"] = time.perf_counter() - t0
 
     # ---- files -----------------------------------------------------------------------------
@@ -779,6 +785,7 @@ def calibrate_structure(
         "n_visits": int(rec.y.size),
         "n_below_lloq": n_cens,
         "predictive_inside_95": f"{int(ppc['inside_95'].sum())}/{len(ppc)}",
+        "predictive_omnibus": omnibus,
         "quadrature_check": quad,
     }
     write_json(out / "manifest.json", manifest)
@@ -787,6 +794,7 @@ def calibrate_structure(
         names=tuple(names),
         table=summary,
         predictive=ppc,
+        omnibus=omnibus,
         acceptance=acceptance,
         map_logpost=lp_map,
         n_participants=len(rec.ids),
@@ -838,6 +846,7 @@ def predictive_check(
     months=PREDICTIVE_MONTHS,
     min_group_n: int = MIN_GROUP_N,
     simulate=None,
+    return_draws: bool = False,
 ):
     """Posterior predictive check on the records' own participants (pandas DataFrame).
 
@@ -852,6 +861,9 @@ def predictive_check(
     predictive_p (P(simulated ≥ observed)), inside_95 (observed within the predictive 95 %).
     ``simulate(θ, rng) → (V,)`` replaces the copy's simulation (default: the structure's own,
     :func:`variability.simulate_records`), e.g. for a candidate structure outside it.
+    ``return_draws``: also return every row's statistic in every simulated copy, (K, S) for K
+    draws and S rows (NaN where a copy's statistic is undefined), for
+    :func:`predictive_omnibus`.
     """
     import pandas as pd
 
@@ -896,9 +908,11 @@ def predictive_check(
         y_wide[k] = w[:, tm]
 
     rows = []
+    draws = []
 
     def row(stat, unit, g, m, n, o, lo, hi, sims):
         s = np.asarray(sims, float)
+        draws.append(s)
         s = s[np.isfinite(s)]
         qlo, qmed, qhi = np.quantile(s, [0.025, 0.5, 0.975])
         rows.append(
@@ -962,7 +976,57 @@ def predictive_check(
             r["hi"],
             sim[key],
         )
-    return pd.DataFrame(rows)
+    table_ = pd.DataFrame(rows)
+    return (table_, np.column_stack(draws)) if return_draws else table_
+
+
+def predictive_omnibus(ppc, draws: np.ndarray) -> dict:
+    """Are the predictive check's misses more than a dataset from the model would show?
+
+    ``ppc``: :func:`predictive_check`'s table (S rows); ``draws``: its statistics in the K
+    simulated copies, (K, S). Each copy is treated as a dataset in its own right: its statistics
+    are outside the central 95 % of the K copies (the table's predictive interval) in some
+    number of rows, which is the reference for the observed number, with the correlation
+    between the statistics (the same participants enter several) kept. Two summaries, overall
+    and per age group: the number of rows outside, and the smallest two-sided predictive p.
+    Returns ``{group: {"n_statistics", "outside", "p_outside", "min_p", "p_min_p"}}`` where
+    ``p_outside`` = P(copy's number outside ≥ observed) and ``p_min_p`` = P(copy's smallest p
+    ≤ observed smallest p). Conservative: the observed data also fitted the posterior, so they
+    sit closer to it than a fresh dataset would (Gelman et al., BDA3 §6.3).
+    """
+    K, S = draws.shape
+    if len(ppc) != S:
+        raise ValueError(f"predictive table has {len(ppc)} rows, draws {S} columns")
+    fin = np.isfinite(draws)
+    # each copy's two-sided p per statistic, against the other copies (rank-based)
+    rank_hi = np.empty((K, S))
+    for j in range(S):
+        col = draws[fin[:, j], j]
+        srt = np.sort(col)
+        ge = col.size - np.searchsorted(srt, draws[:, j], side="left")  # copies ≥ this one
+        rank_hi[:, j] = np.where(fin[:, j], (ge - 1) / max(col.size - 1, 1), 0.5)
+    p_copy = np.minimum(1.0, 2 * np.minimum(rank_hi, 1 - rank_hi))
+    lo = ppc["predicted_lo"].to_numpy()
+    hi = ppc["predicted_hi"].to_numpy()
+    out_copy = fin & ((draws < lo) | (draws > hi))
+    p_obs = np.minimum(1.0, 2 * np.minimum(ppc["predictive_p"], 1 - ppc["predictive_p"]))
+    out_obs = ~ppc["inside_95"].to_numpy(bool)
+    res = {}
+    groups = ["every statistic", *sorted(ppc["group"].unique())]
+    for g in groups:
+        m = np.ones(S, bool) if g == "every statistic" else (ppc["group"] == g).to_numpy()
+        n_obs = int(out_obs[m].sum())
+        n_copy = out_copy[:, m].sum(axis=1)
+        mp_obs = float(np.min(p_obs[m]))
+        mp_copy = p_copy[:, m].min(axis=1)
+        res[g] = {
+            "n_statistics": int(m.sum()),
+            "outside": n_obs,
+            "p_outside": float(np.mean(n_copy >= n_obs)),
+            "min_p": mp_obs,
+            "p_min_p": float(np.mean(mp_copy <= mp_obs)),
+        }
+    return res
 
 
 def prior_posterior_plot(priors: dict, names, flat: np.ndarray, units: dict, path) -> Path:
@@ -1026,6 +1090,13 @@ def report_lines(res: StructureRunResult) -> list[str]:
         f"  predictive check: {int(p['inside_95'].sum())}/{len(p)} observed statistics inside "
         "the predictive 95 % interval (predictive_check.csv)"
     )
+    for g, o in (res.omnibus or {}).items():
+        if g == "every statistic" or o["outside"]:
+            lines.append(
+                f"    {g}: {o['outside']} of {o['n_statistics']} outside, P(a dataset of the "
+                f"model has as many) = {o['p_outside']:.2f}; smallest two-sided p "
+                f"{o['min_p']:.3f}, P(as small) = {o['p_min_p']:.2f}"
+            )
     qc = res.quadrature
     if qc:
         lines.append(
