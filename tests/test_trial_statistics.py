@@ -106,18 +106,26 @@ def test_natural_history_trial_statistics_acceptance(records, tmp_path):
     from tregsim.placebo import NaturalHistory, cohort_trial_statistics, load_natural_history
     from tregsim.population.structure import resolve_structure
     from tregsim.results import SHIPPED
-    from tregsim.trial_statistics import COMPARISON_COLUMNS
+    from tregsim.trial_statistics import BY_AGE_COLUMNS, COMPARISON_COLUMNS
 
     exp = load_experiment(Path(__file__).resolve().parents[1] / "experiments/nct06708780.toml")
     draws, path = resolve_posterior(SHIPPED, exp.model)
     st = resolve_structure(None, draws, path, exp.model)
     assert st.variability == "records"
     rows = cohort_trial_statistics(exp, RECORDS, 3, posterior=st.draws, observed=True)
-    assert len(rows) == 9
-    for r in rows:
+    overall = [r for r in rows if r["group"] == "all"]
+    assert len(overall) == 9
+    for r in overall:
         assert r["observed_lo"] <= r["simulated"] <= r["observed_hi"], r
+    by_age = [r for r in rows if r["group"] != "all"]
+    # age-group cells only where the records have >= 20 participants (reported, not asserted
+    # inside: the criterion is the overall rows)
+    assert by_age and all(r["n"] >= 20 for r in by_age)
+    assert {r["group"] for r in by_age} <= {"<13", "13-17", ">=18"}
     nh = NaturalHistory([{"age_group": "all", "month": 0}], {}, np.array([0]), [], {}, rows)
     nh.save(tmp_path)
     df = pd.read_csv(tmp_path / "trial_statistics.csv")
     assert tuple(df.columns) == COMPARISON_COLUMNS
-    assert len(load_natural_history(tmp_path).trial_statistics) == 9
+    ba = pd.read_csv(tmp_path / "trial_statistics_by_age.csv")
+    assert tuple(ba.columns) == BY_AGE_COLUMNS and len(ba) == len(by_age)
+    assert len(load_natural_history(tmp_path).trial_statistics) == len(rows)

@@ -117,9 +117,13 @@ class NaturalHistory:
         out = ensure_output_dir(out_dir)
         io.write_text(out / "natural_history.csv", self.frame().to_csv(index=False))
         if self.trial_statistics:
-            from tregsim.trial_statistics import write_comparison_csv
+            from tregsim.trial_statistics import BY_AGE_COLUMNS, write_comparison_csv
 
-            write_comparison_csv(out / "trial_statistics.csv", self.trial_statistics)
+            overall = [r for r in self.trial_statistics if r.get("group", "all") == "all"]
+            by_age = [r for r in self.trial_statistics if r.get("group", "all") != "all"]
+            write_comparison_csv(out / "trial_statistics.csv", overall)
+            if by_age:
+                write_comparison_csv(out / "trial_statistics_by_age.csv", by_age, BY_AGE_COLUMNS)
         if exp is not None:
             from tregsim.plots.cohort import plot_natural_history, save
 
@@ -146,14 +150,18 @@ def load_natural_history(out_dir: str | os.PathLike) -> NaturalHistory:
 
     out = Path(out_dir)
     df = pd.read_csv(out / "natural_history.csv")
-    ts = out / "trial_statistics.csv"
+    ts = [
+        pd.read_csv(f).to_dict("records")
+        for f in (out / "trial_statistics.csv", out / "trial_statistics_by_age.csv")
+        if f.exists()
+    ]
     return NaturalHistory(
         df.to_dict("records"),
         {},
         np.array(sorted(df["month"].unique())),
         [],
         read_manifest(out),
-        pd.read_csv(ts).to_dict("records") if ts.exists() else [],
+        [r for rows in ts for r in rows],
     )
 
 
@@ -259,8 +267,10 @@ def cohort_trial_statistics(
     n_rep: int = TRIAL_STATISTICS_REPLICATES,
     n_boot: int = 2000,
 ) -> list:
-    """The within-patient statistics that drive power (rows of ``trial_statistics.csv``), if
-    the individual records sit beside the placebo table (``[]`` otherwise).
+    """The within-patient statistics that drive power (rows of ``trial_statistics.csv``,
+    ``group`` "all", then those of ``trial_statistics_by_age.csv``: each age group at baseline
+    where the records have ≥ 20 participants at that month), if the individual records sit
+    beside the placebo table (``[]`` otherwise).
 
     Observed: the records' ANCOVA slope, residual SD and baseline correlation at 6/12/24
     months with participant-bootstrap 95 % intervals (``n_boot`` resamples).
@@ -282,6 +292,7 @@ def cohort_trial_statistics(
 
     from tregsim.population.sampling import complete_baseline, sample_population
     from tregsim.trial_statistics import (
+        by_age_rows,
         cohort_statistics,
         comparison_rows,
         to_wide,
@@ -350,7 +361,7 @@ def cohort_trial_statistics(
     sim = cohort_statistics(
         y_obs.reshape(n_rep, P, len(months)), age_sim, months=months, present=np.isfinite(wide)
     )
-    return comparison_rows(obs, sim)
+    return comparison_rows(obs, sim) + by_age_rows(obs, sim)
 
 
 def observe_cohort(exp, pop, c: np.ndarray, times, seed: int, observed: bool, stream: str):

@@ -339,6 +339,8 @@ def comparison_rows(
                 {
                     "month": m,
                     "statistic": s,
+                    "group": group,
+                    "n": int(o["n"]),
                     "observed": o["estimate"],
                     "observed_lo": o["lo"],
                     "observed_hi": o["hi"],
@@ -350,16 +352,41 @@ def comparison_rows(
     return rows
 
 
-def write_comparison_csv(path, rows: list[dict]) -> None:
+def by_age_rows(
+    observed: TrialStatistics,
+    simulated: dict,
+    *,
+    statistics=POWER_STATISTICS,
+    months=DEFAULT_MONTHS,
+    level: float = 0.95,
+) -> list[dict]:
+    """:func:`comparison_rows` per age group at baseline (:data:`AGE_GROUPS` order) and month,
+    where the observed statistics have that cell (≥ ``min_group_n`` participants)."""
+    cells = {(r["statistic"], r["month"], r["group"]) for r in observed.rows}
+    rows = []
+    for g in AGE_GROUPS:
+        for m in months:
+            if all((s, m, g) in cells for s in statistics):
+                rows += comparison_rows(
+                    observed, simulated, statistics=statistics, months=(m,), group=g, level=level
+                )
+    return rows
+
+
+BY_AGE_COLUMNS = ("group", "n", *COMPARISON_COLUMNS)
+"""Columns of ``trial_statistics_by_age.csv``: age group at baseline and its participants."""
+
+
+def write_comparison_csv(path, rows: list[dict], columns=COMPARISON_COLUMNS) -> None:
     """Write :func:`comparison_rows` atomically (4 significant decimals)."""
     from tregsim.io import write_text
 
-    lines = [",".join(COMPARISON_COLUMNS)]
+    lines = [",".join(columns)]
     for r in rows:
         lines.append(
             ",".join(
-                str(r[c]) if c in ("month", "statistic") else f"{r[c]:.4f}"
-                for c in COMPARISON_COLUMNS
+                str(r[c]) if c in ("month", "statistic", "group", "n") else f"{r[c]:.4f}"
+                for c in columns
             )
         )
     write_text(path, "\n".join(lines) + "\n")
