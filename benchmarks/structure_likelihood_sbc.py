@@ -286,12 +286,41 @@ def coverage(df: pd.DataFrame, n_draws: int = KEPT_DRAWS) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+CRITERION_POINTS = 0.05  # issue #14: every coverage within ±5 points of its level
+
+
+def criterion(cov: pd.DataFrame) -> dict:
+    """Issue #14's SBC criterion on a :func:`coverage` table: how many of the 2·k cells
+    (k parameters × 50 / 90 %) lie within ±5 points of their level, and the joint statistic
+    Σ z² over the cells (z = (coverage − level) / Monte-Carlo SE) with its χ²(2k) p-value.
+    The p-value is approximate: a parameter's 50 % and 90 % cells are positively correlated,
+    so Σ z² varies more than χ²(2k) and the p-value is, if anything, too small."""
+    z, within = [], 0
+    for lev in (50, 90):
+        d = cov[f"coverage_{lev}"].to_numpy() - lev / 100
+        z.append(d / cov[f"mc_se_{lev}"].to_numpy())
+        within += int(np.sum(np.abs(d) <= CRITERION_POINTS + 1e-12))
+    z2 = float(np.sum(np.concatenate(z) ** 2))
+    n_cells = 2 * len(cov)
+    return {
+        "cells": n_cells,
+        "within": within,
+        "sum_z2": z2,
+        "p_chi2": float(stats.chi2.sf(z2, n_cells)),
+    }
+
+
 def report(df: pd.DataFrame, out: Path) -> None:
     """Write ``out/sbc_coverage.csv`` and print the coverage table and the set summary."""
     cov = coverage(df)
     with atomic_path(out / "sbc_coverage.csv") as tmp:
         cov.to_csv(tmp, index=False)
     print(cov.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    crit = criterion(cov)
+    print(
+        f"criterion: {crit['within']} of {crit['cells']} cells within ±5 points; "
+        f"Σ z² = {crit['sum_z2']:.1f} on {crit['cells']} cells (χ² p {crit['p_chi2']:.2f})"
+    )
     bad = df["nonfinite_data"].astype(bool)
     ok = df[~bad]
     lps = lp_rank_summary(ok)

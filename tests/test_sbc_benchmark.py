@@ -45,3 +45,25 @@ def test_paired_refuses_different_datasets():
     b = _sets(np.full(5, 0.5), np.linspace(0.1, 0.5, 5) + 1e-3)
     with pytest.raises(ValueError, match="differ"):
         sbc.paired(a, b)
+
+
+def test_criterion_counts_cells_and_sums_z_squared():
+    """Two parameters: coverages 0.50 / 0.90 exactly (z = 0), and 0.56 / 0.85 at 100 sets
+    (z = 0.06 / 0.05 = 1.2 and −0.05 / 0.03 = −1.667): one cell outside ±5 points, Σ z² by hand."""
+    sbc = _benchmark_module("structure_likelihood_sbc")
+    n = 100
+    se50, se90 = np.sqrt(0.25 / n), np.sqrt(0.09 / n)
+    cov = pd.DataFrame(
+        {
+            "parameter": ["a", "b"],
+            "coverage_50": [0.50, 0.56],
+            "mc_se_50": [se50, se50],
+            "coverage_90": [0.90, 0.85],
+            "mc_se_90": [se90, se90],
+        }
+    )
+    c = sbc.criterion(cov)
+    z2 = (0.06 / se50) ** 2 + (0.05 / se90) ** 2
+    assert c["cells"] == 4 and c["within"] == 3  # 0.85 is on the edge: within
+    assert c["sum_z2"] == pytest.approx(z2)
+    assert c["p_chi2"] == pytest.approx(stats.chi2.sf(z2, 4))
