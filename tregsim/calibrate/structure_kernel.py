@@ -2,7 +2,7 @@
 
 :func:`structure_run.independent_log_lik` builds the (visits × quadrature nodes) array of
 log C-peptide, residuals and variances with numpy: ≈ 0.02–0.05 s per evaluation on the placebo
-records (115 participants, 450 visits, 37 × 33 nodes), most of it temporaries. This kernel
+records (115 participants, 584 visits, 37 × 33 nodes), most of it temporaries. This kernel
 computes the same sum in one pass without them (the numbers are the same to rounding; a test
 checks it against the numpy path and against ``StructureLikelihood.per_patient``). It makes
 the likelihood path's simulation-based calibration affordable (docs/calibration.md, "SBC of
