@@ -117,10 +117,13 @@ class NaturalHistory:
         out = ensure_output_dir(out_dir)
         io.write_text(out / "natural_history.csv", self.frame().to_csv(index=False))
         if self.trial_statistics:
-            from tregsim.trial_statistics import BY_AGE_COLUMNS, write_comparison_csv
+            from tregsim.trial_statistics import (
+                BY_AGE_COLUMNS,
+                split_overall,
+                write_comparison_csv,
+            )
 
-            overall = [r for r in self.trial_statistics if r.get("group", "all") == "all"]
-            by_age = [r for r in self.trial_statistics if r.get("group", "all") != "all"]
+            overall, by_age = split_overall(self.trial_statistics)
             write_comparison_csv(out / "trial_statistics.csv", overall)
             if by_age:
                 write_comparison_csv(out / "trial_statistics_by_age.csv", by_age, BY_AGE_COLUMNS)

@@ -377,6 +377,13 @@ BY_AGE_COLUMNS = ("group", "n", *COMPARISON_COLUMNS)
 """Columns of ``trial_statistics_by_age.csv``: age group at baseline and its participants."""
 
 
+def split_overall(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Comparison rows of the whole cohort (``group`` "all", or no ``group``: rows read back
+    from ``trial_statistics.csv``) and those of the age groups, in their order."""
+    overall = [r for r in rows if r.get("group", "all") == "all"]
+    return overall, [r for r in rows if r.get("group", "all") != "all"]
+
+
 def write_comparison_csv(path, rows: list[dict], columns=COMPARISON_COLUMNS) -> None:
     """Write :func:`comparison_rows` atomically (4 significant decimals)."""
     from tregsim.io import write_text

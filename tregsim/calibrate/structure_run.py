@@ -1005,11 +1005,15 @@ def predictive_omnibus(ppc, draws: np.ndarray) -> dict:
         srt = np.sort(col)
         ge = col.size - np.searchsorted(srt, draws[:, j], side="left")  # copies ≥ this one
         rank_hi[:, j] = np.where(fin[:, j], (ge - 1) / max(col.size - 1, 1), 0.5)
-    p_copy = np.minimum(1.0, 2 * np.minimum(rank_hi, 1 - rank_hi))
+
+    def two_sided(p_upper):
+        return np.minimum(1.0, 2 * np.minimum(p_upper, 1 - p_upper))
+
+    p_copy = two_sided(rank_hi)
     lo = ppc["predicted_lo"].to_numpy()
     hi = ppc["predicted_hi"].to_numpy()
     out_copy = fin & ((draws < lo) | (draws > hi))
-    p_obs = np.minimum(1.0, 2 * np.minimum(ppc["predictive_p"], 1 - ppc["predictive_p"]))
+    p_obs = two_sided(ppc["predictive_p"].to_numpy())
     out_obs = ~ppc["inside_95"].to_numpy(bool)
     res = {}
     groups = ["every statistic", *sorted(ppc["group"].unique())]

@@ -287,6 +287,8 @@ def _nh_present(plan: RunPlan, folder: Path, exp, nh):
     if getattr(nh, "trial_statistics", None):
         import pandas as pd
 
+        from tregsim.trial_statistics import BY_AGE_COLUMNS, COMPARISON_COLUMNS, split_overall
+
         names = {
             "group": "age group at baseline (years)",
             "n": "participants",
@@ -299,31 +301,28 @@ def _nh_present(plan: RunPlan, folder: Path, exp, nh):
             "simulated_lo": "simulated 95 % lo",
             "simulated_hi": "simulated 95 % hi",
         }
-        ts = pd.DataFrame(nh.trial_statistics)
-        if "group" not in ts:
-            ts["group"] = "all"
-        ts["group"] = ts["group"].fillna("all")
-        overall = ts[ts["group"] == "all"].drop(columns=["group", "n"], errors="ignore")
-        tables.append(
-            Table.from_frame(
-                overall.rename(columns=names),
+        overall, by_age = split_overall(nh.trial_statistics)
+        for rows, columns, caption, source, max_rows in (
+            (
+                overall,
+                COMPARISON_COLUMNS,
                 "Within-patient statistics that drive power (ANCOVA on baseline and age): "
                 "placebo records vs simulated observed visits",
-                source="trial_statistics.csv",
-                max_rows=20,
-            )
-        )
-        by_age = ts[ts["group"] != "all"]
-        if len(by_age):
-            tables.append(
-                Table.from_frame(
-                    by_age.rename(columns=names),
-                    "The same by age group at baseline (cells of ≥ 20 participants; "
-                    "children's intervals are wide)",
-                    source="trial_statistics_by_age.csv",
-                    max_rows=40,
-                )
-            )
+                "trial_statistics.csv",
+                20,
+            ),
+            (
+                by_age,
+                BY_AGE_COLUMNS,
+                "The same by age group at baseline (cells of ≥ 20 participants; "
+                "children's intervals are wide)",
+                "trial_statistics_by_age.csv",
+                40,
+            ),
+        ):
+            if rows:
+                frame = pd.DataFrame(rows, columns=list(columns)).rename(columns=names)
+                tables.append(Table.from_frame(frame, caption, source=source, max_rows=max_rows))
     section = Section(
         TITLES["natural_history"],
         "Does the routine-care arm decline like the placebo arms of five new-onset trials "
