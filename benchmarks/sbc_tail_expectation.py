@@ -68,7 +68,10 @@ def main(argv=None) -> int:
         ap.error(
             f"--sets {a.sets} --burn {a.burn} --steps {a.steps}: need sets >= 2, 0 <= burn < steps"
         )
-    config = load_config(a.config)
+    try:  # a missing or bad config is one line and exit 2 (tregsim's errors are ValueErrors)
+        config = load_config(a.config)
+    except ValueError as e:
+        ap.error(str(e))
     rec = R.load_structure_records(config)
     table = R._curve_table(config, load_model(config.model), float(rec.visit_day.max()))
     names = V.CANDIDATES[config.candidate][0]
