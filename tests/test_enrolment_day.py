@@ -55,10 +55,10 @@ def test_cohort_follows_each_patients_enrolment_day(tmp_path):
                 doses = Doses(time=t, amount=np.full(t.shape, reg.dose_per_kg), target="X")
             r = simulate_arrays(exp.model, one.params, doses=doses, times=visits)
             np.testing.assert_allclose(c[i, a], r.observables["cpeptide"][0], rtol=1e-6)
-    # the baseline visit reproduces each patient's sampled baseline MMTT (cpep0 solved at
+    # the baseline visit reproduces each patient's noise-free baseline MMTT (cpep0 solved at
     # their own day), in the control arm
     ctl = arm_names.index(exp.control_arm)
-    np.testing.assert_allclose(c[:, ctl, 0], pop.covariates["cpep_baseline"], rtol=1e-4)
+    np.testing.assert_allclose(c[:, ctl, 0], pop.covariates["cpep_baseline_true"], rtol=1e-4)
 
 
 def test_fixed_enrolment_day_keeps_one_grid(tmp_path):

@@ -201,8 +201,8 @@ def test_correlated_iiv_against_specification(tmp_path):
 
 
 def test_simulated_baseline_visit_equals_sampled_baseline_mmtt():
-    """cpep0 (at diagnosis) is chosen so that the untreated model hits the sampled baseline
-    MMTT at the baseline visit, despite stunning recovery before it."""
+    """cpep0 (at diagnosis) is chosen so that the untreated model hits the patient's noise-free
+    baseline MMTT at the baseline visit, despite stunning recovery before it."""
     import tregsim
     from tregsim.experiment import load_experiment
     from tregsim.population import sample_population
@@ -211,5 +211,54 @@ def test_simulated_baseline_visit_equals_sampled_baseline_mmtt():
     pop = sample_population(exp, 200, seed=5)
     r = tregsim.simulate_arrays(exp.model, pop.params, None, np.array([0.0, exp.baseline_day]))
     sim = r.observables["cpeptide"][:, -1]
-    np.testing.assert_allclose(sim, pop.covariates["cpep_baseline"], rtol=1e-6)
-    assert np.all(pop.covariates["cpep0"] != pop.covariates["cpep_baseline"])
+    np.testing.assert_allclose(sim, pop.covariates["cpep_baseline_true"], rtol=1e-6)
+    assert np.all(pop.covariates["cpep0"] != pop.covariates["cpep_baseline_true"])
+    np.testing.assert_array_equal(pop.params["cpep_bl"], pop.covariates["cpep_baseline_true"])
+
+
+def test_measured_baseline_reproduces_the_configured_distribution(exp_all):
+    """A measurement of each patient's noise-free baseline with the observation model has the
+    configured (measured) log-normal per age group again: the aggregate's error is not added
+    twice. Independent reference: the log-mean and log-SD of the experiment file's arithmetic
+    mean and SD, with Monte-Carlo bounds (4 SE)."""
+    from tregsim.observe import observe_visits, visit_normals
+    from tregsim.population.structure import observation_parameters
+
+    pop = sample_population(exp_all, 40000, seed=21)
+    cov = pop.covariates
+    true, meas = cov["cpep_baseline_true"], cov["cpep_baseline"]
+    z = visit_normals(21, "test.measured_baseline", 0, pop.n, 1)
+    y, _ = observe_visits(
+        true[:, None], np.zeros(1), z, lloq=1e-9, **observation_parameters(pop.params)
+    )
+    spec = exp_all.population.cpep_baseline
+    mu, sig = spec.log_params()
+    g = spec.group(cov["age"])
+    for k in range(mu.size):
+        ly, lt = np.log(y[g == k, 0]), np.log(true[g == k])
+        n = ly.size
+        assert n > 2000
+        assert abs(ly.mean() - mu[k]) < 4 * sig[k] / np.sqrt(n)
+        assert abs(ly.std() - sig[k]) < 4 * sig[k] / np.sqrt(2 * n)
+        # the noise-free spread is narrower by the observation error (σ_meas ≈ 0.25)
+        assert lt.std() < sig[k] - 0.05
+        # each patient keeps its rank within its group
+        assert stats.spearmanr(lt, np.log(meas[g == k])).statistic > 0.9999
+
+
+def test_measured_false_takes_the_values_as_noise_free(tmp_path):
+    p = tmp_path / "nf.toml"
+    p.write_text(TEXT.replace("\nmeasured = true\n", "\nmeasured = false\n"), encoding="utf-8")
+    pop = sample_population(load_experiment(p), 300, seed=2)
+    cov = pop.covariates
+    np.testing.assert_array_equal(cov["cpep_baseline_true"], cov["cpep_baseline"])
+
+
+def test_baseline_sd_narrower_than_the_observation_error_is_refused(tmp_path):
+    p = tmp_path / "narrow.toml"
+    p.write_text(
+        TEXT.replace("sd_nmol_L = [0.2192, 0.4165, 0.3576]", "sd_nmol_L = [0.05, 0.4165, 0.3576]"),
+        encoding="utf-8",
+    )
+    with pytest.raises(ArgumentError, match="sd_nmol_L"):
+        sample_population(load_experiment(p), 300, seed=2)

@@ -193,6 +193,22 @@ def deviation_scale(log_mu, kappa, lloq: float = LLOQ_NMOL_L) -> np.ndarray:
     return np.exp(-np.asarray(kappa, float) * (lm - np.log(C_REF_NMOL_L)))
 
 
+def visit_variance_log(
+    log_mu,
+    sigma_meas,
+    sigma_bio=0.0,
+    kappa=0.0,
+    lloq: float = LLOQ_NMOL_L,
+) -> np.ndarray:
+    """Variance of ln(observed) about ln(μ) at one visit under :func:`observe_visits`:
+    σ_meas² + (h(μ)·σ_bio)² with a biological deviation (σ_bio > 0), else (h(μ)·σ_meas)², with
+    h the heteroscedastic factor :func:`deviation_scale`. Arguments broadcast; ``log_mu`` =
+    ln(μ / (nmol/L))."""
+    h = deviation_scale(log_mu, kappa, lloq)
+    sm, sb = np.asarray(sigma_meas, float), np.asarray(sigma_bio, float)
+    return np.where(sb > 0, sm**2 + (h * sb) ** 2, (h * sm) ** 2)
+
+
 def visit_normals(seed: int, stream: str, start: int, stop: int, n_visits: int) -> np.ndarray:
     """Standard normals (stop − start, 2, n_visits) for patients [start, stop): [:, 0] drives
     the OU path, [:, 1] the assay error. Patient i's numbers do not depend on chunking."""

@@ -215,8 +215,10 @@ class BaselinePrior:
 
     @classmethod
     def from_experiment(cls, exp) -> BaselinePrior:
-        """The experiment's ``[population.cpep_baseline]`` (the law its virtual patients'
-        noise-free baseline is drawn from)."""
+        """The experiment's ``[population.cpep_baseline]``: the law of its virtual patients'
+        *measured* baseline when ``measured`` (the default), so as a prior of the noise-free
+        value it is wider by the observation error (≈ 0.25 of ≈ 0.36–0.47 on the log scale),
+        i.e. weakly informative; used only when the posterior has no baseline model."""
         c = exp.population.cpep_baseline
         mu, sd = c.log_params()
         return cls(tuple(c.age_breaks_years), tuple(mu), tuple(sd))

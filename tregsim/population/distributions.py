@@ -28,6 +28,7 @@ import numpy as np
 from scipy import special
 
 from tregsim import rng as _rng
+from tregsim.errors import ArgumentError
 from tregsim.schema import Table
 
 COVARIATES = (
@@ -270,11 +271,18 @@ class WeightForAge:
 
 @dataclass(frozen=True)
 class LogNormalByAge:
-    """Log-normal per age group, parameterised by the group's arithmetic mean and SD."""
+    """Log-normal per age group, parameterised by the group's arithmetic mean and SD.
+
+    ``measured``: the mean and SD describe *measured* baseline MMTTs (as every published
+    aggregate does), so they include the visit's observation error; :meth:`noise_free` gives
+    the noise-free value whose measurement reproduces them. ``False``: they describe the
+    noise-free value itself.
+    """
 
     age_breaks_years: tuple[float, ...]
     mean: tuple[float, ...]
     sd: tuple[float, ...]
+    measured: bool = True
 
     def group(self, age: np.ndarray) -> np.ndarray:
         return np.searchsorted(np.asarray(self.age_breaks_years), age, side="right")
@@ -289,6 +297,43 @@ class LogNormalByAge:
         mu, sig = self.log_params()
         g = self.group(age)
         return np.exp(mu[g] + sig[g] * z)
+
+    def noise_free(self, age, measured_nmol_l, noise_var) -> np.ndarray:
+        """Noise-free baseline MMTT (nmol/L, ``(n,)``) of patients whose measured value drawn
+        from this distribution is ``measured_nmol_l``.
+
+        Each patient keeps its rank in its group: ln c = μ_g + r·(ln y − μ_g) with
+        r = √(σ_g² − v)/σ_g, where v is ``noise_var`` (``(n,)`` or scalar: the variance of
+        ln(observed) about ln(noise-free) at the group's median level, e.g.
+        :func:`tregsim.observe.visit_variance_log`). A measurement with that error then has
+        the group's log-mean μ_g and log-SD σ_g again, i.e. the configured mean and SD. The
+        identity when not ``measured``.
+
+        Raises
+        ------
+        ArgumentError : when a group's SD is no wider than the observation error of its median
+            patient (a patient whose own draw has a wider error sits at the group median).
+        """
+        y = np.asarray(measured_nmol_l, float)
+        if not self.measured:
+            return y.copy()
+        mu, sig = self.log_params()
+        g = self.group(np.asarray(age, float))
+        v = np.broadcast_to(np.asarray(noise_var, float), y.shape)
+        for k in np.unique(g):
+            typical = float(np.median(v[g == k]))
+            if not typical < sig[k] ** 2:
+                raise ArgumentError(
+                    f"age group {k}: the log-SD of the baseline MMTT ({sig[k]:.3f}) is no wider "
+                    f"than the observation error alone ({np.sqrt(typical):.3f} on the log scale, "
+                    "median over patients)",
+                    field="population.cpep_baseline.sd_nmol_L",
+                    fix="give the SD of measured baseline MMTTs, or set measured = false if the "
+                    "values describe the noise-free C-peptide",
+                )
+        # a single pathological draw (observation error wider than the group) sits at the median
+        r = np.sqrt(np.clip(sig[g] ** 2 - v, 0.0, None)) / sig[g]
+        return np.exp(mu[g] + r * (np.log(y) - mu[g]))
 
 
 @dataclass(frozen=True)
@@ -400,7 +445,7 @@ def parse_population(t: Table) -> CovariateModel:
 
     c = t.table("cpep_baseline")
     c.check_keys(
-        ("distribution", "age_breaks_years", "mean_nmol_L", "sd_nmol_L"),
+        ("distribution", "age_breaks_years", "mean_nmol_L", "sd_nmol_L", "measured"),
         required=("mean_nmol_L", "sd_nmol_L"),
     )
     c.string("distribution", default="lognormal_by_age", choices=("lognormal_by_age",))
@@ -416,7 +461,9 @@ def parse_population(t: Table) -> CovariateModel:
                 key=key,
                 fix="give one value per age group (len(age_breaks_years) + 1)",
             )
-    cpep = LogNormalByAge(tuple(breaks), tuple(means), tuple(sds))
+    cpep = LogNormalByAge(
+        tuple(breaks), tuple(means), tuple(sds), c.boolean("measured", default=True)
+    )
 
     f = t.table("cpep_fasting", default={})
     f.check_keys(("ratio", "sd_log"))

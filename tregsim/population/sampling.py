@@ -213,15 +213,60 @@ def sample_population(
             individual[name] = typical * np.exp(sd * eta[:, j])
     cov_over = {k: v.astype(float) for k, v in cov.items() if k in model.parameter_names}
     params = model.parameters(n, **{**ov, **cov_over, **individual})
+    if n and "cpep_baseline" in cov:
+        cov["cpep_baseline_true"] = _noise_free_baseline(exp, cov, params, theta)
+        if "cpep0" in cov and "cpep0" in params and "cpep0" not in individual:
+            # until complete_baseline: the noise-free baseline (exact when the baseline visit
+            # is at diagnosis)
+            cov["cpep0"] = cov["cpep_baseline_true"].copy()
+            params["cpep0"] = cov["cpep0"].copy()
     if n and "cpep_bl" in params and "cpep_bl" not in {**ov, **cov_over}:
         # the hazard covariate of issue #14: the noise-free MMTT at the patient's baseline
         # visit (docs/calibration.md, "Structure of individual variability")
-        src = cov.get("cpep_baseline", cov.get("cpep0"))
+        src = cov.get("cpep_baseline_true", cov.get("cpep0"))
         if src is not None:
             params["cpep_bl"] = np.asarray(src, float)
     rate = float(cum[b_hi] / hi) if hi else float("nan")
     pop = Population(cov, params, individual, cand_index, rate, int(start), int(seed))
     return complete_baseline(exp, pop) if baseline_cpep0 else pop
+
+
+def baseline_noise_var(params, log_level, theta: dict | None = None) -> np.ndarray:
+    """Variance of ln(measured / noise-free) of a baseline MMTT at ``log_level`` (ln nmol/L,
+    ``(n,)``) under the observation model the patients' ``params`` carry: the records
+    structure's (:func:`tregsim.observe.visit_variance_log` with each patient's ``sigma_meas``,
+    ``sigma_bio``, ``kappa``; σ_bio = 0 when ``theta`` carries ``sigma_meas`` without
+    ``sigma_bio``, the records-posterior contract of :mod:`tregsim.population.structure`).
+    0 (no deconvolution: the path before round 16) when ``theta`` is a lumped posterior's
+    draws (``sigma`` without ``sigma_meas``; ``--variability lumped``, whose σ ≈ 0.29–0.4 is
+    as wide as the children's whole measured spread), or for a model without that model."""
+    from tregsim.observe import visit_variance_log
+
+    names = tuple(params)
+    theta = theta or {}
+    lumped = "sigma" in theta and "sigma_meas" not in theta
+    if not lumped and "sigma_meas" in names and "kappa" in names:
+        no_bio = "sigma_bio" not in names or ("sigma_meas" in theta and "sigma_bio" not in theta)
+        sb = 0.0 if no_bio else np.asarray(params["sigma_bio"], float)
+        lloq = float(np.asarray(params["LLOQ"], float).ravel()[0]) if "LLOQ" in names else None
+        kw = {} if lloq is None else {"lloq": lloq}
+        return visit_variance_log(
+            log_level, np.asarray(params["sigma_meas"], float), sb, params["kappa"], **kw
+        )
+    return np.zeros_like(np.asarray(log_level, float))
+
+
+def _noise_free_baseline(exp, cov: dict, params, theta: dict | None) -> np.ndarray:
+    """Noise-free baseline MMTT (nmol/L) of each patient from its drawn (measured) one:
+    :meth:`~tregsim.population.distributions.LogNormalByAge.noise_free` with the observation
+    error at the patient's age-group median (docs/experiments.md, "Baseline C-peptide")."""
+    spec = exp.population.cpep_baseline
+    y = np.asarray(cov["cpep_baseline"], float)
+    if not getattr(spec, "measured", False):
+        return y.copy()
+    age = np.asarray(cov["age"], float)
+    mu, _ = spec.log_params()
+    return spec.noise_free(age, y, baseline_noise_var(params, mu[spec.group(age)], theta))
 
 
 def complete_baseline(exp, pop: Population) -> Population:
@@ -240,7 +285,8 @@ def complete_baseline(exp, pop: Population) -> Population:
         day = float(exp.baseline_day)
     else:
         return pop
-    params["cpep0"] = _cpep0_for_baseline(exp.model, params, cov["cpep_baseline"], day)
+    base = cov.get("cpep_baseline_true", cov["cpep_baseline"])
+    params["cpep0"] = _cpep0_for_baseline(exp.model, params, base, day)
     cov["cpep0"] = params["cpep0"].copy()
     return pop
 
