@@ -138,7 +138,8 @@ class NaturalHistory:
         """What ``tregsim check natural-history`` prints (all ages, months 0, 12, 24)."""
         return [
             f"month {r['month']:g}: simulated mean {r['sim_mean_nmol_L']:.3f} vs observed "
-            f"{r['obs_mean_nmol_L']:.3f} nmol/L (z = {r['z_mean']:+.1f}); ≥0.2: "
+            f"{r['obs_mean_nmol_L']:.3f} nmol/L (z = {r['z_mean']:+.1f}), SD "
+            f"{r['sim_sd_nmol_L']:.3f} vs {r['obs_sd_nmol_L']:.3f} nmol/L; ≥0.2: "
             f"{r['sim_frac_ge_0_2']:.0%} vs {r['obs_frac_ge_0_2']:.0%}"
             for r in self.rows
             if r["age_group"] == "all" and r["month"] in (0, 12, 24)

@@ -161,6 +161,7 @@ def responder_analysis(
         "weight": "kg",
         "cpep0": "nmol/L",
         "cpep_baseline": "nmol/L",
+        "cpep_baseline_true": "nmol/L",
         "cpep_fasting": "pmol/L",
         "sex": "1 = male",
         "aab_positive": "1 = positive",

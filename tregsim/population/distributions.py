@@ -12,12 +12,19 @@ name             unit      meaning
 age              years     age at diagnosis
 sex              –         1 = male, 0 = female (int8)
 weight           kg        body weight
-cpep_baseline    nmol/L    MMTT 2-h AUC mean C-peptide at the baseline visit
-cpep0            nmol/L    model covariate (value at diagnosis, sets M0); = cpep_baseline
+cpep_baseline    nmol/L    measured MMTT 2-h AUC mean C-peptide at the baseline (screening)
+                           visit, drawn from ``[population.cpep_baseline]``
+cpep0            nmol/L    model covariate (value at diagnosis, sets M0); after
+                           :func:`~tregsim.population.sampling.complete_baseline` the value
+                           whose untreated course passes through ``cpep_baseline_true``
 cpep_fasting     pmol/L    fasting C-peptide at baseline
 aab_positive     –         ≥ 1 islet autoantibody positive (bool)
 t_baseline       days      diagnosis → baseline visit
 ===============  ========  =================================================================
+
+Set by :func:`~tregsim.population.sampling.sample_population` (it depends on the patient's
+observation model, so eligibility rules cannot use it): ``cpep_baseline_true`` (nmol/L), the
+noise-free MMTT at the baseline visit (equal to ``cpep_baseline`` when ``measured = false``).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ COVARIATE_UNITS = {
     "cpep_fasting": "pmol/L",
     "aab_positive": "bool",
     "t_baseline": "days",
+    "cpep_baseline_true": "nmol/L",
 }
 
 AGE_LIMITS_YEARS = (0.0, 120.0)
