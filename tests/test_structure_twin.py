@@ -1,6 +1,8 @@
 """The twin under the records structure (tregsim.twin.StructureTwinGrid) against Monte Carlo
-of the same world through independent code: the model solver (per-patient hazard covariate
-and random effect) and tregsim.observe.observe_visits, conditioned on the observed baseline."""
+of the same world through independent code: the population's noise-free baseline
+(LogNormalByAge.noise_free, as virtual patients are drawn from a measured law), the model
+solver (per-patient hazard covariate and random effect) and tregsim.observe.observe_visits,
+conditioned on the observed baseline."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.experiment import load_experiment
-from tregsim.observe import observe_visits
+from tregsim.observe import observe_visits, visit_variance_log
 from tregsim.population.structure import resolve_structure
 from tregsim.solve import simulate_arrays
 from tregsim.twin import BaselinePrior, StructureTwinGrid
@@ -28,7 +30,11 @@ def test_structure_twin_matches_monte_carlo():
     n = 80_000
     age = np.full(n, 12.0)
     mu_p, sd_p = bp(age)
-    mu0 = np.exp(mu_p + sd_p * g.standard_normal(n))
+    # the virtual patients' noise-free baselines, as the population sampler draws them from
+    # the experiment's measured law
+    measured = np.exp(mu_p + sd_p * g.standard_normal(n))
+    v = visit_variance_log(mu_p, th["sigma_meas"], 0.0, th["kappa"], lloq=0.017)
+    mu0 = exp.population.cpep_baseline.noise_free(age, measured, v)
     f = np.exp(th["omega_lambda"] * g.standard_normal(n))
     params = exp.model.parameters(n, **th, age=age, cpep_bl=mu0, cpep0=np.ones(n), f_lambda=f)
     r = simulate_arrays(exp.model, params, None, np.array([60.0, 60.0 + 12 * DAYS_PER_MONTH]))

@@ -212,16 +212,35 @@ class BaselinePrior:
     age_breaks_years: tuple[float, ...]
     mu_log: tuple[float, ...]
     sd_log: tuple[float, ...]
+    measured: bool = False
 
     @classmethod
     def from_experiment(cls, exp) -> BaselinePrior:
-        """The experiment's ``[population.cpep_baseline]``: the law of its virtual patients'
-        *measured* baseline when ``measured`` (the default), so as a prior of the noise-free
-        value it is wider by the observation error (≈ 0.25 of ≈ 0.36–0.47 on the log scale),
-        i.e. weakly informative; used only when the posterior has no baseline model."""
+        """The experiment's ``[population.cpep_baseline]``. When ``measured`` (the default)
+        it is the law of the *measured* baseline: :meth:`noise_free` narrows it by an
+        observation model (:class:`StructureTwinGrid` does, as the virtual patients are drawn);
+        :class:`Twin` uses it as it is, a weakly informative prior of the noise-free value."""
         c = exp.population.cpep_baseline
         mu, sd = c.log_params()
-        return cls(tuple(c.age_breaks_years), tuple(mu), tuple(sd))
+        return cls(tuple(c.age_breaks_years), tuple(mu), tuple(sd), bool(c.measured))
+
+    def noise_free(self, noise_var) -> BaselinePrior:
+        """The law of the noise-free value whose measurement has this (measured) law:
+        sd_log² − v per group, v = ``noise_var(mu_log)`` the variance of ln(measured /
+        noise-free) at the group's median level (as
+        :meth:`tregsim.population.distributions.LogNormalByAge.noise_free` draws the virtual
+        patients). Itself when not ``measured``."""
+        if not self.measured:
+            return self
+        mu, sd = np.asarray(self.mu_log, float), np.asarray(self.sd_log, float)
+        v = np.asarray(noise_var(mu), float)
+        if np.any(v >= sd**2):
+            raise ArgumentError(
+                "the baseline MMTT's log-SD is no wider than the observation error alone",
+                field="population.cpep_baseline.sd_nmol_L",
+                fix="give the SD of measured baseline MMTTs, or set measured = false",
+            )
+        return BaselinePrior(self.age_breaks_years, tuple(mu), tuple(np.sqrt(sd**2 - v)))
 
     def __call__(self, age_years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         g = np.searchsorted(np.asarray(self.age_breaks_years), age_years, side="right")
@@ -717,8 +736,10 @@ class StructureTwinGrid:
     mean of observed ln(AUC + 1) at ``months`` given one observed baseline MMTT y₀ and age.
 
     Plug-in values ``theta`` (the study's posterior medians / the structure file's values):
-    the latent noise-free baseline μ₀ has the experiment's law (``baseline_prior``, the
-    population's ``[population.cpep_baseline]``) and is observed as log y₀ = log μ₀ + e,
+    the latent noise-free baseline μ₀ has the experiment's noise-free law (``baseline_prior``,
+    the population's ``[population.cpep_baseline]``, narrowed by this observation model at each
+    group's median when it is a measured law: :meth:`BaselinePrior.noise_free`) and is
+    observed as log y₀ = log μ₀ + e,
     e ~ N(0, s²), s² = σ_meas²·h² + σ_bio²·h², h = (μ₀/0.6 nmol/L)^−κ (censored below the
     LLOQ); the loss hazard λ0 = λ_ref·(age/10)^−γ_a·(μ₀/0.6)^−β_c·exp(−β_lin(μ₀ − 0.6))·e^(ω_λ η),
     η ~ N(0, 1); log μ_m = log μ₀ + log c(m; λ0, q); y_m = μ_m·exp(e_m) with the same SD law
@@ -744,10 +765,11 @@ class StructureTwinGrid:
         th = {k: float(np.median(np.asarray(v, float))) for k, v in theta.items() if k in d}
         g = {k: th.get(k, float(d[k])) for k in d}
         self.theta = g
-        self.prior = baseline_prior
         self.months = np.asarray(months, float)
         self.baseline_day = float(baseline_day)
         self.lloq = float(d["LLOQ"]) if lloq_nmol_l is None else float(lloq_nmol_l)
+        # the virtual patients' noise-free baseline law, when the experiment's is a measured one
+        self.prior = baseline_prior.noise_free(lambda m: self._sd(m) ** 2)
         self._log_cref = float(np.log(C_REF_NMOL_L))
         # log c(m)/c(baseline) as a function of log λ0 (q, s0, k_re … at theta): one batch
         self.loglam = np.linspace(np.log(1e-6), np.log(0.1), self.N_LOGLAM)
