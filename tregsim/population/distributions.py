@@ -12,8 +12,10 @@ name             unit      meaning
 age              years     age at diagnosis
 sex              –         1 = male, 0 = female (int8)
 weight           kg        body weight
-cpep_baseline    nmol/L    measured MMTT 2-h AUC mean C-peptide at the baseline (screening)
-                           visit, drawn from ``[population.cpep_baseline]``
+cpep_baseline    nmol/L    MMTT 2-h AUC mean C-peptide at the baseline visit as drawn from
+                           ``[population.cpep_baseline]`` (a measured law; eligibility and
+                           allocation use it; a rank-preserving stretch of the noise-free
+                           ``cpep_baseline_true``, not an independent measurement)
 cpep0            nmol/L    model covariate (value at diagnosis, sets M0); after
                            :func:`~tregsim.population.sampling.complete_baseline` the value
                            whose untreated course passes through ``cpep_baseline_true``
