@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from tregsim import rng as _rng
-from tregsim.errors import ArgumentError
+from tregsim.errors import ArgumentError, ExperimentFileError
 from tregsim.experiment import load_experiment
 from tregsim.population import sample_population
 from tregsim.population.sampling import acceptance_rate
@@ -260,5 +260,6 @@ def test_baseline_sd_narrower_than_the_observation_error_is_refused(tmp_path):
         TEXT.replace("sd_nmol_L = [0.2192, 0.4165, 0.3576]", "sd_nmol_L = [0.05, 0.4165, 0.3576]"),
         encoding="utf-8",
     )
-    with pytest.raises(ArgumentError, match="sd_nmol_L"):
+    with pytest.raises(ExperimentFileError, match="sd_nmol_L") as e:
         sample_population(load_experiment(p), 300, seed=2)
+    assert "narrow.toml" in str(e.value) and "fix:" in str(e.value)

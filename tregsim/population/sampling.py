@@ -266,7 +266,12 @@ def _noise_free_baseline(exp, cov: dict, params, theta: dict | None) -> np.ndarr
         return y.copy()
     age = np.asarray(cov["age"], float)
     mu, _ = spec.log_params()
-    return spec.noise_free(age, y, baseline_noise_var(params, mu[spec.group(age)], theta))
+    try:
+        return spec.noise_free(age, y, baseline_noise_var(params, mu[spec.group(age)], theta))
+    except ArgumentError as e:  # name the experiment file the SD comes from
+        raise ExperimentFileError(
+            e.problem, file=getattr(exp, "path", None), field=e.field, fix=e.fix
+        ) from None
 
 
 def complete_baseline(exp, pop: Population) -> Population:
