@@ -79,9 +79,10 @@ _S0_TABLES: dict = {}  # (s0, last day) → CurveTable: built once, shared by th
 
 def array_log_lik(like: V.StructureLikelihood, th: dict, th_mu: dict, sm_p: np.ndarray) -> float:
     """Σ log marginal likelihood of the participants (σ_bio = 0), as
-    :func:`structure_run.array_log_lik`, with per-participant quantities: ``th_mu`` the θ of
-    the noise-free level (entries may be per-visit arrays that broadcast against (V, Z, E),
-    e.g. β_lin), ``sm_p`` (P,) each participant's σ_meas (before the level scaling h of κ)."""
+    :func:`structure_run.array_log_lik`, with per-participant quantities: ``th`` the θ of the
+    ζ nodes (entries may be (P, 1), e.g. s_c), ``th_mu`` the θ of the noise-free level (entries
+    may be per-visit arrays that broadcast against (V, Z, E), e.g. β_lin), ``sm_p`` (P,) each
+    participant's σ_meas (before the level scaling h of κ)."""
     order, starts = R._visit_order(like)
     with np.errstate(all="ignore"):
         nodes = like.zeta_nodes(th | {"sigma_meas": sm_p[:, None]})
@@ -277,25 +278,30 @@ class AgeDeviation(Extended):
 
 
 class PerPatient(Extended):
-    """An extension that makes one structure parameter (``name``) a per-participant value
-    :meth:`value` (P,), e.g. a function of age: the likelihood evaluates it per visit
-    (broadcast against the (V, Z, E) nodes), the simulation per participant."""
+    """An extension that makes structure parameters of the noise-free course per-participant
+    values (:meth:`values`: name → (P,), by default ``name`` → :meth:`value`), e.g. functions
+    of age: the likelihood evaluates them per visit (broadcast against the (V, Z, E) nodes),
+    the simulation per participant."""
 
     name = ""
 
     def value(self, th, v) -> np.ndarray:
         raise NotImplementedError
 
+    def values(self, th, v) -> dict[str, np.ndarray]:
+        return {self.name: self.value(th, v)}
+
     def _log_lik(self, th, v):
-        per_visit = self.value(th, v)[self.rec.visit_patient][:, None, None]
+        vp = self.rec.visit_patient
+        per_visit = {k: x[vp][:, None, None] for k, x in self.values(th, v).items()}
         sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
-        return array_log_lik(self.base.like, th, th | {self.name: per_visit}, sm_p)
+        return array_log_lik(self.base.like, th, th | per_visit, sm_p)
 
     def _simulator(self, th, v):
         rec = self.rec
 
         def simulate(th_k, g):
-            return self._simulate(self.table, th_k | {self.name: self.value(th_k, v)}, rec, g)
+            return self._simulate(self.table, th_k | self.values(th_k, v), rec, g)
 
         return simulate
 
@@ -363,29 +369,12 @@ class AgeHazard(PerPatient):
     def simulator(self, th: dict, v):
         return None if np.isscalar(v) and v == 0.0 else self._simulator(th, v)
 
-    def _log_lik(self, th, v):
-        like = self.base.like
-        vp = like.r.visit_patient
+    def values(self, th, v) -> dict[str, np.ndarray]:
         la = np.log(np.asarray(self.rec.age_years, float) / 10.0)
-        om = th["omega_lambda"] * np.exp(-v[0] * la)
-        bl = th["beta_lin"] + v[1] * la
-        # ω_λ multiplies the η nodes: per visit (V, 1, 1) against (V, Z, E)
-        th_mu = th | {"omega_lambda": om[vp][:, None, None], "beta_lin": bl[vp][:, None, None]}
-        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
-        return array_log_lik(like, th, th_mu, sm_p)
-
-    def _simulator(self, th, v):
-        rec = self.rec
-        la = np.log(np.asarray(rec.age_years, float) / 10.0)
-
-        def simulate(th_k, g):
-            per = {
-                "omega_lambda": th_k["omega_lambda"] * np.exp(-v[0] * la),
-                "beta_lin": th_k["beta_lin"] + v[1] * la,
-            }
-            return self._simulate(self.table, th_k | per, rec, g)
-
-        return simulate
+        return {
+            "omega_lambda": th["omega_lambda"] * np.exp(-v[0] * la),
+            "beta_lin": th["beta_lin"] + v[1] * la,
+        }
 
 
 class AgeBaselineSpread(Extended):
@@ -407,18 +396,11 @@ class AgeBaselineSpread(Extended):
         like = self.base.like
         sc_p = self.s_c(th, v)
         sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
-        order, starts = R._visit_order(like)
-        with np.errstate(all="ignore"):
-            nodes = like.zeta_nodes(th | {"sigma_meas": sm_p[:, None], "s_c": sc_p[:, None]})
-            lm = like.log_mu(th | {"s_c": sc_p[like.r.visit_patient][:, None]}, nodes)
-            res = like._logy[:, None] - lm
-            sd = th["sigma_meas"] * deviation_scale(lm, th.get("kappa", 0.0), like.lloq)
-            c = like._cens
-            ll = -0.5 * ((res / sd) ** 2 + 2 * np.log(sd) + np.log(2 * np.pi)) - like._logy[:, None]
-            if c.any():
-                ll[c] = special.log_ndtr(res[c] / sd[c])
-            tot = np.add.reduceat(ll[order], starts, axis=0)
-            return float(special.logsumexp(tot + like.log_weights(th, nodes), axis=1).sum())
+        # per participant for the adaptive ζ nodes (P, 1), per visit for the level (V, 1)
+        th_nodes = th | {"s_c": sc_p[:, None]}
+        return array_log_lik(
+            like, th_nodes, th | {"s_c": sc_p[like.r.visit_patient][:, None]}, sm_p
+        )
 
     def _simulator(self, th, v):
         rec = self.rec
