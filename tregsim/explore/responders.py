@@ -149,6 +149,7 @@ def responder_analysis(
     ``(ranking, outcomes)`` with the :class:`tregsim.explore.sweep.PairedOutcomes`.
     """
     from tregsim.explore.sweep import population_for, simulate_paired
+    from tregsim.population.distributions import COVARIATE_UNITS
 
     pop = population_for(exp, n, seed, posterior)
     po = simulate_paired(
@@ -156,17 +157,7 @@ def responder_analysis(
     )
     delta = po.delta[0, :, 0]
     preds, units = {}, {}
-    cov_units = {
-        "age": "years",
-        "weight": "kg",
-        "cpep0": "nmol/L",
-        "cpep_baseline": "nmol/L",
-        "cpep_baseline_true": "nmol/L",
-        "cpep_fasting": "pmol/L",
-        "sex": "1 = male",
-        "aab_positive": "1 = positive",
-        "t_baseline": "days",
-    }
+    cov_units = COVARIATE_UNITS | {"sex": "1 = male", "aab_positive": "1 = positive"}
     for k, v in pop.covariates.items():
         a = np.asarray(v)
         if a.dtype.kind in "biuf":

@@ -241,19 +241,16 @@ def baseline_noise_var(params, log_level, theta: dict | None = None) -> np.ndarr
     draws (``sigma`` without ``sigma_meas``; ``--variability lumped``, whose σ ≈ 0.29–0.4 is
     as wide as the children's whole measured spread), or for a model without that model."""
     from tregsim.observe import visit_variance_log
+    from tregsim.units import LLOQ_NMOL_L
 
-    names = tuple(params)
     theta = theta or {}
     lumped = "sigma" in theta and "sigma_meas" not in theta
-    if not lumped and "sigma_meas" in names and "kappa" in names:
-        no_bio = "sigma_bio" not in names or ("sigma_meas" in theta and "sigma_bio" not in theta)
-        sb = 0.0 if no_bio else np.asarray(params["sigma_bio"], float)
-        lloq = float(np.asarray(params["LLOQ"], float).ravel()[0]) if "LLOQ" in names else None
-        kw = {} if lloq is None else {"lloq": lloq}
-        return visit_variance_log(
-            log_level, np.asarray(params["sigma_meas"], float), sb, params["kappa"], **kw
-        )
-    return np.zeros_like(np.asarray(log_level, float))
+    if lumped or "sigma_meas" not in params or "kappa" not in params:
+        return np.zeros_like(np.asarray(log_level, float))
+    no_bio = "sigma_bio" not in params or ("sigma_meas" in theta and "sigma_bio" not in theta)
+    sb = 0.0 if no_bio else params["sigma_bio"]
+    lloq = float(params["LLOQ"][0]) if "LLOQ" in params else LLOQ_NMOL_L
+    return visit_variance_log(log_level, params["sigma_meas"], sb, params["kappa"], lloq)
 
 
 def _noise_free_baseline(exp, cov: dict, params, theta: dict | None) -> np.ndarray:
@@ -262,8 +259,6 @@ def _noise_free_baseline(exp, cov: dict, params, theta: dict | None) -> np.ndarr
     error at the patient's age-group median (docs/experiments.md, "Baseline C-peptide")."""
     spec = exp.population.cpep_baseline
     y = np.asarray(cov["cpep_baseline"], float)
-    if not getattr(spec, "measured", False):
-        return y.copy()
     age = np.asarray(cov["age"], float)
     mu, _ = spec.log_params()
     try:
