@@ -353,6 +353,13 @@ CATALOGUE += [
         "visits_months",
     ),
     Case(
+        # measured = true: an SD no wider than the observation error cannot be deconvolved;
+        # refused before the output folder exists (round 17)
+        "experiment/baseline-sd-narrower-than-observation-error",
+        _cohort(("sd_nmol_L = [0.2192, 0.4165, 0.3576]", "sd_nmol_L = [0.05, 0.4165, 0.3576]")),
+        "sd_nmol_L",
+    ),
+    Case(
         "experiment/negative-baseline-day",
         _cohort(("baseline_day = 60", "baseline_day = -5")),
         "baseline_day",

@@ -706,6 +706,21 @@ class AnalysisStart:
         return self.manifest
 
 
+PREFLIGHT_PATIENTS = 256
+
+
+def _preflight_population(exp, draws: dict | None, seed: int) -> None:
+    """Sample the first :data:`PREFLIGHT_PATIENTS` patients (no solves) so that an input the
+    population refuses, e.g. a measured baseline SD no wider than the observation error of
+    the resolved structure, stops the analysis before its output folder exists."""
+    from tregsim.population.sampling import sample_population
+
+    if getattr(exp, "population", None) is None:
+        return
+    m = PREFLIGHT_PATIENTS
+    sample_population(exp, m, seed, theta=posterior_rows(draws, 0, m), baseline_cpep0=False)
+
+
 def start_analysis(
     exp,
     *,
@@ -770,6 +785,8 @@ def start_analysis(
         arguments["variability"] = variability
         if resolved.structure is not None:
             inputs["variability_structure"] = shipped_path(resolved.structure["file"])
+    if resolved is not None:
+        _preflight_population(exp, draws, seed)
     manifest = result_manifest(
         command=command,
         function=function,
