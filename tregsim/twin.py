@@ -788,11 +788,14 @@ class StructureTwinGrid:
         self.table = self._tabulate()
 
     def _sd(self, log_mu):
-        g = self.theta
-        from tregsim.observe import deviation_scale
+        """SD of ln(observed) about ``log_mu`` at one visit: the observation model's own
+        (:func:`tregsim.observe.visit_variance_log`, as virtual trials draw it)."""
+        from tregsim.observe import visit_variance_log
 
-        h = deviation_scale(log_mu, g["kappa"], self.lloq)
-        return np.sqrt(g["sigma_meas"] ** 2 + g["sigma_bio"] ** 2) * h
+        g = self.theta
+        return np.sqrt(
+            visit_variance_log(log_mu, g["sigma_meas"], g["sigma_bio"], g["kappa"], self.lloq)
+        )
 
     def exact(self, log_y0: np.ndarray, age: np.ndarray, censored: np.ndarray) -> np.ndarray:
         """(P, V) predictive mean by quadrature (no tabulation)."""
