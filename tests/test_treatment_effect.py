@@ -468,14 +468,19 @@ def test_no_decline_probability_matches_observe_visits(sigma_bio):
 
     exp = load_experiment(ROOT / "experiments" / "tilt.toml")
     prep = _Prepared(TrialDesign("tilt", exp, {"treg_il2_low": 9}, None, 0, (12.0,)), 100, 1, None)
-    obs = {**prep.structure["observation"], "sigma_bio": sigma_bio, "tau_bio": 180.0}
-    prep.structure = {**prep.structure, "observation": obs}
+    obs = {
+        "sigma_meas": float(prep.obs["sigma_meas"][0]),
+        "kappa": float(prep.obs["kappa"][0]),
+        "sigma_bio": sigma_bio,
+        "tau_bio": 180.0,
+    }
+    prep.obs = obs
     m = 200_000
     mu = np.tile([0.6, 0.45], (m, 1))  # nmol/L at baseline and one year later
     days = np.array([0.0, 365.0])
     y, _ = observe_visits(mu, days, visit_normals(7, "test", 0, m, 2), lloq=0.0, **obs)
     freq = np.mean(y[:, 1] >= y[:, 0])
-    want = ndtr(np.log(0.45 / 0.6) / prep.change_sd(0.6, 0.45, 365.0))
+    want = float(ndtr(np.log(0.45 / 0.6) / prep.change_sd(0.6, 0.45, 365.0)))
     assert freq == pytest.approx(want, abs=4 * np.sqrt(want * (1 - want) / m))
 
 

@@ -26,11 +26,12 @@ i mod n_draws, as cohorts do); φ and the kinetics are set per design point.
 
 Variability (``variability``, the same two settings as :func:`tregsim.trial.virtual.virtual_trials`):
 ``"records"`` (default) uses the structure of individual variability fitted to the placebo
-records, :func:`tregsim.trial.virtual.records_structure` — its hazard and hazard covariate
-(λ_ref, γ_a, ω_λ, q, β_c, β_lin replace the posterior's values, as in virtual trials) and its
-observation model (:func:`tregsim.observe.observe_visits`: assay σ_meas, within-patient
-deviation σ_bio/τ_bio, heteroscedastic factor κ) at every visit, per-patient stream
-``treatment_effect.<key>.observed``; ``"lumped"`` is the model's one residual ``sigma``
+records, resolved as every analysis resolves it
+(:func:`tregsim.population.structure.resolve_structure`): with a records-structure posterior
+(the shipped one) each patient's hazard and hazard covariate (λ_ref, γ_a, ω_λ, q, β_c, β_lin)
+and observation model (:func:`tregsim.observe.observe_visits`: assay σ_meas, within-patient
+deviation σ_bio/τ_bio, heteroscedastic factor κ) are its posterior draw's, otherwise the
+structure file's values; per-patient stream ``treatment_effect.<key>.observed``; ``"lumped"`` is the model's one residual ``sigma``
 (:func:`tregsim.observe.observe`, stream ``treatment_effect.<key>.assay``). See
 docs/treatment_effect.md.
 """
@@ -52,6 +53,7 @@ from tregsim.observe import (
     observe_visits,
     visit_normals,
 )
+from tregsim.population.structure import STRUCTURE_OBSERVATION, STRUCTURE_POPULATION
 
 THETA_NAMES = ("phi", "FX", "F_M", "alpha_X", "beta_M")
 """Design coordinates, natural scale: φ (1), FX (1), F_M (1), α_X (1/day), β_M (1/day)."""
@@ -96,10 +98,14 @@ def _observe(exp, pop, mu, z):
     return np.where(bad, np.nan, y)
 
 
-def _structure_theta(exp, structure: dict, n: int) -> dict:
-    """The structure's population values as theta for ``n`` patients of ``exp``'s model."""
-    spec = exp.model.spec.parameters
-    missing = [k for k in structure["population"] if k not in spec]
+def _structure_draws(exp, nh_draws: dict | None):
+    """The records structure resolved from the natural-history draws
+    (:func:`tregsim.population.structure.resolve_structure`) for ``exp``'s model, which must
+    carry the structure's hazard; the observation model need not be among its parameters
+    (the IL-2 variant's is not): the designs observe with it directly."""
+    from tregsim.population.structure import resolve_structure
+
+    missing = [k for k in STRUCTURE_POPULATION if k not in exp.model.parameter_names]
     if missing:
         raise ArgumentError(
             f"model {exp.model.spec.name} lacks {', '.join(missing)} of the records structure",
@@ -107,7 +113,7 @@ def _structure_theta(exp, structure: dict, n: int) -> dict:
             field="variability",
             fix='use a model with the hazard covariate, or variability = "lumped"',
         )
-    return {k: np.full(n, v) for k, v in structure["population"].items()}
+    return resolve_structure("records", nh_draws or None, None)
 
 
 class _Prepared:
@@ -128,27 +134,29 @@ class _Prepared:
         check_variability(variability)
         self.design = design
         self.variability = variability
-        self.structure = records_structure() if variability == "records" else None
         exp = design.experiment
+        self.structure = None
+        draws = nh_draws
+        if variability == "records":
+            self.structure = _structure_draws(exp, nh_draws)
+            draws = self.structure.draws
         stream = f"treatment_effect.{design.key}"
         n_rep = max(1, n_patients // design.n_trial) if design.control else 0
         n = max(n_patients, n_rep * design.n_trial)
-        theta = None
-        if nh_draws:
-            k = len(next(iter(nh_draws.values())))
-            # a records-structure posterior also carries the records' baseline distribution
-            # (mu_c, mu_a, s_c): not model parameters, so not patients' parameters
-            theta = {
-                name: np.asarray(v, float)[np.arange(n) % k]
-                for name, v in nh_draws.items()
-                if name in exp.model.parameter_names
-            }
-        if self.structure:
-            # the structure's hazard replaces the posterior's, as in virtual trials
-            theta = {**(theta or {}), **_structure_theta(exp, self.structure, n)}
-        self.pop = sample_population(exp, n, seed, theta=theta)
+        rows = {}
+        if draws:
+            k = len(next(iter(draws.values())))
+            rows = {name: np.asarray(v, float)[np.arange(n) % k] for name, v in draws.items()}
+        # a records-structure posterior also carries the records' baseline distribution
+        # (mu_c, mu_a, s_c): not model parameters, so not patients' parameters
+        theta = {name: v for name, v in rows.items() if name in exp.model.parameter_names}
+        self.pop = sample_population(exp, n, seed, theta=theta or None)
         nv = len(exp.visits_days)
-        if self.structure:
+        if self.structure is not None:
+            # each patient's observation model: its posterior draw's, or the structure file's
+            # (τ_bio, which a posterior without a biological deviation does not sample)
+            fixed = records_structure()["observation"]
+            self.obs = {k: rows.get(k, np.full(n, fixed[k])) for k in STRUCTURE_OBSERVATION}
             self.z = visit_normals(seed, stream + ".observed", 0, n, nv)
         else:
             self.z = trng.draw(
@@ -193,29 +201,29 @@ class _Prepared:
             exp.visits_days,
             np.tile(self.z, (reps, 1, 1)),
             lloq=lloq,
-            **self.structure["observation"],
+            **{k: np.tile(v, reps) for k, v in self.obs.items()},
         )
         # the LLOQ/2 substitution of virtual trials
         return np.where(bad, np.nan, np.where(cens, lloq / 2, y))
 
     def change_sd(self, mu0: np.ndarray, mu1: np.ndarray, days: float) -> np.ndarray:
         """SD of ln y₁ − ln y₀ for two visits ``days`` apart given the noise-free values
-        (the observation error only; arrays broadcast)."""
+        (the observation error only; arrays broadcast, the last axis over the patients)."""
         if self.structure is None:
             obs = self.design.experiment.model.spec.observables["cpeptide"]
             sigma = np.asarray(self.pop.params[obs.sigma], float)
             return sigma * np.sqrt(2.0)
-        o = self.structure["observation"]
+        o = self.obs
         with np.errstate(divide="ignore", invalid="ignore"):
             h0 = deviation_scale(np.log(mu0), o["kappa"])
             h1 = deviation_scale(np.log(mu1), o["kappa"])
         h0 = np.where(np.isfinite(h0), h0, 1.0)
         h1 = np.where(np.isfinite(h1), h1, 1.0)
         sm, sb = o["sigma_meas"], o["sigma_bio"]
-        if sb > 0:  # observe_visits: OU deviation scaled by h, assay error unscaled
-            rho = np.exp(-days / o["tau_bio"])
-            return np.sqrt(sb**2 * (h0**2 + h1**2 - 2 * rho * h0 * h1) + 2 * sm**2)
-        return sm * np.sqrt(h0**2 + h1**2)
+        # observe_visits: with an OU deviation it is scaled by h and the assay error is not
+        rho = np.exp(-days / o["tau_bio"])
+        ou = np.sqrt(sb**2 * (h0**2 + h1**2 - 2 * rho * h0 * h1) + 2 * sm**2)
+        return np.where(sb > 0, ou, sm * np.sqrt(h0**2 + h1**2))
 
 
 _SOLVER = {"rtol": 1e-6, "atol": 1e-9}
