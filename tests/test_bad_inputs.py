@@ -128,6 +128,22 @@ def _cohort(*edits):
     return build
 
 
+_NARROW = ("sd_nmol_L = [0.2192, 0.4165, 0.3576]", "sd_nmol_L = [0.05, 0.4165, 0.3576]")
+
+
+def _narrow(cmd, *rest):
+    """``tregsim CMD [SUB] EXPERIMENT [options] --out OUT`` on an experiment whose < 13 y
+    baseline SD is narrower than the observation error."""
+
+    def build(tmp):
+        f = experiment_file(tmp, _NARROW)
+        head = [cmd, rest[0]] if cmd == "check" else [cmd]
+        opts = list(rest[1:] if cmd == "check" else rest)
+        return [*head, str(f), *opts, "--out", str(tmp / OUT)], f
+
+    return build
+
+
 def _calib(*edits, csv_edit=None, extra=(), bad="config"):
     def build(tmp):
         f = calib_file(tmp, *edits, csv_edit=csv_edit)
@@ -356,8 +372,23 @@ CATALOGUE += [
         # measured = true: an SD no wider than the observation error cannot be deconvolved;
         # refused before the output folder exists (round 17)
         "experiment/baseline-sd-narrower-than-observation-error",
-        _cohort(("sd_nmol_L = [0.2192, 0.4165, 0.3576]", "sd_nmol_L = [0.05, 0.4165, 0.3576]")),
+        _cohort(_NARROW),
         "sd_nmol_L",
+    ),
+    *(
+        Case(
+            f"experiment/baseline-sd-narrower-than-observation-error/{argv[0]}",
+            _narrow(*argv),
+            "sd_nmol_L",
+        )
+        for argv in (
+            ("run", "--quick"),
+            ("power", "--trials", "20", "--n-per-arm", "5"),
+            ("check", "natural-history"),
+            ("responders",),
+            ("sensitivity",),
+            ("sweep", "--grid", "dose_per_kg=1e6..1e8:log:3"),
+        )
     ),
     Case(
         "experiment/negative-baseline-day",

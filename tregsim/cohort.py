@@ -709,10 +709,12 @@ class AnalysisStart:
 PREFLIGHT_PATIENTS = 256
 
 
-def _preflight_population(exp, draws: dict | None, seed: int) -> None:
-    """Sample the first :data:`PREFLIGHT_PATIENTS` patients (no solves) so that an input the
-    population refuses, e.g. a measured baseline SD no wider than the observation error of
-    the resolved structure, stops the analysis before its output folder exists."""
+def preflight_population(exp, draws: dict | None, seed: int) -> None:
+    """Sample the first :data:`PREFLIGHT_PATIENTS` patients of ``exp`` (no solves) with the
+    population parameters ``draws`` the analysis will use, so that an input the population
+    refuses, e.g. a measured baseline SD no wider than the observation error, stops the
+    analysis before its output folder exists (:func:`start_analysis`,
+    :func:`tregsim.report.run.run_experiment`)."""
     from tregsim.population.sampling import sample_population
 
     if getattr(exp, "population", None) is None:
@@ -737,6 +739,7 @@ def start_analysis(
     argv: list[str] | None = None,
     out_dir=None,
     overwrite: bool = False,
+    population_check: bool = True,
 ) -> AnalysisStart:
     """What every analysis over an experiment does first: check the seed, resolve the
     population posterior (:data:`~tregsim.results.SHIPPED` by default), build the manifest
@@ -749,6 +752,9 @@ def start_analysis(
     default ``"records"``): the returned ``draws`` carry it, the manifest records it
     (``variability_structure``, and the structure file among the inputs when its values are
     used).
+    ``population_check`` (default True): sample a few patients of the experiment with those
+    draws before the output folder is prepared (:func:`preflight_population`); False for an
+    analysis that does not sample the experiment's population (the twin of real records).
     """
     from tregsim.results import display_path, open_output, posterior_note, result_manifest
 
@@ -785,8 +791,8 @@ def start_analysis(
         arguments["variability"] = variability
         if resolved.structure is not None:
             inputs["variability_structure"] = shipped_path(resolved.structure["file"])
-    if resolved is not None:
-        _preflight_population(exp, draws, seed)
+    if exp is not None and population_check:
+        preflight_population(exp, draws if (use_posterior or resolved is not None) else None, seed)
     manifest = result_manifest(
         command=command,
         function=function,

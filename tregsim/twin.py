@@ -1016,6 +1016,7 @@ def twin_study(
         use_posterior=False,
         extra_inputs=extra,
         argv=argv,
+        population_check=False,  # the twin conditions on real records, not the population
     )
     pred = predict_twin(
         records,

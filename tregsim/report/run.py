@@ -315,6 +315,18 @@ def _structure_ledger(structure) -> LedgerEntry:
     return LedgerEntry("structure of individual variability", what, note)
 
 
+def _preflight(exp, plan) -> None:
+    """An input every section would refuse (e.g. a measured baseline SD no wider than the
+    observation error) stops the run before its folder exists, in one line, instead of
+    failing each section in turn."""
+    from tregsim.cohort import preflight_population, resolve_posterior
+    from tregsim.population.structure import resolve_structure
+
+    draws, path = resolve_posterior(plan.posterior, exp.model)
+    structure = resolve_structure(plan.variability, draws, path, exp.model)
+    preflight_population(exp, structure.draws, plan.seed)
+
+
 def run_experiment(
     experiment: Any,
     out: str | os.PathLike,
@@ -394,6 +406,7 @@ def run_experiment(
         settings=settings,
         argv=argv,
     )
+    _preflight(exp, plan)
     open_output(plan.out, manifest, overwrite)
 
     outcomes = []
