@@ -129,3 +129,21 @@ def test_natural_history_trial_statistics_acceptance(records, tmp_path):
     ba = pd.read_csv(tmp_path / "trial_statistics_by_age.csv")
     assert tuple(ba.columns) == BY_AGE_COLUMNS and len(ba) == len(by_age)
     assert len(load_natural_history(tmp_path).trial_statistics) == len(rows)
+
+
+def test_outside_summary_names_the_cells_outside_their_interval():
+    from tregsim.trial_statistics import outside_summary
+
+    rows = [
+        {"month": 6, "statistic": "ancova_slope", "observed": 0.95, "observed_lo": 0.80,
+         "observed_hi": 1.09, "simulated": 0.85},
+        {"group": "<13", "month": 12, "statistic": "ancova_slope", "observed": 1.30,
+         "observed_lo": 0.66, "observed_hi": 1.79, "simulated": 0.43},
+        {"group": ">=18", "month": 6, "statistic": "ancova_resid_sd", "observed": 0.117,
+         "observed_lo": 0.085, "observed_hi": 0.135, "simulated": 0.135},
+    ]  # fmt: skip
+    assert outside_summary(rows[:1]) == "all 1 inside the observed 95 % interval"
+    text = outside_summary(rows)
+    assert text.startswith("1 of 3 outside the observed 95 % interval: ")
+    assert "<13 ancova_slope 12 m: 0.430 vs 1.300 (0.660–1.790)" in text
+    assert ">=18" not in text  # on the interval's edge is inside

@@ -135,8 +135,9 @@ class NaturalHistory:
         return out
 
     def report_lines(self) -> list[str]:
-        """What ``tregsim check natural-history`` prints (all ages, months 0, 12, 24)."""
-        return [
+        """What ``tregsim check natural-history`` prints (all ages, months 0, 12, 24; then
+        which trial statistics fall outside the observed intervals, overall and by age)."""
+        lines = [
             f"month {r['month']:g}: simulated mean {r['sim_mean_nmol_L']:.3f} vs observed "
             f"{r['obs_mean_nmol_L']:.3f} nmol/L (z = {r['z_mean']:+.1f}), SD "
             f"{r['sim_sd_nmol_L']:.3f} vs {r['obs_sd_nmol_L']:.3f} nmol/L; ≥0.2: "
@@ -144,6 +145,14 @@ class NaturalHistory:
             for r in self.rows
             if r["age_group"] == "all" and r["month"] in (0, 12, 24)
         ]
+        if self.trial_statistics:
+            from tregsim.trial_statistics import outside_summary, split_overall
+
+            overall, by_age = split_overall(self.trial_statistics)
+            lines.append(f"trial statistics, all ages: {outside_summary(overall)}")
+            if by_age:
+                lines.append(f"trial statistics by age group: {outside_summary(by_age)}")
+        return lines
 
 
 def load_natural_history(out_dir: str | os.PathLike) -> NaturalHistory:

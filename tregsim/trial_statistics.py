@@ -384,6 +384,27 @@ def split_overall(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     return overall, [r for r in rows if r.get("group", "all") != "all"]
 
 
+def outside_summary(rows: list[dict]) -> str:
+    """One line on comparison rows: how many simulated values lie outside the observed
+    bootstrap 95 % interval, and which: ``"2 of 27 outside the observed 95 % interval: <13
+    ancova_slope 12 m: 0.434 vs 1.304 (0.665–1.789); …"`` (simulated vs observed (interval)),
+    or ``"all 9 inside the observed 95 % interval"``."""
+    out = [r for r in rows if not r["observed_lo"] <= r["simulated"] <= r["observed_hi"]]
+    if not out:
+        return f"all {len(rows)} inside the observed 95 % interval"
+    head = f"{len(out)} of {len(rows)} outside the observed 95 % interval"
+    return (
+        head
+        + ": "
+        + "; ".join(
+            (f"{r['group']} " if r.get("group", "all") != "all" else "")
+            + f"{r['statistic']} {r['month']:g} m: {r['simulated']:.3f} vs {r['observed']:.3f} "
+            f"({r['observed_lo']:.3f}–{r['observed_hi']:.3f})"
+            for r in out
+        )
+    )
+
+
 def write_comparison_csv(path, rows: list[dict], columns=COMPARISON_COLUMNS) -> None:
     """Write :func:`comparison_rows` atomically (4 significant decimals)."""
     from tregsim.io import write_text

@@ -287,7 +287,12 @@ def _nh_present(plan: RunPlan, folder: Path, exp, nh):
     if getattr(nh, "trial_statistics", None):
         import pandas as pd
 
-        from tregsim.trial_statistics import BY_AGE_COLUMNS, COMPARISON_COLUMNS, split_overall
+        from tregsim.trial_statistics import (
+            BY_AGE_COLUMNS,
+            COMPARISON_COLUMNS,
+            outside_summary,
+            split_overall,
+        )
 
         names = {
             "group": "age group at baseline (years)",
@@ -307,7 +312,7 @@ def _nh_present(plan: RunPlan, folder: Path, exp, nh):
                 overall,
                 COMPARISON_COLUMNS,
                 "Within-patient statistics that drive power (ANCOVA on baseline and age): "
-                "placebo records vs simulated observed visits",
+                f"placebo records vs simulated observed visits; {outside_summary(overall)}",
                 "trial_statistics.csv",
                 20,
             ),
@@ -315,7 +320,7 @@ def _nh_present(plan: RunPlan, folder: Path, exp, nh):
                 by_age,
                 BY_AGE_COLUMNS,
                 "The same by age group at baseline (cells of ≥ 20 participants; "
-                "children's intervals are wide)",
+                f"children's intervals are wide); {outside_summary(by_age)}",
                 "trial_statistics_by_age.csv",
                 40,
             ),
