@@ -214,6 +214,11 @@ class StudyEffect(Extended):
     def prior(self):
         return stats.halfnorm(scale=self.opts["omega_scale"])
 
+    @staticmethod
+    def shifted(th: dict, b: float) -> dict:
+        """θ of a study whose effect is b: ln λ_ref + b."""
+        return th | {"lambda_ref": th["lambda_ref"] * np.exp(b)}
+
     def study_node_log_lik(self, th: dict, omega: float, x=None) -> np.ndarray:
         """Σ over each study's participants of their log marginal likelihood with the study's
         b = ω·x: (S, J) for nodes x (J,) (default: the Gauss–Hermite nodes)."""
@@ -221,12 +226,7 @@ class StudyEffect(Extended):
         with np.errstate(all="ignore"):
             return np.array(
                 [
-                    [
-                        R.independent_log_lik(
-                            like, th | {"lambda_ref": th["lambda_ref"] * np.exp(omega * xj)}
-                        ).sum()
-                        for xj in x
-                    ]
+                    [R.independent_log_lik(like, self.shifted(th, omega * xj)).sum() for xj in x]
                     for like in self.likes
                 ]
             )
@@ -255,10 +255,7 @@ class StudyEffect(Extended):
             for s, study in enumerate(self.studies):
                 bs = b[g.choice(b.size, p=p[s])]
                 y[vis_study == study] = self._simulate(
-                    self.table,
-                    th_k | {"lambda_ref": th_k["lambda_ref"] * np.exp(bs)},
-                    rec.subset(rec.study == study),
-                    g,
+                    self.table, self.shifted(th_k, bs), rec.subset(rec.study == study), g
                 )
             return y
 
@@ -278,33 +275,8 @@ class StudyCoupling(StudyEffect):
 
     @staticmethod
     def shifted(th: dict, b: float) -> dict:
+        """θ of a study whose effect is b: β_lin + b."""
         return th | {"beta_lin": th["beta_lin"] + b}
-
-    def study_node_log_lik(self, th: dict, omega: float, x=None) -> np.ndarray:
-        x = self.x if x is None else np.asarray(x, float)
-        with np.errstate(all="ignore"):
-            return np.array(
-                [
-                    [R.independent_log_lik(like, self.shifted(th, omega * xj)).sum() for xj in x]
-                    for like in self.likes
-                ]
-            )
-
-    def _simulator(self, th, v):
-        b, p = self.posterior_grid(th, v)
-        rec = self.rec
-        vis_study = rec.study[rec.visit_patient]
-
-        def simulate(th_k, g):
-            y = np.empty(rec.y.size)
-            for s, study in enumerate(self.studies):
-                bs = b[g.choice(b.size, p=p[s])]
-                y[vis_study == study] = self._simulate(
-                    self.table, self.shifted(th_k, bs), rec.subset(rec.study == study), g
-                )
-            return y
-
-        return simulate
 
 
 class AgeDeviation(Extended):
