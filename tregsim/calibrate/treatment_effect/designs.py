@@ -31,9 +31,9 @@ records, resolved as every analysis resolves it
 (the shipped one) each patient's hazard and hazard covariate (λ_ref, γ_a, ω_λ, q, β_c, β_lin)
 and observation model (:func:`tregsim.observe.observe_visits`: assay σ_meas, within-patient
 deviation σ_bio/τ_bio, heteroscedastic factor κ) are its posterior draw's, otherwise the
-structure file's values; per-patient stream ``treatment_effect.<key>.observed``; ``"lumped"`` is the model's one residual ``sigma``
-(:func:`tregsim.observe.observe`, stream ``treatment_effect.<key>.assay``). See
-docs/treatment_effect.md.
+structure file's values; per-patient stream ``treatment_effect.<key>.observed``.
+``"lumped"`` is the model's one residual ``sigma`` (:func:`tregsim.observe.observe`, stream
+``treatment_effect.<key>.assay``). See docs/treatment_effect.md.
 """
 
 from __future__ import annotations
