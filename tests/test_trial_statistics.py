@@ -147,3 +147,25 @@ def test_outside_summary_names_the_cells_outside_their_interval():
     assert text.startswith("1 of 3 outside the observed 95 % interval: ")
     assert "<13 ancova_slope 12 m: 0.430 vs 1.300 (0.660–1.790)" in text
     assert ">=18" not in text  # on the interval's edge is inside
+
+
+def test_comparison_rows_skip_a_month_the_records_do_not_have():
+    """Records of a trial without a 6-month MMTT give rows for 12 and 24 months only (the
+    check used to stop with a KeyError)."""
+    from tregsim.trial_statistics import POWER_STATISTICS, TrialStatistics, comparison_rows
+
+    obs = TrialStatistics(
+        [
+            {"month": m, "statistic": s, "group": "all", "n": 30, "estimate": 0.5, "lo": 0.4,
+             "hi": 0.6}
+            for m in (12, 24)
+            for s in POWER_STATISTICS
+        ],
+        0.95, 10, "nominal month",
+    )  # fmt: skip
+    sim = {(s, m, "all"): np.array([0.45, 0.55]) for m in (6, 12, 24) for s in POWER_STATISTICS}
+    rows = comparison_rows(obs, sim)
+    assert [(r["month"], r["statistic"]) for r in rows] == [
+        (m, s) for m in (12, 24) for s in POWER_STATISTICS
+    ]
+    assert all(r["simulated"] == 0.5 and r["n"] == 30 for r in rows)

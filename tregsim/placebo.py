@@ -230,7 +230,9 @@ def natural_history_check(
             field="data",
             fix=f"pass the path of {DATA_NAME}",
         )
-    read_placebo_table(path)  # validate the table before anything is simulated
+    read_placebo_table(path)  # validate the table (and the records) before anything is simulated
+    if (path.parent / RECORDS_NAME).exists():
+        read_placebo_records(path.parent / RECORDS_NAME)
     st = start_analysis(
         exp,
         command="check natural-history",
@@ -264,6 +266,38 @@ def natural_history_check(
 
 
 RECORDS_NAME = "placebo_cpeptide_individual.csv"
+RECORDS_COLUMNS = {
+    "participant_id": "participant identifier",
+    "age_years": "age at baseline, years",
+    "month": "nominal visit month after baseline (0 = baseline)",
+    "auc_mean_cpeptide_nmol_l": "MMTT 2-h AUC mean C-peptide, nmol/L",
+}
+"""Columns ``tregsim check natural-history`` reads from individual placebo records (the
+schema of ``../shared/data/placebo_cpeptide_individual.csv``; other columns are ignored)."""
+
+
+def read_placebo_records(path):
+    """Individual placebo records (long format, one row per participant and visit) with the
+    columns of :data:`RECORDS_COLUMNS`, numbers checked; :class:`DataFileError` naming the
+    file, the column (and line) and the fix otherwise."""
+    from tregsim.long_format import numeric_column, read_csv_table
+
+    path = Path(path)
+    d = read_csv_table(path, id_columns=("participant_id",))
+    missing = [c for c in RECORDS_COLUMNS if c not in d.columns]
+    if missing:
+        raise DataFileError(
+            f"missing column(s) {', '.join(missing)}",
+            file=path,
+            field="header",
+            fix="give one row per participant and visit with columns "
+            + ", ".join(f"{c} ({what})" for c, what in RECORDS_COLUMNS.items()),
+        )
+    for c in ("age_years", "month", "auc_mean_cpeptide_nmol_l"):
+        d[c] = numeric_column(d, c, path)
+    return d
+
+
 TRIAL_STATISTICS_MONTHS = (0, 6, 12, 24)
 """Nominal visit months of the virtual cohorts behind ``trial_statistics.csv``."""
 TRIAL_STATISTICS_REPLICATES = 400
@@ -301,7 +335,6 @@ def cohort_trial_statistics(
     pattern is imposed (a visit missing in the records is missing in the virtual participant).
     Values: the mean and central 95 % over the cohorts.
     """
-    import pandas as pd
 
     from tregsim.population.sampling import complete_baseline, sample_population
     from tregsim.trial_statistics import (
@@ -315,7 +348,7 @@ def cohort_trial_statistics(
     if not Path(records).exists():
         return []
     months = TRIAL_STATISTICS_MONTHS
-    d = pd.read_csv(records)
+    d = read_placebo_records(records)
     _, wide, age_rec = to_wide(
         d.participant_id, d.month, d.auc_mean_cpeptide_nmol_l, d.age_years, months=months
     )

@@ -326,11 +326,16 @@ def comparison_rows(
 ) -> list[dict]:
     """Observed (bootstrap interval) beside simulated (mean and central interval over
     replicate virtual cohorts, ``simulated`` from :func:`cohort_statistics`) per month and
-    statistic: the rows of ``trial_statistics.csv`` (columns :data:`COMPARISON_COLUMNS`)."""
+    statistic: the rows of ``trial_statistics.csv`` (columns :data:`COMPARISON_COLUMNS`).
+    A month the records cannot give (no participant with that visit and a baseline, e.g. a
+    trial without a 6-month MMTT) has no rows."""
     a = (1 - level) / 2
+    cells = {(r["statistic"], r["month"], r["group"]) for r in observed.rows}
     rows = []
     for m in months:
         for s in statistics:
+            if (s, m, group) not in cells:
+                continue
             o = observed.get(s, m, group)
             v = np.asarray(simulated[(s, m, group)], float)
             v = v[np.isfinite(v)]
