@@ -331,6 +331,33 @@ def test_cli_check_records_without_a_column_is_one_line(tmp_path):
     assert not out.exists()
 
 
+def test_check_of_a_children_only_experiment_compares_the_groups_it_covers():
+    """An experiment of 8–17-year-olds is checked against the placebo table's < 13 y and
+    13–17 y rows only (the table's "all" rows mix in the adults), and its trial statistics
+    against the records' participants under 18: the overall rows' n are the number of those
+    participants with a baseline and that month's visit, counted here with pandas."""
+    import pandas as pd
+
+    from tregsim.placebo import RECORDS_NAME, natural_history_check
+
+    records = DATA.parent / RECORDS_NAME
+    if not records.exists():
+        pytest.skip("../shared/data/ is absent")
+    kids = load_experiment(ROOT / "experiments" / "trex_children.toml")
+    nh = natural_history_check(kids, data=DATA, seed=0, scale=1)
+    assert nh.age_groups == ("<13", "13-17")
+    assert {r["age_group"] for r in nh.rows} == {"<13", "13-17"}
+    rec = pd.read_csv(records)
+    rec = rec[rec.age_years < 18]
+    w = rec.pivot_table(index="participant_id", columns="month", values="auc_mean_cpeptide_nmol_l")
+    overall = [r for r in nh.trial_statistics if r.get("group", "all") == "all"]
+    assert {r["month"] for r in overall} == {6, 12, 24}
+    for r in overall:
+        assert r["n"] == len(w[[0, r["month"]]].dropna()), r
+    assert {r["group"] for r in nh.trial_statistics} == {"all", "<13", "13-17"}
+    assert any("age groups compared: <13, 13-17" in ln for ln in nh.report_lines())
+
+
 def test_posterior_draws_assigned_per_patient(exp, tmp_path):
     import xarray as xr
 

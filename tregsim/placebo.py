@@ -102,6 +102,10 @@ class NaturalHistory:
     ANCOVA slope, residual SD and baseline correlation at 6/12/24 months, observed (records,
     participant bootstrap) vs simulated observed visits; empty when the individual records
     are not available."""
+    age_groups: tuple = tuple(AGE_GROUPS)
+    """Age groups compared: those the experiment's population covers (an experiment of
+    children only is compared with the children's rows and records; the table's "all" rows,
+    a mixture of every group, only when all are covered)."""
 
     def frame(self):
         import pandas as pd
@@ -137,19 +141,30 @@ class NaturalHistory:
     def report_lines(self) -> list[str]:
         """What ``tregsim check natural-history`` prints (all ages, months 0, 12, 24; then
         which trial statistics fall outside the observed intervals, overall and by age)."""
-        lines = [
-            f"month {r['month']:g}: simulated mean {r['sim_mean_nmol_L']:.3f} vs observed "
+        shown = ("all",) if len(self.age_groups) == len(AGE_GROUPS) else self.age_groups
+        lines = []
+        if shown != ("all",):
+            lines.append(
+                f"age groups compared: {', '.join(self.age_groups)} (the experiment's "
+                "population has no patients in "
+                f"{', '.join(g for g in AGE_GROUPS if g not in self.age_groups)})"
+            )
+        lines += [
+            ("" if g == "all" else f"{g} y, ")
+            + f"month {r['month']:g}: simulated mean {r['sim_mean_nmol_L']:.3f} vs observed "
             f"{r['obs_mean_nmol_L']:.3f} nmol/L (z = {r['z_mean']:+.1f}), SD "
             f"{r['sim_sd_nmol_L']:.3f} vs {r['obs_sd_nmol_L']:.3f} nmol/L; ≥0.2: "
             f"{r['sim_frac_ge_0_2']:.0%} vs {r['obs_frac_ge_0_2']:.0%}"
+            for g in shown
             for r in self.rows
-            if r["age_group"] == "all" and r["month"] in (0, 12, 24)
+            if r["age_group"] == g and r["month"] in (0, 12, 24)
         ]
         if self.trial_statistics:
             from tregsim.trial_statistics import outside_summary, split_overall
 
             overall, by_age = split_overall(self.trial_statistics)
-            lines.append(f"trial statistics, all ages: {outside_summary(overall)}")
+            who = "all ages" if shown == ("all",) else f"age groups {', '.join(self.age_groups)}"
+            lines.append(f"trial statistics, {who}: {outside_summary(overall)}")
             if by_age:
                 lines.append(f"trial statistics by age group: {outside_summary(by_age)}")
         return lines
@@ -168,6 +183,7 @@ def load_natural_history(out_dir: str | os.PathLike) -> NaturalHistory:
         for f in (out / "trial_statistics.csv", out / "trial_statistics_by_age.csv")
         if f.exists()
     ]
+    groups = tuple(g for g in AGE_GROUPS if g in set(df["age_group"]))
     return NaturalHistory(
         df.to_dict("records"),
         {},
@@ -175,6 +191,7 @@ def load_natural_history(out_dir: str | os.PathLike) -> NaturalHistory:
         [],
         read_manifest(out),
         [r for rows in ts for r in rows],
+        groups,
     )
 
 
@@ -251,8 +268,15 @@ def natural_history_check(
     observed = st.structure.observed
     nh = natural_history(exp, path, seed, scale=scale, posterior=st.draws, observed=observed)
     nh.trial_statistics = cohort_trial_statistics(
-        exp, path.parent / RECORDS_NAME, seed, posterior=st.draws, observed=observed
+        exp,
+        path.parent / RECORDS_NAME,
+        seed,
+        posterior=st.draws,
+        observed=observed,
+        age_groups=nh.age_groups,
     )
+    if len(nh.age_groups) < len(AGE_GROUPS):
+        st.manifest["settings"]["age_groups_compared"] = list(nh.age_groups)
     if nh.trial_statistics:
         st.manifest["settings"]["trial_statistics"] = {
             "simulated": f"{TRIAL_STATISTICS_REPLICATES} virtual cohorts of the experiment's "
@@ -313,6 +337,7 @@ def cohort_trial_statistics(
     observed: bool = True,
     n_rep: int = TRIAL_STATISTICS_REPLICATES,
     n_boot: int = 2000,
+    age_groups: tuple | None = None,
 ) -> list:
     """The within-patient statistics that drive power (rows of ``trial_statistics.csv``,
     ``group`` "all", then those of ``trial_statistics_by_age.csv``: each age group at baseline
@@ -333,7 +358,9 @@ def cohort_trial_statistics(
     :func:`tregsim.observe.observe_visits` with each patient's own ``sigma_meas``, ``kappa``,
     ``sigma_bio``, ``tau_bio``; else the lumped log-normal ``sigma``), and the records' visit
     pattern is imposed (a visit missing in the records is missing in the virtual participant).
-    Values: the mean and central 95 % over the cohorts.
+    Values: the mean and central 95 % over the cohorts. ``age_groups`` (default: all of
+    :data:`AGE_GROUPS`): only the records' participants whose baseline age falls in these
+    groups take part (the groups the experiment's population covers).
     """
 
     from tregsim.population.sampling import complete_baseline, sample_population
@@ -349,6 +376,12 @@ def cohort_trial_statistics(
         return []
     months = TRIAL_STATISTICS_MONTHS
     d = read_placebo_records(records)
+    if age_groups is not None and len(age_groups) < len(AGE_GROUPS):
+        a = d["age_years"].to_numpy(float)
+        keep = np.zeros(a.size, bool)
+        for g in age_groups:
+            keep |= (a >= AGE_GROUPS[g][0]) & (a < AGE_GROUPS[g][1])
+        d = d[keep]
     _, wide, age_rec = to_wide(
         d.participant_id, d.month, d.auc_mean_cpeptide_nmol_l, d.age_years, months=months
     )
@@ -470,29 +503,22 @@ def natural_history(
             fix="use the curated table from ../shared/data/",
         )
     want = {g: n0[g] * scale for g in AGE_GROUPS}
-    # enough candidates to fill every group; grow until filled
+    groups = covered_age_groups(exp, seed, posterior)
+    # enough candidates to fill every compared group; grow until filled
     pool = max(sum(want.values()) * 4, 4096)
     while True:
         theta = posterior_rows(posterior, 0, pool)
         base: Any = sample_population(exp, pool, seed, start=0, theta=theta)
         age = base.covariates["age"]
         idx = {
-            g: np.flatnonzero((age >= lo) & (age < hi))[: want[g]]
-            for g, (lo, hi) in AGE_GROUPS.items()
+            g: np.flatnonzero((age >= AGE_GROUPS[g][0]) & (age < AGE_GROUPS[g][1]))[: want[g]]
+            for g in groups
         }
-        if all(len(idx[g]) == want[g] for g in AGE_GROUPS):
+        if all(len(idx[g]) == want[g] for g in groups):
             break
-        if pool > 2_000_000:
-            short = [g for g in AGE_GROUPS if len(idx[g]) < want[g]]
-            raise DataFileError(
-                f"the experiment's population has (almost) no patients in age group(s) {short}",
-                file=exp.path,
-                field="population.age",
-                fix="use an experiment whose ages cover 8–65 y",
-            )
         pool *= 4
-    sel = np.concatenate([idx[g] for g in AGE_GROUPS])
-    group_of = np.concatenate([[g] * want[g] for g in AGE_GROUPS])
+    sel = np.concatenate([idx[g] for g in groups])
+    group_of = np.concatenate([[g] * want[g] for g in groups])
     from tregsim.population.sampling import Population
 
     sub: Any = Population(
@@ -514,11 +540,13 @@ def natural_history(
         c = add_noise(c, z, np.asarray(sub.params["sigma"])[:, None])
     elif noise:
         c = observe_cohort(exp, sub, c, times, seed, True, "check.natural_history.visits")
-    sim = {g: c[group_of == g] for g in AGE_GROUPS}
+    sim = {g: c[group_of == g] for g in groups}
     rows = []
     for r in obs:
         g = r["age_group"]
         if g == "all":
+            if len(groups) < len(AGE_GROUPS):  # the table's "all" mixes every group
+                continue
             x = c[:, months == r["month"]][:, 0]
         elif g in sim:
             x = sim[g][:, months == r["month"]][:, 0]
@@ -555,4 +583,29 @@ def natural_history(
                 ),
             }
         )
-    return NaturalHistory(rows, sim, months, obs)
+    return NaturalHistory(rows, sim, months, obs, age_groups=groups)
+
+
+COVERAGE_POOL = 16384
+"""Eligible virtual patients sampled to find the age groups an experiment covers."""
+
+
+def covered_age_groups(exp, seed: int, posterior: dict | None = None) -> tuple:
+    """The age groups of :data:`AGE_GROUPS` in which the experiment's eligible population
+    has at least one of :data:`COVERAGE_POOL` patients (a share ≥ 1/16,384), in order;
+    :class:`DataFileError` when none."""
+    from tregsim.population.sampling import sample_population
+
+    m = COVERAGE_POOL
+    age = sample_population(
+        exp, m, seed, theta=posterior_rows(posterior, 0, m), baseline_cpep0=False
+    ).covariates["age"]
+    groups = tuple(g for g, (lo, hi) in AGE_GROUPS.items() if np.any((age >= lo) & (age < hi)))
+    if not groups:
+        raise DataFileError(
+            f"the experiment's population has no patients in any age group {list(AGE_GROUPS)}",
+            file=exp.path,
+            field="population.age",
+            fix="use an experiment whose ages overlap 8–65 y",
+        )
+    return groups

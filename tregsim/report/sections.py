@@ -236,23 +236,25 @@ def _nh_compute(plan: RunPlan, folder: Path, exp):
 
 def _nh_present(plan: RunPlan, folder: Path, exp, nh):
     df = nh.frame()
-    allg = df[df["age_group"] == "all"]
+    # the table's "all" rows when every age group is compared, else each compared group's
+    shown = ["all"] if (df["age_group"] == "all").any() else list(nh.age_groups)
     numbers, txt = [], []
-    for m in _endpoint_months(exp):
-        r = allg[allg["month"] == m]
+    for g, m in ((g, m) for g in shown for m in _endpoint_months(exp)):
+        r = df[(df["age_group"] == g) & (df["month"] == m)]
         if r.empty:
             continue
         r = r.iloc[0]
+        who = "" if g == "all" else f" ({g} y)"
         numbers.append(
             KeyNumber(
-                f"simulated routine-care mean at {m:g} months",
+                f"simulated routine-care mean at {m:g} months{who}",
                 float(r["sim_mean_nmol_L"]),
                 "nmol/L",
             )
         )
         numbers.append(
             KeyNumber(
-                f"observed placebo mean at {m:g} months (n = {int(r['obs_n'])})",
+                f"observed placebo mean at {m:g} months{who} (n = {int(r['obs_n'])})",
                 float(r["obs_mean_nmol_L"]),
                 "nmol/L",
             )
@@ -260,7 +262,7 @@ def _nh_present(plan: RunPlan, folder: Path, exp, nh):
         z = float(r["z_mean"])
         verdict = "within" if abs(z) <= 2 else "outside"
         txt.append(
-            f"{m:g} months: simulated {r['sim_mean_nmol_L']:.3f} vs observed "
+            f"{m:g} months{who}: simulated {r['sim_mean_nmol_L']:.3f} vs observed "
             f"{r['obs_mean_nmol_L']:.3f} nmol/L (z = {z:+.1f}, {verdict} 2 standard errors)"
         )
     keep = {
