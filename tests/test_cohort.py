@@ -307,17 +307,25 @@ def test_cli_check_missing_data_is_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "fix:" in r.stderr
 
 
-def test_cli_check_records_without_a_column_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("participant_id,age_years,auc_mean_cpeptide_nmol_l\nA,12,0.5\nA,12,0.4\n", "month"),
+        (
+            "participant_id,age_years,month,auc_mean_cpeptide_nmol_l\nA,12,0,0.5\nA,12,6,-0.4\n",
+            "line 3, column auc_mean_cpeptide_nmol_l",
+        ),
+    ],
+    ids=["missing-column", "negative-cpeptide"],
+)
+def test_cli_check_bad_records_is_one_line(tmp_path, text, names):
     """Individual records beside the placebo table are read with their schema checked: one
-    line naming the file and the missing column, exit 2, no output folder. The records are
-    made up here (no row of the shared records is copied)."""
+    line naming the file and the column (and line), exit 2, no output folder. The records
+    are made up here (no row of the shared records is copied)."""
     if not DATA.exists():
         pytest.skip("../shared/data/placebo_cpeptide_by_age_month.csv is absent")
     shutil.copy(DATA, tmp_path / DATA.name)
-    (tmp_path / "placebo_cpeptide_individual.csv").write_text(
-        "participant_id,age_years,auc_mean_cpeptide_nmol_l\nA,12,0.5\nA,12,0.4\n",
-        encoding="utf-8",
-    )
+    (tmp_path / "placebo_cpeptide_individual.csv").write_text(text, encoding="utf-8")
     out = tmp_path / "o"
     r = subprocess.run(
         [sys.executable, "-m", "tregsim", "check", "natural-history", str(NCT), "--out",
@@ -327,7 +335,7 @@ def test_cli_check_records_without_a_column_is_one_line(tmp_path):
     assert r.returncode == 2, r.stderr
     line = r.stderr.strip()
     assert len(line.splitlines()) == 1 and "fix:" in line, line
-    assert "placebo_cpeptide_individual.csv" in line and "month" in line
+    assert "placebo_cpeptide_individual.csv" in line and names in line
     assert not out.exists()
 
 

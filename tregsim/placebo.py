@@ -304,7 +304,7 @@ def read_placebo_records(path):
     """Individual placebo records (long format, one row per participant and visit) with the
     columns of :data:`RECORDS_COLUMNS`, numbers checked; :class:`DataFileError` naming the
     file, the column (and line) and the fix otherwise."""
-    from tregsim.long_format import numeric_column, read_csv_table
+    from tregsim.long_format import data_line, numeric_column, read_csv_table
 
     path = Path(path)
     d = read_csv_table(path, id_columns=("participant_id",))
@@ -319,6 +319,23 @@ def read_placebo_records(path):
         )
     for c in ("age_years", "month", "auc_mean_cpeptide_nmol_l"):
         d[c] = numeric_column(d, c, path)
+    for c, ok, fix in (
+        ("age_years", d["age_years"] > 0, "give the age at baseline in years"),
+        ("month", d["month"] >= 0, "give the nominal visit month after baseline, 0 = baseline"),
+        (
+            "auc_mean_cpeptide_nmol_l",
+            d["auc_mean_cpeptide_nmol_l"] >= 0,
+            "give C-peptide in nmol/L (values below the LLOQ as the LLOQ/2, not negative)",
+        ),
+    ):
+        bad = np.flatnonzero(~ok.to_numpy() & d[c].notna().to_numpy())
+        if bad.size:
+            raise DataFileError(
+                f"{float(d[c].iloc[bad[0]]):g} is out of range",
+                file=path,
+                field=f"line {data_line(bad[0])}, column {c}",
+                fix=fix,
+            )
     return d
 
 
