@@ -363,7 +363,9 @@ def test_check_of_a_children_only_experiment_compares_the_groups_it_covers():
     for r in overall:
         assert r["n"] == len(w[[0, r["month"]]].dropna()), r
     assert {r["group"] for r in nh.trial_statistics} == {"all", "<13", "13-17"}
-    assert any("age groups compared: <13, 13-17" in ln for ln in nh.report_lines())
+    assert any(
+        ln.startswith("age groups compared: <13, 13-17 (not >=18") for ln in nh.report_lines()
+    )
 
 
 def test_posterior_draws_assigned_per_patient(exp, tmp_path):

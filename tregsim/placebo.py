@@ -103,9 +103,10 @@ class NaturalHistory:
     participant bootstrap) vs simulated observed visits; empty when the individual records
     are not available."""
     age_groups: tuple = tuple(AGE_GROUPS)
-    """Age groups compared: those the experiment's population covers (an experiment of
-    children only is compared with the children's rows and records; the table's "all" rows,
-    a mixture of every group, only when all are covered)."""
+    """Age groups compared: those the experiment's population covers and the placebo table
+    has a month-0 row for (an experiment of children only is compared with the children's
+    rows and records; the table's "all" rows, a mixture of every group, only when all are
+    compared)."""
 
     def frame(self):
         import pandas as pd
@@ -145,9 +146,9 @@ class NaturalHistory:
         lines = []
         if shown != ("all",):
             lines.append(
-                f"age groups compared: {', '.join(self.age_groups)} (the experiment's "
-                "population has no patients in "
-                f"{', '.join(g for g in AGE_GROUPS if g not in self.age_groups)})"
+                f"age groups compared: {', '.join(self.age_groups)} (not "
+                f"{', '.join(g for g in AGE_GROUPS if g not in self.age_groups)}: the "
+                "experiment's population or the placebo table has none)"
             )
         lines += [
             ("" if g == "all" else f"{g} y, ")
@@ -512,15 +513,19 @@ def natural_history(
     obs = read_placebo_table(data_path)
     months = np.array(sorted({r["month"] for r in obs}))
     n0 = {r["age_group"]: r["n"] for r in obs if r["month"] == 0 and r["age_group"] in AGE_GROUPS}
-    if set(n0) != set(AGE_GROUPS):
+    covered = covered_age_groups(exp, seed, posterior)
+    # the groups both the table (a month-0 row) and the experiment's population have
+    groups = tuple(g for g in covered if g in n0)
+    if not groups:
         raise DataFileError(
-            f"month-0 rows for age groups {sorted(AGE_GROUPS)} needed, found {sorted(n0)}",
+            f"no month-0 row for the age group(s) the experiment covers ({', '.join(covered)}); "
+            f"the table has {sorted(n0) or 'none of ' + str(list(AGE_GROUPS))}",
             file=data_path,
             field="age_group",
-            fix="use the curated table from ../shared/data/",
+            fix=f"give month-0 rows per age group ({', '.join(AGE_GROUPS)}) as in the curated "
+            "table of ../shared/data/",
         )
-    want = {g: n0[g] * scale for g in AGE_GROUPS}
-    groups = covered_age_groups(exp, seed, posterior)
+    want = {g: n0[g] * scale for g in groups}
     # enough candidates to fill every compared group; grow until filled
     pool = max(sum(want.values()) * 4, 4096)
     while True:
