@@ -792,7 +792,7 @@ def start_analysis(
         if resolved.structure is not None:
             inputs["variability_structure"] = shipped_path(resolved.structure["file"])
     if exp is not None and population_check:
-        preflight_population(exp, draws if (use_posterior or resolved is not None) else None, seed)
+        preflight_population(exp, draws, seed)
     manifest = result_manifest(
         command=command,
         function=function,
