@@ -496,7 +496,8 @@ def natural_history(
 ) -> NaturalHistory:
     """Simulate the control arm for the placebo data's age mix and compare by age group.
 
-    The month-0 ``n`` of each age group (<13, 13–17, ≥18 y) times ``scale`` patients are drawn
+    The month-0 ``n`` of each compared age group (<13, 13–17, ≥18 y: those the table has and
+    the experiment's population covers, :func:`covered_age_groups`) times ``scale`` patients are drawn
     from the experiment's eligible population (stratified by age group: the first patients of
     each group in the global patient sequence) and simulated under the control regimen at
     ``baseline_day + DAYS_PER_MONTH · month`` for the table's months (after each patient's own
@@ -610,22 +611,30 @@ def natural_history(
 
 COVERAGE_POOL = 16384
 """Eligible virtual patients sampled to find the age groups an experiment covers."""
+COVERAGE_SHARE = 0.01
+"""An age group is compared when at least this share of the eligible population falls in it
+(a smaller one would need a pool of hundreds of times the group's n to fill it)."""
 
 
 def covered_age_groups(exp, seed: int, posterior: dict | None = None) -> tuple:
-    """The age groups of :data:`AGE_GROUPS` in which the experiment's eligible population
-    has at least one of :data:`COVERAGE_POOL` patients (a share ≥ 1/16,384), in order;
-    :class:`DataFileError` when none."""
+    """The age groups of :data:`AGE_GROUPS` that hold at least :data:`COVERAGE_SHARE` of
+    :data:`COVERAGE_POOL` sampled eligible patients, in order; :class:`DataFileError` when
+    none."""
     from tregsim.population.sampling import sample_population
 
     m = COVERAGE_POOL
     age = sample_population(
         exp, m, seed, theta=posterior_rows(posterior, 0, m), baseline_cpep0=False
     ).covariates["age"]
-    groups = tuple(g for g, (lo, hi) in AGE_GROUPS.items() if np.any((age >= lo) & (age < hi)))
+    groups = tuple(
+        g
+        for g, (lo, hi) in AGE_GROUPS.items()
+        if np.mean((age >= lo) & (age < hi)) >= COVERAGE_SHARE
+    )
     if not groups:
         raise DataFileError(
-            f"the experiment's population has no patients in any age group {list(AGE_GROUPS)}",
+            f"the experiment's population has (almost) no patients in any age group "
+            f"{list(AGE_GROUPS)}",
             file=exp.path,
             field="population.age",
             fix="use an experiment whose ages overlap 8–65 y",
