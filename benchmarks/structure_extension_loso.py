@@ -584,11 +584,15 @@ def fit(post: Extended, start: dict, v0: float, maxiter: int, fixed_v: float | N
     }
 
 
-def held_out_scores(cls, config, table, test: V.Records, th: dict, v, opts) -> np.ndarray:
-    """Each held-out participant's log p(later visits | baseline visit) (P,), nats."""
+def held_out_score(cls, config, table, test: V.Records, th: dict, v, opts, per_participant=False):
+    """log p(later visits | baseline visits) of a held-out study's participants (nats): log
+    p(all their visits) − log p(their baseline visits), each under the extension; jointly
+    (a float), or per participant ((P,), ``per_participant``, for extensions whose
+    participants are independent given θ)."""
     base = test.with_visits(test.visit_month == 0)
-    full = cls(config, table, test, True, **opts).log_lik_p(th, v)
-    return full - cls(config, table, base, True, **opts).log_lik_p(th, v)
+    method = "log_lik_p" if per_participant else "log_lik"
+    full = getattr(cls(config, table, test, True, **opts), method)(th, v)
+    return full - getattr(cls(config, table, base, True, **opts), method)(th, v)
 
 
 def paired_summary(d: np.ndarray, n_boot: int = 2000, seed: int = 0) -> str:
@@ -602,14 +606,6 @@ def paired_summary(d: np.ndarray, n_boot: int = 2000, seed: int = 0) -> str:
         f"SE {np.sqrt(d.size) * d.std(ddof=1):.2f}, bootstrap 95 % {lo:+.2f} to {hi:+.2f}; "
         f"{int((d > 0).sum())} participants better, {int((d < 0).sum())} worse"
     )
-
-
-def held_out_score(cls, config, table, test: V.Records, th: dict, v: float, opts) -> float:
-    """log p(later visits | baseline visits) of a held-out study's participants (nats), jointly:
-    log p(all their visits) − log p(their baseline visits), each under the extension."""
-    base = test.with_visits(test.visit_month == 0)
-    full = cls(config, table, test, True, **opts).log_lik(th, v)
-    return full - cls(config, table, base, True, **opts).log_lik(th, v)
 
 
 def main(argv=None) -> int:
@@ -695,13 +691,10 @@ def main(argv=None) -> int:
                 post = cls(config, table, train, active, **opts)
                 f = fit(post, fits[name]["theta"], fits[name][cls.param] or v0, a.maxiter)
                 v = f[cls.param]
-                if per_participant:
-                    fold[name] = held_out_scores(cls, config, table, test, f["theta"], v, opts)
-                    row[f"score_{name}_nats"] = float(fold[name].sum())
-                else:
-                    row[f"score_{name}_nats"] = held_out_score(
-                        cls, config, table, test, f["theta"], v, opts
-                    )
+                fold[name] = held_out_score(
+                    cls, config, table, test, f["theta"], v, opts, per_participant
+                )
+                row[f"score_{name}_nats"] = float(np.sum(fold[name]))
                 if active:
                     row[f"{cls.param}_fold"] = v
             if per_participant:
