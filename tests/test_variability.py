@@ -182,3 +182,34 @@ def test_with_visits_equals_the_likelihoods_own_visit_restriction(table):
         assert list(sub.ids) == ["a", "b"] and sub.y.size == keep.sum()
         want = full.per_patient(TH, visits=keep)
         np.testing.assert_allclose(V.StructureLikelihood(table, sub).per_patient(TH), want)
+
+
+@pytest.mark.parametrize("beta_dyn", [-0.5, 0.4, 1.2])
+def test_depletion_curve_solves_its_ode(beta_dyn):
+    """ln C/C_bl under a hazard h(t)·(C/C_bl)^(−β_dyn), integrated by scipy's solve_ivp, equals
+    :func:`variability.depletion_curve` of the course without the feedback (c = −∫h), here a
+    decelerating hazard h(t) = 0.004·e^(−t/300) /day with an early recovery term."""
+    from scipy.integrate import solve_ivp
+
+    def h(t):
+        return 0.004 * np.exp(-t / 300.0) - 0.01 * np.exp(-t / 20.0)
+
+    days = np.linspace(0.0, 730.0, 25)
+    # c(t) = −∫₀ᵗ h, closed form
+    c = -(0.004 * 300.0 * (1 - np.exp(-days / 300.0)) - 0.01 * 20.0 * (1 - np.exp(-days / 20.0)))
+    sol = solve_ivp(
+        lambda t, y: [-h(t) * np.exp(-beta_dyn * y[0])],
+        (0.0, 730.0),
+        [0.0],
+        t_eval=days,
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    # β_dyn = 1.2 loses all function before day 730: the ODE stops there (finite-time
+    # extinction), the closed form holds at its floor
+    n = sol.t.size
+    np.testing.assert_allclose(V.depletion_curve(c, beta_dyn)[:n], sol.y[0], atol=1e-7)
+    gone = 1 + beta_dyn * c <= 1e-4
+    assert (gone.sum() > 0) == (beta_dyn == 1.2)
+    np.testing.assert_allclose(V.depletion_curve(c, beta_dyn)[gone], np.log(1e-4) / beta_dyn)
+    assert V.depletion_curve(c, 0.0) is c

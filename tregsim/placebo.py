@@ -19,10 +19,10 @@ import numpy as np
 from tregsim.cohort import THRESHOLD_NMOL_L, posterior_rows, simulate_arms
 from tregsim.errors import ArgumentError, DataFileError
 from tregsim.results import SHIPPED, PosteriorArg
+from tregsim.trial_statistics import AGE_GROUPS
 from tregsim.units import DAYS_PER_MONTH
 
 DATA_NAME = "placebo_cpeptide_by_age_month.csv"
-AGE_GROUPS = {"<13": (0.0, 13.0), "13-17": (13.0, 18.0), ">=18": (18.0, 121.0)}
 
 
 def read_placebo_table(path) -> list[dict[str, Any]]:

@@ -49,6 +49,19 @@ LOG_CREF = float(np.log(C_REF_NMOL_L))
 """Reference baseline for the hazard covariate: ln(0.6 nmol/L)."""
 _LOG_SQRT_2PI = 0.5 * float(np.log(2.0 * np.pi))
 
+
+def depletion_curve(c: np.ndarray, beta_dyn: float, floor: float = 1e-4) -> np.ndarray:
+    """The log course c(t) = ln C(t)/C(baseline) when the hazard also scales with the current
+    level relative to the baseline, × (C(t)/C_bl)^(−β_dyn) (issue #14, round 18 candidate):
+    with u = (C/C_bl)^β_dyn, du/dt = −β_dyn·h(t), so ln C/C_bl = ln(1 + β_dyn·c)/β_dyn
+    (β_dyn > 0: the loss accelerates as function falls; complete loss when 1 + β_dyn·c ≤ 0,
+    held at ``floor`` of u). With the power-law baseline covariate free this equals a hazard
+    × (C(t)/c_ref)^(−β_dyn) with β_c shifted by β_dyn. β_dyn = 0 returns ``c``."""
+    if beta_dyn == 0.0:
+        return c
+    return np.log(np.maximum(1.0 + beta_dyn * c, floor)) / beta_dyn
+
+
 SIGMA_MEAS_LITERATURE = 0.07
 """MMTT C-peptide test–retest SD on the log scale (≈ 7 % CV). Derived from Greenbaum CJ et al.
 Diabetes Care 2008;31:1966-71 (doi:10.2337/dc07-2451): two MMTTs on separate days, test–retest
@@ -597,6 +610,7 @@ class StructureLikelihood:
         a = f - i
         rows = np.arange(lc.shape[0])[:, None, None]
         c = (1 - a) * lc[rows, i] + a * lc[rows, i + 1]
+        c = depletion_curve(c, th.get("beta_dyn", 0.0))
         return (lev[:, :, None] + c).reshape(lc.shape[0], -1)
 
     def per_patient(self, th: dict, visits: np.ndarray | None = None) -> np.ndarray:
@@ -808,10 +822,10 @@ def simulate_records(
     vp = r.visit_patient
     lv = loglam[:, vp]  # (n_rep, V)
     qv = np.full_like(lv, th["q"])
-    logmu = (
-        lev[:, vp]
-        + table(lv, qv, baseline_day + r.visit_day[None, :])
-        - table(lv, qv, np.full_like(lv, baseline_day))
+    logmu = lev[:, vp] + depletion_curve(
+        table(lv, qv, baseline_day + r.visit_day[None, :])
+        - table(lv, qv, np.full_like(lv, baseline_day)),
+        th.get("beta_dyn", 0.0),
     )
     # OU deviation along each participant's visits in day order (exact AR(1) transitions)
     z = rng.standard_normal((n_rep, V))
