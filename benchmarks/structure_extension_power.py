@@ -92,6 +92,12 @@ def main(argv=None) -> int:
     ap.add_argument("--truth", default="", help="'shipped' (the null) or the extension (default)")
     ap.add_argument("--children-factor", default="1,2,4")
     ap.add_argument("--replicates", type=int, default=6)
+    ap.add_argument(
+        "--first-replicate",
+        type=int,
+        default=0,
+        help="replicates first … first+replicates−1 (their seeds do not depend on the split)",
+    )
     ap.add_argument("--maxiter", type=int, default=400)
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--out", required=True)
@@ -120,7 +126,7 @@ def main(argv=None) -> int:
     v0 = fits[a.extension][cls.param]
     for m in factors:
         aug = with_more_children(rec, m)
-        for r in range(a.replicates):
+        for r in range(a.first_replicate, a.first_replicate + a.replicates):
             if (m, r) in have:
                 continue
             t0 = time.perf_counter()
