@@ -846,7 +846,9 @@ def simulate_records(
         b = b * het
         het = 1.0
     sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
-    y = np.exp(logmu + b + sd_e * rng.standard_normal((n_rep, V)))
+    inv_nu = th.get("inv_nu", 0.0)  # Student-t deviation (round 18 candidate); 0: normal
+    z = rng.standard_t(1.0 / inv_nu, (n_rep, V)) if inv_nu > 0 else rng.standard_normal((n_rep, V))
+    y = np.exp(logmu + b + sd_e * z)
     if below_lloq == "half_lloq":
         y = np.where(y < lloq_nmol_l, lloq_nmol_l / 2, y)
     return y
