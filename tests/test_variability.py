@@ -213,3 +213,29 @@ def test_depletion_curve_solves_its_ode(beta_dyn):
     assert (gone.sum() > 0) == (beta_dyn == 1.2)
     np.testing.assert_allclose(V.depletion_curve(c, beta_dyn)[gone], np.log(1e-4) / beta_dyn)
     assert V.depletion_curve(c, 0.0) is c
+
+
+def test_student_t_deviation_is_drawn_as_student_t(table):
+    """``inv_nu`` > 0: the baseline visit's log deviation from the noise-free level is
+    scale·t(ν) (Kolmogorov–Smirnov against scipy's t), and not normal of the same scale."""
+    th = dict(V.START) | {
+        "mu_c": 0.0,
+        "mu_a": 0.0,
+        "s_c": 0.0,
+        "omega_lambda": 0.0,
+        "sigma_meas": 0.1,
+        "sigma_bio": 0.0,
+        "kappa": 0.0,
+        "inv_nu": 0.25,
+    }
+    y = V.simulate_observed(
+        table, th, np.full(20_000, 20.0), np.array([0]), np.random.default_rng(5)
+    )
+    z = np.log(y[0, :, 0]) / 0.1  # level e^0 = 1 nmol/L at every baseline
+    assert stats.kstest(z, stats.t(df=4.0).cdf).pvalue > 0.001
+    assert stats.kstest(z, stats.norm.cdf).pvalue < 1e-6
+    # inv_nu = 0 keeps the normal draws (and the random stream) of before
+    y0 = V.simulate_observed(
+        table, th | {"inv_nu": 0.0}, np.full(20_000, 20.0), np.array([0]), np.random.default_rng(5)
+    )
+    assert stats.kstest(np.log(y0[0, :, 0]) / 0.1, stats.norm.cdf).pvalue > 0.001

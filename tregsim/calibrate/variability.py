@@ -783,7 +783,9 @@ def simulate_observed(
         b = b * het  # κ scales the biological deviation
         het = 1.0
     sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
-    e = sd_e * rng.standard_normal((n_rep, P, T))
+    inv_nu = th.get("inv_nu", 0.0)  # Student-t deviation (round 18 candidate); 0: normal
+    shape = (n_rep, P, T)
+    e = sd_e * (rng.standard_t(1.0 / inv_nu, shape) if inv_nu > 0 else rng.standard_normal(shape))
     y = np.exp(logmu + b + e)
     if below_lloq == "half_lloq":
         y = np.where(y < lloq_nmol_l, lloq_nmol_l / 2, y)
