@@ -94,14 +94,15 @@ def array_log_lik(like: V.StructureLikelihood, th: dict, th_mu: dict, sm_p: np.n
 
 
 def participant_log_lik(
-    like: V.StructureLikelihood, th: dict, th_mu: dict, sm_p: np.ndarray, inv_nu: float = 0.0
+    like: V.StructureLikelihood, th: dict, th_mu: dict, sm_p: np.ndarray
 ) -> np.ndarray:
     """Log marginal likelihood of each participant (P,) (σ_bio = 0), as
     :func:`structure_run.array_log_lik`, with per-participant quantities: ``th`` the θ of the
     ζ nodes (entries may be (P, 1), e.g. s_c), ``th_mu`` the θ of the noise-free level (entries
     may be per-visit arrays that broadcast against (V, Z, E), e.g. β_lin), ``sm_p`` (P,) each
-    participant's σ_meas (before the level scaling h of κ); ``inv_nu`` > 0: the deviation is
-    Student-t with ν = 1/inv_nu degrees of freedom and scale σ instead of normal."""
+    participant's σ_meas (before the level scaling h of κ); ``th_mu["inv_nu"]`` > 0: the
+    deviation is Student-t with ν = 1/inv_nu degrees of freedom and scale σ instead of normal."""
+    inv_nu = float(th_mu.get("inv_nu", 0.0))
     order, starts = R._visit_order(like)
     with np.errstate(all="ignore"):
         nodes = like.zeta_nodes(th | {"sigma_meas": sm_p[:, None]})
@@ -514,7 +515,30 @@ class AgeBaselineSpread(Extended):
         return simulate
 
 
-class DepletionFeedback(Extended):
+class ScalarTerm(Extended):
+    """An extension that is one more structure parameter ``name`` = v, read by the
+    likelihood (:func:`participant_log_lik`) and the simulation
+    (:func:`variability.simulate_records`) from θ."""
+
+    name = ""
+
+    def _log_lik(self, th, v):
+        return float(self._log_lik_p(th, v).sum())
+
+    def _log_lik_p(self, th, v):
+        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
+        return participant_log_lik(self.base.like, th, th | {self.name: float(v)}, sm_p)
+
+    def _simulator(self, th, v):
+        rec = self.rec
+
+        def simulate(th_k, g):
+            return self._simulate(self.table, th_k | {self.name: float(v)}, rec, g)
+
+        return simulate
+
+
+class DepletionFeedback(ScalarTerm):
     """The hazard scales with the current level, not only the baseline one: the curve's hazard
     h(t) × (C(t)/C_bl)^(−β_dyn), i.e. ln C/C_bl = ln(1 + β_dyn·c(t))/β_dyn
     (:func:`variability.depletion_curve`). β_dyn > 0: loss accelerates as function falls (e.g.
@@ -523,54 +547,24 @@ class DepletionFeedback(Extended):
     declined, which is where the children are. No age term: the children's steeper coupling
     would follow from their faster decline. Prior β_dyn ~ N(0, 1)."""
 
-    param = "beta_dyn"
+    param = name = "beta_dyn"
 
     def prior(self):
         return stats.norm(0.0, 1.0)
 
-    def _log_lik(self, th, v):
-        return float(self._log_lik_p(th, v).sum())
 
-    def _log_lik_p(self, th, v):
-        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
-        return participant_log_lik(self.base.like, th, th | {"beta_dyn": float(v)}, sm_p)
-
-    def _simulator(self, th, v):
-        rec = self.rec
-
-        def simulate(th_k, g):
-            return self._simulate(self.table, th_k | {"beta_dyn": float(v)}, rec, g)
-
-        return simulate
-
-
-class HeavyTails(Extended):
+class HeavyTails(ScalarTerm):
     """A heavy-tailed within-patient deviation: Student-t with ν = 1/v degrees of freedom and
     scale σ_meas·h (v = 1/ν → 0: the shipped normal). Round 18 found the real participants'
     held-out score differences 2.6 times more dispersed than the model's own data give; a few
     influential participants (round 8) would weigh less under heavier tails. Prior
     v ~ half-normal(0.5)."""
 
-    param = "inv_nu"
+    param = name = "inv_nu"
     log_scale = True
 
     def prior(self):
         return stats.halfnorm(scale=0.5)
-
-    def _log_lik(self, th, v):
-        return float(self._log_lik_p(th, v).sum())
-
-    def _log_lik_p(self, th, v):
-        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
-        return participant_log_lik(self.base.like, th, th, sm_p, inv_nu=float(v))
-
-    def _simulator(self, th, v):
-        rec = self.rec
-
-        def simulate(th_k, g):
-            return self._simulate(self.table, th_k | {"inv_nu": float(v)}, rec, g)
-
-        return simulate
 
 
 class StunningEffect(Extended):
