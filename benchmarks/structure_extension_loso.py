@@ -691,15 +691,15 @@ def held_out_score(cls, config, table, test: V.Records, th: dict, v, opts, per_p
     return full - getattr(cls(config, table, base, True, **opts), method)(th, v)
 
 
-def loso_folds(cls, config, table, rec, fits, v0, maxiter, opts, on_fold=None, verbose=False):
-    """Leave-one-study-out of the shipped structure and the extension ``cls``: each study's
-    participants scored by :func:`held_out_score` under both, refitted without the study from
-    ``fits[name]["theta"]`` (the all-records MAPs). Returns the folds' rows (scores in nats)
+def loso_folds(ext, config, table, rec, fits, v0, maxiter, opts, on_fold=None, verbose=False):
+    """Leave-one-study-out of the shipped structure and the extension ``ext`` (a name of
+    :data:`EXTENSIONS`): each study's participants scored by :func:`held_out_score` under
+    both, refitted without the study from ``fits[name]["theta"]`` (the all-records MAPs). Returns the folds' rows (scores in nats)
     and, for extensions whose participants are independent given θ, the per-participant
     differences (extension − shipped) of each fold (kept in memory: never written).
     ``on_fold(rows)`` after each fold (e.g. a checkpoint)."""
     rows, paired = [], []
-    ext = next(k for k, c in EXTENSIONS.items() if c is cls)
+    cls = EXTENSIONS[ext]
     cands = {"shipped": False, ext: True}
     per_participant = cls._log_lik_p is not Extended._log_lik_p
     for s in sorted(set(rec.study)):
@@ -839,7 +839,7 @@ def main(argv=None) -> int:
             return loso
 
         rows, paired = loso_folds(
-            cls, config, table, rec, fits, v0, a.maxiter, opts, on_fold=save, verbose=True
+            a.extension, config, table, rec, fits, v0, a.maxiter, opts, on_fold=save, verbose=True
         )
         loso = save(rows)
         print(loso.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -136,7 +136,7 @@ def main(argv=None) -> int:
             for name, active in {"shipped": False, a.extension: True}.items():
                 post = cls(config, table, syn, active, **opts)
                 fs[name] = L.fit(post, fits[name]["theta"], v0, a.maxiter)
-            _, paired = L.loso_folds(cls, config, table, syn, fs, v0, a.maxiter, opts)
+            _, paired = L.loso_folds(a.extension, config, table, syn, fs, v0, a.maxiter, opts)
             p = L.paired_interval(np.concatenate(paired))
             done.append(
                 {

@@ -19,7 +19,7 @@ import numpy as np
 from tregsim.cohort import THRESHOLD_NMOL_L, posterior_rows, simulate_arms
 from tregsim.errors import ArgumentError, DataFileError
 from tregsim.results import SHIPPED, PosteriorArg
-from tregsim.trial_statistics import AGE_GROUPS
+from tregsim.trial_statistics import AGE_GROUPS, age_group_mask
 from tregsim.units import DAYS_PER_MONTH
 
 DATA_NAME = "placebo_cpeptide_by_age_month.csv"
@@ -396,10 +396,7 @@ def cohort_trial_statistics(
     d = read_placebo_records(records)
     if age_groups is not None and len(age_groups) < len(AGE_GROUPS):
         a = d["age_years"].to_numpy(float)
-        keep = np.zeros(a.size, bool)
-        for g in age_groups:
-            keep |= (a >= AGE_GROUPS[g][0]) & (a < AGE_GROUPS[g][1])
-        d = d[keep]
+        d = d[np.logical_or.reduce([age_group_mask(a, g) for g in age_groups])]
     _, wide, age_rec = to_wide(
         d.participant_id, d.month, d.auc_mean_cpeptide_nmol_l, d.age_years, months=months
     )
@@ -533,10 +530,7 @@ def natural_history(
         theta = posterior_rows(posterior, 0, pool)
         base: Any = sample_population(exp, pool, seed, start=0, theta=theta)
         age = base.covariates["age"]
-        idx = {
-            g: np.flatnonzero((age >= AGE_GROUPS[g][0]) & (age < AGE_GROUPS[g][1]))[: want[g]]
-            for g in groups
-        }
+        idx = {g: np.flatnonzero(age_group_mask(age, g))[: want[g]] for g in groups}
         if all(len(idx[g]) == want[g] for g in groups):
             break
         pool *= 4
@@ -626,11 +620,7 @@ def covered_age_groups(exp, seed: int, posterior: dict | None = None) -> tuple:
     age = sample_population(
         exp, m, seed, theta=posterior_rows(posterior, 0, m), baseline_cpep0=False
     ).covariates["age"]
-    groups = tuple(
-        g
-        for g, (lo, hi) in AGE_GROUPS.items()
-        if np.mean((age >= lo) & (age < hi)) >= COVERAGE_SHARE
-    )
+    groups = tuple(g for g in AGE_GROUPS if np.mean(age_group_mask(age, g)) >= COVERAGE_SHARE)
     if not groups:
         raise DataFileError(
             f"the experiment's population has (almost) no patients in any age group "

@@ -166,11 +166,18 @@ def _point(values: np.ndarray, age: np.ndarray, months: tuple, targets: tuple, g
     return out
 
 
+def age_group_mask(age: np.ndarray, group: str) -> np.ndarray:
+    """Which of ``age`` (years at baseline, (n,)) fall in ``group`` ("all" or a key of
+    :data:`AGE_GROUPS`): (n,) bool."""
+    age = np.asarray(age, float)
+    if group == "all":
+        return np.ones(age.size, bool)
+    lo, hi = AGE_GROUPS[group]
+    return (age >= lo) & (age < hi)
+
+
 def _groups(age: np.ndarray) -> dict:
-    g = {"all": np.ones(len(age), bool)}
-    for name, (lo, hi) in AGE_GROUPS.items():
-        g[name] = (age >= lo) & (age < hi)
-    return g
+    return {g: age_group_mask(age, g) for g in ("all", *AGE_GROUPS)}
 
 
 def wide_statistics(

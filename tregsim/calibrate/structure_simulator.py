@@ -39,7 +39,7 @@ from tregsim.calibrate.structure_config import StructureConfig
 from tregsim.calibrate.structure_statistics import StatisticsPlan, bootstrap
 from tregsim.calibrate.variability import LOG_CREF, load_records
 from tregsim.observe import deviation_scale
-from tregsim.trial_statistics import VISIT_MONTHS
+from tregsim.trial_statistics import VISIT_MONTHS, age_group_mask
 
 COHORT_STREAM = "calibrate.structure.cohort"
 LOG_Y_MAX = float(np.log(1000.0))
@@ -306,7 +306,7 @@ def predictive_check(problem: StructureProblem, theta: np.ndarray, seed: int, st
     for f in d.feature_names:
         stat, g, m = f.split("|")
         if stat == "mean_ln_x_plus_1":
-            rows = d.present[:, col[int(m)]] & _group_mask(d.age_years, g)
+            rows = d.present[:, col[int(m)]] & age_group_mask(d.age_years, g)
             mean_cells.append((f"mean_nmol_l|{g}|{m}", rows, col[int(m)]))
     names += [c[0] for c in mean_cells]
     obs += [float(d.values_nmol_l[r, k].mean()) for _, r, k in mean_cells]
@@ -355,12 +355,3 @@ def predictive_check(problem: StructureProblem, theta: np.ndarray, seed: int, st
             }
         )
     return pd.DataFrame(rows)
-
-
-def _group_mask(age: np.ndarray, group: str) -> np.ndarray:
-    from tregsim.trial_statistics import AGE_GROUPS
-
-    if group == "all":
-        return np.ones(age.size, bool)
-    lo, hi = AGE_GROUPS[group]
-    return (age >= lo) & (age < hi)

@@ -741,6 +741,13 @@ def conditional_score(like: StructureLikelihood, th: dict) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- simulation
+def _deviations(rng: np.random.Generator, shape: tuple, th: dict) -> np.ndarray:
+    """Standardised within-patient deviations: Student-t with ν = 1/``th["inv_nu"]`` degrees of
+    freedom (round 18 candidate), standard normal (the same stream as before) without it."""
+    inv_nu = th.get("inv_nu", 0.0)
+    return rng.standard_t(1.0 / inv_nu, shape) if inv_nu > 0 else rng.standard_normal(shape)
+
+
 def simulate_observed(
     table,
     th: dict,
@@ -783,10 +790,7 @@ def simulate_observed(
         b = b * het  # κ scales the biological deviation
         het = 1.0
     sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
-    inv_nu = th.get("inv_nu", 0.0)  # Student-t deviation (round 18 candidate); 0: normal
-    shape = (n_rep, P, T)
-    e = sd_e * (rng.standard_t(1.0 / inv_nu, shape) if inv_nu > 0 else rng.standard_normal(shape))
-    y = np.exp(logmu + b + e)
+    y = np.exp(logmu + b + sd_e * _deviations(rng, (n_rep, P, T), th))
     if below_lloq == "half_lloq":
         y = np.where(y < lloq_nmol_l, lloq_nmol_l / 2, y)
     return y
@@ -848,9 +852,7 @@ def simulate_records(
         b = b * het
         het = 1.0
     sd_e = np.sqrt((th["sigma_meas"] * het) ** 2 + (th.get("sigma_add", 0.0) * np.exp(-logmu)) ** 2)
-    inv_nu = th.get("inv_nu", 0.0)  # Student-t deviation (round 18 candidate); 0: normal
-    z = rng.standard_t(1.0 / inv_nu, (n_rep, V)) if inv_nu > 0 else rng.standard_normal((n_rep, V))
-    y = np.exp(logmu + b + sd_e * z)
+    y = np.exp(logmu + b + sd_e * _deviations(rng, (n_rep, V), th))
     if below_lloq == "half_lloq":
         y = np.where(y < lloq_nmol_l, lloq_nmol_l / 2, y)
     return y

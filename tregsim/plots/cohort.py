@@ -195,7 +195,7 @@ def plot_natural_history(nh, exp):
     """VPC figure of a :class:`tregsim.cohort.NaturalHistory`."""
     return plot_natural_history_lowlevel(
         nh.rows,
-        list(getattr(nh, "age_groups", ("<13", "13-17", ">=18"))),
+        list(nh.age_groups),
         footnote=_footnote(exp) + "; placebo arms of AbATE, START, T1DAL, TN02, TN05 (Dufort 2019)",
     )
 
