@@ -107,10 +107,14 @@ def main(argv=None) -> int:
         factors = [int(x) for x in a.children_factor.split(",")]
     except ValueError as e:
         ap.error(str(e))
+    if min(factors) < 1 or a.replicates < 1 or a.first_replicate < 0:
+        ap.error("--children-factor takes integers ≥ 1, --replicates ≥ 1, --first-replicate ≥ 0")
     cls = L.EXTENSIONS[a.extension]
     truth = a.truth or a.extension
     if truth not in ("shipped", a.extension):
         ap.error(f"--truth {truth!r}: give 'shipped' or {a.extension!r}")
+    if not Path(a.fits).is_file():
+        ap.error(f"--fits {a.fits}: no such file; run structure_extension_loso.py --out DIR first")
     fits = json.loads(Path(a.fits).read_text())
     if a.extension not in fits:
         ap.error(f"{a.fits}: holds no fit of {a.extension!r}; run structure_extension_loso.py")
