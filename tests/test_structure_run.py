@@ -226,7 +226,8 @@ def test_shipped_config_loads_and_states_every_prior():
     if not (ROOT.parent / "shared" / "data" / "placebo_cpeptide_individual.csv").is_file():
         pytest.skip("records not present beside the checkout")
     cfg = load_config(path)
-    free = V.CANDIDATES["lincovariate+power"][0]
+    free = V.CANDIDATES[cfg.candidate][0]
+    assert cfg.candidate == "lincovariate+power+t"  # round 19: the Student-t deviation
     assert cfg.kind == "structure_likelihood" and set(cfg.priors) == set(free)
     # the stated priors are the ones of variability.PARAMS (those of the structure MAP)
     for n in free:

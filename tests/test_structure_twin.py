@@ -21,15 +21,25 @@ from tregsim.units import DAYS_PER_MONTH
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# the shipped structure (one white deviation), and the model file's decomposition into the
-# MMTT test-retest error plus a biological OU deviation (σ_meas 0.07, σ_bio 0.255, τ 85 d)
-@pytest.mark.parametrize("bio", [None, (0.07, 0.255, 85.0)], ids=["shipped", "assay+OU"])
-def test_structure_twin_matches_monte_carlo(bio):
+# the shipped structure (one white deviation), the model file's decomposition into the
+# MMTT test-retest error plus a biological OU deviation (σ_meas 0.07, σ_bio 0.255, τ 85 d), and
+# white deviations that are normal or Student-t (ν 3.3 and 2.5: round 18's MAP and a heavier one)
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},
+        {"sigma_meas": 0.07, "sigma_bio": 0.255, "tau_bio": 85.0, "inv_nu": 0.0},
+        {"sigma_meas": 0.25, "inv_nu": 0.0},
+        {"sigma_meas": 0.164, "inv_nu": 0.3},
+        {"sigma_meas": 0.164, "inv_nu": 0.4},
+    ],
+    ids=["shipped", "assay+OU", "normal", "t3.3", "t2.5"],
+)
+def test_structure_twin_matches_monte_carlo(over):
     exp = load_experiment(ROOT / "experiments" / "nct06708780.toml")
     st = resolve_structure(None, None, None, exp.model)  # the structure file's values
     th = {k: float(v[0]) for k, v in st.draws.items()}
-    if bio is not None:
-        th.update(sigma_meas=bio[0], sigma_bio=bio[1], tau_bio=bio[2])
+    th.update(over)
     bp = BaselinePrior.from_experiment(exp)
     tw = StructureTwinGrid(exp.model, th, bp, np.geomspace(8, 65, 41), 60.0, [12.0])
     g = np.random.default_rng(5)
@@ -39,7 +49,9 @@ def test_structure_twin_matches_monte_carlo(bio):
     # the virtual patients' noise-free baselines, as the population sampler draws them from
     # the experiment's measured law
     measured = np.exp(mu_p + sd_p * g.standard_normal(n))
-    v = visit_variance_log(mu_p, th["sigma_meas"], th["sigma_bio"], th["kappa"], lloq=0.017)
+    v = visit_variance_log(
+        mu_p, th["sigma_meas"], th["sigma_bio"], th["kappa"], lloq=0.017, inv_nu=th["inv_nu"]
+    )
     mu0 = exp.population.cpep_baseline.noise_free(age, measured, v)
     f = np.exp(th["omega_lambda"] * g.standard_normal(n))
     params = exp.model.parameters(n, **th, age=age, cpep_bl=mu0, cpep0=np.ones(n), f_lambda=f)
@@ -49,6 +61,7 @@ def test_structure_twin_matches_monte_carlo(bio):
     y, _ = observe_visits(
         mu, np.array([0.0, 365.0]), g.standard_normal((n, 2, 2)), sigma_meas=th["sigma_meas"],
         sigma_bio=th["sigma_bio"], tau_bio=th["tau_bio"], kappa=th["kappa"], lloq=0.017,
+        inv_nu=th["inv_nu"],
     )  # fmt: skip
     for v in (0.35, 0.5, 0.8, 1.2):
         sel = np.abs(np.log(y[:, 0] / v)) < 0.02

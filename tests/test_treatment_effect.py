@@ -455,13 +455,12 @@ def test_designs_use_the_records_structure_by_default():
     assert se_default < se_lumped["trex.m12.se"][0]
 
 
-@pytest.mark.parametrize("sigma_bio", [0.0, 0.2])
-def test_no_decline_probability_matches_observe_visits(sigma_bio):
-    """TILT's no-decline probability Φ(ln(μ₁/μ₀)/s) under the records observation model equals
-    the frequency of y₁ ≥ y₀ in 200,000 draws of :func:`tregsim.observe.observe_visits` (the
-    chosen structure, σ_bio = 0, and one with an OU deviation σ_bio = 0.2, τ_bio = 180 d)."""
-    from scipy.special import ndtr
-
+@pytest.mark.parametrize("sigma_bio, inv_nu", [(0.0, 0.0), (0.2, 0.0), (0.0, 0.3), (0.0, 0.45)])
+def test_no_decline_probability_matches_observe_visits(sigma_bio, inv_nu):
+    """TILT's no-decline probability under the records observation model equals the frequency
+    of y₁ ≥ y₀ in 200,000 draws of :func:`tregsim.observe.observe_visits`: a normal white
+    deviation, one with an OU deviation σ_bio = 0.2, τ_bio = 180 d (both Φ(ln(μ₁/μ₀)/s)), and
+    Student-t deviations of ν 3.3 (the chosen structure's) and 2.2 (the quadrature)."""
     from tregsim.calibrate.treatment_effect.designs import TrialDesign, _Prepared
     from tregsim.experiment import load_experiment
     from tregsim.observe import observe_visits, visit_normals
@@ -473,6 +472,7 @@ def test_no_decline_probability_matches_observe_visits(sigma_bio):
         "kappa": float(prep.obs["kappa"][0]),
         "sigma_bio": sigma_bio,
         "tau_bio": 180.0,
+        "inv_nu": inv_nu,
     }
     prep.obs = obs
     m = 200_000
@@ -480,7 +480,7 @@ def test_no_decline_probability_matches_observe_visits(sigma_bio):
     days = np.array([0.0, 365.0])
     y, _ = observe_visits(mu, days, visit_normals(7, "test", 0, m, 2), lloq=0.0, **obs)
     freq = np.mean(y[:, 1] >= y[:, 0])
-    want = float(ndtr(np.log(0.45 / 0.6) / prep.change_sd(0.6, 0.45, 365.0)))
+    want = float(prep.no_decline_probability(0.6, 0.45, 365.0))
     assert freq == pytest.approx(want, abs=4 * np.sqrt(want * (1 - want) / m))
 
 

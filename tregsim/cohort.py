@@ -245,7 +245,8 @@ OBSERVED_STREAM = "cohort.observed"
 def _observed_visits(exp, pop, c: np.ndarray, times, seed: int, start: int) -> np.ndarray:
     """One measurement per patient, arm and visit from the observation model of issue #14
     (:func:`tregsim.observe.observe_visits`: MMTT test–retest error ``sigma_meas``,
-    heteroscedastic OU biological deviation ``sigma_bio``, ``tau_bio`` days, ``kappa``;
+    heteroscedastic OU biological deviation ``sigma_bio``, ``tau_bio`` days, ``kappa``,
+    Student-t error of ``inv_nu`` = 1/ν;
     censored values reported at the LLOQ). Normals from stream :data:`OBSERVED_STREAM` by
     absolute patient number: chunk-independent. Models without these parameters fall back to
     the one residual ``sigma`` (log-normal)."""
@@ -261,10 +262,12 @@ def _observed_visits(exp, pop, c: np.ndarray, times, seed: int, start: int) -> n
         return np.asarray(pop.params[name], float) if name in names else default
 
     sigma_meas = par("sigma_meas", None)
+    inv_nu = 0.0
     if sigma_meas is None:
         sigma_meas, sigma_bio, tau_bio, kappa = par("sigma", 0.0), 0.0, 1.0, 0.0
     else:
         sigma_bio, tau_bio, kappa = par("sigma_bio", 0.0), par("tau_bio", 1.0), par("kappa", 0.0)
+        inv_nu = par("inv_nu", 0.0)
     lloq = float(np.asarray(pop.params["LLOQ"]).ravel()[0]) if "LLOQ" in names else None
     out = np.empty_like(c)
     for a in range(n_arms):
@@ -278,6 +281,7 @@ def _observed_visits(exp, pop, c: np.ndarray, times, seed: int, start: int) -> n
             sigma_bio=sigma_bio,
             tau_bio=tau_bio,
             kappa=kappa,
+            inv_nu=inv_nu,
             **kw,
         )
         out[:, a] = np.where(np.isfinite(c[:, a]), y, np.nan)

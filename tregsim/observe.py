@@ -162,6 +162,9 @@ def observe_cpeptide(
 # * e ~ N(0, 1) independent: the MMTT test–retest error ``sigma_meas`` (Greenbaum 2008, see
 #   ``models/treg_t1d.toml``). When ``sigma_bio = 0`` the one residual carries the
 #   heteroscedastic factor: σ_meas_eff = σ_meas·h(μ); otherwise σ_meas_eff = σ_meas;
+# * with ``inv_nu`` = 1/ν > 0 (σ_bio = 0 only) e is Student-t with ν degrees of freedom: the
+#   shipped structure since round 19 (ν ≈ 3: a few visits far off a patient's course;
+#   docs/calibration.md, "Round 18: a heavy-tailed within-patient deviation");
 # * values below the LLOQ are censored (returned as ``lloq`` with a flag).
 #
 # The candidate structures and why this one: ``docs/calibration.md``, "Structure of individual
@@ -193,20 +196,49 @@ def deviation_scale(log_mu, kappa, lloq: float = LLOQ_NMOL_L) -> np.ndarray:
     return np.exp(-np.asarray(kappa, float) * (lm - np.log(C_REF_NMOL_L)))
 
 
+def t_variance_factor(inv_nu) -> np.ndarray:
+    """Variance of a Student-t deviation of unit scale, ν/(ν − 2) with ν = 1/``inv_nu``
+    (1 at ``inv_nu`` = 0, the normal; ``inf`` at ν ≤ 2, where the variance does not exist)."""
+    v = np.asarray(inv_nu, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = 1.0 / (1.0 - 2.0 * v)
+    return np.where(v <= 0, 1.0, np.where(v < 0.5, f, np.inf))
+
+
+def student_t_from_normal(z, inv_nu) -> np.ndarray:
+    """Student-t deviates with ν = 1/``inv_nu`` degrees of freedom from standard normals ``z``
+    by the quantile map F_ν⁻¹(Φ(z)) (exact in distribution; ``z`` itself where ``inv_nu`` = 0,
+    so a normal structure's random stream and results are unchanged). Computed from the lower
+    tail, −sign(z)·F_ν⁻¹(Φ(−|z|)), where Φ keeps its precision. Arguments broadcast."""
+    z = np.asarray(z, float)
+    v = np.asarray(inv_nu, float)
+    if not np.any(v > 0):
+        return np.array(z, copy=True)
+    from scipy import special
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # |z| ≤ 30 (Φ(−30) ≈ 5e-198): stdtrit fails near 1e-250; a normal draw beyond never occurs
+        lower = special.ndtr(-np.minimum(np.abs(z), 30.0))
+        t = -np.sign(z) * special.stdtrit(1.0 / np.where(v > 0, v, 1.0), lower)
+    return np.where(v > 0, t, z)
+
+
 def visit_variance_log(
     log_mu,
     sigma_meas,
     sigma_bio=0.0,
     kappa=0.0,
     lloq: float = LLOQ_NMOL_L,
+    inv_nu=0.0,
 ) -> np.ndarray:
     """Variance of ln(observed) about ln(μ) at one visit under :func:`observe_visits`:
-    σ_meas² + (h(μ)·σ_bio)² with a biological deviation (σ_bio > 0), else (h(μ)·σ_meas)², with
-    h the heteroscedastic factor :func:`deviation_scale`. Arguments broadcast; ``log_mu`` =
-    ln(μ / (nmol/L))."""
+    σ_meas² + (h(μ)·σ_bio)² with a biological deviation (σ_bio > 0), else (h(μ)·σ_meas)²·f,
+    with h the heteroscedastic factor :func:`deviation_scale` and f = ν/(ν − 2) the variance of
+    the Student-t deviation of ``inv_nu`` = 1/ν (:func:`t_variance_factor`; 1 for the normal).
+    Arguments broadcast; ``log_mu`` = ln(μ / (nmol/L))."""
     h = deviation_scale(log_mu, kappa, lloq)
     sm, sb = np.asarray(sigma_meas, float), np.asarray(sigma_bio, float)
-    return np.where(sb > 0, sm**2 + (h * sb) ** 2, (h * sm) ** 2)
+    return np.where(sb > 0, sm**2 + (h * sb) ** 2, (h * sm) ** 2 * t_variance_factor(inv_nu))
 
 
 def visit_normals(seed: int, stream: str, start: int, stop: int, n_visits: int) -> np.ndarray:
@@ -225,6 +257,7 @@ def observe_visits(
     tau_bio: float | np.ndarray = 90.0,
     kappa: float | np.ndarray = 0.0,
     lloq: float = LLOQ_NMOL_L,
+    inv_nu: float | np.ndarray = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Observed C-peptide from noise-free values.
 
@@ -235,6 +268,10 @@ def observe_visits(
     normals : (P, 2, T) standard normals (:func:`visit_normals`).
     sigma_meas, sigma_bio, tau_bio (days), kappa : scalars or (P,) per patient (e.g. posterior
         draws).
+    inv_nu : 1/ν, scalar or (P,): > 0 makes the error e Student-t with ν degrees of freedom
+        (scale σ_meas·h; drawn from the same normals by :func:`student_t_from_normal`, so the
+        stream does not change); 0 (the default) is the normal. Only without a biological
+        deviation (σ_bio = 0), the structure it was fitted with.
 
     Returns
     -------
@@ -257,11 +294,18 @@ def observe_visits(
         return np.broadcast_to(np.asarray(v, float), (P,))[:, None]
 
     sm, sb, tau, kap = col(sigma_meas), col(sigma_bio), col(tau_bio), col(kappa)
+    inu = col(inv_nu)
     if np.any(sm < 0) or np.any(sb < 0) or np.any(tau <= 0):
         raise ArgumentError(
             "sigma_meas, sigma_bio must be ≥ 0 and tau_bio > 0",
             field="sigma_meas/sigma_bio/tau_bio",
             fix="pass SDs on the log scale and a correlation time in days",
+        )
+    if np.any(inu < 0) or np.any((inu > 0) & (sb > 0)):
+        raise ArgumentError(
+            "inv_nu must be ≥ 0, and > 0 only where sigma_bio = 0",
+            field="inv_nu",
+            fix="pass 1/degrees of freedom of the Student-t deviation (0: normal) with sigma_bio 0",
         )
     b = np.empty((P, T))
     b[:, 0] = z[:, 0, 0]
@@ -272,7 +316,8 @@ def observe_visits(
         h = deviation_scale(np.log(mu), kap, lloq)
         h = np.where(np.isfinite(h), h, 1.0)
         bio = sb > 0
-        log_y = np.log(mu) + np.where(bio, h * sb * b, 0.0) + np.where(bio, sm, sm * h) * z[:, 1]
+        e = student_t_from_normal(z[:, 1], inu)
+        log_y = np.log(mu) + np.where(bio, h * sb * b, 0.0) + np.where(bio, sm, sm * h) * e
         y = np.exp(log_y)
     censored = y < lloq
     return np.where(censored, lloq, y), censored

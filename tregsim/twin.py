@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 from tregsim import rng as _rng
 from tregsim.errors import ArgumentError, DataFileError
+from tregsim.observe import student_t_from_normal
 from tregsim.results import SHIPPED
 from tregsim.units import DAYS_PER_MONTH
 
@@ -740,12 +741,13 @@ class StructureTwinGrid:
     the population's ``[population.cpep_baseline]``, narrowed by this observation model at each
     group's median when it is a measured law: :meth:`BaselinePrior.noise_free`) and is
     observed as log y₀ = log μ₀ + e,
-    e ~ N(0, s²), s² = σ_meas²·h² + σ_bio²·h², h = (μ₀/0.6 nmol/L)^−κ (censored below the
-    LLOQ); the loss hazard λ0 = λ_ref·(age/10)^−γ_a·(μ₀/0.6)^−β_c·exp(−β_lin(μ₀ − 0.6))·e^(ω_λ η),
+    e ~ N(0, s²), s² = σ_meas²·h² + σ_bio²·h², h = (μ₀/0.6 nmol/L)^−κ, or e = s·t_ν with
+    ν = 1/``inv_nu`` when ``inv_nu`` > 0 (the Student-t deviation; censored below the LLOQ); the loss hazard λ0 = λ_ref·(age/10)^−γ_a·(μ₀/0.6)^−β_c·exp(−β_lin(μ₀ − 0.6))·e^(ω_λ η),
     η ~ N(0, 1); log μ_m = log μ₀ + log c(m; λ0, q); y_m = μ_m·exp(e_m) with the same SD law
     at μ_m. The within-patient OU correlation between baseline and month m (τ_bio ≈ 85 days
     in the model file, zero when σ_bio = 0 as in the structure file) is ignored. Integrals by
-    quadrature (μ₀ grid, Gauss–Hermite for η and e_m); tabulated once on (age, y₀) and
+    quadrature (μ₀ grid, Gauss–Hermite for η and e_m, a t's e_m through the quantile map of
+    the Gauss–Hermite nodes); tabulated once on (age, y₀) and
     interpolated (bilinear in log age, log y₀). Checked against Monte Carlo in the tests.
     """
 
@@ -753,6 +755,7 @@ class StructureTwinGrid:
     N_LEVEL = 81
     N_ETA = 16
     N_OBS = 10
+    N_OBS_T = 40
     N_AGES = 21
     N_Y0 = 121
 
@@ -794,8 +797,32 @@ class StructureTwinGrid:
 
         g = self.theta
         return np.sqrt(
+            visit_variance_log(
+                log_mu, g["sigma_meas"], g["sigma_bio"], g["kappa"], self.lloq, self._inv_nu
+            )
+        )
+
+    def _scale(self, log_mu):
+        """Scale of the deviation at ``log_mu``: :meth:`_sd` for the normal, the Student-t's
+        scale σ_meas·h (not its SD) when ``inv_nu`` > 0."""
+        from tregsim.observe import visit_variance_log
+
+        g = self.theta
+        return np.sqrt(
             visit_variance_log(log_mu, g["sigma_meas"], g["sigma_bio"], g["kappa"], self.lloq)
         )
+
+    @property
+    def _inv_nu(self) -> float:
+        return float(self.theta.get("inv_nu", 0.0))
+
+    def _log_density(self, z, scale, censored):
+        """log density of the baseline observation's standardised deviation ``z`` (minus
+        ln ``scale``), or its log CDF where ``censored``: normal or Student-t."""
+        if self._inv_nu > 0:
+            nu = 1.0 / self._inv_nu
+            return np.where(censored, stats.t.logcdf(z, nu), stats.t.logpdf(z, nu) - np.log(scale))
+        return np.where(censored, special.log_ndtr(z), -0.5 * z**2 - np.log(scale))
 
     def exact(self, log_y0: np.ndarray, age: np.ndarray, censored: np.ndarray) -> np.ndarray:
         """(P, V) predictive mean by quadrature (no tabulation)."""
@@ -806,15 +833,19 @@ class StructureTwinGrid:
         width = np.where(censored, 4.0 * sd_p, 5.0 * self._sd(log_y0))
         centre = np.where(censored, np.minimum(mu_p, log_y0), log_y0)
         lev = centre[:, None] + (width / 5.0)[:, None] * u[None, :]  # (P, L)
-        s0 = self._sd(lev)
+        s0 = self._scale(lev)
         z0 = (log_y0[:, None] - lev) / s0
-        logw = -0.5 * ((lev - mu_p[:, None]) / sd_p[:, None]) ** 2 + np.where(
-            censored[:, None], special.log_ndtr(z0), -0.5 * z0**2 - np.log(s0)
+        logw = -0.5 * ((lev - mu_p[:, None]) / sd_p[:, None]) ** 2 + self._log_density(
+            z0, s0, censored[:, None]
         )
         w = np.exp(logw - logw.max(axis=1, keepdims=True))
         w /= w.sum(axis=1, keepdims=True)
         xe, we = np.polynomial.hermite_e.hermegauss(self.N_ETA)
-        xo, wo = np.polynomial.hermite_e.hermegauss(self.N_OBS)
+        # a t deviation through the quantile map of the normal nodes: heavier tails need more
+        xo, wo = np.polynomial.hermite_e.hermegauss(
+            self.N_OBS if self._inv_nu == 0 else self.N_OBS_T
+        )
+        xo = student_t_from_normal(xo, self._inv_nu)
         we, wo = we / we.sum(), wo / wo.sum()
         la = np.log(age / 10.0)
         loglam = (
@@ -827,9 +858,9 @@ class StructureTwinGrid:
         for v in range(self.months.size):
             lc = np.interp(loglam, self.loglam, self.log_c[:, v])  # (P, L, E)
             log_mu = lev[:, :, None] + lc
-            sd = self._sd(log_mu)
-            y = np.exp(log_mu[..., None] + sd[..., None] * xo)
-            m = (np.log1p(y) * wo).sum(axis=-1) @ we  # (P, L)
+            sd = self._scale(log_mu)
+            # ln(1 + y) as logaddexp: a far t node must not overflow exp
+            m = (np.logaddexp(0.0, log_mu[..., None] + sd[..., None] * xo) * wo).sum(-1) @ we
             out[:, v] = (w * m).sum(axis=1)
         return out
 

@@ -7,7 +7,8 @@ on within-patient statistics"). Sections:
   copied) and ``[data.columns]`` (``study``, ``id``, ``age``, ``day``, ``month``, ``y`` → the
   CSV's column names; defaults are those of ``placebo_cpeptide_individual.csv``);
 * ``[cohort] baseline_day`` (days from diagnosis to the month-0 visit);
-* ``[structure] candidate`` (``"lincovariate+power"`` or ``"lincovariate+age+power"``, which adds
+* ``[structure] candidate`` (``"lincovariate+power"``, ``"lincovariate+power+t"`` (adds the
+  Student-t deviation's ``inv_nu``) or ``"lincovariate+age+power"``, which adds
   ``gamma_beta``: β_c·(age/10)^(−γ_β)) and ``[structure.curve_table]``
   (``s0``, ``k_re`` held fixed; grid resolution ``n_loglam``, ``n_q``, ``day_step``);
 * ``[observation] lloq_nmol_l``, ``below_lloq`` (as the records code values below the LLOQ);
@@ -44,7 +45,7 @@ from tregsim.schema import Field, Table
 from tregsim.units import LLOQ_NMOL_L
 
 KIND = "npe_structure"
-CANDIDATES = ("lincovariate+power", "lincovariate+age+power")
+CANDIDATES = ("lincovariate+power", "lincovariate+age+power", "lincovariate+power+t")
 """Structures of tregsim.calibrate.variability that the NPE simulator implements."""
 
 

@@ -117,8 +117,14 @@ def independent_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     """Per-participant log marginal likelihood (P,) when the visits are independent given the
     random effects (σ_bio = 0): the same value as ``like.per_patient(th)`` (checked in the
     tests), summed over visits in one compiled pass (:mod:`structure_kernel`), or with a random
-    effect on q by :func:`array_log_lik`."""
+    effect on q by :func:`array_log_lik`. ``inv_nu`` = 1/ν > 0: a Student-t deviation (σ_bio = 0
+    only)."""
     if th.get("sigma_bio", 0.0) > 0:
+        if th.get("inv_nu", 0.0) > 0:
+            raise ValueError(
+                "a Student-t deviation (inv_nu > 0) is defined only for independent visits "
+                "(sigma_bio = 0)"
+            )
         return like.per_patient(th)
     if like.n_xi == 1 and th.get("omega_q", 0.0) == 0:
         return _kernel_log_lik(like, th)
@@ -137,7 +143,8 @@ def _visit_order(like: V.StructureLikelihood) -> tuple[np.ndarray, np.ndarray]:
 def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     """:func:`independent_log_lik` with numpy arrays of (visits × quadrature nodes), summed per
     participant by one ``np.add.reduceat`` (σ_bio = 0; any random effect on q). The compiled
-    kernel's reference in ``benchmarks/bench_structure_likelihood.py``."""
+    kernel's reference in ``benchmarks/bench_structure_likelihood.py``. ``inv_nu`` = 1/ν > 0: the
+    deviation (ln y − ln μ)/(σ_meas·h(μ)) is Student-t with ν degrees of freedom (σ_add = 0)."""
     order, starts = _visit_order(like)
     nodes = like.zeta_nodes(th)
     lm = like.log_mu(th, nodes)  # (V, K)
@@ -148,9 +155,24 @@ def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     if sa:
         var = var + (sa * np.exp(-lm)) ** 2
     c = like._cens
-    ll = -0.5 * (res * res / var + np.log(var) + np.log(2 * np.pi)) - like._logy[:, None]
-    if c.any():
-        ll[c] = special.log_ndtr(res[c] / np.sqrt(var[c]))
+    inv_nu = th.get("inv_nu", 0.0)
+    if inv_nu > 0:
+        from scipy import stats
+
+        if sa:
+            raise ValueError(
+                "a Student-t deviation (inv_nu > 0) is defined only without an additive error "
+                "(sigma_add = 0)"
+            )
+        nu = 1.0 / inv_nu
+        sd = th["sigma_meas"] * deviation_scale(lm, kap, like.lloq)
+        ll = stats.t.logpdf(res / sd, df=nu) - np.log(sd) - like._logy[:, None]
+        if c.any():
+            ll[c] = stats.t.logcdf(res[c] / sd[c], df=nu)
+    else:
+        ll = -0.5 * (res * res / var + np.log(var) + np.log(2 * np.pi)) - like._logy[:, None]
+        if c.any():
+            ll[c] = special.log_ndtr(res[c] / np.sqrt(var[c]))
     tot = np.add.reduceat(ll[order], starts, axis=0)  # (P, K)
     return special.logsumexp(tot + like.log_weights(th, nodes), axis=1)
 

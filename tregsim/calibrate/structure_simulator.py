@@ -38,7 +38,7 @@ from tregsim.calibrate.simulator import Problem
 from tregsim.calibrate.structure_config import StructureConfig
 from tregsim.calibrate.structure_statistics import StatisticsPlan, bootstrap
 from tregsim.calibrate.variability import LOG_CREF, load_records
-from tregsim.observe import deviation_scale
+from tregsim.observe import deviation_scale, student_t_from_normal
 from tregsim.trial_statistics import VISIT_MONTHS, age_group_mask
 
 COHORT_STREAM = "calibrate.structure.cohort"
@@ -212,10 +212,12 @@ def build_problem(config: StructureConfig) -> StructureProblem:
 
 def full_theta(problem: StructureProblem, theta: np.ndarray) -> dict[str, np.ndarray]:
     """Every parameter (n,) of the config's candidate from the calibrated columns and the fixed
-    values; ``gamma_beta`` is 0 (no age dependence of β_c) for "lincovariate+power"."""
+    values; ``gamma_beta`` is 0 (no age dependence of β_c) for "lincovariate+power",
+    ``inv_nu`` 0 (a normal deviation) for a candidate without the Student-t deviation."""
     theta = np.atleast_2d(np.asarray(theta, float))
     out = {n: theta[:, j] for j, n in enumerate(problem.names)}
     out.setdefault("gamma_beta", np.zeros(theta.shape[0]))
+    out.setdefault("inv_nu", np.zeros(theta.shape[0]))  # the normal deviation
     for n in problem.config.structure_names:
         if n not in out:
             out[n] = np.full(theta.shape[0], problem.config.fixed[n])
@@ -263,7 +265,8 @@ def simulate_wide(
     logc0 = problem.table(loglam, q, np.array([cfg.baseline_day]))
     logmu = lev[:, vp] + logc - logc0[:, vp]  # (n, V)
     sd = col["sigma_meas"] * deviation_scale(logmu, col["kappa"], cfg.lloq_nmol_l)
-    logy = np.minimum(logmu + sd * rnd["eps"], LOG_Y_MAX)
+    eps = student_t_from_normal(rnd["eps"], col["inv_nu"])  # rnd["eps"] itself when normal
+    logy = np.minimum(logmu + sd * eps, LOG_Y_MAX)
     y = np.exp(logy)
     lloq = cfg.lloq_nmol_l
     if cfg.below_lloq == "half_lloq":

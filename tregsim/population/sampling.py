@@ -235,7 +235,7 @@ def baseline_noise_var(params, log_level, theta: dict | None = None) -> np.ndarr
     """Variance of ln(measured / noise-free) of a baseline MMTT at ``log_level`` (ln nmol/L,
     ``(n,)``) under the observation model the patients' ``params`` carry: the records
     structure's (:func:`tregsim.observe.visit_variance_log` with each patient's ``sigma_meas``,
-    ``sigma_bio``, ``kappa``; σ_bio = 0 when ``theta`` carries ``sigma_meas`` without
+    ``sigma_bio``, ``kappa``, ``inv_nu``: a t deviation's variance ν/(ν − 2)·scale²; σ_bio = 0 when ``theta`` carries ``sigma_meas`` without
     ``sigma_bio``, the records-posterior contract of :mod:`tregsim.population.structure`).
     0 (no deconvolution: the path before round 16) when ``theta`` is a lumped posterior's
     draws (``sigma`` without ``sigma_meas``; ``--variability lumped``, whose σ ≈ 0.29–0.4 is
@@ -250,7 +250,8 @@ def baseline_noise_var(params, log_level, theta: dict | None = None) -> np.ndarr
     no_bio = "sigma_bio" not in params or ("sigma_meas" in theta and "sigma_bio" not in theta)
     sb = 0.0 if no_bio else params["sigma_bio"]
     lloq = float(params["LLOQ"][0]) if "LLOQ" in params else LLOQ_NMOL_L
-    return visit_variance_log(log_level, params["sigma_meas"], sb, params["kappa"], lloq)
+    inv_nu = params["inv_nu"] if "inv_nu" in params else 0.0
+    return visit_variance_log(log_level, params["sigma_meas"], sb, params["kappa"], lloq, inv_nu)
 
 
 def _noise_free_baseline(exp, cov: dict, params, theta: dict | None) -> np.ndarray:

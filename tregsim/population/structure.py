@@ -5,7 +5,8 @@ Two structures (docs/calibration.md, "Structure of individual variability"):
 * ``"records"`` (the default): the structure fitted to the placebo records — a hazard covariate
   on the baseline-visit C-peptide (``beta_c``, ``beta_lin``; the population sampler sets
   ``cpep_bl``) and the within-patient observation model of :func:`tregsim.observe.observe_visits`
-  (``sigma_meas``, ``kappa``, ``sigma_bio``, ``tau_bio``);
+  (``sigma_meas``, ``kappa``, ``sigma_bio``, ``tau_bio``, and ``inv_nu`` = 1/ν of the Student-t
+  deviation since round 19);
 * ``"lumped"``: the old structure — no hazard covariate, one residual ``sigma`` on the log
   scale (virtual trials, natural-history check); ``cohort.nc``'s ``cpeptide_observed`` keeps
   the model file's observation parameters.
@@ -14,7 +15,8 @@ Under ``"records"`` the values come from, in this order:
 
 1. a **records-structure posterior** (one that carries ``sigma_meas`` and ``kappa``; the
    round-4 contract): every draw's own λ_ref, γ_a, ω_λ, q, β_c, β_lin, s₀, k_re *and*
-   σ_meas, κ (σ_bio / τ_bio from the draw when present, else 0 / the model file's value), so
+   σ_meas, κ (σ_bio / τ_bio / inv_nu from the draw when present, else 0 / the model file's
+   value / 0, the normal deviation), so
    item i (patient or replicate) uses draw i mod n_draws for its hazard and its observation;
 2. otherwise the point values of ``calibration/natural_history_structure.json``: λ_ref, γ_a,
    ω_λ, q, β_c, β_lin and the observation model replace a lumped posterior's values (that
@@ -47,7 +49,7 @@ STRUCTURE_FILE = "calibration/natural_history_structure.json"
 STRUCTURE_POPULATION = ("lambda_ref", "gamma_a", "omega_lambda", "q", "beta_c", "beta_lin")
 """Population parameters of the structure (its hazard and hazard covariate)."""
 
-STRUCTURE_OBSERVATION = ("sigma_meas", "sigma_bio", "tau_bio", "kappa")
+STRUCTURE_OBSERVATION = ("sigma_meas", "sigma_bio", "tau_bio", "kappa", "inv_nu")
 """Observation-model parameters of the structure (:func:`tregsim.observe.observe_visits`)."""
 
 RECORDS_POSTERIOR_MARKERS = ("sigma_meas", "kappa")
@@ -134,7 +136,8 @@ class VariabilityStructure:
     @property
     def observed(self) -> bool:
         """Draw observations with :func:`tregsim.observe.observe_visits` from the patients'
-        ``sigma_meas``, ``sigma_bio``, ``tau_bio``, ``kappa`` (else the one residual ``sigma``)."""
+        ``sigma_meas``, ``sigma_bio``, ``tau_bio``, ``kappa``, ``inv_nu`` (else the one residual
+        ``sigma``)."""
         return self.variability == "records"
 
     def describe(self) -> str:
@@ -158,7 +161,7 @@ class VariabilityStructure:
         if self.source == "posterior":
             return (
                 "variability: records (hazard covariate beta_c, beta_lin and observation model "
-                "sigma_meas, kappa, sigma_bio, tau_bio per posterior draw from "
+                "sigma_meas, kappa, sigma_bio, tau_bio, inv_nu per posterior draw from "
                 f"{post}; patient/replicate i uses draw i mod n_draws)"
             )
         s = self.structure or {}
@@ -238,6 +241,8 @@ def resolve_structure(
         n = len(next(iter(out.values())))
         if "sigma_bio" not in out:  # not sampled by the chosen structure (contract)
             out["sigma_bio"] = np.zeros(n)
+        if "inv_nu" not in out:  # a posterior of the normal structure (before round 19)
+            out["inv_nu"] = np.zeros(n)
         return VariabilityStructure("records", "posterior", out, posterior)
     st = records_structure()
     values = {**st["population"], **st["observation"]}

@@ -51,6 +51,7 @@ from tregsim.observe import (
     deviation_scale,
     observe,
     observe_visits,
+    student_t_from_normal,
     visit_normals,
 )
 from tregsim.population.structure import STRUCTURE_OBSERVATION, STRUCTURE_POPULATION
@@ -225,8 +226,35 @@ class _Prepared:
         ou = np.sqrt(sb**2 * (h0**2 + h1**2 - 2 * rho * h0 * h1) + 2 * sm**2)
         return np.where(sb > 0, ou, sm * np.sqrt(h0**2 + h1**2))
 
+    def no_decline_probability(self, mu0: np.ndarray, mu1: np.ndarray, days: float) -> np.ndarray:
+        """P(observed y₁ ≥ y₀) for two visits ``days`` apart given the noise-free values (arrays
+        broadcast, the last axis over the patients): Φ(ln(μ₁/μ₀) / :meth:`change_sd`) for normal
+        deviations; with a Student-t deviation (``inv_nu`` > 0, σ_bio = 0) the difference of
+        two t's is not t, so E over e₀ of T_ν((ln(μ₁/μ₀) − s₀e₀)/s₁), s = σ_meas·h(μ), by
+        Gauss–Hermite quadrature on the normal that :func:`student_t_from_normal` maps to e₀."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            delta = np.log(mu1 / mu0)
+        inv_nu = None if self.structure is None else self.obs.get("inv_nu")
+        if inv_nu is None or not np.any(np.asarray(inv_nu) > 0):
+            return special.ndtr(delta / self.change_sd(mu0, mu1, days))
+        o = self.obs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h0 = deviation_scale(np.log(mu0), o["kappa"])
+            h1 = deviation_scale(np.log(mu1), o["kappa"])
+        s0 = o["sigma_meas"] * np.where(np.isfinite(h0), h0, 1.0)
+        s1 = o["sigma_meas"] * np.where(np.isfinite(h1), h1, 1.0)
+        z, w = np.polynomial.hermite_e.hermegauss(_N_NODECLINE)
+        w = w / w.sum()
+        nu = 1.0 / np.asarray(inv_nu, float)
+        out = np.zeros(np.broadcast(delta, s0, s1).shape)
+        for zk, wk in zip(z, w):
+            e0 = student_t_from_normal(zk, inv_nu)
+            out += wk * special.stdtr(nu, (delta - s0 * e0) / s1)
+        return out
+
 
 _SOLVER = {"rtol": 1e-6, "atol": 1e-9}
+_N_NODECLINE = 40  # Gauss–Hermite nodes of the t-deviation no-decline probability
 
 
 def _outputs_batch(prep: _Prepared, thetas: np.ndarray) -> dict[str, np.ndarray]:
@@ -255,10 +283,7 @@ def _outputs_batch(prep: _Prepared, thetas: np.ndarray) -> dict[str, np.ndarray]
         nd = sum(
             w[a]
             * np.nanmean(
-                special.ndtr(
-                    np.log(mu[a][:, :, j] / mu[a][:, :, 0])
-                    / prep.change_sd(mu[a][:, :, 0], mu[a][:, :, j], days[j] - days[0])
-                ),
+                prep.no_decline_probability(mu[a][:, :, 0], mu[a][:, :, j], days[j] - days[0]),
                 axis=1,
             )
             for a in d.treated
