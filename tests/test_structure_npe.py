@@ -239,8 +239,9 @@ def _age_text() -> str:
     """The shipped config with the candidate "lincovariate+age+power" (γ_β calibrated, prior
     N(0, 1) as variability.PARAMS)."""
     text = CONFIG.read_text().replace(
-        'candidate = "lincovariate+power"', 'candidate = "lincovariate+age+power"'
+        'candidate = "lincovariate+power+t"', 'candidate = "lincovariate+age+power"'
     )
+    text = text.replace('"sigma_meas", "inv_nu",', '"sigma_meas",').replace("inv_nu = {", "# inv_nu = {")
     text = text.replace('"q", "beta_c", "beta_lin",', '"q", "beta_c", "gamma_beta", "beta_lin",')
     return text.replace(
         "beta_lin = { dist",
@@ -356,9 +357,10 @@ def test_shipped_config_loads():
     if not (CONFIG.parent / "../../shared/data/placebo_cpeptide_individual.csv").exists():
         pytest.skip("placebo records not at ../shared/data (not shipped: no licence)")
     cfg = load_config(CONFIG)
-    assert cfg.kind == "npe_structure" and len(cfg.calibrate) == 11
+    assert cfg.kind == "npe_structure" and len(cfg.calibrate) == 12
     # the likelihood path's (shipped) structure, so that the two paths can be compared
-    assert cfg.candidate == "lincovariate+power" and "gamma_beta" not in cfg.structure_names
+    assert cfg.candidate == "lincovariate+power+t" and "gamma_beta" not in cfg.structure_names
+    assert cfg.candidate == load_config(ROOT / "calibration" / "placebo_records_structure.toml").candidate
 
 
 def test_config_with_the_age_covariate(tmp_path, rng):
@@ -386,7 +388,7 @@ def test_config_with_the_age_covariate(tmp_path, rng):
         ('"mu_a", "s_c"]', '"mu_a", "s_cc"]', "parameters.calibrate"),
         ('"mu_a", "s_c"]', '"mu_a"]', "parameters.fixed"),
         ("targets = [6, 12, 24]", "targets = [0, 12]", "summaries.targets"),
-        ('candidate = "lincovariate+power"', 'candidate = "lumped"', "structure.candidate"),
+        ('candidate = "lincovariate+power+t"', 'candidate = "lumped"', "structure.candidate"),
         ("n_q = 21", "n_q = 21, n_eta = 3", "structure.curve_table.n_eta"),
         ('below_lloq = "half_lloq"', 'below_lloq = "zero"', "observation.below_lloq"),
         ('exclude = ["corr_log_slopes"', 'exclude = ["corr_slopes"', "summaries.exclude"),
