@@ -241,7 +241,9 @@ def _age_text() -> str:
     text = CONFIG.read_text().replace(
         'candidate = "lincovariate+power+t"', 'candidate = "lincovariate+age+power"'
     )
-    text = text.replace('"sigma_meas", "inv_nu",', '"sigma_meas",').replace("inv_nu = {", "# inv_nu = {")
+    text = text.replace('"sigma_meas", "inv_nu",', '"sigma_meas",').replace(
+        "inv_nu = {", "# inv_nu = {"
+    )
     text = text.replace('"q", "beta_c", "beta_lin",', '"q", "beta_c", "gamma_beta", "beta_lin",')
     return text.replace(
         "beta_lin = { dist",
@@ -360,7 +362,10 @@ def test_shipped_config_loads():
     assert cfg.kind == "npe_structure" and len(cfg.calibrate) == 12
     # the likelihood path's (shipped) structure, so that the two paths can be compared
     assert cfg.candidate == "lincovariate+power+t" and "gamma_beta" not in cfg.structure_names
-    assert cfg.candidate == load_config(ROOT / "calibration" / "placebo_records_structure.toml").candidate
+    assert (
+        cfg.candidate
+        == load_config(ROOT / "calibration" / "placebo_records_structure.toml").candidate
+    )
 
 
 def test_config_with_the_age_covariate(tmp_path, rng):

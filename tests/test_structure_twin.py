@@ -49,10 +49,8 @@ def test_structure_twin_matches_monte_carlo(over):
     # the virtual patients' noise-free baselines, as the population sampler draws them from
     # the experiment's measured law
     measured = np.exp(mu_p + sd_p * g.standard_normal(n))
-    v = visit_variance_log(
-        mu_p, th["sigma_meas"], th["sigma_bio"], th["kappa"], lloq=0.017, inv_nu=th["inv_nu"]
-    )
-    mu0 = exp.population.cpep_baseline.noise_free(age, measured, v)
+    v = visit_variance_log(mu_p, th["sigma_meas"], th["sigma_bio"], th["kappa"], lloq=0.017)
+    mu0 = exp.population.cpep_baseline.noise_free(age, measured, v, th["inv_nu"])
     f = np.exp(th["omega_lambda"] * g.standard_normal(n))
     params = exp.model.parameters(n, **th, age=age, cpep_bl=mu0, cpep0=np.ones(n), f_lambda=f)
     r = simulate_arrays(exp.model, params, None, np.array([60.0, 60.0 + 12 * DAYS_PER_MONTH]))

@@ -376,7 +376,7 @@ def cohort_trial_statistics(
     :func:`tregsim.observe.observe_visits` with each patient's own ``sigma_meas``, ``kappa``,
     ``sigma_bio``, ``tau_bio``; else the lumped log-normal ``sigma``), and the records' visit
     pattern is imposed (a visit missing in the records is missing in the virtual participant).
-    Values: the mean and central 95 % over the cohorts. ``age_groups`` (default: all of
+    Values: the median and central 95 % over the cohorts. ``age_groups`` (default: all of
     :data:`AGE_GROUPS`): only the records' participants whose baseline age falls in these
     groups take part (the groups the experiment's population covers).
     """

@@ -225,23 +225,27 @@ class BaselinePrior:
         mu, sd = c.log_params()
         return cls(tuple(c.age_breaks_years), tuple(mu), tuple(sd), bool(c.measured))
 
-    def noise_free(self, noise_var) -> BaselinePrior:
-        """The law of the noise-free value whose measurement has this (measured) law:
-        sd_log² − v per group, v = ``noise_var(mu_log)`` the variance of ln(measured /
-        noise-free) at the group's median level (as
+    def noise_free(self, noise_var, inv_nu: float = 0.0) -> BaselinePrior:
+        """The law of the noise-free value whose measurement has this (measured) law: log-SD
+        :func:`tregsim.observe.deconvolved_sd` (sd_log, √v, ``inv_nu``) per group (√(sd_log² −
+        v) for a normal deviation), v = ``noise_var(mu_log)`` the variance of ln(measured /
+        noise-free) at the group's median level, or a Student-t deviation's squared scale (as
         :meth:`tregsim.population.distributions.LogNormalByAge.noise_free` draws the virtual
         patients). Itself when not ``measured``."""
+        from tregsim.observe import deconvolved_sd
+
         if not self.measured:
             return self
         mu, sd = np.asarray(self.mu_log, float), np.asarray(self.sd_log, float)
         v = np.asarray(noise_var(mu), float)
-        if np.any(v >= sd**2):
+        s = deconvolved_sd(sd, np.sqrt(v), inv_nu)
+        if np.any(v >= sd**2) or not np.all(np.isfinite(s)):
             raise ArgumentError(
                 "the baseline MMTT's log-SD is no wider than the observation error alone",
                 field="population.cpep_baseline.sd_nmol_L",
                 fix="give the SD of measured baseline MMTTs, or set measured = false",
             )
-        return BaselinePrior(self.age_breaks_years, tuple(mu), tuple(np.sqrt(sd**2 - v)))
+        return BaselinePrior(self.age_breaks_years, tuple(mu), tuple(s))
 
     def __call__(self, age_years: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         g = np.searchsorted(np.asarray(self.age_breaks_years), age_years, side="right")
@@ -772,7 +776,7 @@ class StructureTwinGrid:
         self.baseline_day = float(baseline_day)
         self.lloq = float(d["LLOQ"]) if lloq_nmol_l is None else float(lloq_nmol_l)
         # the virtual patients' noise-free baseline law, when the experiment's is a measured one
-        self.prior = baseline_prior.noise_free(lambda m: self._sd(m) ** 2)
+        self.prior = baseline_prior.noise_free(lambda m: self._scale(m) ** 2, self._inv_nu)
         self._log_cref = float(np.log(C_REF_NMOL_L))
         # log c(m)/c(baseline) as a function of log λ0 (q, s0, k_re … at theta): one batch
         self.loglam = np.linspace(np.log(1e-6), np.log(0.1), self.N_LOGLAM)

@@ -308,16 +308,19 @@ class LogNormalByAge:
         g = self.group(age)
         return np.exp(mu[g] + sig[g] * z)
 
-    def noise_free(self, age, measured_nmol_l, noise_var) -> np.ndarray:
+    def noise_free(self, age, measured_nmol_l, noise_var, inv_nu=0.0) -> np.ndarray:
         """Noise-free baseline MMTT (nmol/L, ``(n,)``) of patients whose measured value drawn
         from this distribution is ``measured_nmol_l``.
 
         Each patient keeps its rank in its group: ln c = μ_g + r·(ln y − μ_g) with
-        r = √(σ_g² − v)/σ_g, where v is ``noise_var`` (``(n,)`` or scalar: the variance of
-        ln(observed) about ln(noise-free) at the group's median level, e.g.
-        :func:`tregsim.observe.visit_variance_log`). A measurement with that error then has
-        the group's log-mean μ_g and log-SD σ_g again, i.e. the configured mean and SD. The
-        identity when not ``measured``.
+        r = s/σ_g, s = :func:`tregsim.observe.deconvolved_sd` (σ_g, √v, ``inv_nu``), where v
+        is ``noise_var`` (``(n,)`` or scalar: the variance of ln(observed) about
+        ln(noise-free) at the group's median level for a normal deviation, e.g.
+        :func:`tregsim.observe.visit_variance_log`; the squared scale of a Student-t one with
+        ν = 1/``inv_nu``). For a normal deviation r = √(σ_g² − v)/σ_g and a measurement with
+        that error has the group's log-mean μ_g and log-SD σ_g again, i.e. the configured mean
+        and SD; for a t deviation it has their interquartile range. The identity when not
+        ``measured``.
 
         Raises
         ------
@@ -327,12 +330,17 @@ class LogNormalByAge:
         y = np.asarray(measured_nmol_l, float)
         if not self.measured:
             return y.copy()
+        from tregsim.observe import deconvolved_sd
+
         mu, sig = self.log_params()
         g = self.group(np.asarray(age, float))
         v = np.broadcast_to(np.asarray(noise_var, float), y.shape)
+        inv = np.broadcast_to(np.asarray(inv_nu, float), y.shape)
+        s = deconvolved_sd(sig[g], np.sqrt(v), inv)
         for k in np.unique(g):
             typical = float(np.median(v[g == k]))
-            if not typical < sig[k] ** 2:
+            at_median = deconvolved_sd(sig[k], np.sqrt(typical), float(np.median(inv[g == k])))
+            if not (typical < sig[k] ** 2 and np.isfinite(at_median)):
                 raise ArgumentError(
                     f"age group {k}: the log-SD of the baseline MMTT ({sig[k]:.3f}) is no wider "
                     f"than the observation error alone ({np.sqrt(typical):.3f} on the log scale, "
@@ -342,7 +350,7 @@ class LogNormalByAge:
                     "values describe the noise-free C-peptide",
                 )
         # a single pathological draw (observation error wider than the group) sits at the median
-        r = np.sqrt(np.clip(sig[g] ** 2 - v, 0.0, None)) / sig[g]
+        r = np.where(np.isfinite(s), s, 0.0) / sig[g]
         return np.exp(mu[g] + r * (np.log(y) - mu[g]))
 
 

@@ -231,11 +231,13 @@ def sample_population(
     return complete_baseline(exp, pop) if baseline_cpep0 else pop
 
 
-def baseline_noise_var(params, log_level, theta: dict | None = None) -> np.ndarray:
-    """Variance of ln(measured / noise-free) of a baseline MMTT at ``log_level`` (ln nmol/L,
-    ``(n,)``) under the observation model the patients' ``params`` carry: the records
+def baseline_noise_var(params, log_level, theta: dict | None = None) -> tuple:
+    """(v, inv_nu): the variance of ln(measured / noise-free) of a baseline MMTT at
+    ``log_level`` (ln nmol/L, ``(n,)``) under the observation model the patients' ``params``
+    carry, or its squared scale for a Student-t deviation of ``inv_nu`` = 1/ν > 0 (what
+    :meth:`~tregsim.population.distributions.LogNormalByAge.noise_free` takes): the records
     structure's (:func:`tregsim.observe.visit_variance_log` with each patient's ``sigma_meas``,
-    ``sigma_bio``, ``kappa``, ``inv_nu``: a t deviation's variance ν/(ν − 2)·scale²; σ_bio = 0 when ``theta`` carries ``sigma_meas`` without
+    ``sigma_bio``, ``kappa``; σ_bio = 0 when ``theta`` carries ``sigma_meas`` without
     ``sigma_bio``, the records-posterior contract of :mod:`tregsim.population.structure`).
     0 (no deconvolution: the path before round 16) when ``theta`` is a lumped posterior's
     draws (``sigma`` without ``sigma_meas``; ``--variability lumped``, whose σ ≈ 0.29–0.4 is
@@ -246,12 +248,12 @@ def baseline_noise_var(params, log_level, theta: dict | None = None) -> np.ndarr
     theta = theta or {}
     lumped = "sigma" in theta and "sigma_meas" not in theta
     if lumped or "sigma_meas" not in params or "kappa" not in params:
-        return np.zeros_like(np.asarray(log_level, float))
+        return np.zeros_like(np.asarray(log_level, float)), 0.0
     no_bio = "sigma_bio" not in params or ("sigma_meas" in theta and "sigma_bio" not in theta)
     sb = 0.0 if no_bio else params["sigma_bio"]
     lloq = float(params["LLOQ"][0]) if "LLOQ" in params else LLOQ_NMOL_L
     inv_nu = params["inv_nu"] if "inv_nu" in params else 0.0
-    return visit_variance_log(log_level, params["sigma_meas"], sb, params["kappa"], lloq, inv_nu)
+    return visit_variance_log(log_level, params["sigma_meas"], sb, params["kappa"], lloq), inv_nu
 
 
 def _noise_free_baseline(exp, cov: dict, params, theta: dict | None) -> np.ndarray:
@@ -263,7 +265,7 @@ def _noise_free_baseline(exp, cov: dict, params, theta: dict | None) -> np.ndarr
     age = np.asarray(cov["age"], float)
     mu, _ = spec.log_params()
     try:
-        return spec.noise_free(age, y, baseline_noise_var(params, mu[spec.group(age)], theta))
+        return spec.noise_free(age, y, *baseline_noise_var(params, mu[spec.group(age)], theta))
     except ArgumentError as e:  # name the experiment file the SD comes from
         raise ExperimentFileError(
             e.problem, file=getattr(exp, "path", None), field=e.field, fix=e.fix
