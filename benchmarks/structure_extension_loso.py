@@ -31,7 +31,9 @@ one parameter on top of the config's structure:
 * ``age_spread_beta_c`` — ``age_baseline_spread`` and ``age_beta_c`` jointly (two
   parameters; round 18): children start closer together and follow that start steeply;
 * ``heavy_tails`` — a Student-t within-patient deviation, ν = 1/v (prior v ~ half-normal(0.5);
-  round 18);
+  round 18; shipped since round 19); ``heavy_tails_after_baseline`` — the same at the visits
+  after the baseline only (round 19; likelihood only). Both need a config whose candidate has
+  no ``inv_nu`` (the normal structure, e.g. ``candidate = "lincovariate+power"``);
 * ``age_deviation`` — an age-dependent within-patient deviation,
   σ_i = σ_meas·(age_i / 10 y)^(−γ_σ) (times the level scaling h of κ as before; prior
   γ_σ ~ N(0, 1)); γ_σ > 0: children's visits scatter more.
@@ -116,6 +118,13 @@ def participant_log_lik(
             ll = stats.t.logpdf(res / sd, df=1.0 / inv_nu) - np.log(sd) - like._logy[:, None]
             if c.any():
                 ll[c] = stats.t.logcdf(res[c] / sd[c], df=1.0 / inv_nu)
+            if th_mu.get("t_after_baseline", False):  # the baseline visit's deviation normal
+                b = like.r.visit_day <= 0
+                ll[b] = -0.5 * ((res[b] / sd[b]) ** 2 + 2 * np.log(sd[b]) + np.log(2 * np.pi))
+                ll[b] -= like._logy[b, None]
+                cb = b & c
+                if cb.any():
+                    ll[cb] = special.log_ndtr(res[cb] / sd[cb])
         else:
             ll = -0.5 * ((res / sd) ** 2 + 2 * np.log(sd) + np.log(2 * np.pi))
             ll -= like._logy[:, None]
@@ -567,6 +576,22 @@ class HeavyTails(ScalarTerm):
         return stats.halfnorm(scale=0.5)
 
 
+class HeavyTailsAfterBaseline(HeavyTails):
+    """The Student-t deviation at the visits after the baseline only; the baseline visit's
+    deviation stays normal with the same scale (round 19: a t at the baseline is an outlier in
+    the ANCOVA's covariate, a high-leverage point that flattens a large cohort's slope;
+    screening and baseline MMTTs are the most standardised visits of a trial). Likelihood
+    only (no predictive simulation)."""
+
+    def _log_lik_p(self, th, v):
+        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
+        th_mu = th | {self.name: float(v), "t_after_baseline": True}
+        return participant_log_lik(self.base.like, th, th_mu, sm_p)
+
+    def _simulator(self, th, v):
+        raise NotImplementedError("heavy_tails_after_baseline has no predictive simulation")
+
+
 class StunningEffect(Extended):
     """A random effect on the stunned fraction at diagnosis: logit s0_i = logit s0 + ω_s0·ξ_i,
     ξ_i ~ N(0, 1) per participant (s0 0.41 and k_re as the config fixes them). Integrated on a
@@ -644,6 +669,7 @@ EXTENSIONS = {
     "depletion_feedback": DepletionFeedback,
     "age_spread_beta_c": AgeSpreadBetaC,
     "heavy_tails": HeavyTails,
+    "heavy_tails_after_baseline": HeavyTailsAfterBaseline,
 }
 
 
@@ -785,6 +811,13 @@ def main(argv=None) -> int:
             f"{a.config}: [method] kind is {config.kind!r}; give a 'structure_likelihood' config"
         )
     cls = EXTENSIONS[a.extension]
+    if a.extension.startswith("heavy_tails") and "inv_nu" in V.CANDIDATES[config.candidate][0]:
+        print(
+            f"{a.config}: [parameters] candidate {config.candidate!r} already has the t deviation; "
+            'fix: compare against the normal structure (candidate = "lincovariate+power")',
+            file=sys.stderr,
+        )
+        return 2
     opts = {"omega_scale": a.omega_scale, "n_nodes": a.nodes, "s0_nodes": a.s0_nodes}
     model = load_model(config.model)
     rec = R.load_structure_records(config)
@@ -806,6 +839,7 @@ def main(argv=None) -> int:
         "depletion_feedback": 0.1,
         "age_spread_beta_c": (0.0, 0.0),
         "heavy_tails": 0.1,
+        "heavy_tails_after_baseline": 0.1,
     }[a.extension]
     cands = {"shipped": False, a.extension: True}
     fits = {}

@@ -26,7 +26,12 @@ import pandas as pd
 
 from tregsim.calibrate.structure_config import structure_names
 
-NAMES = structure_names("lincovariate+age+power")  # a superset of "lincovariate+power"'s
+# every structure's parameters: "lincovariate+power"'s, γ_β of the age form, 1/ν of the t form
+NAMES = tuple(
+    dict.fromkeys(
+        (*structure_names("lincovariate+age+power"), *structure_names("lincovariate+power+t"))
+    )
+)
 
 MAP = Path(__file__).resolve().parents[1] / "calibration" / "natural_history_structure.json"
 

@@ -13,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tregsim.calibration import calibration_study, load_calibration, stale_inputs
@@ -159,3 +160,31 @@ def test_calibration_study_refuses_a_name_that_is_not_a_file_name(tmp_path):
     cfg.write_text('name = "../escape"\n')
     with pytest.raises(ArgumentError, match="cannot name a file"):
         calibration_study(cfg, tmp_path / "o")
+
+
+def test_a_rerun_reuses_the_trained_estimator(tiny, tmp_path, monkeypatch):
+    """Nothing lost on a crash after training: rerunning the same command into the same folder
+    loads ``estimator.pt`` (its sidecar's training key: the same bank and settings) instead of
+    training again, and writes the same posterior draws."""
+    import tregsim.calibrate.npe as npe
+
+    d, out = tiny
+    copy = tmp_path / "again"
+    shutil.copytree(d, copy)
+    before = load_calibration(copy / "posteriors" / "tiny_nh.nc")["posterior"]
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(npe, "train_npe", no_training)
+    cwd = os.getcwd()
+    os.chdir(copy)
+    try:
+        rc = main(["calibrate", "tiny.toml", "--out", "posteriors", "--quiet"])
+    finally:
+        os.chdir(cwd)
+    assert rc == 0
+    after = load_calibration(copy / "posteriors" / "tiny_nh.nc")["posterior"]
+    assert after.keys() == before.keys()
+    for k in before:  # the file differs only by its creation time
+        np.testing.assert_array_equal(after[k], before[k])

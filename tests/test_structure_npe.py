@@ -333,6 +333,27 @@ def test_simulator_course_matches_the_records_likelihood(problem, change):
     np.testing.assert_allclose(sim[keep], ref[keep], rtol=1e-8)
 
 
+def test_simulator_draws_the_student_t_deviation(tmp_path):
+    """The shipped config's candidate ("lincovariate+power+t"): with no between-patient spread
+    and κ = 0, the simulated visits' deviations (ln y − ln y at σ_meas → 0) / σ_meas follow
+    scipy's t with ν = 1/inv_nu (KS at the 1 % level over 400 cohorts' uncensored visits)."""
+    from scipy import stats
+
+    from tregsim.calibrate.structure_simulator import build_problem, simulate_wide
+
+    rec = _synthetic_records(tmp_path, np.random.default_rng(6))
+    problem = build_problem(load_config(_config(tmp_path, rec)))
+    assert "inv_nu" in problem.names
+    th = MAP | {"s_c": 0.0, "omega_lambda": 0.0, "kappa": 0.0, "mu_c": 0.5, "inv_nu": 0.3}
+    n = 400
+    rows = np.array([[(th | {"sigma_meas": sm})[k] for k in problem.names] for sm in (0.2, 1e-9)])
+    y = simulate_wide(problem, np.repeat(rows[:1], n, axis=0), 3, 0)
+    mu = simulate_wide(problem, rows[1:], 3, 0)[0]
+    ok = np.isfinite(y) & (y > problem.config.lloq_nmol_l) & np.isfinite(mu)[None]
+    e = (np.log(y) - np.log(mu)[None])[ok] / 0.2
+    assert stats.kstest(e, stats.t(1 / 0.3).cdf).pvalue > 0.01
+
+
 def test_visit_record_points_at_the_records_visit_of_each_cell(problem):
     """Values simulated at every record visit (the likelihood's order) fill the NPE's table
     through ``visit_record``, as benchmarks/structure_agreement_null.py does."""

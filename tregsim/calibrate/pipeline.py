@@ -138,6 +138,38 @@ class CalibrationResult:
     info: dict = field(default_factory=dict)
 
 
+def _training_key(bank: dict, method: dict, seed: int, names, feature_names) -> str:
+    """SHA-256 of what training depends on: the bank's rows, the method's settings, the seed,
+    the parameter and feature names."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in ("z", "x"):
+        h.update(np.ascontiguousarray(bank[k], dtype=float).tobytes())
+    spec = {
+        "method": method,
+        "seed": int(seed),
+        "names": list(names),
+        "features": list(feature_names),
+    }
+    h.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _trained_before(path: Path, key: str):
+    """``(estimator, training info)`` from ``path`` when it was trained on exactly this bank and
+    these settings (its sidecar holds the same ``training_key``), else ``(None, None)``."""
+    from tregsim.calibrate.npe import load_estimator
+
+    side = path.with_suffix(path.suffix + ".json")
+    if not (path.is_file() and side.is_file()):
+        return None, None
+    meta = json.loads(side.read_text())
+    if meta.get("training_key") != key:
+        return None, None
+    return load_estimator(path), meta.get("training_info", {})
+
+
 def calibrate(
     config: CalibrationConfig,
     out,
@@ -202,17 +234,22 @@ def calibrate(
     timings["simulation_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    est, train_info = train_npe(
-        bank["z"],
-        bank["x"],
-        method=meth,
-        seed=seed,
-        names=problem.names,
-        feature_names=problem.data.feature_names,
-        progress=progress,
-    )
+    key = _training_key(bank, meth, seed, problem.names, problem.data.feature_names)
+    est, train_info = _trained_before(out / "estimator.pt", key)
+    if est is None:
+        est, train_info = train_npe(
+            bank["z"],
+            bank["x"],
+            method=meth,
+            seed=seed,
+            names=problem.names,
+            feature_names=problem.data.feature_names,
+            progress=progress,
+        )
+        # a rerun after a crash in the steps below reuses these weights (same bank, settings)
+        est.meta |= {"training_key": key, "training_info": train_info}
+        save_estimator(est, out / "estimator.pt")
     timings["training_s"] = time.perf_counter() - t0
-    save_estimator(est, out / "estimator.pt")
 
     z_post = est.sample_z(problem.data.observed, meth["n_posterior_draws"], seed)
     th_post = problem.theta_from_z(z_post)

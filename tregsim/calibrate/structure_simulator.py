@@ -53,6 +53,7 @@ UNITS = {
     "gamma_beta": "1",
     "beta_lin": "1/(nmol/L)",
     "sigma_meas": "1",
+    "inv_nu": "1",
     "kappa": "1",
     "mu_c": "ln(nmol/L)",
     "mu_a": "1",
