@@ -168,7 +168,7 @@ def test_a_rerun_reuses_the_trained_estimator(tiny, tmp_path, monkeypatch):
     training again, and writes the same posterior draws."""
     import tregsim.calibrate.npe as npe
 
-    d, out = tiny
+    d, _ = tiny
     copy = tmp_path / "again"
     shutil.copytree(d, copy)
     before = load_calibration(copy / "posteriors" / "tiny_nh.nc")["posterior"]
