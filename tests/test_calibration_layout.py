@@ -188,3 +188,21 @@ def test_a_rerun_reuses_the_trained_estimator(tiny, tmp_path, monkeypatch):
     assert after.keys() == before.keys()
     for k in before:  # the file differs only by its creation time
         np.testing.assert_array_equal(after[k], before[k])
+
+
+def test_structure_file_is_the_shipped_posteriors_map():
+    """calibration/natural_history_structure.json is written from the shipped natural-history
+    posterior (benchmarks/structure_file_from_posterior.py): the same candidate as its config,
+    its MAP to the file's 6 decimals, and the hash of the posterior it came from."""
+    from tregsim.calibrate.config import load_config
+
+    st = json.loads((ROOT / "calibration" / "natural_history_structure.json").read_text())
+    man = json.loads((ROOT / "calibration/posteriors/natural_history/manifest.json").read_text())
+    assert st["posterior_sha256"] == man["outputs"]["natural_history.nc"]
+    for k, v in man["results"]["map"].items():
+        assert st["theta"][k] == round(v, 6), k
+    text = (ROOT / "calibration" / "placebo_records_structure.toml").read_text()
+    assert f'candidate = "{st["candidate"]}"' in text
+    if (ROOT.parent / "shared" / "data" / "placebo_cpeptide_individual.csv").is_file():
+        cfg = load_config(ROOT / "calibration" / "placebo_records_structure.toml")
+        assert cfg.candidate == st["candidate"]
