@@ -628,8 +628,14 @@ class StructureLikelihood:
         Residual covariance of a participant's uncensored visits at node k:
         D_k (σ_bio² exp(−|Δd|/τ_bio)) D_k + diag(σ_meas²·h² + (σ_add/μ)²), where
         h = (μ / 0.6 nmol/L)^(−κ) scales the biological deviation (D_k = diag(h)) when
-        σ_bio > 0, else the one residual σ_meas.
+        σ_bio > 0, else the one residual σ_meas. Normal deviations only: a Student-t one
+        (``inv_nu`` > 0) is :func:`tregsim.calibrate.structure_run.independent_log_lik`'s.
         """
+        if th.get("inv_nu", 0.0) > 0:
+            raise ValueError(
+                "per_patient is the normal deviation's likelihood; for inv_nu > 0 use "
+                "tregsim.calibrate.structure_run.independent_log_lik"
+            )
         nodes = self.zeta_nodes(th)
         lm = self.log_mu(th, nodes)
         res = self._logy[:, None] - lm  # (V, K)
