@@ -34,6 +34,8 @@ one parameter on top of the config's structure:
   round 18; shipped since round 19); ``heavy_tails_after_baseline`` — the same at the visits
   after the baseline only (round 19; likelihood only). Both need a config whose candidate has
   no ``inv_nu`` (the normal structure, e.g. ``candidate = "lincovariate+power"``);
+* ``baseline_tail`` — on the shipped t structure, the baseline visit's own ν₀ = 1/v (prior
+  v ~ half-normal(0.5); round 19; likelihood only);
 * ``age_deviation`` — an age-dependent within-patient deviation,
   σ_i = σ_meas·(age_i / 10 y)^(−γ_σ) (times the level scaling h of κ as before; prior
   γ_σ ~ N(0, 1)); γ_σ > 0: children's visits scatter more.
@@ -125,6 +127,13 @@ def participant_log_lik(
                 cb = b & c
                 if cb.any():
                     ll[cb] = special.log_ndtr(res[cb] / sd[cb])
+            elif "inv_nu_baseline" in th_mu:  # the baseline visit's own t
+                b = like.r.visit_day <= 0
+                nu0 = 1.0 / float(th_mu["inv_nu_baseline"])
+                ll[b] = stats.t.logpdf(res[b] / sd[b], df=nu0) - np.log(sd[b]) - like._logy[b, None]
+                cb = b & c
+                if cb.any():
+                    ll[cb] = stats.t.logcdf(res[cb] / sd[cb], df=nu0)
         else:
             ll = -0.5 * ((res / sd) ** 2 + 2 * np.log(sd) + np.log(2 * np.pi))
             ll -= like._logy[:, None]
@@ -592,6 +601,23 @@ class HeavyTailsAfterBaseline(HeavyTails):
         raise NotImplementedError("heavy_tails_after_baseline has no predictive simulation")
 
 
+class BaselineTail(ScalarTerm):
+    """On top of the shipped Student-t structure, the baseline visit's deviation has its own
+    tail: t with ν₀ = 1/v (v → 0: a normal baseline), the later visits keep the structure's ν
+    (round 19: a t at the baseline is a high-leverage point for the ANCOVA; does the records'
+    baseline have as heavy a tail as the later visits?). Prior v ~ half-normal(0.5). Needs the
+    shipped config (``inv_nu`` calibrated). Likelihood only (no predictive simulation)."""
+
+    param = name = "inv_nu_baseline"
+    log_scale = True
+
+    def prior(self):
+        return stats.halfnorm(scale=0.5)
+
+    def _simulator(self, th, v):
+        raise NotImplementedError("baseline_tail has no predictive simulation")
+
+
 class StunningEffect(Extended):
     """A random effect on the stunned fraction at diagnosis: logit s0_i = logit s0 + ω_s0·ξ_i,
     ξ_i ~ N(0, 1) per participant (s0 0.41 and k_re as the config fixes them). Integrated on a
@@ -670,6 +696,7 @@ EXTENSIONS = {
     "age_spread_beta_c": AgeSpreadBetaC,
     "heavy_tails": HeavyTails,
     "heavy_tails_after_baseline": HeavyTailsAfterBaseline,
+    "baseline_tail": BaselineTail,
 }
 
 
@@ -811,6 +838,13 @@ def main(argv=None) -> int:
             f"{a.config}: [method] kind is {config.kind!r}; give a 'structure_likelihood' config"
         )
     cls = EXTENSIONS[a.extension]
+    if a.extension == "baseline_tail" and "inv_nu" not in V.CANDIDATES[config.candidate][0]:
+        print(
+            f"{a.config}: [parameters] candidate {config.candidate!r} has no t deviation; "
+            "fix: give the shipped config (candidate lincovariate+power+t)",
+            file=sys.stderr,
+        )
+        return 2
     if a.extension.startswith("heavy_tails") and "inv_nu" in V.CANDIDATES[config.candidate][0]:
         print(
             f"{a.config}: [parameters] candidate {config.candidate!r} already has the t deviation; "
@@ -840,6 +874,7 @@ def main(argv=None) -> int:
         "age_spread_beta_c": (0.0, 0.0),
         "heavy_tails": 0.1,
         "heavy_tails_after_baseline": 0.1,
+        "baseline_tail": 0.3,
     }[a.extension]
     cands = {"shipped": False, a.extension: True}
     fits = {}
