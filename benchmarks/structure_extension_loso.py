@@ -35,7 +35,8 @@ one parameter on top of the config's structure:
   after the baseline only (round 19; likelihood only). Both need a config whose candidate has
   no ``inv_nu`` (the normal structure, e.g. ``candidate = "lincovariate+power"``);
 * ``baseline_tail`` — on the shipped t structure, the baseline visit's own ν₀ = 1/v (prior
-  v ~ half-normal(0.5); round 19; likelihood only);
+  v ~ half-normal(0.5); round 19; likelihood only); ``level_tail`` — on the shipped t
+  structure, a t baseline level ζ (ν_ζ = 1/v) with a normal baseline deviation instead;
 * ``age_deviation`` — an age-dependent within-patient deviation,
   σ_i = σ_meas·(age_i / 10 y)^(−γ_σ) (times the level scaling h of κ as before; prior
   γ_σ ~ N(0, 1)); γ_σ > 0: children's visits scatter more.
@@ -110,6 +111,10 @@ def participant_log_lik(
     order, starts = R._visit_order(like)
     with np.errstate(all="ignore"):
         nodes = like.zeta_nodes(th | {"sigma_meas": sm_p[:, None]})
+        if th_mu.get("inv_nu_level", 0.0) > 0:  # ζ ~ t instead of N(0, 1): swap the densities
+            z, lw = nodes
+            lw = lw + 0.5 * z * z + 0.5 * np.log(2 * np.pi)
+            nodes = (z, lw + stats.t.logpdf(z, df=1.0 / float(th_mu["inv_nu_level"])))
         lm = like.log_mu(th_mu, nodes)  # (V, K)
         res = like._logy[:, None] - lm
         sd = sm_p[like.r.visit_patient][:, None] * deviation_scale(
@@ -618,6 +623,29 @@ class BaselineTail(ScalarTerm):
         raise NotImplementedError("baseline_tail has no predictive simulation")
 
 
+class LevelTail(ScalarTerm):
+    """On top of the shipped Student-t structure: the baseline *level* is heavy-tailed instead
+    of the baseline visit's deviation. ζ ~ t with ν_ζ = 1/v (scale s_c) and the baseline
+    visit's deviation normal (the later visits keep the t). The same number of parameters as
+    ``baseline_tail``; v → 0 is a normal ζ with a normal baseline deviation (round 19: a
+    heavy-tailed level is signal, not noise, and would not flatten the ANCOVA slope). Prior
+    v ~ half-normal(0.5). Needs the shipped config. Likelihood only."""
+
+    param = name = "inv_nu_level"
+    log_scale = True
+
+    def prior(self):
+        return stats.halfnorm(scale=0.5)
+
+    def _log_lik_p(self, th, v):
+        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
+        th_mu = th | {self.name: float(v), "t_after_baseline": True}
+        return participant_log_lik(self.base.like, th, th_mu, sm_p)
+
+    def _simulator(self, th, v):
+        raise NotImplementedError("level_tail has no predictive simulation")
+
+
 class StunningEffect(Extended):
     """A random effect on the stunned fraction at diagnosis: logit s0_i = logit s0 + ω_s0·ξ_i,
     ξ_i ~ N(0, 1) per participant (s0 0.41 and k_re as the config fixes them). Integrated on a
@@ -697,6 +725,7 @@ EXTENSIONS = {
     "heavy_tails": HeavyTails,
     "heavy_tails_after_baseline": HeavyTailsAfterBaseline,
     "baseline_tail": BaselineTail,
+    "level_tail": LevelTail,
 }
 
 
@@ -838,7 +867,10 @@ def main(argv=None) -> int:
             f"{a.config}: [method] kind is {config.kind!r}; give a 'structure_likelihood' config"
         )
     cls = EXTENSIONS[a.extension]
-    if a.extension == "baseline_tail" and "inv_nu" not in V.CANDIDATES[config.candidate][0]:
+    if (
+        a.extension in ("baseline_tail", "level_tail")
+        and "inv_nu" not in V.CANDIDATES[config.candidate][0]
+    ):
         print(
             f"{a.config}: [parameters] candidate {config.candidate!r} has no t deviation; "
             "fix: give the shipped config (candidate lincovariate+power+t)",
@@ -875,6 +907,7 @@ def main(argv=None) -> int:
         "heavy_tails": 0.1,
         "heavy_tails_after_baseline": 0.1,
         "baseline_tail": 0.3,
+        "level_tail": 0.2,
     }[a.extension]
     cands = {"shipped": False, a.extension: True}
     fits = {}
