@@ -525,8 +525,10 @@ class StructureLikelihood:
         """Mean and SD of ζ given each participant's baseline visit alone (ln y0 = ℓ + e at
         day 0, no hazard involved), both (P,); NaN where there is no uncensored baseline.
 
-        The density is exact (heteroscedastic SD σ_meas·h(ℓ), optional σ_add), so not
-        Gaussian in ζ when κ ≠ 0; its moments are taken on a uniform grid of ``n_nodes`` over
+        The density is exact (heteroscedastic SD σ_meas·h(ℓ), optional σ_add; Student-t with
+        ν = 1/``inv_nu`` when ``inv_nu`` > 0, whose tails keep a far-off baseline from pinning
+        the nodes where the later visits do not put the level), so not Gaussian in ζ when
+        κ ≠ 0; its moments are taken on a uniform grid of ``n_nodes`` over
         ζ ∈ [−8, 8], zooming in on the mode (half-width 10 spacings, a quarter of the spacing
         each time, at most ``max_zoom`` times) while the SD is below two spacings."""
         b = self._base_visit
@@ -540,11 +542,18 @@ class StructureLikelihood:
             th["s_c"],
         )
 
+        inv_nu = float(th.get("inv_nu", 0.0))
+
         def logp(z):
             lev = base + s_c * z
             var = (sm * deviation_scale(lev, kap, self.lloq)) ** 2
             if sa:
                 var = var + (sa * np.exp(-lev)) ** 2
+            if inv_nu > 0:  # a Student-t baseline deviation: its tails keep ζ's range wide
+                r2 = (logy0 - lev) ** 2 / var
+                return -0.5 * (1.0 + 1.0 / inv_nu) * np.log1p(r2 * inv_nu) - 0.5 * (
+                    np.log(var) + z * z
+                )
             return -0.5 * ((logy0 - lev) ** 2 / var + np.log(var) + z * z)
 
         P = logy0.shape[0]
