@@ -110,7 +110,10 @@ def participant_log_lik(
     inv_nu = float(th_mu.get("inv_nu", 0.0))
     order, starts = R._visit_order(like)
     with np.errstate(all="ignore"):
-        nodes = like.zeta_nodes(th | {"sigma_meas": sm_p[:, None]})
+        # the t of th_mu places the adaptive ζ nodes too (round 19's node fix)
+        nodes = like.zeta_nodes(
+            th | {"sigma_meas": sm_p[:, None], "inv_nu": float(th_mu.get("inv_nu", 0.0))}
+        )
         if th_mu.get("inv_nu_level", 0.0) > 0:  # ζ ~ t instead of N(0, 1): swap the densities
             z, lw = nodes
             lw = lw + 0.5 * z * z + 0.5 * np.log(2 * np.pi)
