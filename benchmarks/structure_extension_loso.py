@@ -606,7 +606,7 @@ class HeavyTailsAfterBaseline(HeavyTails):
         return participant_log_lik(self.base.like, th, th_mu, sm_p)
 
     def _simulator(self, th, v):
-        raise NotImplementedError("heavy_tails_after_baseline has no predictive simulation")
+        raise NotImplementedError(f"{type(self).__name__} has no predictive simulation")
 
 
 class BaselineTail(ScalarTerm):
@@ -626,7 +626,7 @@ class BaselineTail(ScalarTerm):
         raise NotImplementedError("baseline_tail has no predictive simulation")
 
 
-class LevelTail(ScalarTerm):
+class LevelTail(HeavyTailsAfterBaseline):
     """On top of the shipped Student-t structure: the baseline *level* is heavy-tailed instead
     of the baseline visit's deviation. ζ ~ t with ν_ζ = 1/v (scale s_c) and the baseline
     visit's deviation normal (the later visits keep the t). The same number of parameters as
@@ -635,18 +635,6 @@ class LevelTail(ScalarTerm):
     v ~ half-normal(0.5). Needs the shipped config. Likelihood only."""
 
     param = name = "inv_nu_level"
-    log_scale = True
-
-    def prior(self):
-        return stats.halfnorm(scale=0.5)
-
-    def _log_lik_p(self, th, v):
-        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
-        th_mu = th | {self.name: float(v), "t_after_baseline": True}
-        return participant_log_lik(self.base.like, th, th_mu, sm_p)
-
-    def _simulator(self, th, v):
-        raise NotImplementedError("level_tail has no predictive simulation")
 
 
 class StunningEffect(Extended):

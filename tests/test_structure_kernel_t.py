@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+from test_structure_run import TRUTH  # the made-up structure of the kernel's other tests
 
 import tregsim
 from tregsim.calibrate import structure_kernel as SK
@@ -15,21 +16,6 @@ from tregsim.calibrate import structure_run as S
 from tregsim.calibrate import variability as V
 from tregsim.calibrate.likelihood import CurveTable
 
-TRUTH = {
-    "lambda_ref": 2.5e-3,
-    "gamma_a": 0.7,
-    "omega_lambda": 0.6,
-    "q": 0.15,
-    "beta_c": 0.0,
-    "beta_lin": 1.5,
-    "sigma_meas": 0.15,
-    "kappa": 0.3,
-    "mu_c": -0.5,
-    "mu_a": 0.2,
-    "s_c": 0.45,
-    "sigma_bio": 0.0,
-    "tau_bio": 180.0,
-}
 VISIT_MONTHS = np.array([0, 3, 6, 12, 18, 24], float)
 
 

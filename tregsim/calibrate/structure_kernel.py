@@ -39,6 +39,18 @@ _LOG_HALF = math.log(0.5)
 
 
 @numba.njit(cache=True)
+def _lentz(aa: float, c: float, d: float, fpmin: float):
+    """One modified-Lentz step with coefficient ``aa``: the new (c, d)."""
+    d = 1.0 + aa * d
+    if abs(d) < fpmin:
+        d = fpmin
+    c = 1.0 + aa / c
+    if abs(c) < fpmin:
+        c = fpmin
+    return c, 1.0 / d
+
+
+@numba.njit(cache=True)
 def _betacf(a: float, b: float, x: float) -> float:
     """The continued fraction of the regularised incomplete beta function I_x(a, b), by the
     modified Lentz method (Numerical Recipes' ``betacf``); converges fast for
@@ -53,23 +65,9 @@ def _betacf(a: float, b: float, x: float) -> float:
     h = d
     for m in range(1, 2001):
         m2 = 2.0 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))  # even step
-        d = 1.0 + aa * d
-        if abs(d) < fpmin:
-            d = fpmin
-        c = 1.0 + aa / c
-        if abs(c) < fpmin:
-            c = fpmin
-        d = 1.0 / d
+        c, d = _lentz(m * (b - m) * x / ((qam + m2) * (a + m2)), c, d, fpmin)  # even step
         h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))  # odd step
-        d = 1.0 + aa * d
-        if abs(d) < fpmin:
-            d = fpmin
-        c = 1.0 + aa / c
-        if abs(c) < fpmin:
-            c = fpmin
-        d = 1.0 / d
+        c, d = _lentz(-(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)), c, d, fpmin)  # odd
         de = d * c
         h *= de
         if abs(de - 1.0) < 1e-16:

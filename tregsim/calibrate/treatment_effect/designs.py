@@ -207,6 +207,12 @@ class _Prepared:
         # the LLOQ/2 substitution of virtual trials
         return np.where(bad, np.nan, np.where(cens, lloq / 2, y))
 
+    def _levels_scale(self, mu: np.ndarray) -> np.ndarray:
+        """The heteroscedastic factor h(μ) of the patients' κ (1 where μ is not positive)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = deviation_scale(np.log(mu), self.obs["kappa"])
+        return np.where(np.isfinite(h), h, 1.0)
+
     def change_sd(self, mu0: np.ndarray, mu1: np.ndarray, days: float) -> np.ndarray:
         """SD of ln y₁ − ln y₀ for two visits ``days`` apart given the noise-free values
         (the observation error only; arrays broadcast, the last axis over the patients)."""
@@ -215,11 +221,7 @@ class _Prepared:
             sigma = np.asarray(self.pop.params[obs.sigma], float)
             return sigma * np.sqrt(2.0)
         o = self.obs
-        with np.errstate(divide="ignore", invalid="ignore"):
-            h0 = deviation_scale(np.log(mu0), o["kappa"])
-            h1 = deviation_scale(np.log(mu1), o["kappa"])
-        h0 = np.where(np.isfinite(h0), h0, 1.0)
-        h1 = np.where(np.isfinite(h1), h1, 1.0)
+        h0, h1 = self._levels_scale(mu0), self._levels_scale(mu1)
         sm, sb = o["sigma_meas"], o["sigma_bio"]
         # observe_visits: with an OU deviation it is scaled by h and the assay error is not
         rho = np.exp(-days / o["tau_bio"])
@@ -237,12 +239,8 @@ class _Prepared:
         inv_nu = None if self.structure is None else self.obs.get("inv_nu")
         if inv_nu is None or not np.any(np.asarray(inv_nu) > 0):
             return special.ndtr(delta / self.change_sd(mu0, mu1, days))
-        o = self.obs
-        with np.errstate(divide="ignore", invalid="ignore"):
-            h0 = deviation_scale(np.log(mu0), o["kappa"])
-            h1 = deviation_scale(np.log(mu1), o["kappa"])
-        s0 = o["sigma_meas"] * np.where(np.isfinite(h0), h0, 1.0)
-        s1 = o["sigma_meas"] * np.where(np.isfinite(h1), h1, 1.0)
+        s0 = self.obs["sigma_meas"] * self._levels_scale(mu0)
+        s1 = self.obs["sigma_meas"] * self._levels_scale(mu1)
         z, w = np.polynomial.hermite_e.hermegauss(_N_NODECLINE)
         w = w / w.sum()
         nu = 1.0 / np.asarray(inv_nu, float)
