@@ -13,6 +13,12 @@ ln(AUC₀ + 1) and age, two-sided α = 0.05, N per arm for 80 % power. For each 
   a multiplicative effect on the AUC does to the records themselves;
 * **model, AUC scale**: ``tregsim power --relative-effect X`` (treated AUC = (1 + X) × the
   patient's routine-care AUC, noise-free; the shipped records-structure posterior);
+* **where the AUC-scale ratio goes** (round 20): N ∝ (residual SD / Δ)², so the ratio to the
+  control-SD closed form is about (records' Δ / the model's mean true Δ)² × (the model's
+  control residual SD / the records')², printed as ``factor_effect_size`` (the virtual
+  population's AUC distribution: a relative effect on the AUC moves ln(AUC + 1) less where
+  the AUC is low) and ``factor_control_resid_sd`` (the structure), the rest being the treated
+  arm's own spread;
 * **model, AUC + 1 scale**: ``--relative-effect X' --effect-scale auc-plus-1`` with
   ln(1 + X') = Δ: the closed form's own effect model (a constant shift Δ of ln(AUC + 1)).
 
@@ -54,7 +60,11 @@ def ancova_resid_sd(y: np.ndarray, x0: np.ndarray, age: np.ndarray) -> float:
     return float(np.sqrt(sm.OLS(y, X).fit().scale))
 
 
-def model_n(exp, X, scale, grid, trials, seed) -> int | None:
+def model_n(exp, X, scale, grid, trials, seed) -> dict:
+    """``n``: the model's N per arm for 80 % power (None beyond the grid); ``delta``: the mean
+    true effect on ln(AUC₁₂ + 1) of its virtual patients; ``resid_sd``: its control arm's
+    month-12 ANCOVA residual SD (all replicate trials pooled, i.e. the mean residual variance
+    that OLS power follows)."""
     with tempfile.TemporaryDirectory() as tmp:
         st = power_study(
             exp,
@@ -69,7 +79,12 @@ def model_n(exp, X, scale, grid, trials, seed) -> int | None:
             out_dir=tmp,
             progress=False,
         )
-        return st.summary["fixed"]["n_per_arm_for_80pct"]
+        sd, rho = st.mde_meta["sd_ln_auc_plus_1_control"], st.mde_meta["rho_covariates"]
+        return {
+            "n": st.summary["fixed"]["n_per_arm_for_80pct"],
+            "delta": float(st.meta["fixed"]["mean_true_effect_ln_auc_plus_1"]),
+            "resid_sd": float(sd * np.sqrt(1.0 - rho**2)),
+        }
 
 
 def main(argv=None) -> int:
@@ -92,8 +107,9 @@ def main(argv=None) -> int:
         n_cf2 = n_per_arm_for_power(
             0.8, delta, float(np.sqrt((sd_c**2 + sd_t**2) / 2)), rho=0.0, n_covariates=2
         )
-        n_auc = model_n(exp, X, "auc", grid, a.trials, a.seed)
-        n_gm = model_n(exp, float(np.expm1(delta)), "auc_plus_1", grid, a.trials, a.seed)
+        m_auc = model_n(exp, X, "auc", grid, a.trials, a.seed)
+        m_gm = model_n(exp, float(np.expm1(delta)), "auc_plus_1", grid, a.trials, a.seed)
+        n_auc, n_gm = m_auc["n"], m_gm["n"]
         rows.append(
             {
                 "effect_auc": f"+{100 * X:.0f}%",
@@ -106,6 +122,11 @@ def main(argv=None) -> int:
                 "ratio_auc_to_each_arm_sd": None if n_auc is None else round(n_auc / n_cf2, 2),
                 "n_model_auc_plus_1_scale": n_gm,
                 "ratio_auc_plus_1_to_control_sd": None if n_gm is None else round(n_gm / n_cf, 2),
+                # where the AUC-scale ratio goes: N ∝ (residual SD / Δ)²
+                "model_delta_ln_auc_plus_1": round(m_auc["delta"], 4),
+                "model_control_resid_sd": round(m_auc["resid_sd"], 4),
+                "factor_effect_size": round((delta / m_auc["delta"]) ** 2, 3),
+                "factor_control_resid_sd": round((m_auc["resid_sd"] / sd_c) ** 2, 3),
             }
         )
         print(pd.DataFrame(rows[-1:]).T.to_string(header=False), flush=True)

@@ -37,6 +37,9 @@ one parameter on top of the config's structure:
 * ``baseline_tail`` — on the shipped t structure, the baseline visit's own ν₀ = 1/v (prior
   v ~ half-normal(0.5); round 19; likelihood only); ``level_tail`` — on the shipped t
   structure, a t baseline level ζ (ν_ζ = 1/v) with a normal baseline deviation instead;
+* ``scale_mixture`` — a contaminated-normal within-patient deviation instead of the t (two
+  parameters: the probability p of a visit's deviation having k times the scale; round 20):
+  as heavy in the bulk, but with every moment finite (needs the normal structure's config);
 * ``age_deviation`` — an age-dependent within-patient deviation,
   σ_i = σ_meas·(age_i / 10 y)^(−γ_σ) (times the level scaling h of κ as before; prior
   γ_σ ~ N(0, 1)); γ_σ > 0: children's visits scatter more.
@@ -110,10 +113,11 @@ def participant_log_lik(
     inv_nu = float(th_mu.get("inv_nu", 0.0))
     order, starts = R._visit_order(like)
     with np.errstate(all="ignore"):
-        # the t of th_mu places the adaptive ζ nodes too (round 19's node fix)
-        nodes = like.zeta_nodes(
-            th | {"sigma_meas": sm_p[:, None], "inv_nu": float(th_mu.get("inv_nu", 0.0))}
-        )
+        # the t of th_mu places the adaptive ζ nodes too (round 19's node fix); a contaminated
+        # normal's by a t of 1/ν 0.3 and the same scale: its tail keeps a far-off baseline from
+        # pinning the nodes (checked against a fixed 401-node grid, docs/calibration.md)
+        node_nu = 0.3 if "mix_p" in th_mu else float(th_mu.get("inv_nu", 0.0))
+        nodes = like.zeta_nodes(th | {"sigma_meas": sm_p[:, None], "inv_nu": node_nu})
         if th_mu.get("inv_nu_level", 0.0) > 0:  # ζ ~ t instead of N(0, 1): swap the densities
             z, lw = nodes
             lw = lw + 0.5 * z * z + 0.5 * np.log(2 * np.pi)
@@ -124,7 +128,19 @@ def participant_log_lik(
             lm, th.get("kappa", 0.0), like.lloq
         )
         c = like._cens
-        if inv_nu > 0:
+        if "mix_p" in th_mu:  # contaminated normal: scale k·σ with probability p
+            p, k = float(th_mu["mix_p"]), float(th_mu["mix_k"])
+            ll = np.logaddexp(
+                np.log1p(-p) + stats.norm.logpdf(res / sd) - np.log(sd),
+                np.log(p) + stats.norm.logpdf(res / (k * sd)) - np.log(k * sd),
+            )
+            ll -= like._logy[:, None]
+            if c.any():
+                ll[c] = np.logaddexp(
+                    np.log1p(-p) + special.log_ndtr(res[c] / sd[c]),
+                    np.log(p) + special.log_ndtr(res[c] / (k * sd[c])),
+                )
+        elif inv_nu > 0:
             ll = stats.t.logpdf(res / sd, df=1.0 / inv_nu) - np.log(sd) - like._logy[:, None]
             if c.any():
                 ll[c] = stats.t.logcdf(res[c] / sd[c], df=1.0 / inv_nu)
@@ -637,6 +653,42 @@ class LevelTail(HeavyTailsAfterBaseline):
     param = name = "inv_nu_level"
 
 
+class ScaleMixture(AgeHazard):
+    """A contaminated-normal within-patient deviation instead of the t (two parameters
+    v = (logit p, ln(k − 1))): a visit's deviation is N(0, σ²) and, with probability p,
+    N(0, (k·σ)²), σ = σ_meas·h as before. Heavy-tailed in the bulk like the t, but every
+    moment is finite and set by the records' own large deviations; the t's variance at
+    ν ≈ 3 comes from tails beyond the records' largest deviations, and that variance is what
+    a trial's OLS power follows (round 20: item 4's sample-size gap). Needs the normal
+    structure's config. Priors logit p ~ N(−2, 1.5), ln(k − 1) ~ N(ln 2, 1)."""
+
+    param = "logit_mix_p,log_mix_k_minus_1"
+    priors = (stats.norm(-2.0, 1.5), stats.norm(np.log(2.0), 1.0))
+
+    @staticmethod
+    def mixture(v) -> dict:
+        """{"mix_p": p, "mix_k": k} of v = (logit p, ln(k − 1))."""
+        return {"mix_p": float(special.expit(v[0])), "mix_k": float(1.0 + np.exp(v[1]))}
+
+    def summary(self, th, v) -> dict:
+        return self.mixture(v)
+
+    def _log_lik(self, th, v):
+        return float(self._log_lik_p(th, v).sum())
+
+    def _log_lik_p(self, th, v):
+        sm_p = np.full(len(self.rec.ids), th["sigma_meas"])
+        return participant_log_lik(self.base.like, th, th | self.mixture(v), sm_p)
+
+    def _simulator(self, th, v):
+        rec, mix = self.rec, self.mixture(v)
+
+        def simulate(th_k, g):
+            return self._simulate(self.table, th_k | mix, rec, g)
+
+        return simulate
+
+
 class StunningEffect(Extended):
     """A random effect on the stunned fraction at diagnosis: logit s0_i = logit s0 + ω_s0·ξ_i,
     ξ_i ~ N(0, 1) per participant (s0 0.41 and k_re as the config fixes them). Integrated on a
@@ -717,6 +769,28 @@ EXTENSIONS = {
     "heavy_tails_after_baseline": HeavyTailsAfterBaseline,
     "baseline_tail": BaselineTail,
     "level_tail": LevelTail,
+    "scale_mixture": ScaleMixture,
+}
+
+
+# the extension parameter's starting value of each fit
+V0 = {
+    "study_effect": 0.2,
+    "study_coupling": 0.5,
+    "age_deviation": 0.0,
+    "age_covariate": 0.0,
+    "age_omega": 0.0,
+    "age_beta_c": 0.0,
+    "age_baseline_spread": 0.0,
+    "age_hazard": (0.0, 0.0),
+    "stunning_effect": 0.5,
+    "depletion_feedback": 0.1,
+    "age_spread_beta_c": (0.0, 0.0),
+    "heavy_tails": 0.1,
+    "heavy_tails_after_baseline": 0.1,
+    "baseline_tail": 0.3,
+    "level_tail": 0.2,
+    "scale_mixture": (-2.0, float(np.log(2.0))),
 }
 
 
@@ -831,6 +905,27 @@ def paired_summary(d: np.ndarray, n_boot: int = 2000, seed: int = 0) -> str:
     )
 
 
+def head_to_head(ext, against, config, table, rec, fits, maxiter, opts, paired, out, start):
+    """LOSO of ``against`` on the same folds as ``ext`` (``paired``: ext − shipped per
+    participant, from :func:`loso_folds`) and the participant-level comparison ext − against
+    (the shipped structure's folds are the same deterministic fits in both, so they cancel).
+    Writes ``OUT/loso_<against>.csv``; returns the summary line."""
+    post = EXTENSIONS[against](config, table, rec, True, **opts)
+    fits_b = {"shipped": fits["shipped"] | {EXTENSIONS[against].param: 0.0}}
+    fits_b[against] = fit(post, fits["shipped"]["theta"], V0[against], maxiter)
+    print(against, json.dumps(fits_b[against]), file=sys.stderr, flush=True)
+    rows, paired_b = loso_folds(
+        against, config, table, rec, fits_b, V0[against], maxiter, opts, verbose=True
+    )
+    loso = pd.DataFrame(rows)
+    loso["difference_nats"] = loso[f"score_{against}_nats"] - loso.score_shipped_nats
+    with atomic_path(out / f"loso_{against}.csv") as tmp:
+        loso.to_csv(tmp, index=False)
+    print(loso.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    d = np.concatenate(paired) - np.concatenate(paired_b)
+    return f"{ext} against {against}: " + paired_summary(d)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", help="a structure_likelihood config")
@@ -845,6 +940,12 @@ def main(argv=None) -> int:
     ap.add_argument("--copies", type=int, default=400, help="predictive copies (0: no check)")
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--no-loso", action="store_true")
+    ap.add_argument(
+        "--against",
+        choices=sorted(EXTENSIONS),
+        default=None,
+        help="also run this extension's LOSO and compare the two participant by participant",
+    )
     ap.add_argument(
         "--profile", default="", help="comma-separated values of the extension's parameter"
     )
@@ -868,7 +969,9 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    if a.extension.startswith("heavy_tails") and "inv_nu" in V.CANDIDATES[config.candidate][0]:
+    if (
+        a.extension.startswith("heavy_tails") or a.extension == "scale_mixture"
+    ) and "inv_nu" in V.CANDIDATES[config.candidate][0]:
         print(
             f"{a.config}: [parameters] candidate {config.candidate!r} already has the t deviation; "
             'fix: compare against the normal structure (candidate = "lincovariate+power")',
@@ -883,23 +986,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # start at the shipped posterior's MAP (a starting point only: both are refitted here)
     start = V.START | pd.read_csv(SHIPPED_SUMMARY, index_col="parameter")["map"].to_dict()
-    v0 = {
-        "study_effect": 0.2,
-        "study_coupling": 0.5,
-        "age_deviation": 0.0,
-        "age_covariate": 0.0,
-        "age_omega": 0.0,
-        "age_beta_c": 0.0,
-        "age_baseline_spread": 0.0,
-        "age_hazard": (0.0, 0.0),
-        "stunning_effect": 0.5,
-        "depletion_feedback": 0.1,
-        "age_spread_beta_c": (0.0, 0.0),
-        "heavy_tails": 0.1,
-        "heavy_tails_after_baseline": 0.1,
-        "baseline_tail": 0.3,
-        "level_tail": 0.2,
-    }[a.extension]
+    v0 = V0[a.extension]
     cands = {"shipped": False, a.extension: True}
     fits = {}
     for name, active in cands.items():
@@ -943,6 +1030,22 @@ def main(argv=None) -> int:
         )
         if paired:  # participant-level values stay in memory: only their summary is printed
             print(paired_summary(np.concatenate(paired)))
+        if a.against:
+            print(
+                head_to_head(
+                    a.extension,
+                    a.against,
+                    config,
+                    table,
+                    rec,
+                    fits,
+                    a.maxiter,
+                    opts,
+                    paired,
+                    out,
+                    start,
+                )
+            )
     keep = {"ancova_slope", "ancova_resid_sd", "corr_baseline"}
     for name, active in cands.items() if a.copies > 0 else ():
         post = cls(config, table, rec, active, **opts)

@@ -241,7 +241,9 @@ def test_ctrl_c_on_local_cluster_stops_workers_and_resumes(tmp_path):
         "--workers",
         "2",
     ]
-    proc = subprocess.Popen([*cmd, "--delay-s", "0.5"], stderr=subprocess.PIPE)
+    # 2 s per chunk: the 12 chunks take ≥ 12 s, so a loaded machine cannot finish the run
+    # between the second chunk file and the SIGINT (at 0.5 s it did once, rc 0; round 19)
+    proc = subprocess.Popen([*cmd, "--delay-s", "2.0"], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(_chunk_files(out)) < 2:
         assert proc.poll() is None, proc.stderr.read().decode()

@@ -479,6 +479,11 @@ class CohortResult:
                     "long_name": "MMTT 2-h AUC mean C-peptide, one simulated measurement per "
                     "visit (observation model of docs/calibration.md; values below the LLOQ "
                     "reported at the LLOQ)",
+                    "comment": "with a Student-t within-patient deviation (inv_nu > 0, the "
+                    "shipped posterior: nu about 3) a few values lie far off their patient's "
+                    "course and a mean in nmol/L has no finite expectation: summarise with "
+                    "medians or quantiles, or on ln(x + 1) (docs/calibration.md, 'Means on "
+                    "the nmol/L scale')",
                 },
             )
         from tregsim.population.distributions import COVARIATE_UNITS

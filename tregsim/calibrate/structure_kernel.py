@@ -10,6 +10,9 @@ the likelihood path"). From round 15 its exp loops are vectorised (:func:`_exp_p
 more than halves its time (4.4 against 9.7 ms on the records). With ``inv_nu`` = 1/ν > 0 the
 within-patient deviation is Student-t with ν degrees of freedom instead of normal (its log CDF
 for censored visits by :func:`_t_logcdf`); ``inv_nu`` = 0 runs the normal code unchanged.
+The t density's ln(1 + z²/ν) is taken once per participant and node, of the product over
+the participant's visits (round 20: 14.3 against 19.9 ms per evaluation on the records, the
+scalar log being what the t costs over the normal's 6.2 ms; the same numbers to 2·10⁻¹⁵).
 """
 
 from __future__ import annotations
@@ -187,6 +190,7 @@ def per_patient_kernel(
         t_lbeta = math.lgamma(0.5 * nu) + math.lgamma(0.5) - math.lgamma(0.5 * nu + 0.5)
         t_const = math.lgamma(0.5 * nu + 0.5) - math.lgamma(0.5 * nu) - 0.5 * math.log(nu * math.pi)
         t_half = 0.5 * (nu + 1.0)
+    t_prod = np.ones(n_k)  # Π over a participant's uncensored visits of 1 + z²/ν (the t)
     for pp in range(n_p):
         for z in range(n_z):
             for e in range(n_e):
@@ -215,10 +219,14 @@ def per_patient_kernel(
                     for k in range(n_k):
                         tz = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
                         tot[k] += _t_logcdf_c(tz, nu, t_lbeta)
-                else:  # log t_ν(r / sd) − ln sd − ln y
+                else:  # log t_ν(r / sd) − ln sd − ln y; the −(ν+1)/2·ln(1 + z²/ν) as a product
                     for k in range(n_k):
                         tz = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
-                        tot[k] += t_const - t_half * math.log1p(tz * tz * inv_nu) + xs[k] - ly
+                        tot[k] += t_const + xs[k] - ly
+                        t_prod[k] *= 1.0 + tz * tz * inv_nu
+                        if t_prod[k] > 1e250:  # flush before it could overflow
+                            tot[k] -= t_half * math.log(t_prod[k])
+                            t_prod[k] = 1.0
             elif sigma_add == 0.0 and not cens[v]:
                 for k in range(n_k):
                     xs[k] = 2.0 * kappa * (max(lm[k], log_lloq) - log_cref) - log_sm2
@@ -243,6 +251,10 @@ def per_patient_kernel(
                         tot[k] += _log_ndtr(r * math.exp(-0.5 * logvar))
                     else:
                         tot[k] += -0.5 * (r * r * math.exp(-logvar) + logvar + _LOG_2PI) - ly
+        if inv_nu > 0.0:  # one log per node and participant instead of one per visit
+            for k in range(n_k):
+                tot[k] -= t_half * math.log(t_prod[k])
+                t_prod[k] = 1.0
         m = tot.max()
         for k in range(n_k):
             xs[k] = tot[k] - m
