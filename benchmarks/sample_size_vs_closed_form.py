@@ -64,7 +64,7 @@ def model_n(exp, X, scale, grid, trials, seed) -> dict:
     """``n``: the model's N per arm for 80 % power (None beyond the grid); ``delta``: the mean
     true effect on ln(AUC₁₂ + 1) of its virtual patients; ``resid_sd``: its control arm's
     month-12 ANCOVA residual SD (all replicate trials pooled, i.e. the mean residual variance
-    that OLS power follows)."""
+    over trials; power follows the typical trial's, docs/calibration.md, "Round 20")."""
     with tempfile.TemporaryDirectory() as tmp:
         st = power_study(
             exp,

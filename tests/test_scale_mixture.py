@@ -10,29 +10,16 @@ import numpy as np
 import pytest
 from scipy import stats
 from test_agreement import _benchmark_module
-from test_structure_kernel_t import _records
+from test_structure_kernel_t import _like_plain, _table
 from test_structure_run import TRUTH
 
-import tregsim
 from tregsim.calibrate import variability as V
-from tregsim.calibrate.likelihood import CurveTable
 
 
 @pytest.fixture(scope="module")
 def like():
-    table = CurveTable(
-        tregsim.load_model("treg_t1d"),
-        fixed={"s0": 0.41, "k_re": 0.02},
-        n_loglam=41,
-        n_q=11,
-        max_day=900.0,
-        day_step=10.0,
-    )
-    rec = _records(table)
-    rec.y[np.argsort(rec.y)[:3]] = 0.0085  # three censored visits (coded LLOQ/2)
-    lk = V.StructureLikelihood(table, rec, n_zeta=15, n_eta=13)  # a fixed ζ grid
-    assert lk._cens.sum() == 3
-    return lk
+    """test_structure_kernel_t's made-up records, three visits censored, a fixed ζ grid."""
+    return _like_plain(_table())
 
 
 def test_mixture_deviations_follow_the_contaminated_normal():

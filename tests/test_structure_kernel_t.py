@@ -19,8 +19,8 @@ from tregsim.calibrate.likelihood import CurveTable
 VISIT_MONTHS = np.array([0, 3, 6, 12, 18, 24], float)
 
 
-@pytest.fixture(scope="module")
-def table():
+def _table() -> CurveTable:
+    """The curve table of these tests (a coarse one: the tests compare paths on it)."""
     return CurveTable(
         tregsim.load_model("treg_t1d"),
         fixed={"s0": 0.41, "k_re": 0.02},
@@ -29,6 +29,11 @@ def table():
         max_day=900.0,
         day_step=10.0,
     )
+
+
+@pytest.fixture(scope="module")
+def table():
+    return _table()
 
 
 def _records(table, n: int = 25, seed: int = 3) -> V.Records:
@@ -63,15 +68,19 @@ def like(table):
     return lk
 
 
-@pytest.fixture(scope="module")
-def like_plain(table):
+def _like_plain(table) -> V.StructureLikelihood:
     """The records as drawn, the three lowest visits censored (coded LLOQ/2): deviations of
-    the size the model expects."""
+    the size the model expects (a fixed ζ grid)."""
     rec = _records(table)
     rec.y[np.argsort(rec.y)[:3]] = 0.0085
     lk = V.StructureLikelihood(table, rec, n_zeta=15, n_eta=13)
     assert lk._cens.sum() == 3
     return lk
+
+
+@pytest.fixture(scope="module")
+def like_plain(table):
+    return _like_plain(table)
 
 
 def test_t_logcdf_matches_scipy():

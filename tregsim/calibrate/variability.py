@@ -769,10 +769,10 @@ def _deviations(rng: np.random.Generator, shape: tuple, th: dict) -> np.ndarray:
     freedom (round 18 candidate); a contaminated normal (N(0, 1), scale ``mix_k`` with
     probability ``mix_p``; round 20 candidate); standard normal (the same stream as before)
     without them."""
-    inv_nu = th.get("inv_nu", 0.0)
     if th.get("mix_p", 0.0) > 0:  # benchmarks/structure_extension_loso.py's scale_mixture
         z = rng.standard_normal(shape)
         return z * np.where(rng.random(shape) < th["mix_p"], th["mix_k"], 1.0)
+    inv_nu = th.get("inv_nu", 0.0)
     return rng.standard_t(1.0 / inv_nu, shape) if inv_nu > 0 else rng.standard_normal(shape)
 
 
