@@ -22,6 +22,17 @@ ln(AUC₀ + 1) and age, two-sided α = 0.05, N per arm for 80 % power. For each 
 * **model, AUC + 1 scale**: ``--relative-effect X' --effect-scale auc-plus-1`` with
   ln(1 + X') = Δ: the closed form's own effect model (a constant shift Δ of ln(AUC + 1)).
 
+``--population records`` (round 21) runs the model on the records' own age mix instead of the
+experiment's assumed one (a mixture of one-year uniform components, one per whole year of age
+of the records' month-12 participants, weighted by their count; built in memory, never
+written): the like-for-like comparison with a closed form that takes its Δ and residual SD
+from the records. The experiment's population is the default.
+
+``closed_form_each_arm_sd_95pct`` (round 21): the closed form's own participant-bootstrap
+95 % interval (``--bootstrap`` resamples of the records' month-12 participants, Δ and both
+residual SDs re-estimated): the precision with which the records fix the N the model is
+compared against.
+
 Model N = the first grid point (step 1–4) with power ≥ 0.8 over ``--trials`` virtual trials
 (Monte-Carlo SE of a power ≈ 0.009 at 2,000 trials). Reads the records from
 ``../shared/data/`` (never copied); prints only aggregates of ≥ 100 participants.
@@ -32,6 +43,7 @@ Model N = the first grid point (step 1–4) with power ≥ 0.8 over ``--trials``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 
 import numpy as np
@@ -39,7 +51,9 @@ import pandas as pd
 import statsmodels.api as sm
 
 from tregsim.experiment import load_experiment
+from tregsim.population.distributions import AGE_LIMITS_YEARS, parse_scalar
 from tregsim.resources import project_root
+from tregsim.schema import Table
 from tregsim.trial.closed_form import n_per_arm_for_power
 from tregsim.trial.study import power_study
 
@@ -53,6 +67,26 @@ def records_month12():
     age = d.groupby("participant_id").age_years.first()
     ok = w[0].notna() & w[12].notna()
     return w[0][ok].to_numpy(), w[12][ok].to_numpy(), age[w.index[ok]].to_numpy()
+
+
+def with_records_age_mix(exp, age: np.ndarray):
+    """``exp`` with its age distribution replaced by the records' age mix: one uniform
+    component on [y, y + 1) years per whole year y of ``age`` (years, ``(P,)``), weight = the
+    number of participants in that year. In memory only (per-year counts are not aggregates
+    to write)."""
+    years, counts = np.unique(np.floor(age).astype(int), return_counts=True)
+    spec = {
+        "distribution": "mixture",
+        "components": [
+            {"weight": float(c), "distribution": "uniform", "low": float(y), "high": float(y + 1)}
+            for y, c in zip(years, counts)
+        ],
+    }
+    lo, hi = AGE_LIMITS_YEARS
+    dist = parse_scalar(
+        Table(spec, "records age mix", "population.age"), lo=lo, hi=hi, unit="years"
+    )
+    return dataclasses.replace(exp, population=dataclasses.replace(exp.population, age=dist))
 
 
 def ancova_resid_sd(y: np.ndarray, x0: np.ndarray, age: np.ndarray) -> float:
@@ -87,26 +121,54 @@ def model_n(exp, X, scale, grid, trials, seed) -> dict:
         }
 
 
+def closed_form(y0, y12, age, X):
+    """(Δ, treated residual SD, N control SD, N each arm's SD) of the closed form for a
+    relative effect ``X`` on the AUC, from records (y₀, y₁₂ nmol/L, age years)."""
+    x0 = np.log1p(y0)
+    sd_c = ancova_resid_sd(np.log1p(y12), x0, age)
+    delta = float(np.mean(np.log1p((1 + X) * y12) - np.log1p(y12)))
+    sd_t = ancova_resid_sd(np.log1p((1 + X) * y12), x0, age)
+    n_cf = n_per_arm_for_power(0.8, delta, sd_c, rho=0.0, n_covariates=2)
+    sd_pooled = float(np.sqrt((sd_c**2 + sd_t**2) / 2))
+    n_cf2 = n_per_arm_for_power(0.8, delta, sd_pooled, rho=0.0, n_covariates=2)
+    return delta, sd_t, n_cf, n_cf2
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--experiment", default="experiments/nct06708780.toml")
+    ap.add_argument(
+        "--population",
+        choices=("experiment", "records"),
+        default="experiment",
+        help="the model's virtual population: the experiment's (default) or the experiment's "
+        "with the records' age mix (the like-for-like comparison)",
+    )
+    ap.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="participant-bootstrap resamples of the records for the closed form's 95 %% "
+        "interval (its own uncertainty: the records' Δ and residual SDs are estimates)",
+    )
     a = ap.parse_args(argv)
     exp = load_experiment(project_root() / a.experiment)
     y0, y12, age = records_month12()
+    if a.population == "records":
+        exp = with_records_age_mix(exp, age)
+        print("model population: the experiment's, with the records' age mix (whole years)")
     x0 = np.log1p(y0)
     sd_c = ancova_resid_sd(np.log1p(y12), x0, age)
     print(f"records: {y12.size} participants at months 0 and 12; control residual SD {sd_c:.4f}")
     grids = {0.2: "120:200:2", 0.3: "56:100:1", 0.5: "22:46:1"}
     rows = []
+    boot = np.random.default_rng(a.seed).integers(0, y12.size, (a.bootstrap, y12.size))
     for X, grid in grids.items():
-        delta = float(np.mean(np.log1p((1 + X) * y12) - np.log1p(y12)))
-        sd_t = ancova_resid_sd(np.log1p((1 + X) * y12), x0, age)
-        n_cf = n_per_arm_for_power(0.8, delta, sd_c, rho=0.0, n_covariates=2)
-        n_cf2 = n_per_arm_for_power(
-            0.8, delta, float(np.sqrt((sd_c**2 + sd_t**2) / 2)), rho=0.0, n_covariates=2
-        )
+        delta, sd_t, n_cf, n_cf2 = closed_form(y0, y12, age, X)
+        nb = np.array([closed_form(y0[b], y12[b], age[b], X)[3] for b in boot])
+        lo, hi = np.quantile(nb, [0.025, 0.975]) if nb.size else (np.nan, np.nan)
         m_auc = model_n(exp, X, "auc", grid, a.trials, a.seed)
         m_gm = model_n(exp, float(np.expm1(delta)), "auc_plus_1", grid, a.trials, a.seed)
         n_auc, n_gm = m_auc["n"], m_gm["n"]
@@ -117,6 +179,7 @@ def main(argv=None) -> int:
                 "records_sd_treated": round(sd_t, 4),
                 "n_closed_form_control_sd": n_cf,
                 "n_closed_form_each_arm_sd": n_cf2,
+                "closed_form_each_arm_sd_95pct": f"{lo:.0f}-{hi:.0f}",
                 "n_model_auc_scale": n_auc,
                 "ratio_auc_to_control_sd": None if n_auc is None else round(n_auc / n_cf, 2),
                 "ratio_auc_to_each_arm_sd": None if n_auc is None else round(n_auc / n_cf2, 2),

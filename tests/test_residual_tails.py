@@ -1,0 +1,110 @@
+"""Round 21's item-4 tools: the month-by-month residual-tail statistics
+(``benchmarks/residual_tails_by_month.py``) against statsmodels and scipy, the records' age
+mix of ``benchmarks/sample_size_vs_closed_form.py --population records``, and the
+``late_tail`` extension of ``benchmarks/structure_extension_loso.py`` (its own ν after
+month 6) against the plain Student-t likelihood and simulation it must reduce to."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+from test_agreement import _benchmark_module
+from test_structure_kernel_t import _records, _table
+from test_structure_run import TRUTH
+
+from tregsim.calibrate import variability as V
+from tregsim.experiment import load_experiment
+from tregsim.resources import project_root
+
+T_TRUTH = TRUTH | {"inv_nu": 0.3}
+
+
+def test_residual_statistics_match_statsmodels_and_scipy():
+    rt = _benchmark_module("residual_tails_by_month")
+    g = np.random.default_rng(11)
+    P = 60
+    age = g.uniform(8, 40, P)
+    # visits 0 and m of P participants (V = 2P), some month-m visits missing
+    y = np.exp(g.normal(-0.5, 0.6, (3, 2 * P)))
+    i0 = np.arange(P)
+    im = P + np.arange(P)
+    im[g.choice(P, 9, replace=False)] = -1
+    got = rt.residual_statistics(y, i0, im, age)
+    ok = im >= 0
+    for r in range(3):
+        X = sm.add_constant(np.column_stack([np.log1p(y[r, i0[ok]]), age[ok]]))
+        fit = sm.OLS(np.log1p(y[r, im[ok]]), X).fit()
+        assert got["resid_var"][r] == pytest.approx(fit.scale, rel=1e-10)
+        assert got["excess_kurtosis"][r] == pytest.approx(
+            stats.kurtosis(fit.resid, fisher=True), rel=1e-9
+        )
+        assert got["max_abs_z"][r] == pytest.approx(
+            np.abs(fit.resid).max() / np.sqrt(fit.scale), rel=1e-10
+        )
+
+
+def test_records_age_mix_reproduces_the_whole_year_counts():
+    ss = _benchmark_module("sample_size_vs_closed_form")
+    exp = load_experiment(project_root() / "experiments" / "nct06708780.toml")
+    age = np.r_[np.full(10, 9.5), np.full(30, 14.2), np.full(20, 31.9)]
+    mixed = ss.with_records_age_mix(exp, age)
+    drawn = mixed.population.sample(5, 0, 30_000)["age"]
+    years, counts = np.unique(np.floor(drawn).astype(int), return_counts=True)
+    assert years.tolist() == [9, 14, 31]
+    assert stats.chisquare(counts, 30_000 * np.array([10, 30, 20]) / 60).pvalue > 1e-3
+    # uniform within the year, not the records' exact ages
+    assert stats.kstest(drawn[np.floor(drawn) == 14] - 14.0, "uniform").pvalue > 1e-3
+    # the experiment's other covariates are untouched
+    assert mixed.population.cpep_baseline is exp.population.cpep_baseline
+
+
+@pytest.fixture(scope="module")
+def late_like():
+    table = _table()
+    rec = _records(table)
+    return table, rec, V.StructureLikelihood(table, rec, n_zeta=15, n_eta=13)
+
+
+def test_late_tail_reduces_to_the_t_at_the_shared_nu(late_like):
+    lo = _benchmark_module("structure_extension_loso")
+    _, rec, like = late_like
+    sm_p = np.full(len(rec.ids), T_TRUTH["sigma_meas"])
+    with np.errstate(all="ignore"):
+        t = lo.participant_log_lik(like, T_TRUTH, T_TRUTH, sm_p)
+        same = lo.participant_log_lik(like, T_TRUTH, T_TRUTH | {"inv_nu_late": 0.3}, sm_p)
+        other = lo.participant_log_lik(like, T_TRUTH, T_TRUTH | {"inv_nu_late": 0.05}, sm_p)
+    np.testing.assert_allclose(same, t, rtol=1e-13)
+    assert np.abs(other - t).max() > 1e-2  # the late visits' own ν is read
+
+
+def test_late_tail_leaves_the_first_six_months_alone(late_like):
+    lo = _benchmark_module("structure_extension_loso")
+    table, rec, _ = late_like
+    early = rec.with_visits(rec.visit_month <= lo.LATE_AFTER_MONTH)
+    like = V.StructureLikelihood(table, early, n_zeta=15, n_eta=13)
+    sm_p = np.full(len(rec.ids), T_TRUTH["sigma_meas"])
+    with np.errstate(all="ignore"):
+        t = lo.participant_log_lik(like, T_TRUTH, T_TRUTH, sm_p)
+        late = lo.participant_log_lik(like, T_TRUTH, T_TRUTH | {"inv_nu_late": 0.05}, sm_p)
+    np.testing.assert_allclose(late, t, rtol=1e-13)
+
+
+def test_late_tail_simulation_takes_each_visit_from_its_own_nu(late_like):
+    lo = _benchmark_module("structure_extension_loso")
+    table, rec, _ = late_like
+
+    def sim(tab, th, r, g):
+        return V.simulate_records(tab, th, r, g)[0]
+
+    seed = int(np.random.default_rng(4).integers(2**63))
+    got = lo.simulate_late_tail(
+        sim, table, T_TRUTH | {"inv_nu_late": 0.05}, rec, np.random.default_rng(4)
+    )
+    plain = sim(table, T_TRUTH, rec, np.random.default_rng(seed))
+    light = sim(table, T_TRUTH | {"inv_nu": 0.05}, rec, np.random.default_rng(seed))
+    late = rec.visit_month > lo.LATE_AFTER_MONTH
+    np.testing.assert_array_equal(got[~late], plain[~late])
+    np.testing.assert_array_equal(got[late], light[late])
+    assert not np.array_equal(plain[late], light[late])
