@@ -50,3 +50,31 @@ def test_cpeptide_observed_in_cohort_nc(tmp_path, monkeypatch):
     assert 2 * lo * q < q75 - q25 < 2 * hi * q
     assert abs(q50) < 0.02
     assert not np.array_equal(obs.values[ok], mean[ok])
+
+
+def test_one_posterior_draw_for_every_patient(tmp_path, monkeypatch):
+    """``--posterior-draw K``: every patient's population parameters are the posterior's draw
+    K (read back from the file itself), recorded in the manifest; without it patients take
+    different draws; a K outside the draws is one error line and no output folder."""
+    import json
+    from pathlib import Path
+
+    from tregsim.posterior import load_posterior
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    post = load_posterior("calibration/posteriors/natural_history.nc")
+    k = 1234
+    out = tmp_path / "one"
+    argv = ["cohort", "experiments/nct06708780.toml", "--n", "300", "--seed", "5"]
+    assert main([*argv, "--posterior-draw", str(k), "--out", str(out)]) in (0, None)
+    ds = xr.open_dataset(out / "cohort.nc", engine="h5netcdf")
+    for name in ("lambda_ref", "omega_lambda", "sigma_meas", "inv_nu", "kappa"):
+        np.testing.assert_array_equal(ds[name].values, np.full(300, post[name][k]))
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["settings"]["posterior_draw"] == k
+    spread = _run(tmp_path, "spread", 4096)
+    assert np.unique(spread["inv_nu"].values).size > 100
+
+    bad = tmp_path / "bad"
+    assert main([*argv, "--posterior-draw", str(len(post["inv_nu"])), "--out", str(bad)]) == 2
+    assert not bad.exists()

@@ -826,6 +826,7 @@ def cohort_study(
     posterior=SHIPPED,
     variability: str | None = None,
     keep: int | None = KEEP_DEFAULT,
+    posterior_draw: int | None = None,
     out_dir=None,
     overwrite: bool = False,
     workers: int | None = None,
@@ -839,6 +840,13 @@ def cohort_study(
 
     posterior : :data:`~tregsim.results.SHIPPED` (default), a netCDF path, or ``None`` for
         the model file's values.
+    posterior_draw : ``None`` (default): patient i takes posterior draw i mod n_draws, so the
+        cohort carries the posterior's uncertainty (a predictive population). An index k
+        (0 ≤ k < n_draws): every patient takes draw k, as every patient of one real trial
+        shares one true θ — the cohort to analyse like a trial's data (a draw per patient
+        adds the posterior's spread to the between-patient spread: a VPC of an ANCOVA on
+        ``cpeptide_observed`` would see a wider residual SD than any one trial has). Several
+        such cohorts with different k are the replicates of a VPC.
     variability : structure of individual variability (:mod:`tregsim.population.structure`):
         ``None`` = the default ``"records"`` (hazard covariate on each patient's baseline
         C-peptide; ``cpeptide_observed`` from the structure's observation model, per draw of a
@@ -854,13 +862,16 @@ def cohort_study(
             field="n",
             fix="give the number of virtual patients, e.g. 1000",
         )
+    if posterior_draw is not None:
+        check_posterior_draw(posterior_draw, posterior, exp)
+    one = {} if posterior_draw is None else {"posterior_draw": int(posterior_draw)}
     st = start_analysis(
         exp,
         command="cohort",
         function="tregsim.cohort.cohort_study",
         seed=seed,
-        arguments={"n": int(n), "keep": keep},
-        settings={"n": int(n), "keep": keep},
+        arguments={"n": int(n), "keep": keep, **one},
+        settings={"n": int(n), "keep": keep, **one},
         posterior=posterior,
         variability=variability,
         structure=True,
@@ -868,12 +879,13 @@ def cohort_study(
         out_dir=out_dir,
         overwrite=overwrite,
     )
+    draws = st.draws if posterior_draw is None else one_draw(st.draws, int(posterior_draw))
     res = run_cohort(
         exp,
         int(n),
         seed,
         keep=keep,
-        posterior=st.draws,
+        posterior=draws,
         out_dir=st.out,
         workers=workers,
         scheduler=scheduler,
@@ -882,3 +894,40 @@ def cohort_study(
     )
     res.manifest = st.manifest
     return res
+
+
+def check_posterior_draw(k, posterior, exp) -> None:
+    """:class:`ArgumentError` unless ``k`` indexes a draw of ``posterior`` (resolved as the
+    analysis will resolve it), before any output folder is prepared."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise ArgumentError(
+            f"posterior_draw must be an integer draw index, got {k!r}",
+            field="posterior_draw",
+            fix="give 0 ≤ k < the posterior's number of draws, e.g. 0",
+        )
+    draws, path = resolve_posterior(posterior, exp.model)
+    if not draws:
+        raise ArgumentError(
+            "posterior_draw needs a posterior (the model file's values are one θ already)",
+            field="posterior_draw",
+            fix="drop --posterior-draw, or give a posterior file with --posterior",
+        )
+    n_draws = len(next(iter(draws.values())))
+    if not 0 <= int(k) < n_draws:
+        raise ArgumentError(
+            f"posterior_draw {k} is outside the {n_draws} draws of {path.name}",
+            field="posterior_draw",
+            fix=f"give 0 ≤ k ≤ {n_draws - 1}",
+        )
+
+
+def one_draw(draws: dict | None, k: int) -> dict | None:
+    """``draws`` (name → ``(n_draws,)``) reduced to draw ``k`` for every patient: each
+    variable becomes ``(1,)``, which :func:`~tregsim.posterior.posterior_rows` repeats."""
+    if not draws:
+        return draws
+    out = {}
+    for name, v in draws.items():
+        v = np.asarray(v, dtype=float)
+        out[name] = v if v.ndim == 0 else v[[k % len(v)]]
+    return out

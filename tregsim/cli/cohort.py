@@ -18,6 +18,15 @@ def add_arguments(parser) -> None:
         help="keep every patient in cohort.nc (memory grows ~0.2 kB/patient); "
         "default keeps the first 100,000",
     )
+    parser.add_argument(
+        "--posterior-draw",
+        type=int,
+        default=None,
+        metavar="K",
+        help="every patient takes posterior draw K (one true θ, as in one real trial: the "
+        "cohort to analyse like a trial's data; several K = a VPC's replicates); default: "
+        "patient i takes draw i mod n_draws (the posterior's uncertainty in the cohort)",
+    )
     options.add_variability(parser)
     options.add_common(parser, parallel_chunk=4096)
 
@@ -34,6 +43,7 @@ def run(args) -> int:
         exp,
         n=args.n,
         keep=None if args.save_trajectories else KEEP_DEFAULT,
+        posterior_draw=args.posterior_draw,
         **options.analysis_kwargs(args),
     )
     res.save(args.out)
