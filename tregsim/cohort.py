@@ -483,7 +483,9 @@ class CohortResult:
                     "shipped posterior: nu about 3) a few values lie far off their patient's "
                     "course and a mean in nmol/L has no finite expectation: summarise with "
                     "medians or quantiles, or on ln(x + 1) (docs/calibration.md, 'Means on "
-                    "the nmol/L scale')",
+                    "the nmol/L scale'); for the same reason an ANCOVA over the whole "
+                    "cohort is flatter than a trial-sized one: analyse trial-sized subsets "
+                    "(docs/calibration.md, 'Sample size (item 4)', round 21)",
                 },
             )
         from tregsim.population.distributions import COVARIATE_UNITS
