@@ -13,6 +13,8 @@ for censored visits by :func:`_t_logcdf`); ``inv_nu`` = 0 runs the normal code u
 The t density's ln(1 + z²/ν) is taken once per participant and node, of the product over
 the participant's visits (round 20: 14.3 against 19.9 ms per evaluation on the records, the
 scalar log being what the t costs over the normal's 6.2 ms; the same numbers to 2·10⁻¹⁵).
+Round 21 vectorises those logs (:func:`_ln_parts`): 6.6 against 9.4 ms on the quiet machine
+(normal 3.8–4.0 ms); the rest of the t's cost is its censored visits' log CDF.
 """
 
 from __future__ import annotations
@@ -143,6 +145,40 @@ def _exp_parts(x, mant, k1, k2):
         k2[i] = (ki - h + 1023) << 52
 
 
+# ln x = e·ln 2 + ln m, x = m·2^e with m in [√½, √2), and ln m = 2·atanh(s), s = (m − 1)/(m + 1),
+# |s| ≤ 0.1716, by its series to s²¹ (truncation < 1e-18); the exponent becomes a float through
+# the 2⁵² bit pattern (no int64 → float64 conversion, which AVX2 lacks), so both loops
+# vectorise where calls to math.log do not (no SVML). For the t's per-node logs (round 21).
+_MANT_MASK = (1 << 52) - 1
+_ONE_BITS = 1023 << 52
+_TWO52_BITS = 0x4330000000000000  # the bit pattern of 2⁵²; | e gives 2⁵² + e
+_TWO52_PLUS_BIAS = 4503599627370496.0 + 1023.0
+_ATANH = tuple(1.0 / (2 * j + 1) for j in range(10, -1, -1))  # 1/21, 1/19, …, 1/1
+
+
+@numba.njit(cache=True)
+def _ln_parts(xb, mb, eb, mf, ef, out):
+    """out[i] = ln x[i] for positive normal x, given as its bits ``xb`` (an int64 view);
+    ``mb``/``mf`` and ``eb``/``ef`` are the int64/float64 views of two scratch buffers.
+    Within 3 ulp of math.log on [1, 1e300] (tests/test_structure_kernel_t.py)."""
+    for i in range(xb.size):
+        b = xb[i]
+        mb[i] = (b & _MANT_MASK) | _ONE_BITS
+        eb[i] = (b >> 52) | _TWO52_BITS
+    for i in range(xb.size):
+        m = mf[i]
+        e = ef[i] - _TWO52_PLUS_BIAS
+        hi = m > _SQRT2
+        m = 0.5 * m if hi else m
+        e = e + 1.0 if hi else e
+        s = (m - 1.0) / (m + 1.0)
+        s2 = s * s
+        q = 0.0
+        for c in _ATANH:  # a constant tuple: LLVM unrolls it and vectorises over i
+            q = q * s2 + c
+        out[i] = e * _LN2_HI + (e * _LN2_LO + 2.0 * s * q)
+
+
 # fastmath without "nnan"/"ninf": an overflowing draw must still give inf or nan, not garbage;
 # without "reassoc": numba compiles _exp_parts with its caller's flags, and reassociation
 # undoes the two-part ln 2 of the reduction (errors of ~100 ulp instead of 1)
@@ -191,6 +227,12 @@ def per_patient_kernel(
         t_const = math.lgamma(0.5 * nu + 0.5) - math.lgamma(0.5 * nu) - 0.5 * math.log(nu * math.pi)
         t_half = 0.5 * (nu + 1.0)
     t_prod = np.ones(n_k)  # Π over a participant's uncensored visits of 1 + z²/ν (the t)
+    t_bits = t_prod.view(np.int64)
+    t_log = np.empty(n_k)
+    mb = np.empty(n_k, np.int64)
+    eb = np.empty(n_k, np.int64)
+    mf = mb.view(np.float64)
+    ef = eb.view(np.float64)
     for pp in range(n_p):
         for z in range(n_z):
             for e in range(n_e):
@@ -220,12 +262,16 @@ def per_patient_kernel(
                         tz = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
                         tot[k] += _t_logcdf_c(tz, nu, t_lbeta)
                 else:  # log t_ν(r / sd) − ln sd − ln y; the −(ν+1)/2·ln(1 + z²/ν) as a product
+                    big = False
                     for k in range(n_k):
                         tz = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
                         tot[k] += t_const + xs[k] - ly
                         t_prod[k] *= 1.0 + tz * tz * inv_nu
-                        if t_prod[k] > 1e250:  # flush before it could overflow
-                            tot[k] -= t_half * math.log(t_prod[k])
+                        big |= t_prod[k] > 1e250
+                    if big:  # flush before it could overflow
+                        _ln_parts(t_bits, mb, eb, mf, ef, t_log)
+                        for k in range(n_k):
+                            tot[k] -= t_half * t_log[k]
                             t_prod[k] = 1.0
             elif sigma_add == 0.0 and not cens[v]:
                 for k in range(n_k):
@@ -252,8 +298,9 @@ def per_patient_kernel(
                     else:
                         tot[k] += -0.5 * (r * r * math.exp(-logvar) + logvar + _LOG_2PI) - ly
         if inv_nu > 0.0:  # one log per node and participant instead of one per visit
+            _ln_parts(t_bits, mb, eb, mf, ef, t_log)
             for k in range(n_k):
-                tot[k] -= t_half * math.log(t_prod[k])
+                tot[k] -= t_half * t_log[k]
                 t_prod[k] = 1.0
         m = tot.max()
         for k in range(n_k):
