@@ -28,6 +28,12 @@ of the records' month-12 participants, weighted by their count; built in memory,
 written): the like-for-like comparison with a closed form that takes its Δ and residual SD
 from the records. The experiment's population is the default.
 
+``--theta map`` (round 21): every virtual trial takes the shipped posterior's MAP
+(``calibration/natural_history_structure.json``, with the posterior's s₀, k_re) instead of
+posterior draw r for trial r: power at the point estimate, like the closed form's plug-in of
+the records' estimates. The default (``posterior``) averages the power over the posterior's
+uncertainty, the structure's tail included.
+
 ``closed_form_each_arm_sd_95pct`` (round 21): the closed form's own participant-bootstrap
 95 % interval (``--bootstrap`` resamples of the records' month-12 participants, Δ and both
 residual SDs re-estimated): the precision with which the records fix the N the model is
@@ -45,6 +51,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -94,7 +101,21 @@ def ancova_resid_sd(y: np.ndarray, x0: np.ndarray, age: np.ndarray) -> float:
     return float(np.sqrt(sm.OLS(y, X).fit().scale))
 
 
-def model_n(exp, X, scale, grid, trials, seed) -> dict:
+def map_posterior(path) -> None:
+    """A one-draw posterior file at ``path``: the structure file's MAP of every parameter of
+    the shipped posterior, the posterior's own value where the file has none (s₀, k_re)."""
+    import json
+
+    from tregsim.posterior import DEFAULT_POSTERIOR, load_posterior, save_posterior
+
+    post = load_posterior(DEFAULT_POSTERIOR)
+    st = json.loads((project_root() / "calibration" / "natural_history_structure.json").read_text())
+    th = st["theta"]
+    draws = {k: np.array([th[k] if k in th else float(np.median(v))]) for k, v in post.items()}
+    save_posterior(path, draws, units=dict.fromkeys(draws, "see the structure file"))
+
+
+def model_n(exp, X, scale, grid, trials, seed, posterior=None) -> dict:
     """``n``: the model's N per arm for 80 % power (None beyond the grid); ``delta``: the mean
     true effect on ln(AUC₁₂ + 1) of its virtual patients; ``resid_sd``: its control arm's
     month-12 ANCOVA residual SD (all replicate trials pooled, i.e. the mean residual variance
@@ -112,6 +133,7 @@ def model_n(exp, X, scale, grid, trials, seed) -> dict:
             effect_scale=scale,
             out_dir=tmp,
             progress=False,
+            **({} if posterior is None else {"posterior": posterior}),
         )
         sd, rho = st.mde_meta["sd_ln_auc_plus_1_control"], st.mde_meta["rho_covariates"]
         return {
@@ -147,6 +169,13 @@ def main(argv=None) -> int:
         "with the records' age mix (the like-for-like comparison)",
     )
     ap.add_argument(
+        "--theta",
+        choices=("posterior", "map"),
+        default="posterior",
+        help="the virtual trials' parameters: posterior draw r for trial r (default) or the "
+        "shipped posterior's MAP for every trial (power at the point estimate)",
+    )
+    ap.add_argument(
         "--bootstrap",
         type=int,
         default=1000,
@@ -159,6 +188,12 @@ def main(argv=None) -> int:
     if a.population == "records":
         exp = with_records_age_mix(exp, age)
         print("model population: the experiment's, with the records' age mix (whole years)")
+    post = None
+    if a.theta == "map":
+        tmp_post = tempfile.TemporaryDirectory()
+        post = Path(tmp_post.name) / "map.nc"
+        map_posterior(post)
+        print("model parameters: the shipped posterior's MAP in every virtual trial")
     x0 = np.log1p(y0)
     sd_c = ancova_resid_sd(np.log1p(y12), x0, age)
     print(f"records: {y12.size} participants at months 0 and 12; control residual SD {sd_c:.4f}")
@@ -169,8 +204,8 @@ def main(argv=None) -> int:
         delta, sd_t, n_cf, n_cf2 = closed_form(y0, y12, age, X)
         nb = np.array([closed_form(y0[b], y12[b], age[b], X)[3] for b in boot])
         lo, hi = np.quantile(nb, [0.025, 0.975]) if nb.size else (np.nan, np.nan)
-        m_auc = model_n(exp, X, "auc", grid, a.trials, a.seed)
-        m_gm = model_n(exp, float(np.expm1(delta)), "auc_plus_1", grid, a.trials, a.seed)
+        m_auc = model_n(exp, X, "auc", grid, a.trials, a.seed, post)
+        m_gm = model_n(exp, float(np.expm1(delta)), "auc_plus_1", grid, a.trials, a.seed, post)
         n_auc, n_gm = m_auc["n"], m_gm["n"]
         rows.append(
             {
