@@ -314,30 +314,50 @@ def allocation_bias(
 
 def variance_components(data: TrialData) -> dict[str, float]:
     """SD of ln(AUC+1) at the endpoint and its multiple correlation ρ with the ANCOVA covariates
-    (ln(baseline AUC+1), age), from the control-arm patients of all replicates pooled.
+    (ln(baseline AUC+1), age) *within one trial*: the control arm of each replicate on its own,
+    the variances averaged over replicates (round 21). Returns ``{"sd", "rho", "n"}``.
 
     Feeds the closed-form power / MDE of :mod:`tregsim.trial.closed_form` with numbers taken
-    from the virtual population instead of assumed ones. Returns ``{"sd", "rho", "n"}``.
+    from the virtual population instead of assumed ones. Within, not pooled: replicates differ
+    in their parameter draw (one posterior draw per trial, as one real trial has one true θ),
+    and pooling their patients adds the differences between draws to the SD a trial sees
+    (and, under a heavy-tailed deviation, flattens the pooled slope; docs/calibration.md,
+    "Sample size (item 4)", round 21). The mean of the replicates' unbiased variances is the
+    expected within-trial variance, the plug-in of a closed-form N. Replicates with fewer than
+    5 control patients with an endpoint are left out.
     """
     arm = np.asarray(data.arm, dtype=bool)
     y = np.log1p(np.asarray(data.endpoint_auc_nmol_l, dtype=float))
     xb = np.log1p(np.asarray(data.baseline_auc_nmol_l, dtype=float))
     age = np.asarray(data.age_years, dtype=float)
-    m = ~arm & np.isfinite(y) & np.isfinite(xb) & np.isfinite(age)
-    n = int(m.sum())
+    ok = ~arm & np.isfinite(y) & np.isfinite(xb) & np.isfinite(age)
+    n = int(ok.sum())
     if n < 10:
         raise ArgumentError(
             f"only {n} control patients with an endpoint",
             field="data",
             fix="simulate more replicate trials",
         )
-    X = np.column_stack([np.ones(n), xb[m], age[m]])
-    yy = y[m]
-    beta, *_ = np.linalg.lstsq(X, yy, rcond=None)
-    resid = yy - X @ beta
-    sd = float(yy.std(ddof=1))
-    r2 = 1.0 - float(resid.var(ddof=X.shape[1])) / sd**2
-    return {"sd": sd, "rho": float(np.sqrt(min(max(r2, 0.0), 0.999))), "n": n}
+    var_y, var_res = [], []
+    for r in range(arm.shape[0]):
+        m = ok[r]
+        if m.sum() < 5:  # 3 coefficients: a residual variance needs ≥ 4, a stable one more
+            continue
+        X = np.column_stack([np.ones(int(m.sum())), xb[r, m], age[r, m]])
+        yy = y[r, m]
+        beta, *_ = np.linalg.lstsq(X, yy, rcond=None)
+        resid = yy - X @ beta
+        var_y.append(yy.var(ddof=1))
+        var_res.append(resid @ resid / (yy.size - X.shape[1]))
+    if not var_y:
+        raise ArgumentError(
+            "no replicate trial has 5 control patients with an endpoint",
+            field="data",
+            fix="simulate larger trials (more patients per arm)",
+        )
+    sd2, res2 = float(np.mean(var_y)), float(np.mean(var_res))
+    r2 = 1.0 - res2 / sd2
+    return {"sd": float(np.sqrt(sd2)), "rho": float(np.sqrt(min(max(r2, 0.0), 0.999))), "n": n}
 
 
 def closed_form_mde_table(

@@ -345,7 +345,8 @@ class PowerStudy:
         lines.append(
             f"minimal detectable effect at {n_ref} per arm (80% power, ANCOVA, SD "
             f"{self.mde_meta['sd_ln_auc_plus_1_control']:.3f}, ρ "
-            f"{self.mde_meta['rho_covariates']:.2f} from the simulated control arm): "
+            f"{self.mde_meta['rho_covariates']:.2f} within the simulated trials' control "
+            "arms): "
             f"{self.mde['mde80_ancova_ln_auc_plus_1'][i]:.3f} ln(AUC+1) = "
             f"{self.mde['mde80_ancova_percent_auc_plus_1'][i]:+.0f}% (AUC+1)"
         )
@@ -805,8 +806,8 @@ def _study(curves: _Curves, common, grid, tests, alpha, settings, manifest, prog
         mde_meta={
             "sd_ln_auc_plus_1_control": vc["sd"],
             "rho_covariates": vc["rho"],
-            "source": "closed-form noncentral t; SD and rho estimated from the simulated "
-            "control arm",
+            "source": "closed-form noncentral t; SD and rho estimated within each simulated "
+            "trial's control arm, variances averaged over the trials",
         },
         true_effect=true_effect,
         phi=phi,
