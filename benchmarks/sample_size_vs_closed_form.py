@@ -117,9 +117,10 @@ def map_posterior(path) -> None:
 
 def model_n(exp, X, scale, grid, trials, seed, posterior=None) -> dict:
     """``n``: the model's N per arm for 80 % power (None beyond the grid); ``delta``: the mean
-    true effect on ln(AUC₁₂ + 1) of its virtual patients; ``resid_sd``: its control arm's
-    month-12 ANCOVA residual SD (all replicate trials pooled, i.e. the mean residual variance
-    over trials; power follows the typical trial's, docs/calibration.md, "Round 20")."""
+    true effect on ln(AUC₁₂ + 1) of its virtual patients; ``resid_sd``: its control arms'
+    month-12 ANCOVA residual SD within a trial (√ of the mean over trials of each trial's
+    residual variance, :func:`tregsim.trial.power.variance_components`; before round 21 all
+    trials' patients pooled, 1–2 % higher)."""
     with tempfile.TemporaryDirectory() as tmp:
         st = power_study(
             exp,
