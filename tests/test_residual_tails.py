@@ -1,6 +1,7 @@
 """Round 21's item-4 tools: the month-by-month residual-tail statistics
 (``benchmarks/residual_tails_by_month.py``) against statsmodels and scipy, the records' age
-mix of ``benchmarks/sample_size_vs_closed_form.py --population records``, and the
+mix of ``benchmarks/sample_size_vs_closed_form.py --population records`` and its
+``--theta map`` posterior, and the
 ``late_tail`` extension of ``benchmarks/structure_extension_loso.py`` (its own ν after
 month 6) against the plain Student-t likelihood and simulation it must reduce to."""
 
@@ -108,3 +109,21 @@ def test_late_tail_simulation_takes_each_visit_from_its_own_nu(late_like):
     np.testing.assert_array_equal(got[~late], plain[~late])
     np.testing.assert_array_equal(got[late], light[late])
     assert not np.array_equal(plain[late], light[late])
+
+
+def test_map_posterior_is_one_draw_at_the_structure_files_map(tmp_path):
+    import json
+
+    from tregsim.posterior import load_posterior
+
+    ss = _benchmark_module("sample_size_vs_closed_form")
+    ss.map_posterior(tmp_path / "map.nc")
+    got = load_posterior(tmp_path / "map.nc")
+    shipped = load_posterior(project_root() / "calibration" / "posteriors" / "natural_history.nc")
+    th = json.loads(
+        (project_root() / "calibration" / "natural_history_structure.json").read_text()
+    )["theta"]
+    assert set(got) == set(shipped)
+    for k, v in got.items():
+        assert v.shape == (1,)
+        assert v[0] == (th[k] if k in th else np.median(shipped[k]))
