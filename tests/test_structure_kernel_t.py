@@ -165,7 +165,7 @@ def test_product_of_t_terms_is_flushed_before_it_overflows(like_plain):
 def test_vectorised_log_matches_numpy():
     """The kernel's own ln (for the t's per-node logs) against numpy's: 2·10⁵ values spread
     over [1, e⁶⁹⁰] (the products it takes logs of are ≥ 1 and flushed at 1e250), values just
-    above 1 (tiny logs), the range reduction's edge at √2 and the largest double. 3 ulp is
+    above 1 (tiny logs), the range reduction's edge at √2, the largest double, inf and NaN. 3 ulp is
     the reduction and the series' rounding; a wrong coefficient or exponent bias is off by
     orders of magnitude more."""
     g = np.random.default_rng(0)
@@ -175,8 +175,12 @@ def test_vectorised_log_matches_numpy():
         1.0 + g.uniform(0.0, 1e-6, 1000),
         [1.0, 2.0, sq2, np.nextafter(sq2, 2.0), np.nextafter(sq2, 1.0), 1e250, 1.7e308],
     ]
+    x = np.r_[x, np.inf, np.nan]
     mb, eb, out = np.empty(x.size, np.int64), np.empty(x.size, np.int64), np.empty(x.size)
-    SK._ln_parts(x.view(np.int64), mb, eb, mb.view(np.float64), eb.view(np.float64), out)
+    SK._ln_parts(x, x.view(np.int64), mb, eb, mb.view(np.float64), eb.view(np.float64), out)
+    # an overflowed product stays inf and a NaN stays NaN, as with np.log
+    assert out[-2] == np.inf and np.isnan(out[-1])
+    x, out = x[:-2], out[:-2]
     ref = np.log(x)
     assert out[x == 1.0] == 0.0
     nz = ref != 0

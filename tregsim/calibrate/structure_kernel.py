@@ -157,10 +157,11 @@ _ATANH = tuple(1.0 / (2 * j + 1) for j in range(10, -1, -1))  # 1/21, 1/19, …,
 
 
 @numba.njit(cache=True)
-def _ln_parts(xb, mb, eb, mf, ef, out):
-    """out[i] = ln x[i] for positive normal x, given as its bits ``xb`` (an int64 view);
-    ``mb``/``mf`` and ``eb``/``ef`` are the int64/float64 views of two scratch buffers.
-    Within 3 ulp of math.log on [1, 1e300] (tests/test_structure_kernel_t.py)."""
+def _ln_parts(x, xb, mb, eb, mf, ef, out):
+    """out[i] = ln x[i] for positive normal x (``xb`` its int64 view); +inf and NaN pass
+    through (an overflowed product stays inf, as with math.log). ``mb``/``mf`` and ``eb``/``ef``
+    are the int64/float64 views of two scratch buffers. Within 3 ulp of math.log on
+    [1, 1e300] (tests/test_structure_kernel_t.py)."""
     for i in range(xb.size):
         b = xb[i]
         mb[i] = (b & _MANT_MASK) | _ONE_BITS
@@ -170,13 +171,14 @@ def _ln_parts(xb, mb, eb, mf, ef, out):
         e = ef[i] - _TWO52_PLUS_BIAS
         hi = m > _SQRT2
         m = 0.5 * m if hi else m
-        e = e + 1.0 if hi else e
+        e1 = e + 1.0 if hi else e
         s = (m - 1.0) / (m + 1.0)
         s2 = s * s
         q = 0.0
         for c in _ATANH:  # a constant tuple: LLVM unrolls it and vectorises over i
             q = q * s2 + c
-        out[i] = e * _LN2_HI + (e * _LN2_LO + 2.0 * s * q)
+        r = e1 * _LN2_HI + (e1 * _LN2_LO + 2.0 * s * q)
+        out[i] = x[i] if e == 1024.0 else r  # exponent field 2047: inf or NaN
 
 
 # fastmath without "nnan"/"ninf": an overflowing draw must still give inf or nan, not garbage;
@@ -269,7 +271,7 @@ def per_patient_kernel(
                         t_prod[k] *= 1.0 + tz * tz * inv_nu
                         big |= t_prod[k] > 1e250
                     if big:  # flush before it could overflow
-                        _ln_parts(t_bits, mb, eb, mf, ef, t_log)
+                        _ln_parts(t_prod, t_bits, mb, eb, mf, ef, t_log)
                         for k in range(n_k):
                             tot[k] -= t_half * t_log[k]
                             t_prod[k] = 1.0
@@ -298,7 +300,7 @@ def per_patient_kernel(
                     else:
                         tot[k] += -0.5 * (r * r * math.exp(-logvar) + logvar + _LOG_2PI) - ly
         if inv_nu > 0.0:  # one log per node and participant instead of one per visit
-            _ln_parts(t_bits, mb, eb, mf, ef, t_log)
+            _ln_parts(t_prod, t_bits, mb, eb, mf, ef, t_log)
             for k in range(n_k):
                 tot[k] -= t_half * t_log[k]
                 t_prod[k] = 1.0
