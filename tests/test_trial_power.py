@@ -141,14 +141,16 @@ def test_grid_parsing_and_sample_size_from_curve():
     assert abs(n80 - exact) <= 5  # grid step
 
 
-def test_variance_components_are_within_trial():
+@pytest.mark.parametrize("per_arm", [20, 3])
+def test_variance_components_are_within_trial(per_arm):
     """Replicates that differ in level (as trials with different posterior draws do): a
     shift of ln(AUC₁₂ + 1) by N(0, 0.15²) per replicate. The within-trial SD and ρ are still
     the generating model's; pooling every replicate's patients would add 0.15² to the
-    residual variance (0.165 → 0.224)."""
+    residual variance (0.165 → 0.224). 20 per arm: each replicate's own ANCOVA; 3 per arm
+    (too few to fit one): an intercept per replicate and common slopes."""
     import dataclasses
 
-    data = synthetic_trials(SEED, 1000, 20, effect=0.1, **NORMAL)
+    data = synthetic_trials(SEED, 1000, per_arm, effect=0.1, **NORMAL)
     shift = np.random.default_rng(3).normal(0.0, 0.15, (data.n_trials, 1))
     y = np.expm1(np.log1p(data.endpoint_auc_nmol_l) + shift)
     vc = variance_components(dataclasses.replace(data, endpoint_auc_nmol_l=y))

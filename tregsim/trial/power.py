@@ -314,17 +314,21 @@ def allocation_bias(
 
 def variance_components(data: TrialData) -> dict[str, float]:
     """SD of ln(AUC+1) at the endpoint and its multiple correlation ρ with the ANCOVA covariates
-    (ln(baseline AUC+1), age) *within one trial*: the control arm of each replicate on its own,
-    the variances averaged over replicates (round 21). Returns ``{"sd", "rho", "n"}``.
+    (ln(baseline AUC+1), age) *within one trial* (round 21). Returns ``{"sd", "rho", "n"}``.
 
     Feeds the closed-form power / MDE of :mod:`tregsim.trial.closed_form` with numbers taken
     from the virtual population instead of assumed ones. Within, not pooled: replicates differ
     in their parameter draw (one posterior draw per trial, as one real trial has one true θ),
     and pooling their patients adds the differences between draws to the SD a trial sees
     (and, under a heavy-tailed deviation, flattens the pooled slope; docs/calibration.md,
-    "Sample size (item 4)", round 21). The mean of the replicates' unbiased variances is the
-    expected within-trial variance, the plug-in of a closed-form N. Replicates with fewer than
-    5 control patients with an endpoint are left out.
+    "Sample size (item 4)", round 21).
+
+    When at least half the replicates have ≥ 5 control patients with an endpoint, each of
+    those fits its own ANCOVA and the variances (of y and of the residual, unbiased) are
+    averaged: the expected within-trial variance, the plug-in of a closed-form N. Smaller
+    trials cannot fit one: then all control patients are pooled with an intercept per
+    replicate and common slopes (the within-replicate estimator), which still removes the
+    differences in level between the replicates' draws.
     """
     arm = np.asarray(data.arm, dtype=bool)
     y = np.log1p(np.asarray(data.endpoint_auc_nmol_l, dtype=float))
@@ -332,30 +336,39 @@ def variance_components(data: TrialData) -> dict[str, float]:
     age = np.asarray(data.age_years, dtype=float)
     ok = ~arm & np.isfinite(y) & np.isfinite(xb) & np.isfinite(age)
     n = int(ok.sum())
-    if n < 10:
+    n_r = ok.sum(axis=1)
+    used = n_r >= 2  # a replicate's own mean needs two patients to leave a deviation
+    if n - int(used.sum()) - 2 < 1 or n < 10:
         raise ArgumentError(
             f"only {n} control patients with an endpoint",
             field="data",
             fix="simulate more replicate trials",
         )
-    var_y, var_res = [], []
-    for r in range(arm.shape[0]):
-        m = ok[r]
-        if m.sum() < 5:  # 3 coefficients: a residual variance needs ≥ 4, a stable one more
-            continue
-        X = np.column_stack([np.ones(int(m.sum())), xb[r, m], age[r, m]])
-        yy = y[r, m]
-        beta, *_ = np.linalg.lstsq(X, yy, rcond=None)
-        resid = yy - X @ beta
-        var_y.append(yy.var(ddof=1))
-        var_res.append(resid @ resid / (yy.size - X.shape[1]))
-    if not var_y:
-        raise ArgumentError(
-            "no replicate trial has 5 control patients with an endpoint",
-            field="data",
-            fix="simulate larger trials (more patients per arm)",
-        )
-    sd2, res2 = float(np.mean(var_y)), float(np.mean(var_res))
+    if (n_r >= 5).sum() >= 0.5 * (n_r > 0).sum():
+        var_y, var_res = [], []
+        for r in np.flatnonzero(n_r >= 5):
+            m = ok[r]
+            X = np.column_stack([np.ones(int(m.sum())), xb[r, m], age[r, m]])
+            yy = y[r, m]
+            beta, *_ = np.linalg.lstsq(X, yy, rcond=None)
+            resid = yy - X @ beta
+            var_y.append(yy.var(ddof=1))
+            var_res.append(resid @ resid / (yy.size - X.shape[1]))
+        sd2, res2 = float(np.mean(var_y)), float(np.mean(var_res))
+    else:
+        keep = ok & used[:, None]
+
+        def within(v):  # deviations from each replicate's own mean, (n_kept,)
+            mean = np.where(keep, v, 0.0).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
+            return (v - mean[:, None])[keep]
+
+        dy, dx, da = within(y), within(xb), within(age)
+        X = np.column_stack([dx, da])
+        beta, *_ = np.linalg.lstsq(X, dy, rcond=None)
+        resid = dy - X @ beta
+        dof = dy.size - int(used.sum())
+        sd2 = float(dy @ dy / dof)
+        res2 = float(resid @ resid / (dof - 2))
     r2 = 1.0 - res2 / sd2
     return {"sd": float(np.sqrt(sd2)), "rho": float(np.sqrt(min(max(r2, 0.0), 0.999))), "n": n}
 
