@@ -71,14 +71,19 @@ def residual_statistics(y: np.ndarray, i0: np.ndarray, im: np.ndarray, age: np.n
 
 
 def fitted_map(spec: str) -> tuple[str, dict]:
-    """``LABEL=FITS.json:KEY`` → (label, θ at that fit's MAP, with its tail parameters)."""
+    """``LABEL=FITS.json:KEY`` → (label, θ at that fit's MAP, with its tail parameters);
+    :class:`ValueError` naming what is wrong."""
     label, _, rest = spec.partition("=")
     path, _, key = rest.rpartition(":")
     if not label or not path or not key:
-        raise SystemExit(f"--fits {spec}: write LABEL=FITS.json:KEY (exit 2)")
+        raise ValueError(f"--fits {spec}: write LABEL=FITS.json:KEY")
+    if not Path(path).is_file():
+        raise ValueError(
+            f"--fits {spec}: no such file {path} (a structure_extension_loso fits.json)"
+        )
     fits = json.loads(Path(path).read_text())
     if key not in fits:
-        raise SystemExit(f"--fits {spec}: {path} has fits {sorted(fits)}, not {key!r}")
+        raise ValueError(f"--fits {spec}: {path} has fits {sorted(fits)}, not {key!r}")
     f = fits[key]
     th = dict(f["theta"])
     th |= {k: float(f[k]) for k in ("mix_p", "mix_k", "inv_nu") if k in f}
@@ -93,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--copies", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
+    if a.copies < 2:
+        ap.error(f"--copies {a.copies}: give at least 2 (default 4000)")
     root = project_root()
     cfg = load_config(root / a.config)
     model = load_model(cfg.model)
@@ -123,7 +130,10 @@ def main(argv=None) -> int:
         for k in range(min(n_draws, a.copies))
     ]
     structures = [(f"posterior {Path(a.posterior).name}", thetas)]
-    structures += [(label, [th]) for label, th in map(fitted_map, a.fits)]
+    try:
+        structures += [(label, [th]) for label, th in map(fitted_map, a.fits)]
+    except ValueError as e:
+        ap.error(str(e))
 
     print("month  n    statistic         records", end="")
     for label, _ in structures:

@@ -184,6 +184,8 @@ def main(argv=None) -> int:
         "interval (its own uncertainty: the records' Δ and residual SDs are estimates)",
     )
     a = ap.parse_args(argv)
+    if a.bootstrap < 0 or a.trials < 10:
+        ap.error("--bootstrap must be ≥ 0 and --trials ≥ 10")
     exp = load_experiment(project_root() / a.experiment)
     y0, y12, age = records_month12()
     if a.population == "records":
