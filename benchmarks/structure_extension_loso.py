@@ -96,6 +96,13 @@ SHIPPED_SUMMARY = (
 )
 
 
+LATE_AFTER_MONTH = 6.0
+"""``late_tail``: visits at nominal months > this have their own ν (round 21: the records'
+ANCOVA residuals are heavy-tailed at months 3 and 6 and look normal at 12, 18 and 24,
+``benchmarks/residual_tails_by_month.py``; every cut between 6 and 12 splits the records'
+visits the same way)."""
+
+
 _S0_TABLES: dict = {}  # (s0, last day) → CurveTable: built once, shared by the folds
 
 
@@ -154,20 +161,20 @@ def participant_log_lik(
                 cb = b & c
                 if cb.any():
                     ll[cb] = special.log_ndtr(res[cb] / sd[cb])
-            elif "inv_nu_late" in th_mu:  # the visits after month 6: their own t
-                b = like.r.visit_month > LATE_AFTER_MONTH
-                nu1 = 1.0 / float(th_mu["inv_nu_late"])
-                ll[b] = stats.t.logpdf(res[b] / sd[b], df=nu1) - np.log(sd[b]) - like._logy[b, None]
-                cb = b & c
-                if cb.any():
-                    ll[cb] = stats.t.logcdf(res[cb] / sd[cb], df=nu1)
-            elif "inv_nu_baseline" in th_mu:  # the baseline visit's own t
-                b = like.r.visit_day <= 0
-                nu0 = 1.0 / float(th_mu["inv_nu_baseline"])
-                ll[b] = stats.t.logpdf(res[b] / sd[b], df=nu0) - np.log(sd[b]) - like._logy[b, None]
-                cb = b & c
-                if cb.any():
-                    ll[cb] = stats.t.logcdf(res[cb] / sd[cb], df=nu0)
+            else:  # some visits with their own t: the baseline visit, or those after month 6
+                own = {
+                    "inv_nu_baseline": like.r.visit_day <= 0,
+                    "inv_nu_late": like.r.visit_month > LATE_AFTER_MONTH,
+                }
+                for key, b in own.items():
+                    if key not in th_mu:
+                        continue
+                    nu_b = 1.0 / float(th_mu[key])
+                    ll[b] = stats.t.logpdf(res[b] / sd[b], df=nu_b) - np.log(sd[b])
+                    ll[b] -= like._logy[b, None]
+                    cb = b & c
+                    if cb.any():
+                        ll[cb] = stats.t.logcdf(res[cb] / sd[cb], df=nu_b)
         else:
             ll = -0.5 * ((res / sd) ** 2 + 2 * np.log(sd) + np.log(2 * np.pi))
             ll -= like._logy[:, None]
@@ -652,13 +659,6 @@ class BaselineTail(ScalarTerm):
         raise NotImplementedError("baseline_tail has no predictive simulation")
 
 
-LATE_AFTER_MONTH = 6.0
-"""``late_tail``: visits at nominal months > this have their own ν (round 21: the records'
-ANCOVA residuals are heavy-tailed at months 3 and 6 and look normal at 12, 18 and 24,
-``benchmarks/residual_tails_by_month.py``; every cut between 6 and 12 splits the records'
-visits the same way)."""
-
-
 def simulate_late_tail(sim, table, th: dict, rec: V.Records, g) -> np.ndarray:
     """One copy of ``rec`` (V,) with the deviation t of ν = 1/``th["inv_nu"]`` at months ≤
     :data:`LATE_AFTER_MONTH` and ν = 1/``th["inv_nu_late"]`` after: ``sim(table, θ, rec, g)``
@@ -965,7 +965,7 @@ def scores_participants(ext: str) -> bool:
 def config_mismatch(ext: str, config) -> str | None:
     """Why ``config``'s structure cannot carry extension ``ext`` (field and fix), or None."""
     has_t = "inv_nu" in V.CANDIDATES[config.candidate][0]
-    if ext in ("baseline_tail", "level_tail") and not has_t:
+    if ext in ("baseline_tail", "level_tail", "late_tail") and not has_t:
         return (
             f"[parameters] candidate {config.candidate!r} has no t deviation ({ext}); "
             "fix: give the shipped config (candidate lincovariate+power+t)"

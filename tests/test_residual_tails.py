@@ -127,3 +127,16 @@ def test_map_posterior_is_one_draw_at_the_structure_files_map(tmp_path):
     for k, v in got.items():
         assert v.shape == (1,)
         assert v[0] == (th[k] if k in th else np.median(shipped[k]))
+
+
+def test_late_tail_refuses_a_structure_without_the_t():
+    """On the normal structure the t branch never runs, so late_tail would silently be the
+    shipped structure: the benchmark refuses it (one line naming the field and the fix)."""
+    from types import SimpleNamespace
+
+    lo = _benchmark_module("structure_extension_loso")
+    msg = lo.config_mismatch("late_tail", SimpleNamespace(candidate="lincovariate+power"))
+    assert msg.startswith("[parameters] candidate") and "fix:" in msg
+    assert (
+        lo.config_mismatch("late_tail", SimpleNamespace(candidate="lincovariate+power+t")) is None
+    )
