@@ -44,14 +44,6 @@ MONTHS = (3, 6, 12, 18, 24)
 STATISTICS = ("resid_var", "excess_kurtosis", "max_abs_z")
 
 
-def visit_index(rec: V.Records, month: int) -> np.ndarray:
-    """Index into ``rec.y`` of each participant's visit at ``month`` (−1 where none), (P,)."""
-    i = np.full(len(rec.ids), -1)
-    at = np.flatnonzero(rec.visit_month == month)
-    i[rec.visit_patient[at]] = at
-    return i
-
-
 def residual_statistics(y: np.ndarray, i0: np.ndarray, im: np.ndarray, age: np.ndarray) -> dict:
     """The three statistics of the month-m ANCOVA for each row of ``y`` (R, V) nmol/L, over
     participants with both visits (``i0``, ``im`` ≥ 0); each ``(R,)``."""
@@ -106,8 +98,9 @@ def main(argv=None) -> int:
     rec = R.load_structure_records(cfg)
     table = R._curve_table(cfg, model, float(rec.visit_day.max()))
     age = np.asarray(rec.age_years, float)
-    i0 = visit_index(rec, 0)
-    idx = {m: visit_index(rec, m) for m in MONTHS}
+    wide = R._wide_index(rec, (0, *MONTHS))  # (P, 1 + len(MONTHS)), −1: no visit
+    i0 = wide[:, 0]
+    idx = {m: wide[:, j + 1] for j, m in enumerate(MONTHS)}
     observed = {m: residual_statistics(rec.y[None, :], i0, idx[m], age) for m in MONTHS}
 
     def sims(thetas: list[dict]) -> np.ndarray:
