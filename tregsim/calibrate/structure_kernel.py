@@ -14,7 +14,9 @@ The t density's ln(1 + z²/ν) is taken once per participant and node, of the pr
 the participant's visits (round 20: 14.3 against 19.9 ms per evaluation on the records, the
 scalar log being what the t costs over the normal's 6.2 ms; the same numbers to 2·10⁻¹⁵).
 Round 21 vectorises those logs (:func:`_ln_parts`): 6.6 against 9.4 ms on the quiet machine
-(normal 3.8–4.0 ms); the rest of the t's cost is its censored visits' log CDF.
+(normal 3.8–4.0 ms); the rest of the t's cost is its censored visits' log CDF. Round 22
+takes that log CDF for all nodes of a censored visit at once from a power series
+(:func:`_t_logcdf_parts`; the continued fraction stays for ν > 26): 5.7 against 6.6 ms.
 """
 
 from __future__ import annotations
@@ -181,6 +183,114 @@ def _ln_parts(x, xb, mb, eb, mf, ef, out):
         out[i] = x[i] if e == 1024.0 else r  # exponent field 2047: inf or NaN
 
 
+_T_SERIES_MAX = 400  # longest series of :func:`t_series_coefficients`; beyond, the scalar path
+_T_SERIES_TOL = 1e-17
+
+
+@numba.njit(cache=True)
+def t_series_coefficients(nu: float, coef):
+    """The power series behind :func:`_t_logcdf_parts` at ν: with a = ν/2, b = ½ and
+    F_A(x) = ₂F₁(a + b, 1; A + 1; x) = Σ_n (a + b)_n / (A + 1)_n · xⁿ (DLMF 8.17.8:
+    I_x(A, B) = x^A (1 − x)^B F_A(x) / (A·B(a, b)) for (A, B) = (a, b) or (b, a)), writes the
+    coefficients of F_a into ``coef[0]`` and of F_b into ``coef[1]`` (shape (2, ≥ N)) and
+    returns N, the number of terms that makes the remainder below 1e-17 where each series is
+    used (F_a for x < x₁ = (a + 1)/(a + b + 2), F_b for x ≤ 1 − x₁, the continued fraction's
+    own split, which keeps I away from 1; every term is positive and F ≥ 1, so that is a
+    relative bound), or 0 when more than ``_T_SERIES_MAX`` would be needed (ν > 26: the
+    caller uses the continued fraction). N is 55 at ν = 1, 86 at ν = 3.3, 175 at ν = 10."""
+    a, b = 0.5 * nu, 0.5
+    x1 = (a + 1.0) / (a + b + 2.0)
+    x0 = 1.0 - x1
+    c1 = 1.0
+    c0 = 1.0
+    t1 = 1.0  # x1**n
+    t0 = 1.0
+    for n in range(_T_SERIES_MAX):
+        coef[0, n] = c1
+        coef[1, n] = c0
+        r1 = x1 * (a + b + n) / (a + 1.0 + n)  # the next term over this one, at the largest x
+        r0 = x0 * (a + b + n) / (b + 1.0 + n)
+        if r1 < 1.0 and r0 < 1.0:
+            if (
+                c1 * t1 * r1 / (1.0 - r1) < _T_SERIES_TOL
+                and c0 * t0 * r0 / (1.0 - r0) < _T_SERIES_TOL
+            ):
+                return n + 1
+        t1 *= x1
+        t0 *= x0
+        c1 *= (a + b + n) / (a + 1.0 + n)
+        c0 *= (a + b + n) / (b + 1.0 + n)
+    return 0
+
+
+@numba.njit(cache=True)
+def _t_logcdf_parts(
+    x, nu, lbeta, coef, n_terms, out, w, w1, acc, side, xb, mb, eb, mf, ef, lg, mant, k1, k2
+):
+    """out[i] = log T_ν(x[i]) for a whole array at one ν, as :func:`_t_logcdf_c` (the same
+    identities: T_ν(x) = ½ I_w(ν/2, ½) for x < 0, 1 − ½ I_w for x ≥ 0, w = ν/(ν + x²)), but
+    with I from the power series of :func:`t_series_coefficients` (``coef``, ``n_terms``) on
+    the same side of the same split instead of the continued fraction: Horner's rule over the
+    elements has no division and no data-dependent exit, so LLVM vectorises it, and the logs
+    and the exp are :func:`_ln_parts` and :func:`_exp_parts`. ``lbeta`` = ln B(ν/2, ½). The
+    other arguments are scratch arrays of x's size (``k1``/``k2``/``xb``/``mb``/``eb`` int64,
+    ``mf``/``ef`` the float64 views of ``mb``/``eb``, ``xb`` the int64 view of ``lg``).
+    Round 22, for the censored visits: within 2·10⁻¹⁵ of scipy (relative) at ν ≤ 10, 5·10⁻¹⁴
+    at ν = 25; 3× faster than the continued fraction per element (which does not vectorise:
+    its divisions and its exit depend on the element)."""
+    n = x.size
+    a, b = 0.5 * nu, 0.5
+    thr = (a + 1.0) / (a + b + 2.0)
+    for i in range(n):
+        x2 = x[i] * x[i]
+        inv_den = 1.0 / (nu + x2)
+        wi, w1i = nu * inv_den, x2 * inv_den
+        s = 1.0 if wi < thr else 0.0  # 1: I_w(a, b) by F_a(w); 0: I_{1−w}(b, a) by F_b(1 − w)
+        side[i] = s
+        w[i], w1[i] = wi, w1i
+        acc[i] = 0.0
+    for j in range(n_terms - 1, -1, -1):
+        ca, cb = coef[0, j], coef[1, j]
+        for i in range(n):
+            s = side[i]
+            acc[i] = acc[i] * (s * w[i] + (1.0 - s) * w1[i]) + (s * ca + (1.0 - s) * cb)
+    # ln I = a ln w + ln(√(1 − w) F / A) − ln B(a, b) (b = ½): two vectorised logs
+    ia, ib = 1.0 / a, 1.0 / b
+    for i in range(n):
+        lg[i] = w[i]
+        s = side[i]
+        acc[i] = math.sqrt(w1[i]) * acc[i] * (s * ia + (1.0 - s) * ib)
+    _ln_parts(lg, xb, mb, eb, mf, ef, out)  # out = ln w
+    for i in range(n):
+        lg[i] = acc[i]
+    _ln_parts(lg, xb, mb, eb, mf, ef, w1)  # w1 = ln(√(1 − w) F / A)
+    for i in range(n):
+        acc[i] = a * out[i] + w1[i] - lbeta  # side 1: ln I_w(a, b); 0: ln I_{1−w}(b, a)
+    _exp_parts(acc, mant, k1, k2)
+    p1 = k1.view(np.float64)
+    p2 = k2.view(np.float64)
+    for i in range(n):
+        v = mant[i] * p1[i] * p2[i]
+        neg = x[i] < 0.0
+        if side[i] == 1.0:
+            y = 0.0 if neg else -0.5 * v
+        else:
+            y = -v if neg else v
+        w[i] = y
+        lg[i] = 1.0 + y
+    _ln_parts(lg, xb, mb, eb, mf, ef, w1)  # ln(1 + y), made log1p below
+    for i in range(n):
+        y, u = w[i], lg[i]
+        # log1p(y) = ln u · y / (u − 1) (Goldberg's trick: a few ulp for tiny y)
+        l1p = y if u == 1.0 else w1[i] * (y / (u - 1.0))
+        neg = x[i] < 0.0
+        if side[i] == 1.0:
+            r = _LOG_HALF + acc[i] if neg else l1p
+        else:
+            r = _LOG_HALF + l1p
+        out[i] = _LOG_HALF if x[i] == 0.0 else r
+
+
 # fastmath without "nnan"/"ninf": an overflowing draw must still give inf or nan, not garbage;
 # without "reassoc": numba compiles _exp_parts with its caller's flags, and reassociation
 # undoes the two-part ln 2 of the reduction (errors of ~100 ulp instead of 1)
@@ -235,6 +345,22 @@ def per_patient_kernel(
     eb = np.empty(n_k, np.int64)
     mf = mb.view(np.float64)
     ef = eb.view(np.float64)
+    # the censored visits' t log CDF, all nodes at once (:func:`_t_logcdf_parts`)
+    coef = np.empty((2, _T_SERIES_MAX))
+    n_terms = t_series_coefficients(nu, coef) if inv_nu > 0.0 else 0
+    tz, tl, tw, tw1, tacc, tside, tlg, tmant = (
+        np.empty(n_k),
+        np.empty(n_k),
+        np.empty(n_k),
+        np.empty(n_k),
+        np.empty(n_k),
+        np.empty(n_k),
+        np.empty(n_k),
+        np.empty(n_k),
+    )
+    tk1 = np.empty(n_k, np.int64)
+    tk2 = np.empty(n_k, np.int64)
+    tlb = tlg.view(np.int64)
     for pp in range(n_p):
         for z in range(n_z):
             for e in range(n_e):
@@ -259,16 +385,42 @@ def per_patient_kernel(
                 for k in range(n_k):
                     xs[k] = kappa * (max(lm[k], log_lloq) - log_cref) - 0.5 * log_sm2
                 _exp_parts(xs, mant, k1, k2)
-                if cens[v]:  # log T_ν((ln LLOQ − ln μ) / sd)
+                if cens[v] and n_terms > 0:  # log T_ν((ln LLOQ − ln μ) / sd), vectorised
                     for k in range(n_k):
-                        tz = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
-                        tot[k] += _t_logcdf_c(tz, nu, t_lbeta)
+                        tz[k] = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
+                    _t_logcdf_parts(
+                        tz,
+                        nu,
+                        t_lbeta,
+                        coef,
+                        n_terms,
+                        tl,
+                        tw,
+                        tw1,
+                        tacc,
+                        tside,
+                        tlb,
+                        mb,
+                        eb,
+                        mf,
+                        ef,
+                        tlg,
+                        tmant,
+                        tk1,
+                        tk2,
+                    )
+                    for k in range(n_k):
+                        tot[k] += tl[k]
+                elif cens[v]:  # ν too large for the series: the continued fraction per node
+                    for k in range(n_k):
+                        tzk = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
+                        tot[k] += _t_logcdf_c(tzk, nu, t_lbeta)
                 else:  # log t_ν(r / sd) − ln sd − ln y; the −(ν+1)/2·ln(1 + z²/ν) as a product
                     big = False
                     for k in range(n_k):
-                        tz = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
+                        tzk = (ly - lm[k]) * (mant[k] * p1[k] * p2[k])
                         tot[k] += t_const + xs[k] - ly
-                        t_prod[k] *= 1.0 + tz * tz * inv_nu
+                        t_prod[k] *= 1.0 + tzk * tzk * inv_nu
                         big |= t_prod[k] > 1e250
                     if big:  # flush before it could overflow
                         _ln_parts(t_prod, t_bits, mb, eb, mf, ef, t_log)
