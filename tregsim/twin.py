@@ -1018,52 +1018,72 @@ def twin_study(
     records,
     *,
     posterior=SHIPPED,
-    n_draws: int = 512,
+    n_draws: int | None = None,
     seed: int = 0,
     months=None,
     argv: list[str] | None = None,
+    progress: bool = False,
 ) -> TwinPrediction:
     """Each participant's twin in an experiment's frame: its model, baseline distribution and
     fasting model, visits at its months (or ``months``) after each participant's baseline.
 
     records : :class:`TwinRecords` or a data file (:func:`read_twin_records`).
     posterior : :data:`tregsim.results.SHIPPED` (default) or a netCDF path; ``None`` is refused
-        (a twin needs population draws).
+        (a twin needs population draws). A records-likelihood posterior (the shipped one: it
+        carries the structure's hazard covariate, Student-t deviation and baseline law) gives
+        the records-structure twin (:class:`tregsim.twin_structure.StructureTwin`, K = 256
+        posterior draws by default); any other gives the lumped :class:`Twin` (512 posterior ×
+        individual draws by default).
     argv : the command line that asked for it (``None``: the call is recorded).
+    progress : a bar over participants on stderr (records-structure twin).
     The result carries its manifest (inputs with hashes, the call, settings).
     """
     from tregsim.cohort import start_analysis
+    from tregsim.posterior import load_posterior
+    from tregsim.twin_structure import StructureTwin, has_structure
 
     extra = {}
     if not isinstance(records, TwinRecords):
         extra["data"] = Path(records)
         records = read_twin_records(records)
     draws, post_file = posterior_draws(posterior, exp.model)
+    raw = load_posterior(post_file)
+    structure = "records" if has_structure(raw) else "lumped"
+    if n_draws is None:
+        n_draws = 256 if structure == "records" else 512
     extra["posterior"] = post_file
     months = exp.visit_months if months is None else np.asarray(months, float)
+    settings = {"n_draws": int(n_draws), "months": [float(m) for m in months]}
     st = start_analysis(
         exp,
         command="twin",
         function="tregsim.twin.twin_study",
         seed=seed,
-        arguments={"n_draws": int(n_draws), "months": [float(m) for m in months]},
-        settings={"n_draws": int(n_draws), "months": [float(m) for m in months]},
+        arguments=dict(settings),
+        settings=settings | {"structure": structure},
         use_posterior=False,
         extra_inputs=extra,
         argv=argv,
         population_check=False,  # the twin conditions on real records, not the population
     )
-    pred = predict_twin(
-        records,
-        exp.model,
-        draws,
-        months=months,
-        n_draws=n_draws,
-        seed=seed,
-        baseline_prior=BaselinePrior.from_experiment(exp),
-        fasting=FastingModel.from_experiment(exp),
-    )
-    pred.info.update({"posterior": post_file.name})
+    fasting = FastingModel.from_experiment(exp)
+    if structure == "records":
+        twin = StructureTwin(exp.model, raw, n_draws=n_draws, seed=seed, fasting=fasting)
+        pred = twin.predict(
+            records, months=months, levels=QUANTILES, min_ess=MIN_ESS, progress=progress
+        )
+    else:
+        pred = predict_twin(
+            records,
+            exp.model,
+            draws,
+            months=months,
+            n_draws=n_draws,
+            seed=seed,
+            baseline_prior=BaselinePrior.from_experiment(exp),
+            fasting=fasting,
+        )
+    pred.info.update({"posterior": post_file.name, "structure": structure})
     pred.manifest = st.finish(n_participants=records.n)
     return pred
 

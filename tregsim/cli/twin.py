@@ -21,7 +21,11 @@ def add_arguments(parser) -> None:
         help="experiment file or name: model, baseline distribution, visit months",
     )
     parser.add_argument(
-        "--draws", type=int, default=512, help="posterior × individual draws (default 512)"
+        "--draws",
+        type=int,
+        default=None,
+        help="posterior draws (records structure, default 256) or posterior × individual "
+        "draws (lumped, default 512)",
     )
     parser.add_argument(
         "--months", help="visit months after baseline, comma list (default: the experiment's)"
@@ -36,9 +40,9 @@ def run(args) -> int:
     from tregsim.errors import ArgumentError
     from tregsim.twin import read_twin_records, twin_study
 
-    if args.draws < 2:
+    if args.draws is not None and args.draws < 2:
         raise ArgumentError(
-            f"--draws must be ≥ 2, got {args.draws}", field="draws", fix="use e.g. 512"
+            f"--draws must be ≥ 2, got {args.draws}", field="draws", fix="use e.g. 256"
         )
     months = None
     if args.months:
@@ -62,6 +66,7 @@ def run(args) -> int:
         seed=args.seed,
         months=months,
         argv=options.argv(),
+        progress=True,
     )
     pred.manifest["inputs"]["data"] = _data_input(args.data)
     pred.save(args.out)
