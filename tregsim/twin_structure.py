@@ -39,23 +39,12 @@ import numpy as np
 from scipy import special
 
 from tregsim import rng as _rng
+from tregsim.calibrate import variability as V
 from tregsim.errors import ArgumentError
 from tregsim.observe import C_REF_NMOL_L, deviation_scale, student_t_from_normal
 from tregsim.units import DAYS_PER_MONTH
 
-STRUCTURE_NAMES = (
-    "lambda_ref",
-    "gamma_a",
-    "omega_lambda",
-    "q",
-    "beta_c",
-    "beta_lin",
-    "sigma_meas",
-    "kappa",
-    "mu_c",
-    "mu_a",
-    "s_c",
-)
+STRUCTURE_NAMES = tuple(n for n in V.CANDIDATES["lincovariate+power+t"][0] if n != "inv_nu")
 """Posterior variables a records-structure twin needs (``inv_nu`` optional: 0 = normal)."""
 
 _LOG_CREF = float(np.log(C_REF_NMOL_L))
