@@ -984,6 +984,34 @@ def predict_twin(
     return twin.predict(records, months=months, min_ess=min_ess)
 
 
+def predict_structure_twin(
+    twin,
+    records: TwinRecords,
+    *,
+    months=DEFAULT_MONTHS,
+    levels=QUANTILES,
+    min_ess: float = MIN_ESS,
+    progress: bool = False,
+) -> TwinPrediction:
+    """The records-structure twin (:class:`tregsim.twin_structure.StructureTwin`) of every
+    participant in ``records`` at ``months`` after their own baseline visit."""
+    days, mean, sd, q, ess = twin.predict_arrays(
+        records, months=months, levels=levels, progress=progress
+    )
+    return TwinPrediction(
+        ids=records.ids,
+        months=np.asarray(months, float),
+        days=days,
+        mean=mean,
+        sd=sd,
+        quantiles=q,
+        levels=tuple(float(x) for x in levels),
+        ess=ess,
+        min_ess=float(min_ess),
+        info={"n_draws": twin.n_draws, "seed": twin.seed, "structure": "records"},
+    )
+
+
 def posterior_draws(posterior, model) -> tuple[dict, Path | None]:
     """Population draws for a twin: the model's population / fixed parameters and, when the
     file has them, the baseline prior ``mu_log_cpep0``/``sd_log_cpep0`` (records likelihood).
@@ -1069,9 +1097,7 @@ def twin_study(
     fasting = FastingModel.from_experiment(exp)
     if structure == "records":
         twin = StructureTwin(exp.model, raw, n_draws=n_draws, seed=seed, fasting=fasting)
-        pred = twin.predict(
-            records, months=months, levels=QUANTILES, min_ess=MIN_ESS, progress=progress
-        )
+        pred = predict_structure_twin(twin, records, months=months, progress=progress)
     else:
         pred = predict_twin(
             records,

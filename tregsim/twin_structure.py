@@ -205,13 +205,13 @@ class StructureTwin:
         return np.where(v > 0, t, -0.5 * z * z - 0.5 * np.log(2 * np.pi))
 
     # ---- prediction
-    def predict(self, records, *, months, levels, min_ess: float, progress: bool = False):
+    def predict_arrays(self, records, *, months, levels, progress: bool = False):
         """The twin of every participant in ``records`` (:class:`tregsim.twin.TwinRecords`) at
-        ``months`` after their own baseline visit: a :class:`tregsim.twin.TwinPrediction`
-        whose ``ess`` is the effective number of the K draws (their marginal weights).
+        ``months`` after their own baseline visit, as arrays: visit days since diagnosis,
+        mean and SD of observed ln(AUC + 1) (P, V), its quantiles at ``levels`` (P, V, Q) and
+        the effective number of the K draws (their marginal weights) (P,).
+        :func:`tregsim.twin.predict_structure_twin` wraps them in a ``TwinPrediction``.
         ``progress``: a bar over participants on stderr (≈ 0.3–0.6 s each at K = 256)."""
-        from tregsim.twin import TwinPrediction
-
         months = np.asarray(months, float)
         if months.ndim != 1 or months.size == 0 or np.any(months < 0):
             raise ArgumentError(
@@ -232,18 +232,7 @@ class StructureTwin:
             rows = tqdm(rows, desc="twin", unit="participant", file=sys.stderr)
         for i in rows:
             mean[i], sd[i], q[i], ess[i] = self._one(records, i, vis_days[i], table, levels)
-        return TwinPrediction(
-            ids=records.ids,
-            months=months,
-            days=vis_days,
-            mean=mean,
-            sd=sd,
-            quantiles=q,
-            levels=tuple(float(x) for x in levels),
-            ess=ess,
-            min_ess=float(min_ess),
-            info={"n_draws": self.n_draws, "seed": self.seed, "structure": "records"},
-        )
+        return vis_days, mean, sd, q, ess
 
     def _one(self, records, i: int, vis_days: np.ndarray, table, levels):
         t = self.theta
