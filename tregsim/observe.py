@@ -38,6 +38,7 @@ __all__ = [
     "censor",
     "deviation_scale",
     "draw_standard_normals",
+    "log1p_recorded",
     "observe",
     "observe_cpeptide",
     "observe_visits",
@@ -194,6 +195,14 @@ def deviation_scale(log_mu, kappa, lloq: float = LLOQ_NMOL_L) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         lm = np.maximum(np.asarray(log_mu, float), np.log(lloq))
     return np.exp(-np.asarray(kappa, float) * (lm - np.log(C_REF_NMOL_L)))
+
+
+def log1p_recorded(log_y, lloq: float = LLOQ_NMOL_L) -> np.ndarray:
+    """ln(y + 1) of an observed MMTT from ``log_y`` = ln(y / (nmol/L)), LLOQ/2 recorded below
+    the LLOQ, as the records, the virtual trials and the twins record it. From ln y as
+    logaddexp, so that a far node of a heavy-tailed deviation does not overflow."""
+    log_y = np.asarray(log_y, float)
+    return np.where(log_y < np.log(lloq), np.log1p(lloq / 2), np.logaddexp(0.0, log_y))
 
 
 def t_variance_factor(inv_nu) -> np.ndarray:

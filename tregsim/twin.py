@@ -42,7 +42,7 @@ from scipy import special, stats
 
 from tregsim import rng as _rng
 from tregsim.errors import ArgumentError, DataFileError
-from tregsim.observe import student_t_from_normal
+from tregsim.observe import log1p_recorded, student_t_from_normal
 from tregsim.results import SHIPPED
 from tregsim.units import DAYS_PER_MONTH
 
@@ -409,6 +409,16 @@ def load_twin_prediction(out_dir) -> TwinPrediction:
     )
 
 
+def _visit_months(months) -> np.ndarray:
+    """``months`` after baseline as a (V,) float array; one line (field, fix) when not ≥ 0."""
+    months = np.asarray(months, float)
+    if months.ndim != 1 or months.size == 0 or np.any(months < 0):
+        raise ArgumentError(
+            f"months must be ≥ 0, got {months}", field="months", fix="e.g. [6, 12, 24]"
+        )
+    return months
+
+
 # --------------------------------------------------------------------------- the twin
 class Twin:
     """K posterior × individual draws, ready to predict any participant's routine-care course.
@@ -544,11 +554,7 @@ class Twin:
         max_solves: int = 8192,
     ) -> TwinPrediction:
         """The twin of every participant in ``records`` at ``months`` after their baseline."""
-        months = np.asarray(months, float)
-        if months.ndim != 1 or months.size == 0 or np.any(months < 0):
-            raise ArgumentError(
-                f"months must be ≥ 0, got {months}", field="months", fix="e.g. [6, 12, 24]"
-            )
+        months = _visit_months(months)
         P = records.n
         V = months.size
         vis_days = records.baseline_day[:, None] + months[None, :] * DAYS_PER_MONTH
@@ -929,7 +935,7 @@ def _mixture_block(mu, sd, w, lloq, levels):
     Returns mean, sd (P, V) and quantiles (P, V, L) (None when ``levels`` is None).
     """
     x = mu[..., None] + sd[..., None] * _GH_X  # (P, K, V, G)
-    g = _g(x, lloq)
+    g = log1p_recorded(x, lloq)
     e1 = np.einsum("pkvg,g->pkv", g, _GH_W)
     e2 = np.einsum("pkvg,g->pkv", g * g, _GH_W)
     m1 = np.einsum("pkv,pk->pv", e1, w)
@@ -949,15 +955,8 @@ def _mixture_block(mu, sd, w, lloq, levels):
         below = F < levels
         a = np.where(below, c, a)
         b = np.where(below, b, c)
-    q = _g(0.5 * (a + b), lloq)
+    q = log1p_recorded(0.5 * (a + b), lloq)
     return m1, sdv, q
-
-
-def _g(logy, lloq):
-    """ln(y + 1) of an observed value, LLOQ/2 recorded below the LLOQ."""
-    with np.errstate(over="ignore"):
-        y = np.exp(logy)
-    return np.log1p(np.where(y < lloq, lloq / 2, y))
 
 
 def predict_twin(
@@ -995,12 +994,13 @@ def predict_structure_twin(
 ) -> TwinPrediction:
     """The records-structure twin (:class:`tregsim.twin_structure.StructureTwin`) of every
     participant in ``records`` at ``months`` after their own baseline visit."""
+    months = _visit_months(months)
     days, mean, sd, q, ess = twin.predict_arrays(
         records, months=months, levels=levels, progress=progress
     )
     return TwinPrediction(
         ids=records.ids,
-        months=np.asarray(months, float),
+        months=months,
         days=days,
         mean=mean,
         sd=sd,
@@ -1020,6 +1020,13 @@ def posterior_draws(posterior, model) -> tuple[dict, Path | None]:
     needs a posterior).
     """
     from tregsim.posterior import load_posterior
+
+    path = _posterior_file(posterior)
+    return _model_draws(load_posterior(path), model), path
+
+
+def _posterior_file(posterior) -> Path:
+    """The posterior file a twin reads (``None`` refused: a twin needs population draws)."""
     from tregsim.results import posterior_path
 
     path = posterior_path(posterior)
@@ -1029,7 +1036,12 @@ def posterior_draws(posterior, model) -> tuple[dict, Path | None]:
             field="posterior",
             fix="give a posterior.nc (default: the shipped natural-history posterior)",
         )
-    raw = load_posterior(path)
+    return path
+
+
+def _model_draws(raw: dict, model) -> dict:
+    """``raw`` posterior draws restricted to the lumped twin's: the model's population / fixed
+    parameters, and the baseline prior when the file has both of its names."""
     spec = model.spec.parameters
     keep = {
         k: v
@@ -1038,7 +1050,7 @@ def posterior_draws(posterior, model) -> tuple[dict, Path | None]:
     }
     if not all(k in keep for k in _BASELINE_NAMES):
         keep = {k: v for k, v in keep.items() if k not in _BASELINE_NAMES}
-    return keep, path
+    return keep
 
 
 def twin_study(
@@ -1074,8 +1086,8 @@ def twin_study(
     if not isinstance(records, TwinRecords):
         extra["data"] = Path(records)
         records = read_twin_records(records)
-    draws, post_file = posterior_draws(posterior, exp.model)
-    raw = load_posterior(post_file)
+    post_file = _posterior_file(posterior)
+    raw = load_posterior(post_file)  # read once: the structure's variables, or the model's
     structure = "records" if has_structure(raw) else "lumped"
     if n_draws is None:
         n_draws = 256 if structure == "records" else 512
@@ -1102,7 +1114,7 @@ def twin_study(
         pred = predict_twin(
             records,
             exp.model,
-            draws,
+            _model_draws(raw, exp.model),
             months=months,
             n_draws=n_draws,
             seed=seed,
