@@ -134,3 +134,18 @@ def test_deconvolved_sd_matches_the_interquartile_range_by_monte_carlo(inv_nu, s
     y = s * g.standard_normal(n) + scale * stats.t.rvs(1.0 / inv_nu, size=n, random_state=g)
     q25, q75 = np.percentile(y, [25, 75])
     assert (q75 - q25) / (2 * stats.norm.ppf(0.75)) == pytest.approx(0.5, abs=4 * 0.0004 + 0.001)
+
+
+def test_log1p_recorded_is_the_records_coding():
+    """ln(y + 1) with LLOQ/2 below the LLOQ, from ln y: equal to the direct formula where y is
+    finite, ≈ ln y where exp would overflow (a far node of a heavy-tailed deviation)."""
+    from tregsim.observe import log1p_recorded
+
+    y = np.array([1e-6, 0.0169, 0.017, 0.5, 3.0, 1e6])
+    np.testing.assert_allclose(
+        log1p_recorded(np.log(y), 0.017),
+        np.log1p(np.where(y < 0.017, 0.0085, y)),
+        rtol=1e-15,
+        atol=0,
+    )
+    assert log1p_recorded(np.array([800.0]))[0] == 800.0
