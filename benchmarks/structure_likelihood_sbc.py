@@ -173,9 +173,13 @@ def simulate_dataset(th, *, config, rec, table, g) -> np.ndarray:
         )[0]
 
 
-def sample_on(y, truth, *, config, rec, table, priors, n_steps, burn, seed):
+def sample_on(
+    y, truth, *, config, rec, table, priors, n_steps, burn, seed, min_ess=0.0, max_steps=None
+):
     """The shipped sampler (MAP, Laplace, independence move, the config's walkers) on records
-    with values ``y``: (post, (u_map, lp_map, kept draws (n, d) in u, acceptance))."""
+    with values ``y``: (post, (u_map, lp_map, kept draws (n, d) in u, acceptance)).
+    ``min_ess`` > 0: the chain runs on until every coordinate's ESS over the kept draws reaches
+    it (or ``max_steps``; :func:`structure_run.sample_posterior`)."""
     like = R.likelihood_for(config, table, dataclasses.replace(rec, y=y))
     post = R.StructurePosterior(like, config.candidate, priors)
     # the MAP does not depend on the start; starting at θ* only saves time
@@ -187,11 +191,13 @@ def sample_on(y, truth, *, config, rec, table, priors, n_steps, burn, seed):
         start=truth,
         move="independence",
         burn=burn,
+        min_ess=min_ess,
+        max_steps=max_steps,
     )
     return post, (u_map, lp_map, chain[burn:].reshape(-1, post.dim), acc)
 
 
-def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors):
+def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors, **sampler):
     """Set ``k``'s θ*, its posterior and the shipped sampler's run on its data (MAP, Laplace,
     independence move, the config's walkers): (truth, post, (u_map, lp_map, kept draws (n, d)
     in u, acceptance)), with post and the run None when the simulated data are non-finite.
@@ -209,18 +215,28 @@ def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors):
         n_steps=n_steps,
         burn=burn,
         seed=int(g.integers(2**31)),
+        **sampler,
     )
     return truth, post, run
 
 
-def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
+def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None, **sampler):
     """θ*, ranks (fraction of kept draws below θ*) and the sampler's acceptance; θ* from
-    ``priors`` (default: the config's), the same priors in the posterior."""
+    ``priors`` (default: the config's), the same priors in the posterior. ``sampler``:
+    ``min_ess``, ``max_steps`` of :func:`sample_on`."""
     names = V.CANDIDATES[config.candidate][0]
     priors = config.priors if priors is None else priors
     t0 = time.perf_counter()
     truth, post, run = set_posterior(
-        k, config=config, rec=rec, table=table, seed=seed, n_steps=n_steps, burn=burn, priors=priors
+        k,
+        config=config,
+        rec=rec,
+        table=table,
+        seed=seed,
+        n_steps=n_steps,
+        burn=burn,
+        priors=priors,
+        **sampler,
     )
     row = {"set": k}
     if post is None:
@@ -237,6 +253,12 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None):
     lp_draws = np.array([post(u) for u in kept[::LP_THIN]])
     lp_rank = float(np.mean(lp_draws < post(u_true)))
     row |= {"nonfinite_data": False, "acceptance": acc, "seconds": time.perf_counter() - t0}
+    row |= {
+        "kept_draws": len(kept),
+        "min_ess": float(
+            R.chain_ess(kept.reshape(-1, config.method["n_walkers"], len(names))).min()
+        ),
+    }
     row |= {f"true_{n}": v for n, v in truth.items()}
     row |= {f"rank_{n}": v for n, v in ranks.items()}
     row |= {"lp_rank": lp_rank}
@@ -385,6 +407,21 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--burn", type=int, default=None, help="steps discarded (default: config's)")
     ap.add_argument("--seed", type=int, default=20261205)
+    ap.add_argument(
+        "--min-ess",
+        type=float,
+        default=0.0,
+        help="run each set's chain on until every coordinate's ESS reaches this (0: fixed "
+        "--steps, the runs before round 23)",
+    )
+    ap.add_argument("--max-steps", type=int, default=None, help="with --min-ess: cap (4 × steps)")
+    ap.add_argument(
+        "--subset-from",
+        metavar="CSV",
+        help="rerun only the sets of this sbc_sets.csv (same seed and priors) whose acceptance "
+        "is below --below-acceptance: a selection on the data alone keeps the ranks uniform",
+    )
+    ap.add_argument("--below-acceptance", type=float, default=0.2)
     add_regional_arguments(ap)
     ap.add_argument(
         "--pool",
@@ -446,7 +483,13 @@ def main(argv=None) -> int:
     path = out / "sbc_sets.csv"
     done = pd.read_csv(path) if path.is_file() else pd.DataFrame()
     rows = done.to_dict("records")
-    for k in range(len(rows), a.sets):
+    todo = list(range(len(rows), a.sets))
+    if a.subset_from:
+        old = pd.read_csv(a.subset_from)
+        picked = old.loc[old["acceptance"] < a.below_acceptance, "set"].astype(int).tolist()
+        have = {int(r["set"]) for r in rows}
+        todo = [k for k in picked if k not in have][: max(a.sets - len(rows), 0)]
+    for k in todo:
         rows.append(
             one_set(
                 k,
@@ -457,6 +500,8 @@ def main(argv=None) -> int:
                 n_steps=steps,
                 burn=burn,
                 priors=priors,
+                min_ess=a.min_ess,
+                max_steps=a.max_steps,
             )
         )
         with atomic_path(path) as tmp:
@@ -465,9 +510,10 @@ def main(argv=None) -> int:
         msg = (
             "non-finite data, left out"
             if r["nonfinite_data"]
-            else f"{r['seconds']:.0f} s, acceptance {r['acceptance']:.2f}"
+            else f"{r['seconds']:.0f} s, acceptance {r['acceptance']:.2f}, "
+            f"{r['kept_draws']} kept draws, min ESS {r['min_ess']:.0f}"
         )
-        print(f"set {k + 1}/{a.sets}: {msg}", file=sys.stderr, flush=True)
+        print(f"set {k} ({len(rows)}/{a.sets}): {msg}", file=sys.stderr, flush=True)
     report(pd.DataFrame(rows), out)
     return 0
 

@@ -184,6 +184,7 @@ def test_save_and_load_round_trip(tmp_path, exp):
     np.testing.assert_allclose(q.mean, p.mean, rtol=1e-9)
     np.testing.assert_allclose(q.quantiles, p.quantiles, rtol=1e-9)
     np.testing.assert_allclose(q.ess, p.ess, rtol=1e-9)
+    np.testing.assert_allclose(q.baseline_p, p.baseline_p, rtol=1e-9)  # records structure
     np.testing.assert_array_equal(q.months, exp.visit_months)
     import json
 

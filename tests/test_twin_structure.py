@@ -177,3 +177,37 @@ def test_refuses_a_posterior_without_the_structure():
     model = tregsim.load_model("treg_t1d")
     with pytest.raises(ArgumentError, match="records structure"):
         StructureTwin(model, {"lambda_ref": np.ones(3)})
+
+
+def test_a_normal_posterior_is_the_limit_of_the_t():
+    """A posterior of the normal structure (no ``inv_nu``, e.g. candidate
+    "lincovariate+power") runs, and predicts what the same draws with ν = 10⁹ predict (the t
+    path, through scipy's t distribution, at a ν where it is the normal to ~1e-9)."""
+    model = tregsim.load_model("treg_t1d")
+    normal = {k: v for k, v in DRAWS.items() if k != "inv_nu"}
+    rec = TwinRecords.from_baseline([0.05, 0.4, 1.2], AGE, T_BASE, lloq_nmol_l=0.017)
+    levels = np.array([0.1, 0.5, 0.9])
+    out = [
+        StructureTwin(model, d, n_draws=None, lloq_nmol_l=0.017).predict_arrays(
+            rec, months=MONTHS, levels=levels
+        )
+        for d in (normal, normal | {"inv_nu": np.full(2, 1e-9)})
+    ]
+    for a, b in zip(out[0][1:], out[1][1:], strict=True):  # mean, sd, quantiles, ess
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_baseline_prior_p_matches_monte_carlo(world):
+    """``baseline_p``: the two-sided prior predictive p of the baseline MMTT against the
+    world's own baseline measurements (day 80, both draws, no conditioning), from the tail
+    to the bulk; the flag follows it."""
+    model, y, _ = world
+    y0 = np.array([0.06, 0.15, 0.4, 1.1, 2.5])
+    rec = TwinRecords.from_baseline(y0, AGE, T_BASE, lloq_nmol_l=0.017)
+    pred = predict_structure_twin(_twin(model), rec, months=MONTHS)
+    F = (y[:, BASE][:, None] <= y0[None, :]).mean(axis=0)
+    p_mc = 2 * np.minimum(F, 1 - F)
+    se = 2 * np.sqrt(F * (1 - F) / y.shape[0])
+    assert np.all(np.abs(pred.baseline_p - p_mc) < 4 * se + 1e-3), (pred.baseline_p, p_mc)
+    assert p_mc.min() < 0.01 < p_mc.max()  # the values reach the flag's range
+    np.testing.assert_array_equal(pred.baseline_conflict, pred.baseline_p < 0.01)

@@ -87,12 +87,18 @@ def test_twin_cli_bad_rows_one_line_exit_2(tmp_path, capsys):
 
 def test_twin_cli_writes_predictions(tmp_path, capsys):
     f = tmp_path / "twin.csv"
-    f.write_text("ID,TIME,DV,MDV,EVID,AMT,AGE\na,60,0.7,0,0,0,14\nb,45,0.3,0,0,0,30\n")
+    # c: a baseline far below the records' law at 14 y (the twin flags it, docs/twin.md)
+    f.write_text(
+        "ID,TIME,DV,MDV,EVID,AMT,AGE\na,60,0.7,0,0,0,14\nb,45,0.3,0,0,0,30\nc,60,0.03,0,0,0,14\n"
+    )
     out = tmp_path / "o"
     assert (
         main(["twin", str(f), "--experiment", "nct06708780", "--draws", "16", "--out", str(out)])
         == 0
     )
     df = pd.read_csv(out / "twin_predictions.csv")
-    assert list(pd.unique(df["participant"])) == ["a", "b"]
-    assert df.groupby("participant")["month"].count().tolist() == [6, 6]
+    assert list(pd.unique(df["participant"])) == ["a", "b", "c"]
+    assert df.groupby("participant")["month"].count().tolist() == [6, 6, 6]
+    flag = df.groupby("participant")["baseline_conflict"].first()
+    assert flag.tolist() == [False, False, True]
+    assert "1 with a baseline MMTT in the outer 1%" in capsys.readouterr().out

@@ -221,8 +221,8 @@ def student_t_from_normal(z, inv_nu) -> np.ndarray:
     tail, −sign(z)·F_ν⁻¹(Φ(−|z|)), where Φ keeps its precision. Arguments broadcast."""
     z = np.asarray(z, float)
     v = np.asarray(inv_nu, float)
-    if not np.any(v > 0):
-        return np.array(z, copy=True)
+    if not np.any(v > 0):  # the shape of a broadcast, as below (a normal posterior's K draws)
+        return np.array(np.broadcast_to(z, np.broadcast_shapes(z.shape, v.shape)), copy=True)
     from scipy import special
 
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -55,6 +55,10 @@ DEFAULT_MONTHS = (0.0, 3.0, 6.0, 12.0, 18.0, 24.0)
 MIN_ESS = 50.0
 """Participants whose effective sample size is below this are flagged (``ess_low``)."""
 
+CONFLICT_P = 0.01
+"""Participants whose baseline MMTT has a two-sided prior predictive p below this are flagged
+(``baseline_conflict``; records-structure twin)."""
+
 _BASELINE_NAMES = ("mu_log_cpep0", "sd_log_cpep0")
 _N_GH = 32
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(_N_GH)
@@ -273,7 +277,9 @@ class TwinPrediction:
     ids : (P,); months : (V,) visit months after baseline; days : (P, V) days since diagnosis;
     mean, sd : (P, V) of ln(AUC + 1) (AUC in nmol/L; one observed MMTT, LLOQ/2 below the
     LLOQ); quantiles : (P, V, len(levels)); ess : (P,) effective sample size of the K draws;
-    info : settings (n_draws, seed, posterior, …).
+    info : settings (n_draws, seed, posterior, …); baseline_p : (P,) two-sided prior
+    predictive p of the baseline MMTT under the population law (records-structure twin only;
+    below :data:`CONFLICT_P` a prior–data conflict, column ``baseline_conflict``).
     """
 
     ids: np.ndarray
@@ -287,10 +293,19 @@ class TwinPrediction:
     min_ess: float = MIN_ESS
     info: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    baseline_p: np.ndarray | None = None
 
     @property
     def ess_low(self) -> np.ndarray:
         return self.ess < self.min_ess
+
+    @property
+    def baseline_conflict(self) -> np.ndarray:
+        """(P,) bool: the baseline MMTT lies in the outer :data:`CONFLICT_P` of the population
+        law (all False without ``baseline_p``)."""
+        if self.baseline_p is None:
+            return np.zeros(self.ids.size, bool)
+        return self.baseline_p < CONFLICT_P
 
     def at_month(self, month: float) -> np.ndarray:
         """(P,) predictive mean of ln(AUC + 1) at a visit month."""
@@ -319,6 +334,9 @@ class TwinPrediction:
             cols[f"pred_q{round(100 * q):02d}_ln_auc_plus_1"] = self.quantiles[:, :, j].ravel()
         cols["ess"] = np.repeat(self.ess, V)
         cols["ess_low"] = np.repeat(self.ess_low, V)
+        if self.baseline_p is not None:
+            cols["baseline_prior_p"] = np.repeat(self.baseline_p, V)
+            cols["baseline_conflict"] = np.repeat(self.baseline_conflict, V)
         return pd.DataFrame(cols)
 
     def save(self, out_dir) -> Path:
@@ -342,6 +360,8 @@ class TwinPrediction:
             "n_ess_low": int(self.ess_low.sum()),
             "median_ess": float(np.median(self.ess)),
         }
+        if self.baseline_p is not None:
+            man["results"]["n_baseline_conflict"] = int(self.baseline_conflict.sum())
         write_manifest(out, man)
         return out
 
@@ -369,6 +389,13 @@ class TwinPrediction:
                 else ""
             )
         )
+        n_conf = int(self.baseline_conflict.sum())
+        if n_conf:
+            lines.append(
+                f"{n_conf} with a baseline MMTT in the outer {CONFLICT_P:.0%} of the population "
+                "law (column baseline_conflict): the twin reads it partly as an outlier of the "
+                "Student-t deviation and leans on the population law; docs/twin.md"
+            )
         return lines
 
 
@@ -406,6 +433,11 @@ def load_twin_prediction(out_dir) -> TwinPrediction:
         min_ess=float(settings.get("min_ess", MIN_ESS)),
         info={k: v for k, v in settings.items() if k not in ("levels", "min_ess")},
         manifest=man,
+        baseline_p=(
+            df["baseline_prior_p"].to_numpy(float).reshape(P, V)[:, 0]
+            if "baseline_prior_p" in df
+            else None
+        ),
     )
 
 
@@ -995,7 +1027,7 @@ def predict_structure_twin(
     """The records-structure twin (:class:`tregsim.twin_structure.StructureTwin`) of every
     participant in ``records`` at ``months`` after their own baseline visit."""
     months = _visit_months(months)
-    days, mean, sd, q, ess = twin.predict_arrays(
+    days, mean, sd, q, ess, base_p = twin.predict_arrays(
         records, months=months, levels=levels, progress=progress
     )
     return TwinPrediction(
@@ -1009,6 +1041,7 @@ def predict_structure_twin(
         ess=ess,
         min_ess=float(min_ess),
         info={"n_draws": twin.n_draws, "seed": twin.seed, "structure": "records"},
+        baseline_p=base_p,
     )
 
 

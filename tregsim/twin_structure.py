@@ -207,7 +207,8 @@ class StructureTwin:
         ``months`` (≥ 0, checked by the caller) after their own baseline visit, as arrays:
         visit days since diagnosis,
         mean and SD of observed ln(AUC + 1) (P, V), its quantiles at ``levels`` (P, V, Q) and
-        the effective number of the K draws (their marginal weights) (P,).
+        the effective number of the K draws (their marginal weights) (P,), and the
+        two-sided prior predictive p of each baseline MMTT (P,) (:meth:`_baseline_p`).
         :func:`tregsim.twin.predict_structure_twin` wraps them in a ``TwinPrediction``.
         ``progress``: a bar over participants on stderr (≈ 0.3–0.6 s each at K = 256)."""
         months = np.asarray(months, float)
@@ -219,14 +220,17 @@ class StructureTwin:
         sd = np.empty((P, V))
         q = np.empty((P, V, levels.size))
         ess = np.empty(P)
+        base_p = np.empty(P)
         rows = range(P)
         if progress:
             from tqdm.auto import tqdm
 
             rows = tqdm(rows, desc="twin", unit="participant", file=sys.stderr)
         for i in rows:
-            mean[i], sd[i], q[i], ess[i] = self._one(records, i, vis_days[i], table, levels)
-        return vis_days, mean, sd, q, ess
+            mean[i], sd[i], q[i], ess[i], base_p[i] = self._one(
+                records, i, vis_days[i], table, levels
+            )
+        return vis_days, mean, sd, q, ess, base_p
 
     def _one(self, records, i: int, vis_days: np.ndarray, table, levels):
         t = self.theta
@@ -244,6 +248,7 @@ class StructureTwin:
         def log_mu(day):
             return lev[..., None] + table(loglam, qk, day) - lc_ref
 
+        base_p = self._baseline_p(log_mu, m_days, m_logy, m_cens)
         logw = np.broadcast_to(self.log_w0, loglam.shape).copy()
         for d, ly, cen in zip(m_days, m_logy, m_cens, strict=True):
             lm = log_mu(d)
@@ -282,7 +287,25 @@ class StructureTwin:
             qv[v] = _mixture_quantiles(
                 lm[pick], s[pick], t["inv_nu"][k_of[pick]], levels, self.lloq
             )
-        return mean, sdv, qv, ess
+        return mean, sdv, qv, ess, base_p
+
+    def _baseline_p(self, log_mu, m_days, m_logy, m_cens) -> float:
+        """Two-sided prior predictive p of the participant's baseline MMTT (the latest):
+        2·min(F, 1 − F), F = P(y ≤ y_obs) under the population law alone (the K draws, the
+        level's and η's grid before any data; below the LLOQ F = P(y < LLOQ)). A small p is a
+        prior–data conflict (Evans & Moshonov 2006, *Bayesian Analysis* 1:893): under the t
+        deviation the twin then reads the measurement partly as an outlier and leans on the
+        population law (docs/twin.md, "A baseline far from the records' law")."""
+        j = int(np.argmax(m_days))
+        lm = log_mu(m_days[j])
+        z = (m_logy[j] - lm) / self._scale(lm, self._k)
+        nu = 1.0 / np.where(self.theta["inv_nu"] > 0, self.theta["inv_nu"], 1.0)[:, None, None]
+        F_node = np.where(
+            self.theta["inv_nu"][:, None, None] > 0, special.stdtr(nu, z), special.ndtr(z)
+        )
+        w0 = np.exp(self.log_w0 - special.logsumexp(self.log_w0))
+        F = float(np.mean(np.sum(F_node * w0[None], axis=(1, 2))))
+        return float(min(1.0, 2.0 * min(F, 1.0 - F)))
 
 
 def _mixture_quantiles(mu, scale, inv_nu, levels, lloq) -> np.ndarray:

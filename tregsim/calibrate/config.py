@@ -716,6 +716,8 @@ _STRUCT_SCHEMA: dict[str, dict[str, Field]] = {
         "zeta_nodes": Field(str, default="adaptive", choices=("adaptive", "fixed")),
         "n_xi": Field(int, default=1, lo=1, hi=15),
         "move": Field(str, default="independence", choices=("independence", "stretch")),
+        "min_ess": Field(float, default=400.0, lo=0.0),
+        "max_steps": Field(int, default=0, lo=0),
         "n_predictive_draws": Field(int, default=400, lo=20),
         "n_bootstrap": Field(int, default=2000, lo=100),
         "table": Field(dict, default={}),
@@ -877,6 +879,13 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
             file=path,
             field="method.n_steps",
             fix="make n_steps larger than burn + thin (e.g. n_steps = 600, burn = 150)",
+        )
+    if 0 < meth["max_steps"] < meth["n_steps"]:
+        raise ConfigFileError(
+            f"max_steps = {meth['max_steps']} is below n_steps = {meth['n_steps']}",
+            file=path,
+            field="method.max_steps",
+            fix="give max_steps ≥ n_steps, or 0 for 4 × n_steps",
         )
     meth["table"] = Table(meth["table"], path, "method.table", ConfigFileError).fields(
         _STRUCT_TABLE

@@ -389,6 +389,9 @@ def sample_posterior(
     start: dict | None = None,
     move: str = "stretch",
     burn: int = 0,
+    thin: int = 1,
+    min_ess: float = 0.0,
+    max_steps: int | None = None,
 ):
     """MAP, Laplace covariance, then emcee with walkers drawn from N(MAP, Laplace covariance)
     in u. ``move``: ``"stretch"`` (emcee's default affine-invariant ensemble move) or
@@ -409,8 +412,15 @@ def sample_posterior(
     prior it can be far off, and the adaptation is what lets the chain mix there
     (docs/calibration.md, "SBC of the likelihood path").
 
-    Returns (u_map (d,), MAP log posterior, chain (n_steps, n_walkers, d) in u, mean acceptance
-    fraction after the burn-in, timings dict)."""
+    ``min_ess`` > 0: after ``n_steps`` the chain runs on with the same (fixed) kernel, in
+    blocks of ``n_steps − burn`` steps, until every coordinate's bulk and tail ESS over the
+    kept draws (after ``burn``, every ``thin``-th step, the walkers as chains) reach
+    ``min_ess`` or the chain has ``max_steps`` steps (default 4 × ``n_steps``);
+    :func:`chain_ess` measures it. The stopping rule looks at the chain only, not at θ, and the
+    kernel never changes after the burn-in (docs/calibration.md, "Run until the ESS floor").
+
+    Returns (u_map (d,), MAP log posterior, chain (n_run, n_walkers, d) in u with n_run ≥
+    n_steps, mean acceptance fraction after the burn-in, timings dict)."""
     import emcee
 
     if move not in ("independence", "stretch"):
@@ -480,8 +490,36 @@ def sample_posterior(
         p0 = prev[-1]
         chains.append(prev)
         acc = float(np.mean(sampler.acceptance_fraction))  # of the last stage
+    if min_ess > 0:
+        cap = 4 * n_steps if max_steps is None else max(int(max_steps), n_steps)
+        block = max(n_steps - burn, thin)
+        n_run = n_steps
+        while n_run < cap:
+            full = np.concatenate(chains)
+            if np.min(chain_ess(full[burn + thin - 1 :: thin])) >= min_ess:
+                break
+            n = min(block, cap - n_run)
+            sampler.run_mcmc(None, n, progress=progress)  # the last stage's kernel, continued
+            chains[-1] = sampler.get_chain()
+            n_run += n
+        acc = float(np.mean(sampler.acceptance_fraction))
     t["sampling_s"] = time.perf_counter() - t0
     return u_map, lp_map, np.concatenate(chains), acc, t
+
+
+def chain_ess(kept: np.ndarray) -> np.ndarray:
+    """The smaller of the rank-normalised bulk and tail ESS (Vehtari et al. 2021, arviz) of
+    each coordinate of ``kept`` (draws, chains, d), the chains being emcee's walkers: (d,)."""
+    import arviz as az
+
+    x = np.moveaxis(kept, 0, 1)  # (chains, draws, d)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", UserWarning)  # "more chains than draws" when short
+        out = [
+            min(float(az.ess(x[:, :, k], method="bulk")), float(az.ess(x[:, :, k], method="tail")))
+            for k in range(x.shape[2])
+        ]
+    return np.nan_to_num(np.array(out), nan=0.0)
 
 
 def independence_move(components, df: float = 5.0, weights=None):
@@ -534,6 +572,7 @@ class StructureRunResult:
     timings_s: dict = field(default_factory=dict)
     method: dict = field(default_factory=dict)
     quadrature: dict = field(default_factory=dict)  # :func:`quadrature_check`
+    n_steps_run: int = 0  # steps per walker run (> n_steps when the ESS floor extended them)
 
 
 def _curve_table(config, model, max_visit_day: float):
@@ -658,8 +697,12 @@ def calibrate_structure(
         progress=progress,
         move=meth.get("move", "stretch"),
         burn=burn,
+        thin=thin,
+        min_ess=float(meth.get("min_ess", 0.0)),
+        max_steps=int(meth.get("max_steps", 0)) or None,
     )
     timings |= t_s
+    n_run = chain_u.shape[0]  # n_steps, or more when the ESS floor extended the chain
     t0 = time.perf_counter()
     flat_u = chain_u[burn:].reshape(-1, post.dim)
     pick_u = np.linspace(0, len(flat_u) - 1, QUADRATURE_CHECK_DRAWS).round().astype(int)
@@ -676,12 +719,12 @@ def calibrate_structure(
     with _quiet_emcee_autocorr(), np.errstate(invalid="ignore"):  # a walker that never moved
         tau = emcee.autocorr.integrated_time(chain_u[burn:], quiet=True)
     names = post.free
-    full = np.empty((n_walkers, n_steps, post.dim))  # natural scale, every step
+    full = np.empty((n_walkers, n_run, post.dim))  # natural scale, every step
     for k, n in enumerate(names):
         full[:, :, k] = V._from_u(n, chain_u[:, :, k].T)
     kept = full[:, burn + thin - 1 :: thin]  # == emcee get_chain(discard=burn, thin=thin)
     theta_map = post.theta(u_map)
-    ratio = float((n_steps - burn) / np.max(tau)) if np.all(np.isfinite(tau)) else float("nan")
+    ratio = float((n_run - burn) / np.max(tau)) if np.all(np.isfinite(tau)) else float("nan")
 
     # ---- summaries -------------------------------------------------------------------------
     import arviz as az
@@ -720,6 +763,24 @@ def calibrate_structure(
             "autocorr_time_steps": tau,
         }
     )
+
+    floor = float(meth.get("min_ess", 0.0))
+    ess_min = float(np.minimum(summary["ess_bulk"], summary["ess_tail"]).min())
+    if floor > 0 and ess_min < floor:
+        worst = summary["parameter"][
+            np.argmin(np.minimum(summary["ess_bulk"], summary["ess_tail"]))
+        ]
+        print(
+            f"warning: ESS {ess_min:.0f} for {worst} after {n_run} steps, below min_ess = "
+            f"{floor:g}: the posterior's quantiles are less certain than the floor asks; fix: "
+            f"raise max_steps (or n_steps) in [method] of {config.path.name}",
+            file=sys.stderr,
+        )
+    elif progress and n_run > n_steps:
+        print(
+            f"ESS floor {floor:g} reached after {n_run} steps (min ESS {ess_min:.0f})",
+            file=sys.stderr,
+        )
 
     # ---- posterior predictive checks ---------------------------------------------------------
     t0 = time.perf_counter()
@@ -764,6 +825,7 @@ def calibrate_structure(
             "seed": seed,
             "n_walkers": n_walkers,
             "n_steps": n_steps,
+            "n_steps_run": n_run,
             "burn": burn,
             "thin": thin,
             "move": meth.get("move", "stretch"),
@@ -790,7 +852,7 @@ def calibrate_structure(
         burn=burn,
         map_theta=[theta_map[n] for n in names],
         title=f"{config.name}: emcee ({meth.get('move', 'stretch')} move), {n_walkers} walkers "
-        f"x {n_steps} steps ({shown} shown), acceptance {acceptance:.2f}",
+        f"x {n_run} steps ({shown} shown), acceptance {acceptance:.2f}",
         dpi=80,
     )
     prior_posterior_plot(config.priors, names, flat, units, out / "figures" / "prior_posterior.png")
@@ -803,6 +865,9 @@ def calibrate_structure(
         "kept_steps_per_max_autocorr_time": ratio,
         "rhat_max": float(summary["rhat"].max()),
         "ess_bulk_min": float(summary["ess_bulk"].min()),
+        "ess_tail_min": float(summary["ess_tail"].min()),
+        "min_ess": float(meth.get("min_ess", 0.0)),
+        "n_steps_run": n_run,
         "n_participants": len(rec.ids),
         "n_visits": int(rec.y.size),
         "n_below_lloq": n_cens,
@@ -824,6 +889,7 @@ def calibrate_structure(
         n_censored=n_cens,
         kept_steps_per_tau=ratio,
         timings_s=timings,
+        n_steps_run=n_run,
         method=dict(meth),
         quadrature=quad,
     )
@@ -1107,7 +1173,7 @@ def report_lines(res: StructureRunResult) -> list[str]:
         )
     lines.append(
         f"  emcee ({m.get('move', 'stretch')} move): {m['n_walkers']} walkers x "
-        f"{m['n_steps']} steps (burn {m['burn']}, thin "
+        f"{res.n_steps_run or m['n_steps']} steps (burn {m['burn']}, thin "
         f"{m['thin']}), acceptance {res.acceptance:.2f}, steps after burn-in / max τ = "
         f"{res.kept_steps_per_tau:.1f}; MAP log posterior {res.map_logpost:.2f}"
     )
