@@ -46,6 +46,13 @@ BASELINE_DAY = (
 MIN_N = 5
 
 
+def records_frame() -> pd.DataFrame:
+    """The placebo records from ``../shared/data`` (read, never copied), study names upper-case."""
+    df = pd.read_csv(RECORDS)
+    df["study"] = df["study"].str.upper()
+    return df
+
+
 def _patient_data(df: pd.DataFrame):
     from tregsim.calibrate.data import PatientData
 
@@ -179,8 +186,7 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    df = pd.read_csv(RECORDS)
-    df["study"] = df["study"].str.upper()
+    df = records_frame()
     model = load_model("treg_t1d")
     nl, nq, ds = (float(x) for x in args.table.split(","))
     t0 = time.time()

@@ -45,7 +45,16 @@ import pandas as pd
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from twin_loso import BASELINE_DAY, MIN_N, MONTHS, RECORDS, STUDIES, calibrate_fold, heldout_records
+from twin_loso import (
+    BASELINE_DAY,
+    MIN_N,
+    MONTHS,
+    RECORDS,
+    STUDIES,
+    calibrate_fold,
+    heldout_records,
+    records_frame,
+)
 
 CONFIG = Path(__file__).resolve().parents[1] / "calibration" / "placebo_records_structure.toml"
 LEVELS = np.round(np.arange(0.05, 0.951, 0.05), 2)
@@ -143,8 +152,7 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    df = pd.read_csv(RECORDS)
-    df["study"] = df["study"].str.upper()
+    df = records_frame()
     config = load_config(CONFIG)
     rec_all = load_structure_records(config)
     rec_study = np.char.upper(rec_all.study.astype(str))
