@@ -299,10 +299,7 @@ class StructureTwin:
         j = int(np.argmax(m_days))
         lm = log_mu(m_days[j])
         z = (m_logy[j] - lm) / self._scale(lm, self._k)
-        nu = 1.0 / np.where(self.theta["inv_nu"] > 0, self.theta["inv_nu"], 1.0)[:, None, None]
-        F_node = np.where(
-            self.theta["inv_nu"][:, None, None] > 0, special.stdtr(nu, z), special.ndtr(z)
-        )
+        F_node = np.exp(self._log_obs(z, censored=True))  # the deviation's CDF at each node
         w0 = np.exp(self.log_w0 - special.logsumexp(self.log_w0))
         F = float(np.mean(np.sum(F_node * w0[None], axis=(1, 2))))
         return float(min(1.0, 2.0 * min(F, 1.0 - F)))
