@@ -248,12 +248,14 @@ class StructureTwin:
         def log_mu(day):
             return lev[..., None] + table(loglam, qk, day) - lc_ref
 
-        base_p = self._baseline_p(log_mu, m_days, m_logy, m_cens)
+        j_base = int(np.argmax(m_days))  # the baseline visit: the latest MMTT
         logw = np.broadcast_to(self.log_w0, loglam.shape).copy()
-        for d, ly, cen in zip(m_days, m_logy, m_cens, strict=True):
+        for j, (d, ly, cen) in enumerate(zip(m_days, m_logy, m_cens, strict=True)):
             lm = log_mu(d)
             s = self._scale(lm, self._k)
             z = (ly - lm) / s
+            if j == j_base:
+                base_p = self._baseline_p(z)
             logw += self._log_obs(z, bool(cen)) - (0.0 if cen else np.log(s))
         f = records.fasting_pmol_l[i]
         if self.fasting is not None and np.isfinite(f):
@@ -289,16 +291,14 @@ class StructureTwin:
             )
         return mean, sdv, qv, ess, base_p
 
-    def _baseline_p(self, log_mu, m_days, m_logy, m_cens) -> float:
-        """Two-sided prior predictive p of the participant's baseline MMTT (the latest):
-        2·min(F, 1 − F), F = P(y ≤ y_obs) under the population law alone (the K draws, the
-        level's and η's grid before any data; below the LLOQ F = P(y < LLOQ)). A small p is a
+    def _baseline_p(self, z: np.ndarray) -> float:
+        """Two-sided prior predictive p of the participant's baseline MMTT from its
+        standardised deviation ``z`` (K, L, E) at every grid node: 2·min(F, 1 − F),
+        F = P(y ≤ y_obs) under the population law alone (the K draws, the level's and η's grid
+        before any data; below the LLOQ y_obs is the LLOQ, so F = P(y < LLOQ)). A small p is a
         prior–data conflict (Evans & Moshonov 2006, *Bayesian Analysis* 1:893): under the t
         deviation the twin then reads the measurement partly as an outlier and leans on the
         population law (docs/twin.md, "A baseline far from the records' law")."""
-        j = int(np.argmax(m_days))
-        lm = log_mu(m_days[j])
-        z = (m_logy[j] - lm) / self._scale(lm, self._k)
         F_node = np.exp(self._log_obs(z, censored=True))  # the deviation's CDF at each node
         w0 = np.exp(self.log_w0 - special.logsumexp(self.log_w0))
         F = float(np.mean(np.sum(F_node * w0[None], axis=(1, 2))))

@@ -698,8 +698,8 @@ def calibrate_structure(
         move=meth.get("move", "stretch"),
         burn=burn,
         thin=thin,
-        min_ess=float(meth.get("min_ess", 0.0)),
-        max_steps=int(meth.get("max_steps", 0)) or None,
+        min_ess=float(meth["min_ess"]),
+        max_steps=int(meth["max_steps"]) or None,
     )
     timings |= t_s
     n_run = chain_u.shape[0]  # n_steps, or more when the ESS floor extended the chain
@@ -764,7 +764,7 @@ def calibrate_structure(
         }
     )
 
-    floor = float(meth.get("min_ess", 0.0))
+    floor = float(meth["min_ess"])
     ess_min = float(np.minimum(summary["ess_bulk"], summary["ess_tail"]).min())
     if floor > 0 and ess_min < floor:
         worst = summary["parameter"][
@@ -866,7 +866,7 @@ def calibrate_structure(
         "rhat_max": float(summary["rhat"].max()),
         "ess_bulk_min": float(summary["ess_bulk"].min()),
         "ess_tail_min": float(summary["ess_tail"].min()),
-        "min_ess": float(meth.get("min_ess", 0.0)),
+        "min_ess": floor,
         "n_steps_run": n_run,
         "n_participants": len(rec.ids),
         "n_visits": int(rec.y.size),
