@@ -174,22 +174,36 @@ def simulate_dataset(th, *, config, rec, table, g) -> np.ndarray:
 
 
 def sample_on(
-    y, truth, *, config, rec, table, priors, n_steps, burn, seed, min_ess=0.0, max_steps=None
+    y,
+    truth,
+    *,
+    config,
+    rec,
+    table,
+    priors,
+    n_steps,
+    burn,
+    seed,
+    min_ess=0.0,
+    max_steps=None,
+    move="independence",
+    n_walkers=None,
 ):
     """The shipped sampler (MAP, Laplace, independence move, the config's walkers) on records
     with values ``y``: (post, (u_map, lp_map, kept draws (n, d) in u, acceptance)).
     ``min_ess`` > 0: the chain runs on until every coordinate's ESS over the kept draws reaches
-    it (or ``max_steps``; :func:`structure_run.sample_posterior`)."""
+    it (or ``max_steps``; :func:`structure_run.sample_posterior`). ``move = "slice"``:
+    ensemble slice sampling instead (round 24), with ``n_walkers`` (default the config's)."""
     like = R.likelihood_for(config, table, dataclasses.replace(rec, y=y))
     post = R.StructurePosterior(like, config.candidate, priors)
     # the MAP does not depend on the start; starting at θ* only saves time
     u_map, lp_map, chain, acc, _ = R.sample_posterior(
         post,
-        n_walkers=config.method["n_walkers"],
+        n_walkers=config.method["n_walkers"] if n_walkers is None else n_walkers,
         n_steps=n_steps,
         seed=seed,
         start=truth,
-        move="independence",
+        move=move,
         burn=burn,
         min_ess=min_ess,
         max_steps=max_steps,
@@ -223,7 +237,7 @@ def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors, **sampl
 def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None, **sampler):
     """θ*, ranks (fraction of kept draws below θ*) and the sampler's acceptance; θ* from
     ``priors`` (default: the config's), the same priors in the posterior. ``sampler``:
-    ``min_ess``, ``max_steps`` of :func:`sample_on`."""
+    ``min_ess``, ``max_steps``, ``move``, ``n_walkers`` of :func:`sample_on`."""
     names = V.CANDIDATES[config.candidate][0]
     priors = config.priors if priors is None else priors
     t0 = time.perf_counter()
@@ -256,11 +270,16 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None, **sample
     row |= {
         "kept_draws": len(kept),
         "min_ess": float(
-            R.chain_ess(kept.reshape(-1, config.method["n_walkers"], len(names))).min()
+            R.chain_ess(
+                kept.reshape(-1, sampler.get("n_walkers") or config.method["n_walkers"], len(names))
+            ).min()
         ),
     }
     row |= {f"true_{n}": v for n, v in truth.items()}
     row |= {f"rank_{n}": v for n, v in ranks.items()}
+    # posterior SDs in the sampler's coordinates: two samplers on the same sets compare
+    # directly (round 24), not only through ranks
+    row |= {f"sd_u_{n}": float(kept[:, i].std()) for i, n in enumerate(names)}
     row |= {"lp_rank": lp_rank}
     return row
 
@@ -394,6 +413,9 @@ def paired(old: pd.DataFrame, new: pd.DataFrame, n_draws: int = KEPT_DRAWS) -> p
             row[f"truth_z_mean_{tag}"], row[f"truth_z_sd_{tag}"] = float(zm[0]), float(zs[0])
             row[f"beyond_all_draws_{tag}"] = int(np.sum((r == 0) | (r == 1)))
         row["rank_spearman"] = float(stats.spearmanr(m[f"{c}_old"], m[f"{c}_new"])[0])
+        sd = f"sd_u_{c[5:]}"
+        if f"{sd}_old" in m and f"{sd}_new" in m:  # both runs from round 24 on
+            row["sd_ratio_median"] = float(np.median(m[f"{sd}_new"] / m[f"{sd}_old"]))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -422,6 +444,15 @@ def main(argv=None) -> int:
         "is below --below-acceptance: a selection on the data alone keeps the ranks uniform",
     )
     ap.add_argument("--below-acceptance", type=float, default=0.2)
+    ap.add_argument(
+        "--move",
+        choices=("independence", "slice"),
+        default="independence",
+        help="the sampler: the shipped independence move, or ensemble slice sampling (round 24)",
+    )
+    ap.add_argument(
+        "--walkers", type=int, default=None, help="walkers (default: the config's; slice: ≥ 2·d)"
+    )
     add_regional_arguments(ap)
     ap.add_argument(
         "--pool",
@@ -502,6 +533,8 @@ def main(argv=None) -> int:
                 priors=priors,
                 min_ess=a.min_ess,
                 max_steps=a.max_steps,
+                move=a.move,
+                n_walkers=a.walkers,
             )
         )
         with atomic_path(path) as tmp:

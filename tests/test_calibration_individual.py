@@ -62,6 +62,7 @@ burn = 20
 thin = 2
 n_starts = 2
 table = {n_loglam = 41, n_q = 11, day_step = 10}
+min_ess = 0
 """
 
 
@@ -203,6 +204,41 @@ def test_cli_draws_equal_the_python_api(run_a, folder):
     np.testing.assert_allclose(m["autocorr_time_steps"], post.autocorr_steps, rtol=1e-6)
 
 
+def test_ensemble_ess_of_an_ar1_ensemble():
+    """An ensemble of independent AR(1) walkers, ρ = 0.8: τ = (1 + ρ)/(1 − ρ) = 9, so the
+    ESS of W walkers × n steps is W·n/9 (emcee's estimator is within ≈ 10 % at n = 20,000)."""
+    from tregsim.calibrate.likelihood import ensemble_ess
+
+    rng = np.random.default_rng(3)
+    n, w, rho = 20_000, 8, 0.8
+    x = np.empty((n, w, 2))
+    x[0] = rng.standard_normal((w, 2))
+    e = rng.standard_normal((n, w, 2)) * np.sqrt(1 - rho**2)
+    for t in range(1, n):
+        x[t] = rho * x[t - 1] + e[t]
+    assert ensemble_ess(x) == pytest.approx(n * w / 9.0, rel=0.1)
+    assert ensemble_ess(x[:1]) == 0.0
+
+
+def test_ess_floor_runs_the_same_chain_on(run_a, folder, tmp_path, capsys):
+    """With an unreachable floor the run goes to max_steps with the same move: its first
+    n_steps steps are run_a's, step for step, and the shortfall is reported."""
+    from tregsim.posterior import open_posterior
+
+    cfg = _bad(folder, tmp_path, "min_ess = 0", "min_ess = 1e9\nmax_steps = 100")
+    out = tmp_path / "out"
+    rc, _, err = _run(["calibrate", str(cfg), "--out", str(out)], capsys)
+    assert rc == 0 and "below min_ess" in err and "max_steps" in err
+    man = json.loads((out / "synthetic_records" / "manifest.json").read_text())
+    assert man["results"]["n_steps_run"] == 100 and man["results"]["min_ess"] == 1e9
+    a = open_posterior(run_a[1].with_suffix(".nc"))
+    b = open_posterior(out / "synthetic_records.nc")
+    n_a = a.sizes["draw"]
+    assert b.sizes["draw"] == len(range(20 + 2 - 1, 100, 2)) > n_a
+    for name in NAMES:
+        np.testing.assert_array_equal(b[name].values[:, :n_a], a[name].values)
+
+
 def _bad(folder: Path, tmp_path: Path, old: str, new: str) -> Path:
     text = CONFIG
     assert text.count(old) == 1, old
@@ -221,6 +257,8 @@ def _bad(folder: Path, tmp_path: Path, old: str, new: str) -> Path:
         ("n_steps = 60", "n_steps = 20", "method.n_steps"),
         ('records = "visits.csv"', 'records = "visits.csv"\nmonths = [0, 3]', "data.months"),
         ("n_walkers = 14", "n_walkers = 8", "method.n_walkers"),
+        ("min_ess = 0", "min_ess = -1", "method.min_ess"),
+        ("min_ess = 0", "min_ess = 400\nmax_steps = 30", "method.max_steps"),
     ],
 )
 def test_bad_config_is_one_line_exit_2(folder, tmp_path, capsys, old, new, field):

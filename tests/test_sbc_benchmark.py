@@ -37,6 +37,17 @@ def test_paired_table_matches_its_definitions():
     assert tab["coverage_50_new"] == np.mean(np.abs(new[keep] - 0.5) < 0.25)
     assert tab["beyond_all_draws_old"] == 2
     assert tab["rank_spearman"] == pytest.approx(stats.spearmanr(old[keep], new[keep])[0])
+    assert "sd_ratio_median" not in tab  # runs before round 24 have no posterior SDs
+
+
+def test_paired_compares_posterior_sds_when_both_runs_have_them():
+    sbc = _benchmark_module("structure_likelihood_sbc")
+    truth = np.linspace(0.1, 0.9, 7)
+    ranks = np.linspace(0.2, 0.8, 7)
+    a, b = _sets(ranks, truth), _sets(ranks, truth)
+    a["sd_u_q"] = np.arange(1.0, 8.0)
+    b["sd_u_q"] = a["sd_u_q"] * np.array([1.0, 1.5, 2.0, 1.2, 0.9, 1.1, 3.0])
+    assert sbc.paired(a, b).iloc[0]["sd_ratio_median"] == pytest.approx(1.2)
 
 
 def test_paired_refuses_different_datasets():

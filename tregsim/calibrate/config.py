@@ -139,6 +139,8 @@ _LIK_SCHEMA: dict[str, dict] = {
         "n_starts": (int, False, 8),
         "n_zeta": (int, False, 16),
         "table": (dict, False, {}),
+        "min_ess": (float, False, 400.0),
+        "max_steps": (int, False, 0),
     },
     "solver": {
         "rtol": (float, False, 1e-6),
@@ -657,6 +659,20 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
             field="method.thin",
             fix="make thin smaller or n_steps larger",
         )
+    if not meth["min_ess"] >= 0:
+        raise ConfigFileError(
+            f"min_ess = {meth['min_ess']} is negative",
+            file=path,
+            field="method.min_ess",
+            fix="give the effective sample size to run until (e.g. 400), or 0 to turn it off",
+        )
+    if meth["max_steps"] < 0 or 0 < meth["max_steps"] < meth["n_steps"]:
+        raise ConfigFileError(
+            f"max_steps = {meth['max_steps']} is below n_steps = {meth['n_steps']}",
+            file=path,
+            field="method.max_steps",
+            fix="give max_steps ≥ n_steps, or 0 for 4 × n_steps",
+        )
     table = Table(meth["table"], path, "method.table", ConfigFileError).fields(_LIK_TABLE)
     meth["table"] = table
     _check_tolerances(sec, path, "rtol = 1e-6, atol = 1e-9")
@@ -715,7 +731,7 @@ _STRUCT_SCHEMA: dict[str, dict[str, Field]] = {
         "n_eta": Field(int, default=33, lo=5),
         "zeta_nodes": Field(str, default="adaptive", choices=("adaptive", "fixed")),
         "n_xi": Field(int, default=1, lo=1, hi=15),
-        "move": Field(str, default="independence", choices=("independence", "stretch")),
+        "move": Field(str, default="independence", choices=("independence", "stretch", "slice")),
         "min_ess": Field(float, default=400.0, lo=0.0),
         "max_steps": Field(int, default=0, lo=0),
         "n_predictive_draws": Field(int, default=400, lo=20),
@@ -855,14 +871,17 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
             fix="give the assay's lower limit of quantification in nmol/L (e.g. 0.017)",
         )
     meth = dict(sec["method"])
-    least = 2 * len(free) if meth["move"] == "stretch" else 4
-    if meth["n_walkers"] < least:
+    ensemble = meth["move"] in ("stretch", "slice")
+    least = 2 * len(free) if ensemble else 4
+    if meth["n_walkers"] < least or (meth["move"] == "slice" and meth["n_walkers"] % 2):
         raise ConfigFileError(
-            f"n_walkers = {meth['n_walkers']} (at least {least} with move = {meth['move']!r})",
+            f"n_walkers = {meth['n_walkers']} (at least {least}"
+            + (", even" if meth["move"] == "slice" else "")
+            + f" with move = {meth['move']!r})",
             file=path,
             field="method.n_walkers",
-            fix=f"give at least {least} walkers"
-            + (f" (twice the {len(free)} parameters)" if meth["move"] == "stretch" else ""),
+            fix=f"give at least {least + (least % 2)} walkers"
+            + (f" (twice the {len(free)} parameters)" if ensemble else ""),
         )
     if ("omega_q" in free) != (meth["n_xi"] > 1):
         raise ConfigFileError(

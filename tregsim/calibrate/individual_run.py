@@ -194,12 +194,16 @@ def calibrate_individual(
             seed,
             n_walkers=n_walkers,
             n_steps=n_steps,
-            burn=0,
-            thin=1,
+            burn=burn,
+            thin=thin,
             n_starts=meth["n_starts"],
             progress=progress,
+            min_ess=meth["min_ess"],
+            max_steps=meth["max_steps"] or None,
+            keep_burn=True,
         )
-        full = post.chains  # (walkers, n_steps, 7) θ, every step
+        full = post.chains  # (walkers, n_run, 7) θ, every step (n_run ≥ n_steps: ESS floor)
+        n_run = full.shape[1]
         z_after = _z_from_theta(priors, full[:, burn:])  # (walkers, steps, 7)
         tau = emcee.autocorr.integrated_time(np.swapaxes(z_after, 0, 1), quiet=True)
     timings["sampling_s"] = time.perf_counter() - t0
@@ -207,7 +211,15 @@ def calibrate_individual(
     names = post.names
     units = {n: model.spec.parameters[n].unit for n in names if n in model.spec.parameters}
     units |= {n: BASELINE_UNITS[n] for n in names if n in BASELINE_UNITS}
-    ratio = float((n_steps - burn) / np.max(tau)) if np.all(np.isfinite(tau)) else float("nan")
+    ratio = float((n_run - burn) / np.max(tau)) if np.all(np.isfinite(tau)) else float("nan")
+    ess = n_walkers * ratio
+    if meth["min_ess"] > 0 and not ess >= meth["min_ess"] and progress:
+        print(
+            f"warning: the ensemble's effective sample size is {ess:.0f} after {n_run} steps, "
+            f"below min_ess = {meth['min_ess']:g} (largest autocorrelation time "
+            f"{post.names[int(np.nanargmax(tau))]}, {np.nanmax(tau):.0f} steps); fix: raise [method] max_steps or n_walkers",
+            file=sys.stderr,
+        )
 
     flat = kept.reshape(-1, len(names))
     q05, q50, q95 = np.quantile(flat, [0.05, 0.5, 0.95], axis=0)
@@ -243,6 +255,7 @@ def calibrate_individual(
             "seed": seed,
             "n_walkers": n_walkers,
             "n_steps": n_steps,
+            "n_steps_run": n_run,
             "burn": burn,
             "thin": thin,
             "n_starts": meth["n_starts"],
@@ -263,7 +276,7 @@ def calibrate_individual(
         out / "figures" / "trace.png",
         burn=burn,
         map_theta=post.map_theta,
-        title=f"{config.name}: emcee, {n_walkers} walkers x {n_steps} steps, "
+        title=f"{config.name}: emcee, {n_walkers} walkers x {n_run} steps, "
         f"acceptance {post.acceptance:.2f}",
     )
     manifest["results"] = {
@@ -273,6 +286,9 @@ def calibrate_individual(
         "starts_logpost": post.starts_logpost.tolist(),
         "autocorr_time_steps": dict(zip(names, tau.tolist())),
         "kept_steps_per_max_autocorr_time": ratio,
+        "n_steps_run": n_run,
+        "ensemble_ess": ess,
+        "min_ess": meth["min_ess"],
         "n_participants": len(data.ids),
         "n_visits": int(data.cpeptide_nmol_l.size),
         "n_below_lloq": n_cens,

@@ -234,6 +234,24 @@ class IndividualPosterior:
         return {n: self.chains[:, :, k] for k, n in enumerate(self.names)}
 
 
+def ensemble_ess(chain: np.ndarray) -> float:
+    """Effective sample size of an emcee ensemble's kept steps ``chain`` (steps, walkers, d):
+    walkers × steps / the largest coordinate's integrated autocorrelation time (emcee's
+    estimator, ``quiet``: a short chain gives a lower bound on τ, not an error); 0 when τ
+    is not finite."""
+    import emcee
+
+    from tregsim.calibrate.individual_run import _quiet_emcee_autocorr
+
+    if chain.shape[0] < 2:
+        return 0.0
+    with _quiet_emcee_autocorr():
+        tau = emcee.autocorr.integrated_time(chain, quiet=True)
+    if not np.all(np.isfinite(tau)):
+        return 0.0
+    return float(chain.shape[0] * chain.shape[1] / np.max(tau))
+
+
 class IndividualCalibration:
     """MAP (multi-start) and emcee posterior of θ given long-format data."""
 
@@ -297,7 +315,21 @@ class IndividualCalibration:
         thin: int = 5,
         n_starts: int = 8,
         progress: bool = True,
+        min_ess: float = 0.0,
+        max_steps: int | None = None,
+        keep_burn: bool = False,
     ) -> IndividualPosterior:
+        """MAP from ``n_starts`` prior draws, then emcee's stretch move from a small ball
+        around it. ``chains`` holds the steps after ``burn``, every ``thin``-th (with
+        ``keep_burn`` every step from the first, for a trace figure).
+
+        ``min_ess`` > 0: after ``n_steps`` the sampler runs on, in blocks of ``n_steps −
+        burn`` steps, until the ensemble's effective sample size n_walkers × (steps after
+        ``burn``) / τ_max reaches ``min_ess`` or the chain has ``max_steps`` steps (default
+        4 × ``n_steps``). τ is emcee's integrated autocorrelation time of the ensemble
+        (Goodman & Weare 2010; Foreman-Mackey et al. 2013): the stretch move's walkers are
+        not independent chains, so the per-walker rank ESS of the structure path does not
+        apply. The stopping rule reads the chain only; the move never changes."""
         import emcee
 
         z_map, lp_map, all_lp = self.find_map(seed, n_starts)
@@ -307,7 +339,15 @@ class IndividualCalibration:
         sampler = emcee.EnsembleSampler(n_walkers, d, self.log_post_z, vectorize=True)
         sampler.random_state = np.random.RandomState(int(g.integers(2**31))).get_state()
         sampler.run_mcmc(p0, n_steps, progress=progress)
-        z = sampler.get_chain(discard=burn, thin=thin)  # (steps, walkers, d)
+        if min_ess > 0:
+            cap = 4 * n_steps if max_steps is None else max(int(max_steps), n_steps)
+            block = max(n_steps - burn, 1)
+            while (
+                sampler.iteration < cap and ensemble_ess(sampler.get_chain(discard=burn)) < min_ess
+            ):
+                sampler.run_mcmc(None, min(block, cap - sampler.iteration), progress=progress)
+        discard, step = (0, 1) if keep_burn else (burn, thin)
+        z = sampler.get_chain(discard=discard, thin=step)  # (steps, walkers, d)
         chains = self.theta_from_z(np.swapaxes(z, 0, 1))
         tau = sampler.get_autocorr_time(discard=burn, quiet=True)
         return IndividualPosterior(

@@ -327,6 +327,11 @@ the placebo records the two steps' SDs differ by ≤ 26 % (σ_meas and κ wider 
 narrower); the mixture then costs a little acceptance, not correctness."""
 
 
+LOW_ACCEPTANCE = 0.2
+"""Acceptance of the independence move below which its posterior can be too narrow: on the
+SBC datasets that accept less, logit q's posterior SD came out at about half the ensemble
+slice sampler's (docs/calibration.md, "Round 24: ensemble slice sampling")."""
+
 TAIL_DROP = 2.0
 """Nats: a coordinate's tail is scanned out from the MAP (doubling steps from
 :data:`TAIL_START` conditional Laplace SDs) until the log posterior has fallen this far; half
@@ -423,8 +428,21 @@ def sample_posterior(
     n_steps, mean acceptance fraction after the burn-in, timings dict)."""
     import emcee
 
-    if move not in ("independence", "stretch"):
-        raise ValueError(f"move must be 'stretch' or 'independence', got {move!r}")
+    if move not in ("independence", "stretch", "slice"):
+        raise ValueError(f"move must be 'stretch', 'independence' or 'slice', got {move!r}")
+    if move == "slice":
+        return _sample_slice(
+            post,
+            n_walkers=n_walkers,
+            n_steps=n_steps,
+            seed=seed,
+            progress=progress,
+            start=start,
+            burn=burn,
+            thin=thin,
+            min_ess=min_ess,
+            max_steps=max_steps,
+        )
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     u_map, lp_map = map_estimate(post, start)
@@ -505,6 +523,65 @@ def sample_posterior(
         acc = float(np.mean(sampler.acceptance_fraction))
     t["sampling_s"] = time.perf_counter() - t0
     return u_map, lp_map, np.concatenate(chains), acc, t
+
+
+def _sample_slice(
+    post, *, n_walkers, n_steps, seed, progress, start, burn, thin, min_ess, max_steps
+):
+    """:func:`sample_posterior` with ``move = "slice"``: MAP, Laplace covariance, walkers from
+    N(MAP, Laplace covariance), then ensemble slice sampling
+    (:class:`~tregsim.calibrate.slice_ensemble.SliceEnsemble`), μ tuned during the burn-in
+    only. The ESS floor takes the smaller of the walkers-as-chains rank ESS
+    (:func:`chain_ess`) and the ensemble's autocorrelation ESS
+    (:func:`~tregsim.calibrate.likelihood.ensemble_ess`): the walkers of an ensemble move
+    are not independent chains. The acceptance returned is 1 (a slice step always moves);
+    ``timings["evals_per_walker_step"]`` is its cost."""
+    from tregsim.calibrate.likelihood import ensemble_ess
+    from tregsim.calibrate.slice_ensemble import SliceEnsemble
+
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    u_map, lp_map = map_estimate(post, start)
+    cov = laplace_covariance(post, u_map)
+    t["map_s"] = time.perf_counter() - t0
+    g = trng.block_generator(seed, "calibrate.structure.slice", 0)
+    L = np.linalg.cholesky(cov)
+    p0 = np.empty((n_walkers, post.dim))
+    for w in range(n_walkers):
+        while True:
+            p = u_map + L @ g.standard_normal(post.dim)
+            if np.isfinite(post(p)):
+                p0[w] = p
+                break
+    t0 = time.perf_counter()
+    ens = SliceEnsemble(post, p0, g)
+    bar = _progress_bar(n_steps, progress, "slice sampling")
+    for n, tune in ((burn, True), (n_steps - burn, False)):
+        for _ in range(n):
+            ens.run(1, tune=tune)
+            bar.update(1)
+    if min_ess > 0:
+        cap = 4 * n_steps if max_steps is None else max(int(max_steps), n_steps)
+        block = max(n_steps - burn, thin)
+        while len(ens.chain) < cap:
+            kept = ens.get_chain()[burn + thin - 1 :: thin]
+            if min(np.min(chain_ess(kept)), ensemble_ess(kept)) >= min_ess:
+                break
+            n = min(block, cap - len(ens.chain))
+            bar.total = (bar.total or 0) + n
+            for _ in range(n):
+                ens.run(1)
+                bar.update(1)
+    bar.close()
+    t["sampling_s"] = time.perf_counter() - t0
+    t["evals_per_walker_step"] = ens.n_evals / max(1, len(ens.chain) * n_walkers)
+    return u_map, lp_map, ens.get_chain(), 1.0, t
+
+
+def _progress_bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, leave=False)
 
 
 def chain_ess(kept: np.ndarray) -> np.ndarray:
@@ -770,10 +847,18 @@ def calibrate_structure(
         worst = summary["parameter"][
             np.argmin(np.minimum(summary["ess_bulk"], summary["ess_tail"]))
         ]
+        # round 24: on the SBC's low-acceptance datasets the independence move's spread is
+        # too narrow (logit q's SD half the slice sampler's) and more steps barely help
+        slice_fix = (
+            f'set move = "slice" and n_walkers = {2 * post.dim + (2 * post.dim) % 2} '
+            "(ensemble slice sampling; docs/calibration.md, round 24), or "
+            if meth.get("move") == "independence" and acceptance < LOW_ACCEPTANCE
+            else ""
+        )
         print(
             f"warning: ESS {ess_min:.0f} for {worst} after {n_run} steps, below min_ess = "
             f"{floor:g}: the posterior's quantiles are less certain than the floor asks; fix: "
-            f"raise max_steps (or n_steps) in [method] of {config.path.name}",
+            f"{slice_fix}raise max_steps (or n_steps) in [method] of {config.path.name}",
             file=sys.stderr,
         )
     elif progress and n_run > n_steps:
@@ -1171,8 +1256,10 @@ def report_lines(res: StructureRunResult) -> list[str]:
             + f"{r['contraction']:>9.2f}{r['rhat']:>9.3f}{r['ess_bulk']:>9.0f}"
             f"{r['autocorr_time_steps']:>9.0f}"
         )
+    move = m.get("move", "stretch")
+    sampler = "ensemble slice sampling" if move == "slice" else f"emcee ({move} move)"
     lines.append(
-        f"  emcee ({m.get('move', 'stretch')} move): {m['n_walkers']} walkers x "
+        f"  {sampler}: {m['n_walkers']} walkers x "
         f"{res.n_steps_run or m['n_steps']} steps (burn {m['burn']}, thin "
         f"{m['thin']}), acceptance {res.acceptance:.2f}, steps after burn-in / max τ = "
         f"{res.kept_steps_per_tau:.1f}; MAP log posterior {res.map_logpost:.2f}"
