@@ -16,9 +16,7 @@ checked, and every file is written atomically, the manifest last.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tregsim.calibrate.config import LikelihoodConfig
+from tregsim.calibrate.likelihood import quiet_emcee_autocorr
 from tregsim.errors import DataFileError, OutputFolderError
 from tregsim.io import atomic_path, build_manifest, file_sha256, write_json
 
@@ -48,19 +47,6 @@ class IndividualRunResult:
     n_censored: int
     kept_steps_per_tau: float
     timings_s: dict = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def _quiet_emcee_autocorr():
-    """emcee warns (logging) when a chain is short for its autocorrelation estimate; the
-    runner reports that ratio itself (computed after burn-in), so mute the logger here."""
-    log = logging.getLogger("emcee.autocorr")
-    old = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(old)
 
 
 def _z_from_theta(priors, theta: np.ndarray) -> np.ndarray:
@@ -189,7 +175,7 @@ def calibrate_individual(
             file=sys.stderr,
         )
     t0 = time.perf_counter()
-    with _quiet_emcee_autocorr():
+    with quiet_emcee_autocorr():
         post = cal.sample(
             seed,
             n_walkers=n_walkers,

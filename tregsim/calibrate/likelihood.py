@@ -28,6 +28,8 @@ walkers (one batched likelihood call per step), pure numpy, maintained and widel
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -234,6 +236,19 @@ class IndividualPosterior:
         return {n: self.chains[:, :, k] for k, n in enumerate(self.names)}
 
 
+@contextlib.contextmanager
+def quiet_emcee_autocorr():
+    """emcee warns (logging) when a chain is short for its autocorrelation estimate; the
+    runner reports that ratio itself (computed after burn-in), so mute the logger here."""
+    log = logging.getLogger("emcee.autocorr")
+    old = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
 def ensemble_ess(chain: np.ndarray) -> float:
     """Effective sample size of an emcee ensemble's kept steps ``chain`` (steps, walkers, d):
     walkers × steps / the largest coordinate's integrated autocorrelation time (emcee's
@@ -241,11 +256,9 @@ def ensemble_ess(chain: np.ndarray) -> float:
     is not finite."""
     import emcee
 
-    from tregsim.calibrate.individual_run import _quiet_emcee_autocorr
-
     if chain.shape[0] < 2:
         return 0.0
-    with _quiet_emcee_autocorr():
+    with quiet_emcee_autocorr():
         tau = emcee.autocorr.integrated_time(chain, quiet=True)
     if not np.all(np.isfinite(tau)):
         return 0.0

@@ -705,7 +705,8 @@ def calibrate_structure(
     import pandas as pd
 
     from tregsim.calibrate import diagnostics as diag
-    from tregsim.calibrate.individual_run import _quiet_emcee_autocorr, trace_plot
+    from tregsim.calibrate.individual_run import trace_plot
+    from tregsim.calibrate.likelihood import quiet_emcee_autocorr
     from tregsim.errors import DataFileError, OutputFolderError
     from tregsim.model import load_model
     from tregsim.posterior import save_posterior
@@ -793,7 +794,7 @@ def calibrate_structure(
             f"n_eta in [method] of {config.path.name}",
             file=sys.stderr,
         )
-    with _quiet_emcee_autocorr(), np.errstate(invalid="ignore"):  # a walker that never moved
+    with quiet_emcee_autocorr(), np.errstate(invalid="ignore"):  # a walker that never moved
         tau = emcee.autocorr.integrated_time(chain_u[burn:], quiet=True)
     names = post.free
     full = np.empty((n_walkers, n_run, post.dim))  # natural scale, every step
