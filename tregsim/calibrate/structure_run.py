@@ -454,14 +454,7 @@ def sample_posterior(
     cov_wide = laplace_covariance(post, u_map, h=WIDE_STEP) if move == "independence" else cov
     t["map_s"] = time.perf_counter() - t0
     g = trng.block_generator(seed, "calibrate.structure.emcee", 0)
-    L = np.linalg.cholesky(cov)
-    p0 = np.empty((n_walkers, post.dim))
-    for w in range(n_walkers):
-        while True:
-            p = u_map + L @ g.standard_normal(post.dim)
-            if np.isfinite(post(p)):
-                p0[w] = p
-                break
+    p0 = _laplace_walkers(post, u_map, cov, n_walkers, g)
     state = np.random.RandomState(int(g.integers(2**31))).get_state()
     laplace = [(u_map, cov * PROPOSAL_SCALE**2), (u_map, cov_wide * PROPOSAL_SCALE**2)]
     t0 = time.perf_counter()
@@ -525,6 +518,20 @@ def sample_posterior(
     return u_map, lp_map, np.concatenate(chains), acc, t
 
 
+def _laplace_walkers(post, u_map, cov, n_walkers: int, g) -> np.ndarray:
+    """Starting walkers (n_walkers, d) from N(MAP, Laplace covariance), each redrawn until
+    its log posterior is finite; ``g`` a Generator, consumed in walker order."""
+    L = np.linalg.cholesky(cov)
+    p0 = np.empty((n_walkers, post.dim))
+    for w in range(n_walkers):
+        while True:
+            p = u_map + L @ g.standard_normal(post.dim)
+            if np.isfinite(post(p)):
+                p0[w] = p
+                break
+    return p0
+
+
 def _sample_slice(
     post, *, n_walkers, n_steps, seed, progress, start, burn, thin, min_ess, max_steps
 ):
@@ -545,14 +552,7 @@ def _sample_slice(
     cov = laplace_covariance(post, u_map)
     t["map_s"] = time.perf_counter() - t0
     g = trng.block_generator(seed, "calibrate.structure.slice", 0)
-    L = np.linalg.cholesky(cov)
-    p0 = np.empty((n_walkers, post.dim))
-    for w in range(n_walkers):
-        while True:
-            p = u_map + L @ g.standard_normal(post.dim)
-            if np.isfinite(post(p)):
-                p0[w] = p
-                break
+    p0 = _laplace_walkers(post, u_map, cov, n_walkers, g)
     t0 = time.perf_counter()
     ens = SliceEnsemble(post, p0, g)
     bar = _progress_bar(n_steps, progress, "slice sampling")
