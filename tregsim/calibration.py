@@ -380,9 +380,10 @@ def _likelihood_lines(res: Any, m: dict | None) -> list[str]:
     note = "" if math.isfinite(ratio) and ratio >= 50 else " (< 50: run more steps)"
     if m is not None:
         lines.append(
-            f"  emcee: {m['n_walkers']} walkers x {m['n_steps']} steps (burn {m['burn']}, "
-            f"thin {m['thin']}), acceptance {res.acceptance:.2f}, "
-            f"steps after burn-in / max τ = {ratio:.0f}{note}"
+            f"  emcee: {m['n_walkers']} walkers x {res.n_steps_run or m['n_steps']} steps "
+            f"(burn {m['burn']}, thin {m['thin']}), acceptance {res.acceptance:.2f}, "
+            f"steps after burn-in / max τ = {ratio:.0f}{note}, ensemble ESS "
+            f"{res.ensemble_ess:.0f}"
         )
     lines.append(
         "  timings (s): "

@@ -47,6 +47,8 @@ class IndividualRunResult:
     n_censored: int
     kept_steps_per_tau: float
     timings_s: dict = field(default_factory=dict)
+    n_steps_run: int = 0  # steps per walker run (> n_steps when the ESS floor extended them)
+    ensemble_ess: float = float("nan")  # walkers × kept steps / max τ
 
 
 def _z_from_theta(priors, theta: np.ndarray) -> np.ndarray:
@@ -292,6 +294,8 @@ def calibrate_individual(
         n_censored=n_cens,
         kept_steps_per_tau=ratio,
         timings_s=timings,
+        n_steps_run=n_run,
+        ensemble_ess=ess,
     )
 
 
