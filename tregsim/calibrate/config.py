@@ -520,6 +520,25 @@ def load_config(path: str | Path) -> CalibrationConfig | LikelihoodConfig:
     )
 
 
+def _check_ess_floor(meth: dict, path: Path) -> None:
+    """``[method] min_ess`` ≥ 0 and ``max_steps`` 0 (4 × ``n_steps``) or ≥ ``n_steps``: the
+    ESS floor of both record likelihoods."""
+    if not meth["min_ess"] >= 0:
+        raise ConfigFileError(
+            f"min_ess = {meth['min_ess']} is negative",
+            file=path,
+            field="method.min_ess",
+            fix="give the effective sample size to run until (e.g. 400), or 0 to turn it off",
+        )
+    if meth["max_steps"] < 0 or 0 < meth["max_steps"] < meth["n_steps"]:
+        raise ConfigFileError(
+            f"max_steps = {meth['max_steps']} is below n_steps = {meth['n_steps']}",
+            file=path,
+            field="method.max_steps",
+            fix="give max_steps ≥ n_steps, or 0 for 4 × n_steps",
+        )
+
+
 def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
     """Validate a ``[method] kind = "likelihood"`` configuration (see :func:`load_config`)."""
     from tregsim.calibrate.data import LONG_FORMAT
@@ -659,20 +678,7 @@ def _load_likelihood(raw: dict, path: Path) -> LikelihoodConfig:
             field="method.thin",
             fix="make thin smaller or n_steps larger",
         )
-    if not meth["min_ess"] >= 0:
-        raise ConfigFileError(
-            f"min_ess = {meth['min_ess']} is negative",
-            file=path,
-            field="method.min_ess",
-            fix="give the effective sample size to run until (e.g. 400), or 0 to turn it off",
-        )
-    if meth["max_steps"] < 0 or 0 < meth["max_steps"] < meth["n_steps"]:
-        raise ConfigFileError(
-            f"max_steps = {meth['max_steps']} is below n_steps = {meth['n_steps']}",
-            file=path,
-            field="method.max_steps",
-            fix="give max_steps ≥ n_steps, or 0 for 4 × n_steps",
-        )
+    _check_ess_floor(meth, path)
     table = Table(meth["table"], path, "method.table", ConfigFileError).fields(_LIK_TABLE)
     meth["table"] = table
     _check_tolerances(sec, path, "rtol = 1e-6, atol = 1e-9")
@@ -880,7 +886,7 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
             + f" with move = {meth['move']!r})",
             file=path,
             field="method.n_walkers",
-            fix=f"give at least {least + (least % 2)} walkers"
+            fix=f"give at least {least} walkers"
             + (f" (twice the {len(free)} parameters)" if ensemble else ""),
         )
     if ("omega_q" in free) != (meth["n_xi"] > 1):
@@ -899,13 +905,7 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
             field="method.n_steps",
             fix="make n_steps larger than burn + thin (e.g. n_steps = 600, burn = 150)",
         )
-    if 0 < meth["max_steps"] < meth["n_steps"]:
-        raise ConfigFileError(
-            f"max_steps = {meth['max_steps']} is below n_steps = {meth['n_steps']}",
-            file=path,
-            field="method.max_steps",
-            fix="give max_steps ≥ n_steps, or 0 for 4 × n_steps",
-        )
+    _check_ess_floor(meth, path)
     meth["table"] = Table(meth["table"], path, "method.table", ConfigFileError).fields(
         _STRUCT_TABLE
     )

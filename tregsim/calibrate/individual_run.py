@@ -205,7 +205,8 @@ def calibrate_individual(
         print(
             f"warning: the ensemble's effective sample size is {ess:.0f} after {n_run} steps, "
             f"below min_ess = {meth['min_ess']:g} (largest autocorrelation time "
-            f"{post.names[int(np.nanargmax(tau))]}, {np.nanmax(tau):.0f} steps); fix: raise [method] max_steps or n_walkers",
+            f"{post.names[int(np.nanargmax(tau))]}, {np.nanmax(tau):.0f} steps); "
+            "fix: raise [method] max_steps or n_walkers",
             file=sys.stderr,
         )
 

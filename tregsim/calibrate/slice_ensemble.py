@@ -52,7 +52,6 @@ class SliceEnsemble:
             raise ValueError("every starting walker needs a finite log density")
         self.n_evals = 0
         self.chain: list[np.ndarray] = []
-        self.log_probs: list[np.ndarray] = []
 
     def _slice(self, i: int, direction: np.ndarray) -> tuple[int, int]:
         """One slice step of walker i along ``direction``; (expansions, contractions)."""
@@ -108,7 +107,6 @@ class SliceEnsemble:
             if tune and n_exp + n_con > 0:
                 self.mu *= 2.0 * max(n_exp, 1) / (n_exp + n_con)
             self.chain.append(self.x.copy())
-            self.log_probs.append(self.lp.copy())
 
     def get_chain(self) -> np.ndarray:
         """(steps, walkers, d)."""

@@ -426,8 +426,6 @@ def sample_posterior(
 
     Returns (u_map (d,), MAP log posterior, chain (n_run, n_walkers, d) in u with n_run ≥
     n_steps, mean acceptance fraction after the burn-in, timings dict)."""
-    import emcee
-
     if move not in ("independence", "stretch", "slice"):
         raise ValueError(f"move must be 'stretch', 'independence' or 'slice', got {move!r}")
     if move == "slice":
@@ -443,6 +441,8 @@ def sample_posterior(
             min_ess=min_ess,
             max_steps=max_steps,
         )
+    import emcee
+
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     u_map, lp_map = map_estimate(post, start)
@@ -543,6 +543,8 @@ def _sample_slice(
     (:func:`~tregsim.calibrate.likelihood.ensemble_ess`): the walkers of an ensemble move
     are not independent chains. The acceptance returned is 1 (a slice step always moves);
     ``timings["evals_per_walker_step"]`` is its cost."""
+    from tqdm.auto import tqdm
+
     from tregsim.calibrate.likelihood import ensemble_ess
     from tregsim.calibrate.slice_ensemble import SliceEnsemble
 
@@ -555,7 +557,7 @@ def _sample_slice(
     p0 = _laplace_walkers(post, u_map, cov, n_walkers, g)
     t0 = time.perf_counter()
     ens = SliceEnsemble(post, p0, g)
-    bar = _progress_bar(n_steps, progress, "slice sampling")
+    bar = tqdm(total=n_steps, disable=not progress, desc="slice sampling", leave=False)
     for n, tune in ((burn, True), (n_steps - burn, False)):
         for _ in range(n):
             ens.run(1, tune=tune)
@@ -576,12 +578,6 @@ def _sample_slice(
     t["sampling_s"] = time.perf_counter() - t0
     t["evals_per_walker_step"] = ens.n_evals / max(1, len(ens.chain) * n_walkers)
     return u_map, lp_map, ens.get_chain(), 1.0, t
-
-
-def _progress_bar(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, leave=False)
 
 
 def chain_ess(kept: np.ndarray) -> np.ndarray:
@@ -851,7 +847,7 @@ def calibrate_structure(
         # round 24: on the SBC's low-acceptance datasets the independence move's spread is
         # too narrow (logit q's SD half the slice sampler's) and more steps barely help
         slice_fix = (
-            f'set move = "slice" and n_walkers = {2 * post.dim + (2 * post.dim) % 2} '
+            f'set move = "slice" and n_walkers = {2 * post.dim} '
             "(ensemble slice sampling; docs/calibration.md, round 24), or "
             if meth.get("move") == "independence" and acceptance < LOW_ACCEPTANCE
             else ""
