@@ -500,6 +500,14 @@ def main(argv=None) -> int:
         config = load_config(a.config)
     except ValueError as e:
         ap.error(str(e))
+    d = len(V.CANDIDATES[config.candidate][0])
+    walkers = config.method["n_walkers"] if a.walkers is None else a.walkers
+    least = 2 * d if a.move == "slice" else 4
+    if walkers < least or (a.move == "slice" and walkers % 2):
+        ap.error(
+            f"--walkers {walkers}: --move {a.move} needs at least {least}"
+            + (" and an even number (twice the parameters)" if a.move == "slice" else "")
+        )
     model = load_model(config.model)
     rec = R.load_structure_records(config)
     table = R._curve_table(config, model, float(rec.visit_day.max()))

@@ -78,3 +78,22 @@ def test_criterion_counts_cells_and_sums_z_squared():
     assert c["cells"] == 4 and c["within"] == 3  # 0.85 is on the edge: within
     assert c["sum_z2"] == pytest.approx(z2)
     assert c["p_chi2"] == pytest.approx(stats.chi2.sf(z2, 4))
+
+
+@pytest.mark.parametrize("walkers", [None, "25"])
+def test_slice_with_too_few_or_odd_walkers_is_one_line_exit_2(walkers, tmp_path, capsys):
+    """The shipped config's 16 walkers (or 25) cannot run the slice move on 12 parameters:
+    argparse's one line and exit 2 before any set is drawn, not a traceback."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root.parent / "shared" / "data" / "placebo_cpeptide_individual.csv").is_file():
+        pytest.skip("records not present beside the checkout")
+    sbc = _benchmark_module("structure_likelihood_sbc")
+    argv = [str(root / "calibration" / "placebo_records_structure.toml"), "--move", "slice"]
+    argv += ["--out", str(tmp_path / "out")] + ([] if walkers is None else ["--walkers", walkers])
+    with pytest.raises(SystemExit) as e:
+        sbc.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and "needs at least 24 and an even number" in err[-1]
+    assert not (tmp_path / "out").exists()
