@@ -135,7 +135,7 @@ def run_set(s: Setup, k: int, seed: int, steps: int, burn: int) -> dict:
     t0 = time.perf_counter()
     truth, y, x, g = simulate_set(s, k, seed)
     cfg = s.lik_config
-    _, (_, _, kept, acc) = S.sample_on(
+    _, (_, _, kept, acc, _) = S.sample_on(
         y,
         truth,
         config=cfg,

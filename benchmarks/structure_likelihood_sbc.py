@@ -197,7 +197,7 @@ def sample_on(
     like = R.likelihood_for(config, table, dataclasses.replace(rec, y=y))
     post = R.StructurePosterior(like, config.candidate, priors)
     # the MAP does not depend on the start; starting at θ* only saves time
-    u_map, lp_map, chain, acc, _ = R.sample_posterior(
+    u_map, lp_map, chain, acc, timings = R.sample_posterior(
         post,
         n_walkers=config.method["n_walkers"] if n_walkers is None else n_walkers,
         n_steps=n_steps,
@@ -208,13 +208,17 @@ def sample_on(
         min_ess=min_ess,
         max_steps=max_steps,
     )
-    return post, (u_map, lp_map, chain[burn:].reshape(-1, post.dim), acc)
+    info = {"n_walkers": chain.shape[1]} | {
+        k: timings[k] for k in ("independence_acceptance", "switched_to_slice") if k in timings
+    }
+    return post, (u_map, lp_map, chain[burn:].reshape(-1, post.dim), acc, info)
 
 
 def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors, **sampler):
     """Set ``k``'s θ*, its posterior and the shipped sampler's run on its data (MAP, Laplace,
     independence move, the config's walkers): (truth, post, (u_map, lp_map, kept draws (n, d)
-    in u, acceptance)), with post and the run None when the simulated data are non-finite.
+    in u, acceptance, {"n_walkers": walkers used, and with move = "auto" the
+    "independence_acceptance" and "switched_to_slice"})), with post and the run None when the simulated data are non-finite.
     The one place SBC sets are made, so every benchmark checks the same posteriors."""
     truth, _, y, g = prior_dataset(k, config=config, rec=rec, table=table, seed=seed, priors=priors)
     if not np.all(np.isfinite(y)):
@@ -258,7 +262,7 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None, **sample
         # sets are counted and left out (the prior truncated to finite data; the count shows
         # how much of the prior that is)
         return row | {"nonfinite_data": True} | {f"true_{n}": v for n, v in truth.items()}
-    _, _, kept, acc = run
+    _, _, kept, acc, info = run
     u_true = post.u_of(truth)
     ranks = {n: float(np.mean(kept[:, i] < u_true[i])) for i, n in enumerate(names)}
     # the joint test quantity (Modrák et al. 2023, "SBC checking ... the choice of test
@@ -269,12 +273,10 @@ def one_set(k, *, config, rec, table, seed, n_steps, burn, priors=None, **sample
     row |= {"nonfinite_data": False, "acceptance": acc, "seconds": time.perf_counter() - t0}
     row |= {
         "kept_draws": len(kept),
-        "min_ess": float(
-            R.chain_ess(
-                kept.reshape(-1, sampler.get("n_walkers") or config.method["n_walkers"], len(names))
-            ).min()
-        ),
+        "min_ess": float(R.chain_ess(kept.reshape(-1, info["n_walkers"], len(names))).min()),
     }
+    # move = "auto": the acceptance that decided and whether the set went to the slice move
+    row |= {k: v for k, v in info.items() if k != "n_walkers"}
     row |= {f"true_{n}": v for n, v in truth.items()}
     row |= {f"rank_{n}": v for n, v in ranks.items()}
     # posterior SDs in the sampler's coordinates: two samplers on the same sets compare
@@ -446,9 +448,11 @@ def main(argv=None) -> int:
     ap.add_argument("--below-acceptance", type=float, default=0.2)
     ap.add_argument(
         "--move",
-        choices=("independence", "slice"),
+        choices=("independence", "slice", "auto"),
         default="independence",
-        help="the sampler: the shipped independence move, or ensemble slice sampling (round 24)",
+        help="the sampler: the shipped independence move, ensemble slice sampling (round 24), "
+        "or the independence move with a switch to the slice move below acceptance 0.2 "
+        "(round 25)",
     )
     ap.add_argument(
         "--walkers", type=int, default=None, help="walkers (default: the config's; slice: ≥ 2·d)"

@@ -56,7 +56,7 @@ def check_set(k, *, config, rec, table, seed, priors, steps, burn, n_is):
     )
     if post is None:
         return None
-    u_map, lp_map, kept, acc = run
+    u_map, lp_map, kept, acc, _ = run
     u_t = post.u_of(truth)
     lp_t = post(u_t)
     lp_mc = np.array([post(u) for u in kept[::2]])

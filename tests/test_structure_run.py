@@ -751,7 +751,7 @@ def test_independence_sampler_reaches_a_prior_dominated_tail(monkeypatch, tails,
 
 def test_unmet_ess_floor_is_reported_with_its_fix(folder, tmp_path, capsys):
     """A floor out of reach: the run goes to max_steps, finishes, and says which parameter
-    fell short and what to change (raise max_steps; the slice move when the independence
+    fell short and what to change (raise max_steps; move = "auto" when the independence
     move accepted < 20 %)."""
     cfg = tmp_path / "floor.toml"
     (tmp_path / "visits.csv").write_bytes((folder / "visits.csv").read_bytes())
@@ -762,7 +762,7 @@ def test_unmet_ess_floor_is_reported_with_its_fix(folder, tmp_path, capsys):
     assert "after 60 steps" in line and "fix: " in line and "max_steps" in line
     m = json.loads((tmp_path / "out" / "structure_test" / "manifest.json").read_text())
     assert m["results"]["n_steps_run"] == 60
-    assert ('move = "slice"' in line) == (m["results"]["acceptance"] < S.LOW_ACCEPTANCE)
+    assert ('move = "auto"' in line) == (m["results"]["acceptance"] < S.LOW_ACCEPTANCE)
 
 
 def test_slice_sampler_reaches_a_prior_dominated_tail():
@@ -798,6 +798,51 @@ def test_slice_ess_floor_extends_the_same_chain():
     _, _, capped, _, _ = S.sample_posterior(t, min_ess=1e6, max_steps=140, **kw)
     assert base.shape == (60, 22, t.dim) and capped.shape[0] == 140
     np.testing.assert_array_equal(capped[:60], base)
+
+
+@pytest.mark.parametrize("low, switched", [(1.01, True), (0.0, False)])
+def test_auto_move_switches_to_slice_below_the_acceptance_threshold(monkeypatch, low, switched):
+    """``move = "auto"``: when the independence move's acceptance after the burn-in is below
+    :data:`LOW_ACCEPTANCE`, the chain is the one ``move = "slice"`` gives with max(2·d, even)
+    walkers, draw for draw; otherwise it is the independence move's. The threshold is set so
+    that one run must switch and the other must not."""
+    monkeypatch.setattr(S, "LOW_ACCEPTANCE", low)
+    t = _RoughGaussian()
+    kw = dict(n_steps=40, seed=3, burn=16)
+    _, lp, chain, acc, tm = S.sample_posterior(t, n_walkers=15, move="auto", **kw)
+    ref = (
+        S.sample_posterior(t, n_walkers=22, move="slice", **kw)
+        if switched
+        else S.sample_posterior(t, n_walkers=15, move="independence", **kw)
+    )
+    np.testing.assert_array_equal(chain, ref[2])
+    assert lp == ref[1] and acc == ref[3]
+    assert tm["switched_to_slice"] == float(switched)
+    assert 0.0 < tm["independence_acceptance"] < 1.0
+
+
+def test_auto_move_is_reported_and_recorded(folder, tmp_path, capsys, monkeypatch):
+    """``tregsim calibrate`` with ``move = "auto"`` that switches: the summary line says so
+    with the acceptance that decided, and the posterior file and manifest name the sampler
+    used and its walkers."""
+    import arviz as az
+
+    monkeypatch.setattr(S, "LOW_ACCEPTANCE", 1.01)
+    cfg = tmp_path / "auto.toml"
+    (tmp_path / "visits.csv").write_bytes((folder / "visits.csv").read_bytes())
+    cfg.write_text(CONFIG.replace("n_walkers = 22", 'n_walkers = 16\nmove = "auto"'))
+    rc, out, err = _run(["calibrate", str(cfg), "--out", str(tmp_path / "out")], capsys)
+    assert rc == 0, err
+    assert "move auto (switched: independence acceptance" in out
+    assert "ensemble slice sampling: 22 walkers" in out
+    post = az.from_netcdf(tmp_path / "out" / "structure_test.nc").posterior
+    assert (post.attrs["move"], post.attrs["move_used"], post.sizes["chain"]) == (
+        "auto",
+        "slice",
+        22,
+    )
+    m = json.loads((tmp_path / "out" / "structure_test" / "manifest.json").read_text())
+    assert m["results"]["timings_s"]["switched_to_slice"] == 1.0
 
 
 # --------------------------------------------------------------------------- end to end

@@ -737,7 +737,9 @@ _STRUCT_SCHEMA: dict[str, dict[str, Field]] = {
         "n_eta": Field(int, default=33, lo=5),
         "zeta_nodes": Field(str, default="adaptive", choices=("adaptive", "fixed")),
         "n_xi": Field(int, default=1, lo=1, hi=15),
-        "move": Field(str, default="independence", choices=("independence", "stretch", "slice")),
+        "move": Field(
+            str, default="independence", choices=("independence", "stretch", "slice", "auto")
+        ),
         "min_ess": Field(float, default=400.0, lo=0.0),
         "max_steps": Field(int, default=0, lo=0),
         "n_predictive_draws": Field(int, default=400, lo=20),

@@ -424,10 +424,37 @@ def sample_posterior(
     :func:`chain_ess` measures it. The stopping rule looks at the chain only, not at θ, and the
     kernel never changes after the burn-in (docs/calibration.md, "Run until the ESS floor").
 
-    Returns (u_map (d,), MAP log posterior, chain (n_run, n_walkers, d) in u with n_run ≥
+    ``"slice"``: ensemble slice sampling (:func:`_sample_slice`). ``"auto"``: the independence
+    move; when its acceptance after the burn-in is below :data:`LOW_ACCEPTANCE`, that chain is
+    discarded and the posterior is sampled again by ensemble slice sampling from the same MAP,
+    with max(2·d, ``n_walkers`` rounded up to even) walkers (the chain is then the one
+    ``move = "slice"`` gives with those walkers). ``timings["switched_to_slice"]`` is 1 or 0,
+    ``timings["independence_acceptance"]`` the acceptance that decided.
+
+    Returns (u_map (d,), MAP log posterior, chain (n_run, walkers, d) in u with n_run ≥
     n_steps, mean acceptance fraction after the burn-in, timings dict)."""
-    if move not in ("independence", "stretch", "slice"):
-        raise ValueError(f"move must be 'stretch', 'independence' or 'slice', got {move!r}")
+    if move not in ("independence", "stretch", "slice", "auto"):
+        raise ValueError(f"move must be 'stretch', 'independence', 'slice' or 'auto', got {move!r}")
+    kw = dict(seed=seed, progress=progress, start=start, burn=burn, thin=thin)
+    floor = dict(min_ess=min_ess, max_steps=max_steps)
+    if move == "auto":
+        res = sample_posterior(
+            post, n_walkers=n_walkers, n_steps=n_steps, move="independence", **kw, **floor
+        )
+        acc = res[3]
+        t = {"independence_acceptance": acc, "switched_to_slice": float(acc < LOW_ACCEPTANCE)}
+        if acc >= LOW_ACCEPTANCE:
+            return (*res[:4], res[4] | t)
+        walkers = max(2 * post.dim, n_walkers + n_walkers % 2)
+        if progress:
+            print(
+                f"the independence move accepted {acc:.2f} < {LOW_ACCEPTANCE}: its spread can "
+                f"be too narrow; sampling again by ensemble slice sampling, {walkers} walkers",
+                file=sys.stderr,
+            )
+        out = _sample_slice(post, n_walkers=walkers, n_steps=n_steps, map_=res[:2], **kw, **floor)
+        t |= {f"independence_{k}": v for k, v in res[4].items()}
+        return (*out[:4], out[4] | t)
     if move == "slice":
         return _sample_slice(
             post,
@@ -518,6 +545,10 @@ def sample_posterior(
     return u_map, lp_map, np.concatenate(chains), acc, t
 
 
+def _sampler_name(move: str) -> str:
+    return "ensemble slice sampling" if move == "slice" else f"emcee ({move} move)"
+
+
 def _laplace_walkers(post, u_map, cov, n_walkers: int, g) -> np.ndarray:
     """Starting walkers (n_walkers, d) from N(MAP, Laplace covariance), each redrawn until
     its log posterior is finite; ``g`` a Generator, consumed in walker order."""
@@ -533,7 +564,7 @@ def _laplace_walkers(post, u_map, cov, n_walkers: int, g) -> np.ndarray:
 
 
 def _sample_slice(
-    post, *, n_walkers, n_steps, seed, progress, start, burn, thin, min_ess, max_steps
+    post, *, n_walkers, n_steps, seed, progress, start, burn, thin, min_ess, max_steps, map_=None
 ):
     """:func:`sample_posterior` with ``move = "slice"``: MAP, Laplace covariance, walkers from
     N(MAP, Laplace covariance), then ensemble slice sampling
@@ -542,7 +573,8 @@ def _sample_slice(
     (:func:`chain_ess`) and the ensemble's autocorrelation ESS
     (:func:`~tregsim.calibrate.likelihood.ensemble_ess`): the walkers of an ensemble move
     are not independent chains. The acceptance returned is 1 (a slice step always moves);
-    ``timings["evals_per_walker_step"]`` is its cost."""
+    ``timings["evals_per_walker_step"]`` is its cost. ``map_``: (u_map, log posterior) when
+    already found (the MAP is deterministic, so the chain is the same)."""
     from tqdm.auto import tqdm
 
     from tregsim.calibrate.likelihood import ensemble_ess
@@ -550,7 +582,7 @@ def _sample_slice(
 
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    u_map, lp_map = map_estimate(post, start)
+    u_map, lp_map = map_estimate(post, start) if map_ is None else map_
     cov = laplace_covariance(post, u_map)
     t["map_s"] = time.perf_counter() - t0
     g = trng.block_generator(seed, "calibrate.structure.slice", 0)
@@ -776,6 +808,8 @@ def calibrate_structure(
         max_steps=int(meth["max_steps"]) or None,
     )
     timings |= t_s
+    n_walkers = chain_u.shape[1]  # move = "auto" may have switched to the slice's walkers
+    move_used = "slice" if t_s.get("switched_to_slice") else meth.get("move", "stretch")
     n_run = chain_u.shape[0]  # n_steps, or more when the ESS floor extended the chain
     t0 = time.perf_counter()
     flat_u = chain_u[burn:].reshape(-1, post.dim)
@@ -847,8 +881,8 @@ def calibrate_structure(
         # round 24: on the SBC's low-acceptance datasets the independence move's spread is
         # too narrow (logit q's SD half the slice sampler's) and more steps barely help
         slice_fix = (
-            f'set move = "slice" and n_walkers = {2 * post.dim} '
-            "(ensemble slice sampling; docs/calibration.md, round 24), or "
+            f'set move = "auto" (or "slice" with n_walkers = {2 * post.dim}; ensemble slice '
+            "sampling, docs/calibration.md, round 24), or "
             if meth.get("move") == "independence" and acceptance < LOW_ACCEPTANCE
             else ""
         )
@@ -911,6 +945,7 @@ def calibrate_structure(
             "burn": burn,
             "thin": thin,
             "move": meth.get("move", "stretch"),
+            "move_used": move_used,
             "baseline_day": config.baseline_day,
             "lloq_nmol_l": config.lloq_nmol_l,
             "n_participants": len(rec.ids),
@@ -933,7 +968,7 @@ def calibrate_structure(
         out / "figures" / "trace.png",
         burn=burn,
         map_theta=[theta_map[n] for n in names],
-        title=f"{config.name}: emcee ({meth.get('move', 'stretch')} move), {n_walkers} walkers "
+        title=f"{config.name}: {_sampler_name(move_used)}, {n_walkers} walkers "
         f"x {n_run} steps ({shown} shown), acceptance {acceptance:.2f}",
         dpi=80,
     )
@@ -972,7 +1007,7 @@ def calibrate_structure(
         kept_steps_per_tau=ratio,
         timings_s=timings,
         n_steps_run=n_run,
-        method=dict(meth),
+        method=dict(meth) | {"n_walkers": n_walkers, "move_used": move_used},
         quadrature=quad,
     )
 
@@ -1253,8 +1288,13 @@ def report_lines(res: StructureRunResult) -> list[str]:
             + f"{r['contraction']:>9.2f}{r['rhat']:>9.3f}{r['ess_bulk']:>9.0f}"
             f"{r['autocorr_time_steps']:>9.0f}"
         )
-    move = m.get("move", "stretch")
-    sampler = "ensemble slice sampling" if move == "slice" else f"emcee ({move} move)"
+    sampler = _sampler_name(m.get("move_used", m.get("move", "stretch")))
+    if m.get("move") == "auto":
+        how = "switched: " if m.get("move_used") == "slice" else ""
+        sampler = (
+            f"move auto ({how}independence acceptance "
+            f"{res.timings_s.get('independence_acceptance', float('nan')):.2f}), {sampler}"
+        )
     lines.append(
         f"  {sampler}: {m['n_walkers']} walkers x "
         f"{res.n_steps_run or m['n_steps']} steps (burn {m['burn']}, thin "
