@@ -201,12 +201,12 @@ def calibrate_individual(
     units |= {n: BASELINE_UNITS[n] for n in names if n in BASELINE_UNITS}
     ratio = float((n_run - burn) / np.max(tau)) if np.all(np.isfinite(tau)) else float("nan")
     ess = n_walkers * ratio
-    if meth["min_ess"] > 0 and not ess >= meth["min_ess"] and progress:
+    if meth["min_ess"] > 0 and not ess >= meth["min_ess"]:  # a warning, even with --quiet
         print(
             f"warning: the ensemble's effective sample size is {ess:.0f} after {n_run} steps, "
             f"below min_ess = {meth['min_ess']:g} (largest autocorrelation time "
             f"{post.names[int(np.nanargmax(tau))]}, {np.nanmax(tau):.0f} steps); "
-            "fix: raise [method] max_steps or n_walkers",
+            f"fix: raise max_steps or n_walkers in [method] of {config.path.name}",
             file=sys.stderr,
         )
 
