@@ -28,6 +28,16 @@ of the records' month-12 participants, weighted by their count; built in memory,
 written): the like-for-like comparison with a closed form that takes its Δ and residual SD
 from the records. The experiment's population is the default.
 
+``--population structure`` (round 25) leaves the experiment out altogether: each virtual trial
+draws its patients' ages from the records' month-12 participants and simulates them with the
+calibration's own simulator of the records
+(:func:`tregsim.calibrate.variability.ancova_power_by_simulation`: the structure's baseline law
+μ_c + μ_a·ln(age/10) + s_c·ζ, its hazard and its Student-t visits; the curve table of the
+structure config). This is the model of the records' population itself, so the comparison
+with a closed form taken from the records is like for like in the population too; the
+experiment's populations above differ from it in their baseline law (lognormal per age group
+from the month-0 aggregates, deconvolved; one baseline day). AUC scale only.
+
 ``--theta map`` (round 21): every virtual trial takes the shipped posterior's MAP
 (``calibration/natural_history_structure.json``, with the posterior's s₀, k_re) instead of
 posterior draw r for trial r: power at the point estimate, like the closed form's plug-in of
@@ -144,6 +154,85 @@ def model_n(exp, X, scale, grid, trials, seed, posterior=None) -> dict:
         }
 
 
+def structure_n(thetas, age, X, grid, trials, seed) -> dict:
+    """The structure's own N per arm for 80 % power (None beyond ``grid``, a ``lo:hi:step``
+    string): trials of ages drawn from ``age`` (years), trial r with ``thetas[r % len]``
+    (:func:`~tregsim.calibrate.variability.ancova_power_by_simulation`; one generator per N,
+    seeded from ``seed`` and N, so adding grid points leaves the others' power unchanged)."""
+    from tregsim.calibrate import structure_run as R
+    from tregsim.calibrate import variability as V
+    from tregsim.calibrate.config import load_config
+    from tregsim.model import load_model
+
+    cfg = load_config(project_root() / "calibration" / "placebo_records_structure.toml")
+    table = R._curve_table(cfg, load_model(cfg.model), 12 * 30.4375 + 1.0)
+    lo, hi, step = (int(v) for v in grid.split(":"))
+    power = {}
+    for n in range(lo, hi + 1, step):
+        rng = np.random.default_rng([seed, n])
+        power[n] = float(
+            V.ancova_power_by_simulation(
+                table,
+                thetas,
+                age,
+                np.array([n]),
+                X,
+                rng,
+                n_trials=trials,
+                baseline_day=cfg.baseline_day,
+            )[0]
+        )
+        if power[n] >= 0.8:
+            return {"n": n, "power": power[n]}
+    return {"n": None, "power": power[hi]}
+
+
+def structure_components(thetas, age, X, n, trials, seed) -> dict:
+    """Where the structure's N goes (round 25): over ``trials`` control arms of 2·``n``
+    patients (ages drawn from ``age``, years; trial r with ``thetas[r % len]``), the mean Δ
+    of a relative effect ``X`` on the observed month-12 AUC (as the closed form takes it from
+    the records) and the month-12 ANCOVA residual SD of the median trial and the root mean
+    residual variance. Under a heavy-tailed deviation the median trial's residual variance
+    rises with the trial's size towards the mean, so a closed form that plugs in a smaller
+    study's residual SD needs fewer patients than the model for larger trials."""
+    from tregsim.calibrate import structure_run as R
+    from tregsim.calibrate import variability as V
+    from tregsim.calibrate.config import load_config
+    from tregsim.model import load_model
+
+    cfg = load_config(project_root() / "calibration" / "placebo_records_structure.toml")
+    table = R._curve_table(cfg, load_model(cfg.model), 12 * 30.4375 + 1.0)
+    rng = np.random.default_rng([seed, n, 1])
+    var, delta = np.empty(trials), np.empty(trials)
+    for r in range(trials):
+        a = rng.choice(age, 2 * n)
+        y = V.simulate_observed(
+            table, thetas[r % len(thetas)], a, np.array([0, 12]), rng, baseline_day=cfg.baseline_day
+        )[0]
+        var[r] = ancova_resid_sd(np.log1p(y[:, 1]), np.log1p(y[:, 0]), a) ** 2
+        delta[r] = np.mean(np.log1p((1 + X) * y[:, 1]) - np.log1p(y[:, 1]))
+    return {
+        "delta": float(delta.mean()),
+        "resid_sd_median_trial": float(np.sqrt(np.median(var))),
+        "resid_sd_rms": float(np.sqrt(var.mean())),
+    }
+
+
+def structure_thetas(theta: str) -> list[dict]:
+    """The shipped records-structure posterior's draws (or its MAP alone) as structures."""
+    import json
+
+    from tregsim.posterior import DEFAULT_POSTERIOR, load_posterior
+
+    post = load_posterior(DEFAULT_POSTERIOR)
+    fixed = {"sigma_bio": 0.0, "tau_bio": 180.0}
+    if theta == "map":
+        st = project_root() / "calibration" / "natural_history_structure.json"
+        return [json.loads(st.read_text())["theta"] | fixed]
+    n = len(next(iter(post.values())))
+    return [{k: float(v[i]) for k, v in post.items()} | fixed for i in range(n)]
+
+
 def closed_form(y0, y12, age, X):
     """(Δ, treated residual SD, N control SD, N each arm's SD) of the closed form for a
     relative effect ``X`` on the AUC, from records (y₀, y₁₂ nmol/L, age years)."""
@@ -164,10 +253,11 @@ def main(argv=None) -> int:
     ap.add_argument("--experiment", default="experiments/nct06708780.toml")
     ap.add_argument(
         "--population",
-        choices=("experiment", "records"),
+        choices=("experiment", "records", "structure"),
         default="experiment",
-        help="the model's virtual population: the experiment's (default) or the experiment's "
-        "with the records' age mix (the like-for-like comparison)",
+        help="the model's virtual population: the experiment's (default), the experiment's "
+        "with the records' age mix, or the records' participants' ages under the calibrated "
+        "structure's own baseline law (the calibration's simulator; AUC scale only)",
     )
     ap.add_argument(
         "--theta",
@@ -188,11 +278,18 @@ def main(argv=None) -> int:
         ap.error("--bootstrap must be ≥ 0 and --trials ≥ 10")
     exp = load_experiment(project_root() / a.experiment)
     y0, y12, age = records_month12()
-    if a.population == "records":
+    thetas = None
+    if a.population == "structure":
+        thetas = structure_thetas(a.theta)
+        print(
+            "model population: the records' month-12 participants' ages, the calibrated "
+            f"structure's own baseline law ({len(thetas)} parameter set(s))"
+        )
+    elif a.population == "records":
         exp = with_records_age_mix(exp, age)
         print("model population: the experiment's, with the records' age mix (whole years)")
     post = None
-    if a.theta == "map":
+    if a.theta == "map" and thetas is None:
         tmp_post = tempfile.TemporaryDirectory()
         post = Path(tmp_post.name) / "map.nc"
         map_posterior(post)
@@ -207,6 +304,32 @@ def main(argv=None) -> int:
         delta, sd_t, n_cf, n_cf2 = closed_form(y0, y12, age, X)
         nb = np.array([closed_form(y0[b], y12[b], age[b], X)[3] for b in boot])
         lo, hi = np.quantile(nb, [0.025, 0.975]) if nb.size else (np.nan, np.nan)
+        if thetas is not None:
+            n_auc = structure_n(thetas, age, X, grid, a.trials, a.seed)["n"]
+            edge = {None: "beyond the grid", int(grid.split(":")[0]): "at the grid's start"}
+            what = (
+                f"{n_auc} (ratio {n_auc / n_cf2:.2f} to each arm's SD, "
+                f"{n_auc / n_cf:.2f} to the control SD)"
+                if n_auc not in edge
+                else f"{edge[n_auc]} {grid}: widen it"
+            )
+            print(
+                f"+{100 * X:.0f}%: closed form {n_cf} (control SD) / {n_cf2} (each arm's SD, "
+                f"95 % {lo:.0f}-{hi:.0f}); structure {what}",
+                flush=True,
+            )
+            if n_auc not in edge:
+                c = structure_components(thetas, age, X, n_auc, a.trials, a.seed)
+                print(
+                    f"  at {n_auc} per arm: model Δ {c['delta']:.4f} (records {delta:.4f}; "
+                    f"factor {(delta / c['delta']) ** 2:.3f}); control residual SD of the "
+                    f"median trial {c['resid_sd_median_trial']:.4f}, root mean variance "
+                    f"{c['resid_sd_rms']:.4f} (records {sd_c:.4f}; factors "
+                    f"{(c['resid_sd_median_trial'] / sd_c) ** 2:.3f} / "
+                    f"{(c['resid_sd_rms'] / sd_c) ** 2:.3f})",
+                    flush=True,
+                )
+            continue
         m_auc = model_n(exp, X, "auc", grid, a.trials, a.seed, post)
         m_gm = model_n(exp, float(np.expm1(delta)), "auc_plus_1", grid, a.trials, a.seed, post)
         n_auc, n_gm = m_auc["n"], m_gm["n"]
@@ -231,7 +354,8 @@ def main(argv=None) -> int:
             }
         )
         print(pd.DataFrame(rows[-1:]).T.to_string(header=False), flush=True)
-    print(pd.DataFrame(rows).to_string(index=False))
+    if rows:
+        print(pd.DataFrame(rows).to_string(index=False))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Round 21's item-4 tools: the month-by-month residual-tail statistics
 (``benchmarks/residual_tails_by_month.py``) against statsmodels and scipy, the records' age
-mix of ``benchmarks/sample_size_vs_closed_form.py --population records`` and its
-``--theta map`` posterior, and the
+mix of ``benchmarks/sample_size_vs_closed_form.py --population records``, its
+``--theta map`` posterior and its ``--population structure`` parameter sets, and the
 ``late_tail`` extension of ``benchmarks/structure_extension_loso.py`` (its own ν after
 month 6) against the plain Student-t likelihood and simulation it must reduce to."""
 
@@ -59,6 +59,25 @@ def test_records_age_mix_reproduces_the_whole_year_counts():
     assert stats.kstest(drawn[np.floor(drawn) == 14] - 14.0, "uniform").pvalue > 1e-3
     # the experiment's other covariates are untouched
     assert mixed.population.cpep_baseline is exp.population.cpep_baseline
+
+
+def test_structure_population_takes_the_shipped_posterior_or_its_map():
+    """``--population structure``: one structure per posterior draw (draw i's values), or the
+    structure file's MAP alone; the OU terms the records structure does not have are off."""
+    import json
+
+    from tregsim.posterior import DEFAULT_POSTERIOR, load_posterior
+
+    ss = _benchmark_module("sample_size_vs_closed_form")
+    post = load_posterior(DEFAULT_POSTERIOR)
+    draws = ss.structure_thetas("posterior")
+    assert len(draws) == post["q"].size
+    for i in (0, len(draws) - 1):
+        assert all(draws[i][k] == float(v[i]) for k, v in post.items())
+        assert draws[i]["sigma_bio"] == 0.0
+    (m,) = ss.structure_thetas("map")
+    st = json.loads((project_root() / "calibration" / "natural_history_structure.json").read_text())
+    assert all(m[k] == v for k, v in st["theta"].items()) and m["sigma_bio"] == 0.0
 
 
 @pytest.fixture(scope="module")

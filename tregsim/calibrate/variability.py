@@ -904,7 +904,7 @@ def ou_paths(rng, shape: tuple, days: np.ndarray, sd: float, tau_days: float) ->
 # ------------------------------------------------------------------ model-based power
 def ancova_power_by_simulation(
     table,
-    th: dict,
+    th: dict | list[dict],
     age_pool: np.ndarray,
     n_per_arm: np.ndarray,
     relative_effect: float,
@@ -921,7 +921,12 @@ def ancova_power_by_simulation(
     Patients' ages are drawn from ``age_pool`` (years); the treated arm's noise-free C-peptide
     at ``month`` is (1 + ``relative_effect``) times what it would have been (the treatment
     effect acts on β-cell function, before the observation model); baseline untouched.
+    ``th``: one structure for every trial, or a list (e.g. posterior draws) of which trial r
+    takes item r mod its length, so the power averages over the parameters' uncertainty.
     """
+    thetas = [th] if isinstance(th, dict) else list(th)
+    if not thetas:
+        raise ValueError("ancova_power_by_simulation: th is an empty list of structures")
     out = []
     for n in np.atleast_1d(n_per_arm):
         n = int(n)
@@ -930,7 +935,7 @@ def ancova_power_by_simulation(
         for r in range(n_trials):
             y[r] = simulate_observed(
                 table,
-                th,
+                thetas[r % len(thetas)],
                 ages[r],
                 np.array([0, month]),
                 rng,
