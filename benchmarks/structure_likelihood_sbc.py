@@ -190,7 +190,10 @@ def sample_on(
     n_walkers=None,
 ):
     """The shipped sampler (MAP, Laplace, independence move, the config's walkers) on records
-    with values ``y``: (post, (u_map, lp_map, kept draws (n, d) in u, acceptance)).
+    with values ``y``: (post, (u_map, lp_map, kept draws (n, d) in u, acceptance, info)); info
+    holds the walkers used, :func:`structure_run.quadrature_check`'s error at the MAP and
+    spread over it and 20 kept draws (nats), and with ``move = "auto"`` the acceptance that
+    decided and whether it switched.
     ``min_ess`` > 0: the chain runs on until every coordinate's ESS over the kept draws reaches
     it (or ``max_steps``; :func:`structure_run.sample_posterior`). ``move = "slice"``:
     ensemble slice sampling instead (round 24), with ``n_walkers`` (default the config's)."""
@@ -211,7 +214,19 @@ def sample_on(
     info = {"n_walkers": chain.shape[1]} | {
         k: timings[k] for k in ("independence_acceptance", "switched_to_slice") if k in timings
     }
-    return post, (u_map, lp_map, chain[burn:].reshape(-1, post.dim), acc, info)
+    kept = chain[burn:].reshape(-1, post.dim)
+    # the quadrature check `tregsim calibrate` runs (and warns on), so the SBC can be read by
+    # whether a user would have been warned (round 25: on some hard sets the η nodes are off
+    # by several nats)
+    pick = np.linspace(0, len(kept) - 1, R.QUADRATURE_CHECK_DRAWS).round().astype(int)
+    quad = R.quadrature_check(
+        config, table, dataclasses.replace(rec, y=y), post, np.vstack([u_map, kept[pick]])
+    )
+    info |= {
+        "quad_error_map_nats": quad["error_map_nats"],
+        "quad_spread_nats": quad["error_spread_nats"],
+    }
+    return post, (u_map, lp_map, kept, acc, info)
 
 
 def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors, **sampler):

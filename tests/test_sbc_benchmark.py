@@ -97,3 +97,35 @@ def test_slice_with_too_few_or_odd_walkers_is_one_line_exit_2(walkers, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and "needs at least 24 and an even number" in err[-1]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning")  # one set: no SD
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_one_set_records_the_sampler_used_and_the_quadrature_check(tmp_path, monkeypatch):
+    """One SBC set end to end on a small synthetic records file, ``--move auto`` forced to
+    switch: the row has the slice's walkers × kept steps, the acceptance that decided, and the
+    quadrature check `tregsim calibrate` runs (error at the MAP, spread over the draws)."""
+    from test_structure_run import CONFIG, _synthetic, _write_csv
+
+    import tregsim
+    from tregsim.calibrate import structure_run as R
+    from tregsim.calibrate.likelihood import CurveTable
+
+    table = CurveTable(
+        tregsim.load_model("treg_t1d"),
+        fixed={"s0": 0.41, "k_re": 0.02},
+        n_loglam=41,
+        n_q=11,
+        max_day=900.0,
+        day_step=10.0,
+    )
+    _write_csv(_synthetic(table, 30, 2), tmp_path / "visits.csv")
+    (tmp_path / "s.toml").write_text(CONFIG)
+    monkeypatch.setattr(R, "LOW_ACCEPTANCE", 1.01)
+    sbc = _benchmark_module("structure_likelihood_sbc")
+    argv = [str(tmp_path / "s.toml"), "--sets", "1", "--steps", "24", "--burn", "8"]
+    assert sbc.main(argv + ["--move", "auto", "--out", str(tmp_path / "out")]) == 0
+    row = pd.read_csv(tmp_path / "out" / "sbc_sets.csv").iloc[0]
+    assert row["switched_to_slice"] == 1.0 and 0 < row["independence_acceptance"] < 1
+    assert row["kept_draws"] == 22 * 16 and row["acceptance"] == 1.0
+    assert np.isfinite(row["quad_error_map_nats"]) and row["quad_spread_nats"] >= 0
