@@ -124,7 +124,7 @@ def test_one_set_records_the_sampler_used_and_the_quadrature_check(tmp_path, mon
     monkeypatch.setattr(R, "LOW_ACCEPTANCE", 1.01)
     sbc = _benchmark_module("structure_likelihood_sbc")
     argv = [str(tmp_path / "s.toml"), "--sets", "1", "--steps", "24", "--burn", "8"]
-    assert sbc.main(argv + ["--move", "auto", "--out", str(tmp_path / "out")]) == 0
+    assert sbc.main([*argv, "--move", "auto", "--out", str(tmp_path / "out")]) == 0
     row = pd.read_csv(tmp_path / "out" / "sbc_sets.csv").iloc[0]
     assert row["switched_to_slice"] == 1.0 and 0 < row["independence_acceptance"] < 1
     assert row["kept_draws"] == 22 * 16 and row["acceptance"] == 1.0
