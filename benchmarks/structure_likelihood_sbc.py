@@ -319,6 +319,14 @@ def lp_rank_summary(df: pd.DataFrame) -> dict | None:
 KEPT_DRAWS = 4000  # 16 walkers × 250 kept steps: the documented command's draws per set
 
 
+def kept_draws(df: pd.DataFrame) -> int:
+    """The kept draws behind each rank: the rows' median ``kept_draws`` (24 walkers of the slice
+    move keep 4,800), :data:`KEPT_DRAWS` for files without the column."""
+    if "kept_draws" in df and df["kept_draws"].notna().any():
+        return int(df["kept_draws"].median())
+    return KEPT_DRAWS
+
+
 def coverage(df: pd.DataFrame, n_draws: int = KEPT_DRAWS) -> pd.DataFrame:
     """Per parameter: central 50 / 90 % coverage with Monte-Carlo SEs, the KS p-value of rank
     uniformity, and the effect size of a non-flat histogram
@@ -370,7 +378,8 @@ def criterion(cov: pd.DataFrame) -> dict:
 
 def report(df: pd.DataFrame, out: Path) -> None:
     """Write ``out/sbc_coverage.csv`` and print the coverage table and the set summary."""
-    cov = coverage(df)
+    n_kept = kept_draws(df[~df["nonfinite_data"].astype(bool)])
+    cov = coverage(df, n_kept)
     with atomic_path(out / "sbc_coverage.csv") as tmp:
         cov.to_csv(tmp, index=False)
     print(cov.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -392,9 +401,9 @@ def report(df: pd.DataFrame, out: Path) -> None:
     if len(ranks) and np.all(np.isfinite(ranks)):
         # θ* beyond every kept draw (rank 0 or 1): probability 2/(L+1) per cell if calibrated
         outside = (ranks == 0) | (ranks == 1)
-        p_cell = 2.0 / (KEPT_DRAWS + 1)
+        p_cell = 2.0 / (n_kept + 1)
         print(
-            f"θ* beyond all {KEPT_DRAWS} kept draws: {int(outside.sum())} cells in "
+            f"θ* beyond all {n_kept} kept draws: {int(outside.sum())} cells in "
             f"{int(outside.any(axis=1).sum())} of {len(ranks)} sets "
             f"(calibrated: {outside.size * p_cell:.2f} cells expected)"
         )
@@ -406,11 +415,11 @@ def report(df: pd.DataFrame, out: Path) -> None:
     )
 
 
-def paired(old: pd.DataFrame, new: pd.DataFrame, n_draws: int = KEPT_DRAWS) -> pd.DataFrame:
+def paired(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """Two samplers on the same datasets (rows matched by ``set``; their θ* must agree): per
-    parameter, each one's 50 / 90 % coverage, ``truth_z_mean`` / ``truth_z_sd``, the count of
-    θ* beyond all draws, and the Spearman correlation of the two runs' ranks (≈ 1 where both
-    samplers find the same posterior)."""
+    parameter, each one's 50 / 90 % coverage, ``truth_z_mean`` / ``truth_z_sd`` (each run with
+    its own :func:`kept_draws`), the count of θ* beyond all draws, and the Spearman correlation
+    of the two runs' ranks (≈ 1 where both samplers find the same posterior)."""
     from tregsim.calibrate.diagnostics import sbc_location_spread
 
     m = old.merge(new, on="set", suffixes=("_old", "_new"))
@@ -420,13 +429,14 @@ def paired(old: pd.DataFrame, new: pd.DataFrame, n_draws: int = KEPT_DRAWS) -> p
     if not np.allclose(a, b, rtol=1e-12, atol=0):
         raise ValueError("--paired: the two files' θ* differ (not the same datasets)")
     rows = []
+    n_kept = {"old": kept_draws(old), "new": kept_draws(new)}
     for c in [c for c in old.columns if c.startswith("rank_")]:
         row = {"parameter": c[5:], "n_sets": len(m)}
         for tag in ("old", "new"):
             r = m[f"{c}_{tag}"].to_numpy(float)
             row[f"coverage_50_{tag}"] = float(np.mean(np.abs(r - 0.5) < 0.25))
             row[f"coverage_90_{tag}"] = float(np.mean(np.abs(r - 0.5) < 0.45))
-            zm, zs = sbc_location_spread(r[:, None], n_draws)
+            zm, zs = sbc_location_spread(r[:, None], n_kept[tag])
             row[f"truth_z_mean_{tag}"], row[f"truth_z_sd_{tag}"] = float(zm[0]), float(zs[0])
             row[f"beyond_all_draws_{tag}"] = int(np.sum((r == 0) | (r == 1)))
         row["rank_spearman"] = float(stats.spearmanr(m[f"{c}_old"], m[f"{c}_new"])[0])
