@@ -349,7 +349,8 @@ def test_quadrature_check_measures_the_error_a_dense_grid_shows(table):
     grid's in η). On the config's own 37 × 33 nodes the check's error (config nodes − 2n − 1
     nodes) must match config − reference to 0.05 nats at the first point and in its spread,
     and its verdict must be the reference's; on 9 × 9 nodes the reference's spread exceeds the
-    threshold, and the check must say so."""
+    threshold, and the check must say so and name the axis whose dense refinement alone moves
+    the likelihood more."""
     th = TRUTH | {"omega_lambda": 1.2, "sigma_meas": 0.08, "kappa": 0.0}
     rec = _synthetic(table, 40, 14)
     rec.y = V.simulate_records(table, th, rec, np.random.default_rng(141))[0]
@@ -378,6 +379,19 @@ def test_quadrature_check_measures_the_error_a_dense_grid_shows(table):
     assert qc["ok"] == (true_spread <= S.QUADRATURE_SPREAD_NATS)
     qc, true_spread, _ = spreads[9]
     assert true_spread > S.QUADRATURE_SPREAD_NATS and not qc["ok"]
+    # the axis it names is the one whose dense refinement alone moves the likelihood more
+    cfg = _grid_config(9, 9)
+    post = S.StructurePosterior(S.likelihood_for(cfg, table, rec), "lincovariate+power", priors)
+    u0 = post.u_of(th)
+    us = np.vstack([u0, u0 + 0.05 * np.random.default_rng(142).standard_normal((5, u0.size))])
+    own = np.array([S.independent_log_lik(post.like, post.theta(u)).sum() for u in us])
+    true_axis = {}
+    for axis, nodes in (("zeta", (145, 9)), ("eta", (9, 257))):
+        dense = S.likelihood_for(_grid_config(*nodes), table, rec)
+        e = own - np.array([S.independent_log_lik(dense, post.theta(u)).sum() for u in us])
+        true_axis[axis] = float(e.max() - e.min())
+    assert qc["axis"] == max(true_axis, key=true_axis.get), (qc, true_axis)
+    assert qc["ok"] is False and set(qc) >= {"error_spread_zeta_nats", "error_spread_eta_nats"}
 
 
 def test_kernel_log_ndtr_matches_scipy():
