@@ -835,6 +835,27 @@ def test_auto_move_switches_to_slice_below_the_acceptance_threshold(monkeypatch,
     assert 0.0 < tm["independence_acceptance"] < 1.0
 
 
+def test_auto_move_decides_before_the_ess_floor(monkeypatch):
+    """With an ESS floor, ``move = "auto"`` decides on the first ``n_steps``: a switching run
+    never extends the independence chain (no ESS is taken of its 15 walkers), and its chain is
+    the slice move's with the same floor."""
+    monkeypatch.setattr(S, "LOW_ACCEPTANCE", 1.01)
+    seen = []
+    real = S.chain_ess
+
+    def spy(kept):
+        seen.append(kept.shape[1])
+        return real(kept)
+
+    monkeypatch.setattr(S, "chain_ess", spy)
+    t = _RoughGaussian()
+    kw = dict(n_steps=40, seed=3, burn=16, min_ess=1e6, max_steps=64)
+    _, _, chain, _, tm = S.sample_posterior(t, n_walkers=15, move="auto", **kw)
+    assert tm["switched_to_slice"] == 1.0 and 15 not in seen and chain.shape[:2] == (64, 22)
+    ref = S.sample_posterior(t, n_walkers=22, move="slice", **kw)[2]
+    np.testing.assert_array_equal(chain, ref)
+
+
 def test_auto_move_is_reported_and_recorded(folder, tmp_path, capsys, monkeypatch):
     """``tregsim calibrate`` with ``move = "auto"`` that switches: the summary line says so
     with the acceptance that decided, and the posterior file and manifest name the sampler

@@ -407,6 +407,7 @@ def sample_posterior(
     thin: int = 1,
     min_ess: float = 0.0,
     max_steps: int | None = None,
+    _decide_below: float | None = None,
 ):
     """MAP, Laplace covariance, then emcee with walkers drawn from N(MAP, Laplace covariance)
     in u. ``move``: ``"stretch"`` (emcee's default affine-invariant ensemble move) or
@@ -435,8 +436,8 @@ def sample_posterior(
     kernel never changes after the burn-in (docs/calibration.md, "Run until the ESS floor").
 
     ``"slice"``: ensemble slice sampling (:func:`_sample_slice`). ``"auto"``: the independence
-    move; when its acceptance after the burn-in is below :data:`LOW_ACCEPTANCE`, that chain is
-    discarded and the posterior is sampled again by ensemble slice sampling from the same MAP,
+    move; when its acceptance after the burn-in (over the first ``n_steps``, before any ESS-floor
+    extension) is below :data:`LOW_ACCEPTANCE`, that chain is discarded and the posterior is sampled again by ensemble slice sampling from the same MAP,
     with max(2·d, ``n_walkers`` rounded up to even) walkers (the chain is then the one
     ``move = "slice"`` gives with those walkers). ``timings["switched_to_slice"]`` is 1 or 0,
     ``timings["independence_acceptance"]`` the acceptance that decided.
@@ -448,10 +449,17 @@ def sample_posterior(
     kw = dict(seed=seed, progress=progress, start=start, burn=burn, thin=thin)
     floor = dict(min_ess=min_ess, max_steps=max_steps)
     if move == "auto":
+        # the acceptance decides after n_steps, before any ESS-floor extension
         res = sample_posterior(
-            post, n_walkers=n_walkers, n_steps=n_steps, move="independence", **kw, **floor
+            post,
+            n_walkers=n_walkers,
+            n_steps=n_steps,
+            move="independence",
+            _decide_below=LOW_ACCEPTANCE,
+            **kw,
+            **floor,
         )
-        acc = res[3]
+        acc = res[4].pop("decision_acceptance")
         t = {"independence_acceptance": acc, "switched_to_slice": float(acc < LOW_ACCEPTANCE)}
         if acc >= LOW_ACCEPTANCE:
             return (*res[:4], res[4] | t)
@@ -538,7 +546,9 @@ def sample_posterior(
         p0 = prev[-1]
         chains.append(prev)
         acc = float(np.mean(sampler.acceptance_fraction))  # of the last stage
-    if min_ess > 0:
+    if _decide_below is not None:  # move = "auto" decides on the first n_steps
+        t["decision_acceptance"] = acc
+    if min_ess > 0 and not (_decide_below is not None and acc < _decide_below):
         cap = 4 * n_steps if max_steps is None else max(int(max_steps), n_steps)
         block = max(n_steps - burn, thin)
         n_run = n_steps
