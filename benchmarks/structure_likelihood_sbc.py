@@ -232,9 +232,9 @@ def sample_on(
 def set_posterior(k, *, config, rec, table, seed, n_steps, burn, priors, **sampler):
     """Set ``k``'s θ*, its posterior and the shipped sampler's run on its data (MAP, Laplace,
     independence move, the config's walkers): (truth, post, (u_map, lp_map, kept draws (n, d)
-    in u, acceptance, {"n_walkers": walkers used, and with move = "auto" the
-    "independence_acceptance" and "switched_to_slice"})), with post and the run None when the simulated data are non-finite.
-    The one place SBC sets are made, so every benchmark checks the same posteriors."""
+    in u, acceptance, info)) with info as :func:`sample_on`'s; post and the run are None when
+    the simulated data are non-finite. The one place SBC sets are made, so every benchmark
+    checks the same posteriors."""
     truth, _, y, g = prior_dataset(k, config=config, rec=rec, table=table, seed=seed, priors=priors)
     if not np.all(np.isfinite(y)):
         return truth, None, None

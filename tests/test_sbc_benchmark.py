@@ -105,20 +105,12 @@ def test_one_set_records_the_sampler_used_and_the_quadrature_check(tmp_path, mon
     """One SBC set end to end on a small synthetic records file, ``--move auto`` forced to
     switch: the row has the slice's walkers × kept steps, the acceptance that decided, and the
     quadrature check `tregsim calibrate` runs (error at the MAP, spread over the draws)."""
+    from test_structure_kernel_t import _table
     from test_structure_run import CONFIG, _synthetic, _write_csv
 
-    import tregsim
     from tregsim.calibrate import structure_run as R
-    from tregsim.calibrate.likelihood import CurveTable
 
-    table = CurveTable(
-        tregsim.load_model("treg_t1d"),
-        fixed={"s0": 0.41, "k_re": 0.02},
-        n_loglam=41,
-        n_q=11,
-        max_day=900.0,
-        day_step=10.0,
-    )
+    table = _table()
     _write_csv(_synthetic(table, 30, 2), tmp_path / "visits.csv")
     (tmp_path / "s.toml").write_text(CONFIG)
     monkeypatch.setattr(R, "LOW_ACCEPTANCE", 1.01)

@@ -436,10 +436,11 @@ def sample_posterior(
     kernel never changes after the burn-in (docs/calibration.md, "Run until the ESS floor").
 
     ``"slice"``: ensemble slice sampling (:func:`_sample_slice`). ``"auto"``: the independence
-    move; when its acceptance after the burn-in (over the first ``n_steps``, before any ESS-floor
-    extension) is below :data:`LOW_ACCEPTANCE`, that chain is discarded and the posterior is sampled again by ensemble slice sampling from the same MAP,
-    with max(2·d, ``n_walkers`` rounded up to even) walkers (the chain is then the one
-    ``move = "slice"`` gives with those walkers). ``timings["switched_to_slice"]`` is 1 or 0,
+    move; when its acceptance after the burn-in (over the first ``n_steps``, before any
+    ESS-floor extension) is below :data:`LOW_ACCEPTANCE`, that chain is discarded and the
+    posterior is sampled again by ensemble slice sampling from the same MAP, with max(2·d,
+    ``n_walkers`` rounded up to even) walkers (the chain is then the one ``move = "slice"``
+    gives with those walkers). ``timings["switched_to_slice"]`` is 1 or 0,
     ``timings["independence_acceptance"]`` the acceptance that decided.
 
     Returns (u_map (d,), MAP log posterior, chain (n_run, walkers, d) in u with n_run ≥
