@@ -154,18 +154,26 @@ def model_n(exp, X, scale, grid, trials, seed, posterior=None) -> dict:
         }
 
 
-def structure_n(thetas, age, X, grid, trials, seed) -> dict:
-    """The structure's own N per arm for 80 % power (None beyond ``grid``, a ``lo:hi:step``
-    string): trials of ages drawn from ``age`` (years), trial r with ``thetas[r % len]``
-    (:func:`~tregsim.calibrate.variability.ancova_power_by_simulation`; one generator per N,
-    seeded from ``seed`` and N, so adding grid points leaves the others' power unchanged)."""
+def structure_setup() -> tuple:
+    """(curve table to month 12, baseline day) of the shipped structure config: built once,
+    shared by :func:`structure_n` and :func:`structure_components`."""
     from tregsim.calibrate import structure_run as R
-    from tregsim.calibrate import variability as V
     from tregsim.calibrate.config import load_config
     from tregsim.model import load_model
 
     cfg = load_config(project_root() / "calibration" / "placebo_records_structure.toml")
-    table = R._curve_table(cfg, load_model(cfg.model), 12 * 30.4375 + 1.0)
+    return R._curve_table(cfg, load_model(cfg.model), 12 * 30.4375 + 1.0), cfg.baseline_day
+
+
+def structure_n(setup, thetas, age, X, grid, trials, seed) -> dict:
+    """The structure's own N per arm for 80 % power (None beyond ``grid``, a ``lo:hi:step``
+    string; ``setup`` from :func:`structure_setup`): trials of ages drawn from ``age``
+    (years), trial r with ``thetas[r % len]``
+    (:func:`~tregsim.calibrate.variability.ancova_power_by_simulation`; one generator per N,
+    seeded from ``seed`` and N, so adding grid points leaves the others' power unchanged)."""
+    from tregsim.calibrate import variability as V
+
+    table, baseline_day = setup
     lo, hi, step = (int(v) for v in grid.split(":"))
     power = {}
     for n in range(lo, hi + 1, step):
@@ -179,7 +187,7 @@ def structure_n(thetas, age, X, grid, trials, seed) -> dict:
                 X,
                 rng,
                 n_trials=trials,
-                baseline_day=cfg.baseline_day,
+                baseline_day=baseline_day,
             )[0]
         )
         if power[n] >= 0.8:
@@ -187,7 +195,7 @@ def structure_n(thetas, age, X, grid, trials, seed) -> dict:
     return {"n": None, "power": power[hi]}
 
 
-def structure_components(thetas, age, X, n, trials, seed) -> dict:
+def structure_components(setup, thetas, age, X, n, trials, seed) -> dict:
     """Where the structure's N goes (round 25): over ``trials`` control arms of 2·``n``
     patients (ages drawn from ``age``, years; trial r with ``thetas[r % len]``), the mean Δ
     of a relative effect ``X`` on the observed month-12 AUC (as the closed form takes it from
@@ -195,19 +203,15 @@ def structure_components(thetas, age, X, n, trials, seed) -> dict:
     residual variance. Under a heavy-tailed deviation the median trial's residual variance
     rises with the trial's size towards the mean, so a closed form that plugs in a smaller
     study's residual SD needs fewer patients than the model for larger trials."""
-    from tregsim.calibrate import structure_run as R
     from tregsim.calibrate import variability as V
-    from tregsim.calibrate.config import load_config
-    from tregsim.model import load_model
 
-    cfg = load_config(project_root() / "calibration" / "placebo_records_structure.toml")
-    table = R._curve_table(cfg, load_model(cfg.model), 12 * 30.4375 + 1.0)
+    table, baseline_day = setup
     rng = np.random.default_rng([seed, n, 1])
     var, delta = np.empty(trials), np.empty(trials)
     for r in range(trials):
         a = rng.choice(age, 2 * n)
         y = V.simulate_observed(
-            table, thetas[r % len(thetas)], a, np.array([0, 12]), rng, baseline_day=cfg.baseline_day
+            table, thetas[r % len(thetas)], a, np.array([0, 12]), rng, baseline_day=baseline_day
         )[0]
         var[r] = ancova_resid_sd(np.log1p(y[:, 1]), np.log1p(y[:, 0]), a) ** 2
         delta[r] = np.mean(np.log1p((1 + X) * y[:, 1]) - np.log1p(y[:, 1]))
@@ -280,7 +284,7 @@ def main(argv=None) -> int:
     y0, y12, age = records_month12()
     thetas = None
     if a.population == "structure":
-        thetas = structure_thetas(a.theta)
+        thetas, setup = structure_thetas(a.theta), structure_setup()
         print(
             "model population: the records' month-12 participants' ages, the calibrated "
             f"structure's own baseline law ({len(thetas)} parameter set(s))"
@@ -305,7 +309,7 @@ def main(argv=None) -> int:
         nb = np.array([closed_form(y0[b], y12[b], age[b], X)[3] for b in boot])
         lo, hi = np.quantile(nb, [0.025, 0.975]) if nb.size else (np.nan, np.nan)
         if thetas is not None:
-            n_auc = structure_n(thetas, age, X, grid, a.trials, a.seed)["n"]
+            n_auc = structure_n(setup, thetas, age, X, grid, a.trials, a.seed)["n"]
             edge = {None: "beyond the grid", int(grid.split(":")[0]): "at the grid's start"}
             what = (
                 f"{n_auc} (ratio {n_auc / n_cf2:.2f} to each arm's SD, "
@@ -319,7 +323,7 @@ def main(argv=None) -> int:
                 flush=True,
             )
             if n_auc not in edge:
-                c = structure_components(thetas, age, X, n_auc, a.trials, a.seed)
+                c = structure_components(setup, thetas, age, X, n_auc, a.trials, a.seed)
                 print(
                     f"  at {n_auc} per arm: model Δ {c['delta']:.4f} (records {delta:.4f}; "
                     f"factor {(delta / c['delta']) ** 2:.3f}); control residual SD of the "

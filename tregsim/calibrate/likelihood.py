@@ -249,6 +249,14 @@ def quiet_emcee_autocorr():
         log.setLevel(old)
 
 
+def ess_floor_steps(n_steps: int, burn: int, max_steps: int | None, min_block: int = 1):
+    """(cap, block) of an ESS floor shared by the record likelihoods: the chain runs on in
+    blocks of ``n_steps − burn`` steps (at least ``min_block``) up to ``max_steps`` steps
+    (default 4 × ``n_steps``, never fewer than ``n_steps``)."""
+    cap = 4 * n_steps if max_steps is None else max(int(max_steps), n_steps)
+    return cap, max(n_steps - burn, min_block)
+
+
 def ensemble_ess(chain: np.ndarray) -> float:
     """Effective sample size of an emcee ensemble's kept steps ``chain`` (steps, walkers, d):
     walkers × steps / the largest coordinate's integrated autocorrelation time (emcee's
@@ -353,8 +361,7 @@ class IndividualCalibration:
         sampler.random_state = np.random.RandomState(int(g.integers(2**31))).get_state()
         sampler.run_mcmc(p0, n_steps, progress=progress)
         if min_ess > 0:
-            cap = 4 * n_steps if max_steps is None else max(int(max_steps), n_steps)
-            block = max(n_steps - burn, 1)
+            cap, block = ess_floor_steps(n_steps, burn, max_steps)
             while (
                 sampler.iteration < cap and ensemble_ess(sampler.get_chain(discard=burn)) < min_ess
             ):

@@ -475,19 +475,10 @@ def sample_posterior(
         t |= {f"independence_{k}": v for k, v in res[4].items()}
         return (*out[:4], out[4] | t)
     if move == "slice":
-        return _sample_slice(
-            post,
-            n_walkers=n_walkers,
-            n_steps=n_steps,
-            seed=seed,
-            progress=progress,
-            start=start,
-            burn=burn,
-            thin=thin,
-            min_ess=min_ess,
-            max_steps=max_steps,
-        )
+        return _sample_slice(post, n_walkers=n_walkers, n_steps=n_steps, **kw, **floor)
     import emcee
+
+    from tregsim.calibrate.likelihood import ess_floor_steps
 
     t: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -550,8 +541,7 @@ def sample_posterior(
     if _decide_below is not None:  # move = "auto" decides on the first n_steps
         t["decision_acceptance"] = acc
     if min_ess > 0 and not (_decide_below is not None and acc < _decide_below):
-        cap = 4 * n_steps if max_steps is None else max(int(max_steps), n_steps)
-        block = max(n_steps - burn, thin)
+        cap, block = ess_floor_steps(n_steps, burn, max_steps, thin)
         n_run = n_steps
         while n_run < cap:
             full = np.concatenate(chains)
@@ -598,7 +588,7 @@ def _sample_slice(
     already found (the MAP is deterministic, so the chain is the same)."""
     from tqdm.auto import tqdm
 
-    from tregsim.calibrate.likelihood import ensemble_ess
+    from tregsim.calibrate.likelihood import ensemble_ess, ess_floor_steps
     from tregsim.calibrate.slice_ensemble import SliceEnsemble
 
     t: dict[str, float] = {}
@@ -616,8 +606,7 @@ def _sample_slice(
             ens.run(1, tune=tune)
             bar.update(1)
     if min_ess > 0:
-        cap = 4 * n_steps if max_steps is None else max(int(max_steps), n_steps)
-        block = max(n_steps - burn, thin)
+        cap, block = ess_floor_steps(n_steps, burn, max_steps, thin)
         while len(ens.chain) < cap:
             kept = ens.get_chain()[burn + thin - 1 :: thin]
             if min(np.min(chain_ess(kept)), ensemble_ess(kept)) >= min_ess:
