@@ -127,11 +127,11 @@ def participant_log_lik(
         # normal's by a t of 1/ν 0.3 and the same scale: its tail keeps a far-off baseline from
         # pinning the nodes (checked against a fixed 401-node grid, docs/calibration.md)
         node_nu = 0.3 if "mix_p" in th_mu else float(th_mu.get("inv_nu", 0.0))
-        nodes = like.zeta_nodes(th | {"sigma_meas": sm_p[:, None], "inv_nu": node_nu})
+        z, lw = like.zeta_nodes(th | {"sigma_meas": sm_p[:, None], "inv_nu": node_nu})
         if th_mu.get("inv_nu_level", 0.0) > 0:  # ζ ~ t instead of N(0, 1): swap the densities
-            z, lw = nodes
             lw = lw + 0.5 * z * z + 0.5 * np.log(2 * np.pi)
-            nodes = (z, lw + stats.t.logpdf(z, df=1.0 / float(th_mu["inv_nu_level"])))
+            lw = lw + stats.t.logpdf(z, df=1.0 / float(th_mu["inv_nu_level"]))
+        nodes = (z, lw, *like.eta_nodes(th, z, lw))  # the fixed η grid (this script's)
         lm = like.log_mu(th_mu, nodes)  # (V, K)
         res = like._logy[:, None] - lm
         sd = sm_p[like.r.visit_patient][:, None] * deviation_scale(

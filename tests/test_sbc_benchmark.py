@@ -121,3 +121,31 @@ def test_one_set_records_the_sampler_used_and_the_quadrature_check(tmp_path, mon
     assert row["switched_to_slice"] == 1.0 and 0 < row["independence_acceptance"] < 1
     assert row["kept_draws"] == 22 * 16 and row["acceptance"] == 1.0
     assert np.isfinite(row["quad_error_map_nats"]) and row["quad_spread_nats"] >= 0
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_eta_nodes_benchmark_runs_the_chosen_sets_and_resumes(tmp_path, capsys):
+    """``structure_eta_nodes.py`` on a small synthetic records file: the sets below the
+    acceptance threshold of the given ``sbc_sets.csv`` (here set 1 of 0–2), five logit-q
+    points each, the fixed and adaptive rules' errors against the reference and their
+    times; a second run finds the set done and adds nothing."""
+    from test_structure_kernel_t import _table
+    from test_structure_run import CONFIG, _synthetic, _write_csv
+
+    _write_csv(_synthetic(_table(), 20, 2), tmp_path / "visits.csv")
+    (tmp_path / "s.toml").write_text(CONFIG)
+    pd.DataFrame({"set": [0, 1, 2], "acceptance": [0.5, 0.1, 0.3]}).to_csv(
+        tmp_path / "sets.csv", index=False
+    )
+    bench = _benchmark_module("structure_eta_nodes")
+    argv = [str(tmp_path / "s.toml"), "--subset-from", str(tmp_path / "sets.csv")]
+    argv += ["--reference-nodes", "201", "--out", str(tmp_path / "out")]
+    assert bench.main(argv) == 0
+    df = pd.read_csv(tmp_path / "out" / "eta_nodes.csv")
+    assert df["set"].tolist() == [1] * 5
+    assert df["logit_q_shift"].tolist() == list(bench.Q_SHIFTS)
+    cols = ["fixed_error_nats", "adaptive_error_nats", "fixed_s", "adaptive_s"]
+    assert np.isfinite(df[cols].to_numpy()).all() and (df["adaptive_passes"] >= 2).all()
+    assert "ratio" in capsys.readouterr().out
+    assert bench.main(argv) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "eta_nodes.csv"), df)

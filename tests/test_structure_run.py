@@ -192,6 +192,7 @@ def _run(argv, capsys):
         ("n_walkers = 22", 'n_walkers = 22\nmove = "gibbs"', "method.move", "unknown value"),
         ("n_walkers = 22", 'n_walkers = 21\nmove = "slice"', "method.n_walkers", "even"),
         ("n_eta = 9", "n_eta = 9\nn_xi = 5", "method.n_xi", "omega_q"),
+        ("n_eta = 9", 'n_eta = 9\neta_nodes = "dense"', "method.eta_nodes", "unknown value"),
         ("n_eta = 9", "n_eta = 9\nmax_steps = 10", "method.max_steps", "below n_steps"),
         ("min_ess = 0 ", "min_ess = -1 ", "method.min_ess", ""),
         ('records = "visits.csv"', 'records = "absent.csv"', "data.records", "not found"),
@@ -334,6 +335,66 @@ def test_adaptive_zeta_nodes_resolve_a_level_narrower_than_the_grid(table):
     fixed = S.independent_log_lik(V.StructureLikelihood(table, rec, n_zeta=37, n_eta=33), th)
     np.testing.assert_allclose(ad, ref, atol=1e-3, rtol=0)
     assert np.abs(fixed - ref).max() > 0.1
+
+
+def test_kernel_equals_numpy_on_adaptive_eta_nodes(table):
+    """At the same adaptive η nodes (one set per participant and ζ node) the compiled kernel
+    and the numpy path give the same log-likelihood: normal and Student-t deviations, censored
+    visits, hazards beyond the table's ln λ grid."""
+    rec = _synthetic(table, 25, 3)
+    rec.y[[4, 11]] = 0.0085
+    like = V.StructureLikelihood(
+        table, rec, n_zeta=15, n_eta=13, adaptive_zeta=True, adaptive_eta=True
+    )
+    for th in (
+        TRUTH,
+        TRUTH | {"inv_nu": 0.3},
+        TRUTH | {"omega_lambda": 1.5, "sigma_meas": 0.08, "inv_nu": 0.3},
+        TRUTH | {"lambda_ref": 0.5, "kappa": 1.5},
+    ):
+        zeta, lwz = like.zeta_nodes(th)
+        eta, _ = like.eta_nodes(th, zeta, lwz)
+        assert eta.shape == (25, 15, 13) and np.all(np.diff(eta, axis=2) > 0)
+        np.testing.assert_allclose(
+            S.independent_log_lik(like, th), S.array_log_lik(like, th), rtol=1e-12, atol=1e-10
+        )
+
+
+def test_adaptive_eta_nodes_resolve_a_hazard_narrower_than_the_grid(table):
+    """A wide hazard spread observed tightly (ω_λ 1.2, σ_meas 0.08, six visits; the case of the
+    quadrature check's test): a participant's visits pin η more tightly than the fixed grid's
+    spacing of 0.25. Reference: the fixed rule on 4,001 η nodes over [−10, 10] (spacing 0.005)
+    with the same adaptive ζ nodes. The adaptive rule's 33 η nodes must agree to 0.01 nats per
+    participant, at θ* and at q moved by ±1 on the logit scale (where round 25 saw the fixed
+    grid's error swing); the fixed 33-node grid must not (else the case tests nothing)."""
+
+    th = TRUTH | {"omega_lambda": 1.2, "sigma_meas": 0.08, "kappa": 0.0}
+    rec = _synthetic(table, 40, 14)
+    rec.y = V.simulate_records(table, th, rec, np.random.default_rng(141))[0]
+    ref = V.StructureLikelihood(table, rec, n_zeta=37, n_eta=4001, adaptive_zeta=True)
+    ref.eta = np.linspace(-10.0, 10.0, 4001)
+    lw = stats.norm.logpdf(ref.eta)
+    ref._lwe = lw - special.logsumexp(lw)
+    ad = V.StructureLikelihood(
+        table, rec, n_zeta=37, n_eta=33, adaptive_zeta=True, adaptive_eta=True
+    )
+    fixed = V.StructureLikelihood(table, rec, n_zeta=37, n_eta=33, adaptive_zeta=True)
+    worst_fixed = 0.0
+    for dq in (-1.0, 0.0, 1.0):
+        t = th | {"q": float(special.expit(special.logit(th["q"]) + dq))}
+        r = S.independent_log_lik(ref, t)
+        np.testing.assert_allclose(S.independent_log_lik(ad, t), r, atol=0.01, rtol=0)
+        worst_fixed = max(worst_fixed, float(np.abs(S.independent_log_lik(fixed, t) - r).max()))
+    assert worst_fixed > 0.1
+
+
+def test_adaptive_eta_nodes_refuse_what_they_do_not_cover(table):
+    rec = _synthetic(table, 5, 3)
+    with pytest.raises(ValueError, match="n_xi"):
+        V.StructureLikelihood(table, rec, n_zeta=9, n_eta=9, n_xi=3, adaptive_eta=True)
+    like = V.StructureLikelihood(table, rec, n_zeta=9, n_eta=9, adaptive_eta=True)
+    with pytest.raises(ValueError, match="sigma_bio"):
+        like.nodes(TRUTH | {"sigma_bio": 0.1, "tau_bio": 100.0})
 
 
 def _grid_config(n_zeta: int, n_eta: int):
@@ -881,6 +942,21 @@ def test_auto_move_is_reported_and_recorded(folder, tmp_path, capsys, monkeypatc
     )
     m = json.loads((tmp_path / "out" / "structure_test" / "manifest.json").read_text())
     assert m["results"]["timings_s"]["switched_to_slice"] == 1.0
+
+
+def test_adaptive_eta_nodes_from_the_config(folder, tmp_path, capsys):
+    """``[method] eta_nodes = "adaptive"``: ``tregsim calibrate`` runs on it, says so in its
+    progress line, records it in the manifest's settings, and its quadrature check refines the
+    adaptive nodes (2n − 1 of them)."""
+    cfg = tmp_path / "eta.toml"
+    (tmp_path / "visits.csv").write_bytes((folder / "visits.csv").read_bytes())
+    cfg.write_text(CONFIG.replace("n_eta = 9", 'n_eta = 9\neta_nodes = "adaptive"'))
+    rc, _, err = _run(["calibrate", str(cfg), "--out", str(tmp_path / "out")], capsys)
+    assert rc == 0, err
+    assert "(zeta adaptive, eta adaptive)" in err
+    m = json.loads((tmp_path / "out" / "structure_test" / "manifest.json").read_text())
+    assert m["settings"]["method"]["eta_nodes"] == "adaptive"
+    assert m["results"]["quadrature_check"]["refined_nodes"] == "17 x 17"
 
 
 # --------------------------------------------------------------------------- end to end

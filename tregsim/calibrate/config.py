@@ -736,6 +736,7 @@ _STRUCT_SCHEMA: dict[str, dict[str, Field]] = {
         "n_zeta": Field(int, default=37, lo=5),
         "n_eta": Field(int, default=33, lo=5),
         "zeta_nodes": Field(str, default="adaptive", choices=("adaptive", "fixed")),
+        "eta_nodes": Field(str, default="fixed", choices=("fixed", "adaptive")),
         "n_xi": Field(int, default=1, lo=1, hi=15),
         "move": Field(
             str, default="independence", choices=("independence", "stretch", "slice", "auto")
@@ -898,6 +899,14 @@ def _load_structure(raw: dict, path: Path) -> StructureConfig:
             field="method.n_xi",
             fix="give n_xi = 5 (Gauss-Hermite nodes of the q random effect) with a structure "
             "that frees omega_q, and leave n_xi out otherwise",
+        )
+    if meth["eta_nodes"] == "adaptive" and ({"omega_q", "sigma_bio"} & set(free)):
+        raise ConfigFileError(
+            f'eta_nodes = "adaptive" with structure {cand!r}',
+            file=path,
+            field="method.eta_nodes",
+            fix="adaptive eta nodes need independent visits without a random effect on q: use "
+            'eta_nodes = "fixed" with a structure that frees omega_q or sigma_bio',
         )
     if meth["n_steps"] - meth["burn"] < meth["thin"]:
         raise ConfigFileError(

@@ -304,11 +304,14 @@ def per_patient_kernel(
     order,  # (V,) visit indices sorted by participant
     zeta,  # (P, Z) baseline-level nodes of each participant
     lwz,  # (P, Z) their log quadrature weights
-    eta,  # (E,) hazard nodes
-    lwe,  # (E,) their log quadrature weights
+    eta,  # (1 or P, 1 or Z, E) hazard nodes: one grid, or each participant's and ζ node's
+    lwe,  # (same shape) their log quadrature weights
     loglam_lo,  # first node of the table's ln λ grid
     loglam_step,  # spacing of the table's ln λ grid
     p,  # (14,) parameters, see :func:`pack`
+    mom,  # (P, Z, 3) or (0, 0, 3): if P rows, the mean and SD of η given each ζ node and
+    # the log of the node's mass (its summand of the participant's likelihood)
+    todo,  # (P,) bool or (0,): if P, only these participants (the others' entries NaN)
 ):
     mu_c, mu_a, s_c = p[0], p[1], p[2]
     loglam_ref, gamma_a, beta_c, gamma_beta, beta_lin = p[3], p[4], p[5], p[6], p[7]
@@ -317,7 +320,9 @@ def per_patient_kernel(
     log_cref = math.log(0.6)
     cref = 0.6
     n_l = lc.shape[1]
-    n_z, n_e = zeta.shape[1], eta.size
+    n_z, n_e = zeta.shape[1], eta.shape[2]
+    pe_all, ze_all = eta.shape[0] > 1, eta.shape[1] > 1
+    want_mom = mom.shape[0] > 0
     n_k = n_z * n_e
     n_p = starts.size - 1
     out = np.empty(n_p)
@@ -362,10 +367,16 @@ def per_patient_kernel(
     tk1 = np.empty(n_k, np.int64)
     tk2 = np.empty(n_k, np.int64)
     tlb = tlg.view(np.int64)
+    some = todo.size > 0
     for pp in range(n_p):
+        if some and not todo[pp]:
+            out[pp] = np.nan
+            continue
+        pe = pp if pe_all else 0
         for z in range(n_z):
+            ze = z if ze_all else 0
             for e in range(n_e):
-                tot[z * n_e + e] = lwz[pp, z] + lwe[e]
+                tot[z * n_e + e] = lwz[pp, z] + lwe[pe, ze, e]
         for jj in range(starts[pp], starts[pp + 1]):
             v = order[jj]
             a = la[v]
@@ -375,8 +386,9 @@ def per_patient_kernel(
             for z in range(n_z):
                 lev = mu_c + mu_a * a + s_c * zeta[pp, z]
                 ll0 = base - bc * (lev - log_cref) - beta_lin * (math.exp(lev) - cref)
+                er = eta[pe, z if ze_all else 0]
                 for e in range(n_e):
-                    f = (ll0 + omega * eta[e] - loglam_lo) * inv_step
+                    f = (ll0 + omega * er[e] - loglam_lo) * inv_step
                     f = min(max(f, 0.0), top)
                     i = min(int(f), n_l - 2)
                     w = f - i
@@ -465,6 +477,22 @@ def per_patient_kernel(
         for k in range(n_k):
             s += mant[k] * p1[k] * p2[k]
         out[pp] = m + math.log(s)
+        if want_mom:  # η's moments given each ζ node, weights relative to that node's largest
+            for z in range(n_z):
+                er = eta[pe, z if ze_all else 0]
+                mz = tot[z * n_e]
+                for e in range(1, n_e):
+                    mz = max(mz, tot[z * n_e + e])
+                sw = sm = sq = 0.0
+                for e in range(n_e):
+                    wk = math.exp(tot[z * n_e + e] - mz)
+                    sw += wk
+                    sm += wk * er[e]
+                    sq += wk * er[e] * er[e]
+                mean = sm / sw
+                mom[pp, z, 0] = mean
+                mom[pp, z, 1] = math.sqrt(max(sq / sw - mean * mean, 0.0))
+                mom[pp, z, 2] = mz + math.log(sw)
     return out
 
 

@@ -67,6 +67,7 @@ def likelihood_for(config, table, records: V.Records, **grid) -> V.StructureLike
         "n_eta": meth["n_eta"],
         "n_xi": meth.get("n_xi", 1),
         "adaptive_zeta": meth.get("zeta_nodes", "fixed") == "adaptive",
+        "adaptive_eta": meth.get("eta_nodes", "fixed") == "adaptive",
     }
     return V.StructureLikelihood(
         table,
@@ -90,7 +91,9 @@ def quadrature_check(config, table, records: V.Records, post, us: np.ndarray) ->
     optimiser finds the places where it is most favourable. Round 14's SBC dataset 8 of seed
     20261213 (ω_λ ≈ 1.1 at the MAP) had +1.9 nats at the MAP and +0.2 at θ* with 33 η nodes,
     while on the placebo records the error is ≤ 0.05 nats at every one of 200 posterior draws
-    (docs/calibration.md, "Round 14"). Returns ``refined_nodes``, ``error_map_nats``,
+    (docs/calibration.md, "Round 14"; that was the normal structure: the shipped t structure's
+    spread is 0.25 nats on the fixed η grid, 0.01 on adaptive η nodes, round 26). With
+    adaptive η nodes the refinement is 2n − 1 adaptive nodes. Returns ``refined_nodes``, ``error_map_nats``,
     ``error_spread_nats`` (max − min over all points), ``n_points`` and ``ok`` (spread ≤
     :data:`QUADRATURE_SPREAD_NATS`). When not ok, also ``error_spread_zeta_nats`` and
     ``error_spread_eta_nats``: the spread against refining that axis alone, and ``axis``, the
@@ -156,7 +159,7 @@ def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
     kernel's reference in ``benchmarks/bench_structure_likelihood.py``. ``inv_nu`` = 1/ν > 0: the
     deviation (ln y − ln μ)/(σ_meas·h(μ)) is Student-t with ν degrees of freedom (σ_add = 0)."""
     order, starts = _visit_order(like)
-    nodes = like.zeta_nodes(th)
+    nodes = like.nodes(th)
     lm = like.log_mu(th, nodes)  # (V, K)
     res = like._logy[:, None] - lm
     kap = th.get("kappa", 0.0)
@@ -188,28 +191,10 @@ def array_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
 
 
 def _kernel_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
-    from tregsim.calibrate import structure_kernel as SK
-
-    if not hasattr(like, "_kernel_args"):  # the records' constant arrays, made once
-        order, starts = _visit_order(like)
-        like._kernel_args = (
-            like._la[like.r.visit_patient],
-            like._logy,
-            like._cens,
-            np.r_[starts, order.size].astype(np.int64),
-            order.astype(np.int64),
-        )
-    t = like.table
-    return SK.per_patient_kernel(
-        like.curves_at_q(th["q"]),
-        *like._kernel_args,
-        *like.zeta_nodes(th),
-        like.eta,
-        like._lwe,
-        float(t.loglam[0]),
-        float(t.loglam[1] - t.loglam[0]),
-        SK.pack(th, like.lloq),
-    )
+    zeta, lwz = like.zeta_nodes(th)
+    if like.adaptive_eta:  # the last pass that placed the nodes computed the likelihood
+        return like._adaptive_eta(th, zeta, lwz)[2]
+    return like.kernel_pass(th, zeta, lwz, *like.eta_nodes(th, zeta, lwz))[0]
 
 
 class StructurePosterior:
@@ -800,7 +785,8 @@ def calibrate_structure(
         print(
             f"{len(rec.ids)} participants, {rec.y.size} visits; quadrature "
             f"{like.zeta.size} x {like.eta.size} nodes (zeta "
-            f"{'adaptive' if like.adaptive_zeta else 'fixed'}); one likelihood evaluation "
+            f"{'adaptive' if like.adaptive_zeta else 'fixed'}, eta "
+            f"{'adaptive' if like.adaptive_eta else 'fixed'}); one likelihood evaluation "
             f"{timings['one_evaluation_s']:.3f} s; MAP, then emcee ({n_walkers} walkers x "
             f"{n_steps} steps)",
             file=sys.stderr,
@@ -829,12 +815,14 @@ def calibrate_structure(
     if not quad["ok"]:
         key = f"n_{quad['axis']}"
         alone = quad[f"error_spread_{quad['axis']}_nats"]
+        fix = f"raise {key} (e.g. to {2 * meth[key] - 1})"
+        if quad["axis"] == "eta" and not like.adaptive_eta:  # round 26: the nodes, not more
+            fix = f'set eta_nodes = "adaptive" (or {fix})'
         print(
             f"warning: the likelihood's quadrature error varies by {quad['error_spread_nats']:.2f}"
             f" nats across the posterior (MAP and {QUADRATURE_CHECK_DRAWS} draws, against "
             f"{quad['refined_nodes']} nodes; {alone:.2f} from {key} alone): the posterior "
-            f"leans on it; fix: raise {key} (e.g. to {2 * meth[key] - 1}) in [method] of "
-            f"{config.path.name}",
+            f"leans on it; fix: {fix} in [method] of {config.path.name}",
             file=sys.stderr,
         )
     with quiet_emcee_autocorr(), np.errstate(invalid="ignore"):  # a walker that never moved

@@ -322,6 +322,14 @@ ZETA_FIXED_HALF_WIDTH = 4.5
 """The fixed grid of the baseline-level effect ζ spans ±4.5 (standard normal units)."""
 ZETA_ADAPTIVE_HALF_WIDTH = 6.0
 """The adaptive ζ nodes span ±6 conditional SDs around the baseline visit's estimate."""
+ETA_FIXED_HALF_WIDTH = 4.0
+"""The fixed grid of the hazard's random effect η spans ±4 (standard normal units)."""
+ETA_ADAPTIVE_HALF_WIDTH = 6.0
+"""The adaptive η nodes span ±6 SDs of η given the participant's visits and the ζ node."""
+ETA_MAX_ZOOM = 4
+"""At most this many re-centring passes of the adaptive η nodes after the first two."""
+ETA_NEGLIGIBLE_NATS = 15.0
+"""A ζ node whose mass is this far below the participant's largest is not re-centred."""
 
 
 @dataclass
@@ -437,14 +445,20 @@ class StructureLikelihood:
         n_eta: int = 33,
         n_xi: int = 1,
         adaptive_zeta: bool = False,
+        adaptive_eta: bool = False,
     ):
         self.table = table
         self.adaptive_zeta = bool(adaptive_zeta)
+        self.adaptive_eta = bool(adaptive_eta)
+        if self.adaptive_eta and int(n_xi) > 1:
+            raise ValueError(
+                "adaptive eta nodes are implemented without a random effect on q (n_xi = 1)"
+            )
         self.r = records
         self.baseline_day = float(baseline_day)
         self.lloq = float(lloq_nmol_l)
         self.zeta = np.linspace(-ZETA_FIXED_HALF_WIDTH, ZETA_FIXED_HALF_WIDTH, n_zeta)
-        self.eta = np.linspace(-4.0, 4.0, n_eta)
+        self.eta = np.linspace(-ETA_FIXED_HALF_WIDTH, ETA_FIXED_HALF_WIDTH, n_eta)
         # log weights of the fixed grids: the normal density, normalised over each grid
         lw_z = stats.norm.logpdf(self.zeta)
         lw_e = stats.norm.logpdf(self.eta)
@@ -488,13 +502,118 @@ class StructureLikelihood:
 
     def log_weights(self, th: dict, nodes=None) -> np.ndarray:
         """Log quadrature weight of every participant's nodes: (P, K), K as in :meth:`log_mu`;
-        ``nodes``: :meth:`zeta_nodes` at ``th`` if already computed."""
+        ``nodes``: :meth:`nodes` at ``th`` if already computed."""
         P = len(self.r.ids)
-        lwz = (self.zeta_nodes(th) if nodes is None else nodes)[1]
-        lw = (lwz[:, :, None] + self._lwe[None, None, :]).reshape(P, -1)
+        _, lwz, _, lwe = self.nodes(th) if nodes is None else nodes
+        lw = (lwz[:, :, None] + lwe).reshape(P, -1)
         if self.n_xi > 1:
             lw = (lw[:, :, None] + self._lwx[None, None, :]).reshape(P, -1)
         return lw
+
+    def nodes(self, th: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every participant's quadrature nodes at ``th``: ζ and its log weights (P, Z) from
+        :meth:`zeta_nodes`, η and its log weights from :meth:`eta_nodes` ((1, 1, E) on the
+        fixed grid, (P, Z, E) adaptive)."""
+        zeta, lwz = self.zeta_nodes(th)
+        return (zeta, lwz, *self.eta_nodes(th, zeta, lwz))
+
+    def eta_nodes(self, th: dict, zeta: np.ndarray, lwz: np.ndarray):
+        """Nodes of the hazard's random effect η and their log weights.
+
+        Fixed grid: the same uniform nodes on [−4, 4] for everyone, shape (1, 1, E), weights
+        the normal density normalised over the grid. ``adaptive_eta``: for each participant
+        and each ζ node (``zeta``, ``lwz``: (P, Z)) its own E uniform nodes on ±6 SD around
+        the mean of η given that participant's visits and that ζ (the inner integral of a
+        nested rule), shape (P, Z, E), weights φ(η)·spacing. The moments come from the
+        compiled likelihood itself: a first pass on a coarse fixed grid ((E + 1)/2 nodes on
+        [−4, 4]), then passes on the adaptive nodes, each re-centring and narrowing the
+        nodes of the (participant, ζ node) pairs that carry mass and whose SD is below two
+        spacings or whose mean lies beyond ±2 SD of the span's edge, at most
+        :data:`ETA_MAX_ZOOM` times. Round 25 found the hard SBC datasets to be those where a
+        participant's visits pin η more tightly than the fixed grid's spacing of 0.25
+        (docs/calibration.md, "Round 26: η nodes that follow each participant")."""
+        if not self.adaptive_eta:
+            return self.eta[None, None, :], self._lwe[None, None, :]
+        if th.get("sigma_bio", 0.0) > 0 or th.get("omega_q", 0.0) != 0:
+            raise ValueError(
+                "adaptive eta nodes are implemented for independent visits (sigma_bio = 0) "
+                'without a random effect on q (omega_q = 0): use eta_nodes = "fixed"'
+            )
+        return self._adaptive_eta(th, zeta, lwz)[:2]
+
+    def _adaptive_eta(self, th: dict, zeta: np.ndarray, lwz: np.ndarray):
+        """:meth:`eta_nodes` when adaptive: (eta, lwe, per-participant log-likelihood on
+        them (P,), passes run)."""
+        E = self.eta.size
+        W = ETA_ADAPTIVE_HALF_WIDTH
+        n0 = (E + 1) // 2
+        e0 = np.linspace(-ETA_FIXED_HALF_WIDTH, ETA_FIXED_HALF_WIDTH, n0)
+        l0 = stats.norm.logpdf(e0)
+        l0 = l0 - special.logsumexp(l0)
+        _, mom = self.kernel_pass(th, zeta, lwz, e0[None, None, :], l0[None, None, :], True)
+        x = np.linspace(-W, W, E)
+        dx = x[1] - x[0]
+        centre = mom[..., 0]
+        width = np.maximum(mom[..., 1], 0.5 * (e0[1] - e0[0]))
+        todo = None  # every participant in the first adaptive pass, then the re-centred ones
+        passes = 1
+        for it in range(ETA_MAX_ZOOM + 1):
+            eta = centre[..., None] + width[..., None] * x
+            lwe = -0.5 * eta * eta + (np.log(width * dx) - _LOG_SQRT_2PI)[..., None]
+            ll_new, mom_new = self.kernel_pass(th, zeta, lwz, eta, lwe, True, todo)
+            passes += 1
+            if todo is None:
+                ll, mom = ll_new, mom_new
+            else:
+                ll[todo], mom[todo] = ll_new[todo], mom_new[todo]
+            if it == ETA_MAX_ZOOM:
+                break
+            m, s, lz = mom[..., 0], mom[..., 1], mom[..., 2]
+            h = width * dx
+            carries = lz - lz.max(axis=1, keepdims=True) > -ETA_NEGLIGIBLE_NATS
+            off = np.abs(m - centre) > (W - 2.0) * width
+            redo = carries & ((s < 2.0 * h) | off)
+            if not redo.any():
+                break
+            centre = np.where(redo, m, centre)
+            width = np.where(redo, np.maximum(s, 0.5 * h), width)
+            todo = redo.any(axis=1)
+        return eta, lwe, ll, passes
+
+    def kernel_pass(self, th: dict, zeta, lwz, eta, lwe, moments: bool = False, todo=None):
+        """The compiled per-participant log-likelihood (P,) on the given nodes
+        (:mod:`structure_kernel`; ζ (P, Z), η (1 or P, 1 or Z, E)), and with ``moments`` also
+        (P, Z, 3): the mean and SD of η given each ζ node and the log of that node's mass
+        (else None). ``todo`` (P,) bool: only those participants (the others NaN).
+        Independent visits (σ_bio = 0) without a random effect on q only."""
+        from tregsim.calibrate import structure_kernel as SK
+
+        if not hasattr(self, "_kernel_args"):  # the records' constant arrays, made once
+            order = np.argsort(self.r.visit_patient, kind="stable")
+            starts = np.flatnonzero(np.r_[True, np.diff(self.r.visit_patient[order]) != 0])
+            self._kernel_args = (
+                self._la[self.r.visit_patient],
+                self._logy,
+                self._cens,
+                np.r_[starts, order.size].astype(np.int64),
+                order.astype(np.int64),
+            )
+        t = self.table
+        mom = np.empty((zeta.shape[0], zeta.shape[1], 3) if moments else (0, 0, 3))
+        ll = SK.per_patient_kernel(
+            self.curves_at_q(th["q"]),
+            *self._kernel_args,
+            np.ascontiguousarray(zeta),
+            np.ascontiguousarray(lwz),
+            np.ascontiguousarray(eta),
+            np.ascontiguousarray(lwe),
+            float(t.loglam[0]),
+            float(t.loglam[1] - t.loglam[0]),
+            SK.pack(th, self.lloq),
+            mom,
+            np.zeros(0, bool) if todo is None else np.ascontiguousarray(todo, bool),
+        )
+        return ll, (mom if moments else None)
 
     def zeta_nodes(self, th: dict) -> tuple[np.ndarray, np.ndarray]:
         """Nodes of the baseline-level effect ζ for each participant and their log weights,
@@ -582,20 +701,23 @@ class StructureLikelihood:
 
     def log_mu(self, th: dict, nodes=None) -> np.ndarray:
         """log noise-free C-peptide at every visit and node: (V, K), K = n_zeta·n_eta
-        (·n_xi with a random effect on q, ``th["omega_q"]``); ``nodes``: :meth:`zeta_nodes`
+        (·n_xi with a random effect on q, ``th["omega_q"]``); ``nodes``: :meth:`nodes`
         at ``th`` if already computed."""
-        zeta = (self.zeta_nodes(th) if nodes is None else nodes)[0][self.r.visit_patient]
+        zeta, _, eta, _ = self.nodes(th) if nodes is None else nodes
+        vp = self.r.visit_patient
+        zeta = zeta[vp]
+        eta = eta[vp] if eta.shape[0] > 1 else eta  # (V or 1, Z or 1, E)
         om_q = th.get("omega_q", 0.0)
         if self.n_xi > 1:
             lq = special.logit(th["q"])
             parts = [
-                self._log_mu_one(th | {"q": float(special.expit(lq + om_q * x))}, zeta)
+                self._log_mu_one(th | {"q": float(special.expit(lq + om_q * x))}, zeta, eta)
                 for x in self.xi
             ]
             return np.stack(parts, axis=-1).reshape(parts[0].shape[0], -1)
         if om_q != 0:
             raise ValueError("omega_q > 0 needs StructureLikelihood(..., n_xi > 1)")
-        return self._log_mu_one(th, zeta)
+        return self._log_mu_one(th, zeta, eta)
 
     def curves_at_q(self, q: float) -> np.ndarray:
         """log c(visit day) − log c(baseline day) of the curve table at deceleration ``q``
@@ -606,8 +728,9 @@ class StructureLikelihood:
         bq = fq - j
         return (1 - bq) * self._logc_q[j] + bq * self._logc_q[j + 1]
 
-    def _log_mu_one(self, th: dict, zeta: np.ndarray) -> np.ndarray:
-        """:meth:`log_mu` at one q; ``zeta`` (V, Z) the nodes of each visit's participant."""
+    def _log_mu_one(self, th: dict, zeta: np.ndarray, eta: np.ndarray) -> np.ndarray:
+        """:meth:`log_mu` at one q; ``zeta`` (V, Z) and ``eta`` (V or 1, Z or 1, E) the nodes
+        of each visit's participant."""
         t = self.table
         r = self.r
         lc = self.curves_at_q(th["q"])  # (V, L)
@@ -620,7 +743,7 @@ class StructureLikelihood:
             * np.exp(-th.get("gamma_beta", 0.0) * la)[:, None, None]
             * (lev[:, :, None] - LOG_CREF)
             - th.get("beta_lin", 0.0) * (np.exp(lev[:, :, None]) - np.exp(LOG_CREF))
-            + th["omega_lambda"] * self.eta[None, None, :]
+            + th["omega_lambda"] * eta
         )  # (V, Z, E)
         f = (np.clip(loglam, t.loglam[0], t.loglam[-1]) - t.loglam[0]) / (t.loglam[1] - t.loglam[0])
         i = np.minimum(f.astype(int), len(t.loglam) - 2)
@@ -645,7 +768,7 @@ class StructureLikelihood:
                 "per_patient is the normal deviation's likelihood; for inv_nu > 0 use "
                 "tregsim.calibrate.structure_run.independent_log_lik"
             )
-        nodes = self.zeta_nodes(th)
+        nodes = self.nodes(th)
         lm = self.log_mu(th, nodes)
         res = self._logy[:, None] - lm  # (V, K)
         sm2, sb2, tau = th["sigma_meas"] ** 2, th["sigma_bio"] ** 2, th["tau_bio"]

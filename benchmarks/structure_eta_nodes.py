@@ -1,0 +1,183 @@
+"""Fixed against adaptive η nodes of the records likelihood, on SBC datasets, against a dense
+reference, with the time of one evaluation side by side.
+
+The records likelihood integrates each participant's hazard random effect η on the config's
+``n_eta`` nodes: a fixed grid on [−4, 4] (``[method] eta_nodes = "fixed"``, spacing 0.25 at 33
+nodes) or, from round 26, nodes that follow each participant and each ζ node
+(``eta_nodes = "adaptive"``, :meth:`variability.StructureLikelihood.eta_nodes`). Round 25
+found the SBC's hard datasets (the independence move accepting < 0.2) to be those where a
+participant's visits pin η more tightly than the fixed grid's spacing, so that the fixed
+grid's error swings by up to several nats as q moves (docs/calibration.md).
+
+For each chosen SBC set (θ* and data exactly as ``structure_likelihood_sbc.py`` makes them)
+this prints and writes, at θ* and at θ* with logit q moved by −2 … +2, the total
+log-likelihood's error against the reference: the fixed rule on ``--reference-nodes`` η
+nodes over [−10, 10] (default 2,049, spacing 0.01) with the config's ζ nodes. The swing of
+the error over the five points is what changes a posterior (a constant error does not). The
+time of one evaluation is the median over the five points.
+
+    OMP_NUM_THREADS=1 python benchmarks/structure_eta_nodes.py \\
+        calibration/placebo_records_structure.toml \\
+        --prior-from calibration/posteriors/natural_history.nc --widen 3 \\
+        --subset-from benchmarks/results/sbc_likelihood_t/sbc_sets_20261205.csv --out DIR
+
+``--accepting N``: instead the first N sets whose acceptance is ≥ 0.2 (the comparison group).
+Writes ``OUT/eta_nodes.csv`` (one row per set and point, appended as each set finishes).
+Reads the records from ``../shared/data/`` (never copied); writes only totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import structure_likelihood_sbc as SBC
+
+from tregsim.calibrate import structure_run as R
+from tregsim.calibrate import variability as V
+from tregsim.calibrate.config import load_config
+from tregsim.io import atomic_path
+from tregsim.model import load_model
+
+Q_SHIFTS = (-2.0, -1.0, 0.0, 1.0, 2.0)  # logit q moved from θ*
+
+
+def reference_likelihood(config, table, rec, n_nodes: int, half_width: float = 10.0):
+    """The config's likelihood with η on ``n_nodes`` fixed nodes over ±``half_width``."""
+    like = R.likelihood_for(config, table, rec, n_eta=n_nodes, adaptive_eta=False)
+    like.eta = np.linspace(-half_width, half_width, n_nodes)
+    lw = stats.norm.logpdf(like.eta)
+    like._lwe = lw - special.logsumexp(lw)
+    return like
+
+
+def set_rows(k, *, config, rec, table, seed, priors, ref_nodes, n_eta) -> list[dict]:
+    """Set ``k``'s rows: per q shift, the fixed and adaptive rules' totals minus the
+    reference's (nats), each rule's time (s) and the adaptive rule's passes."""
+    _, th, y, _ = SBC.prior_dataset(
+        k, config=config, rec=rec, table=table, seed=seed, priors=priors
+    )
+    if not np.all(np.isfinite(y)):
+        return []
+    r = dataclasses.replace(rec, y=y)
+    rules = {
+        "fixed": R.likelihood_for(config, table, r, n_eta=n_eta, adaptive_eta=False),
+        "adaptive": R.likelihood_for(config, table, r, n_eta=n_eta, adaptive_eta=True),
+    }
+    ref = reference_likelihood(config, table, r, ref_nodes)
+    rows = []
+    for dq in Q_SHIFTS:
+        t = th | {"q": float(special.expit(special.logit(th["q"]) + dq))}
+        with np.errstate(all="ignore"):
+            total_ref = float(R.independent_log_lik(ref, t).sum())
+            row = {"set": k, "logit_q_shift": dq, "q": t["q"], "omega_lambda": th["omega_lambda"]}
+            for name, like in rules.items():
+                t0 = time.perf_counter()
+                total = float(R.independent_log_lik(like, t).sum())
+                row[f"{name}_s"] = time.perf_counter() - t0
+                row[f"{name}_error_nats"] = total - total_ref
+            zeta, lwz = rules["adaptive"].zeta_nodes(t)
+            row["adaptive_passes"] = rules["adaptive"]._adaptive_eta(t, zeta, lwz)[3]
+        rows.append(row)
+    return rows
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per set: each rule's error swing over the q shifts and largest |error| (nats), and the
+    median time of one evaluation (ms)."""
+    g = df.groupby("set")
+    out = pd.DataFrame({"omega_lambda": g["omega_lambda"].first()})
+    for name in ("fixed", "adaptive"):
+        e = g[f"{name}_error_nats"]
+        out[f"{name}_swing_nats"] = e.max() - e.min()
+        out[f"{name}_max_abs_error_nats"] = g[f"{name}_error_nats"].apply(lambda s: s.abs().max())
+        out[f"{name}_ms"] = 1e3 * g[f"{name}_s"].median()
+    return out.reset_index()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", help="a structure_likelihood config")
+    ap.add_argument("--seed", type=int, default=20261205, help="the SBC run's seed")
+    ap.add_argument(
+        "--subset-from",
+        metavar="CSV",
+        required=True,
+        help="an sbc_sets.csv of the same seed and priors: its sets below --below-acceptance",
+    )
+    ap.add_argument("--below-acceptance", type=float, default=0.2)
+    ap.add_argument(
+        "--accepting", type=int, default=0, help="the first N sets at or above it instead"
+    )
+    ap.add_argument("--reference-nodes", type=int, default=2049)
+    ap.add_argument("--n-eta", type=int, default=None, help="η nodes (default: the config's)")
+    SBC.add_regional_arguments(ap)
+    ap.add_argument("--out", required=True, help="output folder")
+    a = ap.parse_args(argv)
+    try:
+        config = load_config(a.config)
+    except ValueError as e:
+        ap.error(str(e))
+    if not Path(a.subset_from).is_file():
+        ap.error(f"--subset-from: no such file: {a.subset_from}")
+    old = pd.read_csv(a.subset_from)
+    low = old["acceptance"] < a.below_acceptance
+    sets = (old.loc[~low, "set"].head(a.accepting) if a.accepting else old.loc[low, "set"]).astype(
+        int
+    )
+    rec = R.load_structure_records(config)
+    table = R._curve_table(config, load_model(config.model), float(rec.visit_day.max()))
+    priors = SBC.regional_priors_from_arguments(ap, a, V.CANDIDATES[config.candidate][0])
+    n_eta = config.method["n_eta"] if a.n_eta is None else a.n_eta
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "eta_nodes.csv"
+    rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+    have = {int(r["set"]) for r in rows}
+    for k in (k for k in sets if k not in have):
+        rows += set_rows(
+            k,
+            config=config,
+            rec=rec,
+            table=table,
+            seed=a.seed,
+            priors=priors,
+            ref_nodes=a.reference_nodes,
+            n_eta=n_eta,
+        )
+        with atomic_path(path) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+        s = summary(pd.DataFrame(rows)).set_index("set").loc[k]
+        print(
+            f"set {k}: omega_lambda {s.omega_lambda:.2f}; error swing fixed "
+            f"{s.fixed_swing_nats:.3f}, adaptive {s.adaptive_swing_nats:.3f} nats; "
+            f"{s.fixed_ms:.0f} / {s.adaptive_ms:.0f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
+    tab = summary(pd.DataFrame(rows))
+    print(tab.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    sw = tab[["fixed_swing_nats", "adaptive_swing_nats"]]
+    print(
+        f"\n{len(tab)} sets, {n_eta} eta nodes: error swing median fixed "
+        f"{sw.fixed_swing_nats.median():.3f} / adaptive {sw.adaptive_swing_nats.median():.3f} "
+        f"nats; > 0.5 nats: {int((sw.fixed_swing_nats > 0.5).sum())} / "
+        f"{int((sw.adaptive_swing_nats > 0.5).sum())}; max {sw.fixed_swing_nats.max():.2f} / "
+        f"{sw.adaptive_swing_nats.max():.2f}; one evaluation, median: fixed "
+        f"{tab.fixed_ms.median():.1f} ms, adaptive {tab.adaptive_ms.median():.1f} ms (ratio "
+        f"{(tab.adaptive_ms / tab.fixed_ms).median():.2f})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
