@@ -23,6 +23,11 @@ time of one evaluation is the median over the five points.
 
 ``--accepting N``: instead the first N sets whose acceptance is ≥ 0.2 (the comparison group).
 Writes ``OUT/eta_nodes.csv`` (one row per set and point, appended as each set finishes).
+
+``--reweight POSTERIOR.nc`` runs no SBC set: it weights every draw of a posterior sampled on
+the fixed grid by exp(adaptive − fixed log-likelihood) on the config's records and prints how
+far each parameter's mean moves (in posterior SDs), its SD ratio and the weights' ESS: whether
+that posterior leans on the fixed grid (written to ``OUT/reweight.csv``).
 Reads the records from ``../shared/data/`` (never copied); writes only totals.
 """
 
@@ -104,14 +109,49 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def reweight(config, table, rec, posterior_path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per free parameter (sampling coordinates): the shift of the mean (posterior SDs) and
+    the SD ratio when the posterior's draws are weighted from the fixed to the adaptive η
+    rule, and the log-likelihood differences (adaptive − fixed) per draw (nats)."""
+    import arviz as az
+
+    names, fixed = V.CANDIDATES[config.candidate]
+    post = az.from_netcdf(posterior_path).posterior
+    flat = {n: post[n].to_numpy().ravel() for n in names}
+    rules = [R.likelihood_for(config, table, rec, adaptive_eta=a) for a in (False, True)]
+    d = np.empty(flat[names[0]].size)
+    for i in range(d.size):
+        th = {n: float(flat[n][i]) for n in names} | fixed | dict(config.fixed)
+        f, a = (float(R.independent_log_lik(lk, th).sum()) for lk in rules)
+        d[i] = a - f
+    w = np.exp(d - d.max())
+    w /= w.sum()
+    rows = []
+    for n in names:
+        x = V._to_u(n, flat[n])
+        m1 = float(np.sum(w * x))
+        s1 = float(np.sqrt(np.sum(w * (x - m1) ** 2)))
+        with np.errstate(invalid="ignore", divide="ignore"):  # a constant draw: NaN
+            rows.append(
+                {
+                    "parameter": n,
+                    "mean_shift_sd": (m1 - x.mean()) / x.std(),
+                    "sd_ratio": s1 / x.std(),
+                }
+            )
+    return pd.DataFrame(rows), d
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", help="a structure_likelihood config")
     ap.add_argument("--seed", type=int, default=20261205, help="the SBC run's seed")
     ap.add_argument(
+        "--reweight", metavar="POSTERIOR", help="no SBC sets: reweight this posterior's draws"
+    )
+    ap.add_argument(
         "--subset-from",
         metavar="CSV",
-        required=True,
         help="an sbc_sets.csv of the same seed and priors: its sets below --below-acceptance",
     )
     ap.add_argument("--below-acceptance", type=float, default=0.2)
@@ -127,18 +167,32 @@ def main(argv=None) -> int:
         config = load_config(a.config)
     except ValueError as e:
         ap.error(str(e))
-    if not Path(a.subset_from).is_file():
+    rec = R.load_structure_records(config)
+    table = R._curve_table(config, load_model(config.model), float(rec.visit_day.max()))
+    out = Path(a.out)
+    if a.reweight:
+        if not Path(a.reweight).is_file():
+            ap.error(f"--reweight: no such file: {a.reweight}")
+        tab, d = reweight(config, table, rec, a.reweight)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "reweight.csv") as tmp:
+            tab.to_csv(tmp, index=False)
+        w = np.exp(d - d.max())
+        print(
+            f"{d.size} draws; log-likelihood adaptive - fixed {d.min():+.3f} to {d.max():+.3f} "
+            f"nats (SD {d.std():.3f}); weights' ESS {w.sum() ** 2 / np.sum(w * w):.0f}"
+        )
+        print(tab.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+        return 0
+    if a.subset_from is None or not Path(a.subset_from).is_file():
         ap.error(f"--subset-from: no such file: {a.subset_from}")
     old = pd.read_csv(a.subset_from)
     low = old["acceptance"] < a.below_acceptance
     sets = (old.loc[~low, "set"].head(a.accepting) if a.accepting else old.loc[low, "set"]).astype(
         int
     )
-    rec = R.load_structure_records(config)
-    table = R._curve_table(config, load_model(config.model), float(rec.visit_day.max()))
     priors = SBC.regional_priors_from_arguments(ap, a, V.CANDIDATES[config.candidate][0])
     n_eta = config.method["n_eta"] if a.n_eta is None else a.n_eta
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "eta_nodes.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []

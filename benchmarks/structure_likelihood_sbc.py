@@ -482,6 +482,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--walkers", type=int, default=None, help="walkers (default: the config's; slice: ≥ 2·d)"
     )
+    ap.add_argument(
+        "--eta-nodes",
+        choices=("fixed", "adaptive"),
+        default=None,
+        help="the hazard effect's quadrature nodes (default: the config's [method] eta_nodes; "
+        "round 26)",
+    )
     add_regional_arguments(ap)
     ap.add_argument(
         "--pool",
@@ -529,6 +536,8 @@ def main(argv=None) -> int:
         config = load_config(a.config)
     except ValueError as e:
         ap.error(str(e))
+    if a.eta_nodes is not None:
+        config = dataclasses.replace(config, method=config.method | {"eta_nodes": a.eta_nodes})
     d = len(V.CANDIDATES[config.candidate][0])
     walkers = config.method["n_walkers"] if a.walkers is None else a.walkers
     least = 2 * d if a.move == "slice" else 4

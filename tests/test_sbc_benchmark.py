@@ -103,8 +103,9 @@ def test_slice_with_too_few_or_odd_walkers_is_one_line_exit_2(walkers, tmp_path,
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_one_set_records_the_sampler_used_and_the_quadrature_check(tmp_path, monkeypatch):
     """One SBC set end to end on a small synthetic records file, ``--move auto`` forced to
-    switch: the row has the slice's walkers × kept steps, the acceptance that decided, and the
-    quadrature check `tregsim calibrate` runs (error at the MAP, spread over the draws)."""
+    switch, on adaptive η nodes: the row has the slice's walkers × kept steps, the acceptance
+    that decided, and the quadrature check `tregsim calibrate` runs (error at the MAP, spread
+    over the draws)."""
     from test_structure_kernel_t import _table
     from test_structure_run import CONFIG, _synthetic, _write_csv
 
@@ -116,6 +117,7 @@ def test_one_set_records_the_sampler_used_and_the_quadrature_check(tmp_path, mon
     monkeypatch.setattr(R, "LOW_ACCEPTANCE", 1.01)
     sbc = _benchmark_module("structure_likelihood_sbc")
     argv = [str(tmp_path / "s.toml"), "--sets", "1", "--steps", "24", "--burn", "8"]
+    argv += ["--eta-nodes", "adaptive"]  # the config's fixed grid overridden (round 26)
     assert sbc.main([*argv, "--move", "auto", "--out", str(tmp_path / "out")]) == 0
     row = pd.read_csv(tmp_path / "out" / "sbc_sets.csv").iloc[0]
     assert row["switched_to_slice"] == 1.0 and 0 < row["independence_acceptance"] < 1
@@ -149,3 +151,44 @@ def test_eta_nodes_benchmark_runs_the_chosen_sets_and_resumes(tmp_path, capsys):
     assert "ratio" in capsys.readouterr().out
     assert bench.main(argv) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "eta_nodes.csv"), df)
+
+
+def test_eta_nodes_reweight_weights_each_draw_by_the_rules_difference(tmp_path, capsys):
+    """``--reweight``: a posterior of five draws on a small synthetic records file. With weights
+    exp(adaptive − fixed), the reweighted mean of each coordinate is the weighted mean of its
+    draws; checked against the two rules' log-likelihoods computed here."""
+    import arviz as az
+    from test_structure_kernel_t import _table
+    from test_structure_run import CONFIG, TRUTH, _synthetic, _write_csv
+
+    from tregsim.calibrate import structure_run as R
+    from tregsim.calibrate import variability as V
+    from tregsim.calibrate.config import load_config
+
+    table = _table()
+    _write_csv(_synthetic(table, 20, 2), tmp_path / "visits.csv")
+    (tmp_path / "s.toml").write_text(CONFIG)
+    names = V.CANDIDATES["lincovariate+power"][0]
+    g = np.random.default_rng(5)
+    om = TRUTH["omega_lambda"] * np.exp(0.3 * g.standard_normal(5))
+    draws = {n: np.full((1, 5), TRUTH[n]) for n in names} | {"omega_lambda": om[None]}
+    az.from_dict(posterior=draws).to_netcdf(tmp_path / "p.nc")
+    bench = _benchmark_module("structure_eta_nodes")
+    argv = [str(tmp_path / "s.toml"), "--reweight", str(tmp_path / "p.nc")]
+    assert bench.main([*argv, "--out", str(tmp_path / "out")]) == 0
+    tab = pd.read_csv(tmp_path / "out" / "reweight.csv").set_index("parameter")
+    config = load_config(tmp_path / "s.toml")
+    rec = R.load_structure_records(config)
+    d = []
+    for o in om:
+        th = TRUTH | {"omega_lambda": float(o)}
+        f, a = (
+            R.independent_log_lik(R.likelihood_for(config, table, rec, adaptive_eta=x), th).sum()
+            for x in (False, True)
+        )
+        d.append(a - f)
+    w = np.exp(np.array(d) - max(d))
+    x = np.log(om)
+    want = (np.sum(w * x) / w.sum() - x.mean()) / x.std()
+    assert tab.loc["omega_lambda", "mean_shift_sd"] == pytest.approx(want, rel=1e-9)
+    assert list(tab.index) == list(names)
