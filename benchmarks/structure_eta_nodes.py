@@ -22,7 +22,8 @@ time of one evaluation is the median over the five points.
         --subset-from benchmarks/results/sbc_likelihood_t/sbc_sets_20261205.csv --out DIR
 
 ``--accepting N``: instead the first N sets whose acceptance is ≥ 0.2 (the comparison group).
-Writes ``OUT/eta_nodes.csv`` (one row per set and point, appended as each set finishes).
+Writes ``OUT/eta_nodes.csv`` (one row per set and point, appended as each set finishes) and
+``OUT/eta_nodes.png`` (each set's error swing, fixed against adaptive, log axes).
 
 ``--reweight POSTERIOR.nc`` runs no SBC set: it weights every draw of a posterior sampled on
 the fixed grid by exp(adaptive − fixed log-likelihood) on the config's records and prints how
@@ -107,6 +108,35 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         out[f"{name}_max_abs_error_nats"] = g[f"{name}_error_nats"].apply(lambda s: s.abs().max())
         out[f"{name}_ms"] = 1e3 * g[f"{name}_s"].median()
     return out.reset_index()
+
+
+def swing_plot(tab: pd.DataFrame, path: Path, n_eta: int) -> None:
+    """Each set's error swing on the fixed grid (x) against the adaptive nodes (y), log axes,
+    with the quadrature check's threshold on both."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo = 1e-3
+    fig, ax = plt.subplots(figsize=(5.0, 4.6))
+    x = tab["fixed_swing_nats"].clip(lower=lo)
+    y = tab["adaptive_swing_nats"].clip(lower=lo)
+    ax.scatter(x, y, s=14, color="C0")
+    top = max(float(x.max()), float(y.max()), 1.0) * 1.5
+    ax.plot([lo, top], [lo, top], color="0.6", lw=0.8, label="equal")
+    thr = R.QUADRATURE_SPREAD_NATS
+    ax.axhline(thr, color="C3", lw=0.8, ls="--", label=f"check threshold {thr} nats")
+    ax.axvline(thr, color="C3", lw=0.8, ls="--")
+    ax.set(xscale="log", yscale="log", xlim=(lo, top), ylim=(lo, top))
+    ax.set_xlabel(f"fixed grid ({n_eta} nodes on [−4, 4]): error swing (nats)")
+    ax.set_ylabel(f"adaptive nodes ({n_eta}): error swing (nats)")
+    ax.set_title(f"{len(tab)} SBC sets, logit q moved −2 … +2 from θ*", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
 
 
 def reweight(config, table, rec, posterior_path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -219,6 +249,7 @@ def main(argv=None) -> int:
             flush=True,
         )
     tab = summary(pd.DataFrame(rows))
+    swing_plot(tab, out / "eta_nodes.png", n_eta)
     print(tab.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     sw = tab[["fixed_swing_nats", "adaptive_swing_nats"]]
     print(
