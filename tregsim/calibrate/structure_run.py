@@ -93,8 +93,8 @@ def quadrature_check(config, table, records: V.Records, post, us: np.ndarray) ->
     while on the placebo records the error is ≤ 0.05 nats at every one of 200 posterior draws
     (docs/calibration.md, "Round 14"; that was the normal structure: the shipped t structure's
     spread is 0.25 nats on the fixed η grid, 0.01 on adaptive η nodes, round 26). With
-    adaptive η nodes the refinement is 2n − 1 adaptive nodes. Returns ``refined_nodes``, ``error_map_nats``,
-    ``error_spread_nats`` (max − min over all points), ``n_points`` and ``ok`` (spread ≤
+    adaptive η nodes the refinement is 2n − 1 adaptive nodes. Returns ``refined_nodes``,
+    ``error_map_nats``, ``error_spread_nats`` (max − min over all points), ``n_points`` and ``ok`` (spread ≤
     :data:`QUADRATURE_SPREAD_NATS`). When not ok, also ``error_spread_zeta_nats`` and
     ``error_spread_eta_nats``: the spread against refining that axis alone, and ``axis``, the
     one with the larger (round 25: on the hard SBC datasets it is η, the hazard's random
@@ -146,10 +146,6 @@ def independent_log_lik(like: V.StructureLikelihood, th: dict) -> np.ndarray:
 
 def _visit_order(like: V.StructureLikelihood) -> tuple[np.ndarray, np.ndarray]:
     """Visits sorted by participant (V,) and where each participant's run starts (P,)."""
-    if not hasattr(like, "_order"):
-        order = np.argsort(like.r.visit_patient, kind="stable")
-        like._order = order
-        like._starts = np.flatnonzero(np.r_[True, np.diff(like.r.visit_patient[order]) != 0])
     return like._order, like._starts
 
 

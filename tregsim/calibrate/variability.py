@@ -486,6 +486,9 @@ class StructureLikelihood:
         self._logy = np.log(np.where(self._cens, self.lloq, r.y))
         self._la = np.log(r.age_years / 10.0)
         order = np.argsort(r.visit_patient, kind="stable")
+        # visits sorted by participant (V,) and where each participant's run starts (P,)
+        self._order = order
+        self._starts = np.flatnonzero(np.r_[True, np.diff(r.visit_patient[order]) != 0])
         self._groups = []
         # each participant's uncensored baseline visit (day 0), −1 if none: it centres the
         # adaptive ζ nodes (zeta_nodes)
@@ -528,7 +531,7 @@ class StructureLikelihood:
         compiled likelihood itself: a first pass on a coarse fixed grid ((E + 1)/2 nodes on
         [−4, 4]), then passes on the adaptive nodes, each re-centring and narrowing the
         nodes of the (participant, ζ node) pairs that carry mass and whose SD is below two
-        spacings or whose mean lies beyond ±2 SD of the span's edge, at most
+        spacings or whose mean lies within 2 SD of the span's edge, at most
         :data:`ETA_MAX_ZOOM` times. Round 25 found the hard SBC datasets to be those where a
         participant's visits pin η more tightly than the fixed grid's spacing of 0.25
         (docs/calibration.md, "Round 26: η nodes that follow each participant")."""
@@ -589,14 +592,12 @@ class StructureLikelihood:
         from tregsim.calibrate import structure_kernel as SK
 
         if not hasattr(self, "_kernel_args"):  # the records' constant arrays, made once
-            order = np.argsort(self.r.visit_patient, kind="stable")
-            starts = np.flatnonzero(np.r_[True, np.diff(self.r.visit_patient[order]) != 0])
             self._kernel_args = (
                 self._la[self.r.visit_patient],
                 self._logy,
                 self._cens,
-                np.r_[starts, order.size].astype(np.int64),
-                order.astype(np.int64),
+                np.r_[self._starts, self._order.size].astype(np.int64),
+                self._order.astype(np.int64),
             )
         t = self.table
         mom = np.empty((zeta.shape[0], zeta.shape[1], 3) if moments else (0, 0, 3))
