@@ -49,6 +49,15 @@ uncertainty, the structure's tail included.
 residual SDs re-estimated): the precision with which the records fix the N the model is
 compared against.
 
+``--analysis huber`` (round 27) runs the same ANCOVA by Huber M-estimation
+(:mod:`tregsim.trial.robust`, statsmodels' ``RLM`` defaults) on both sides: the model's
+virtual trials are analysed with it, and the closed form takes the Huber fit's own effective
+SD (the per-observation SD its H1 covariance implies) in place of the residual SD, from the
+records (control) and from the records stacked with their copy under the effect (Δ = that
+fit's arm coefficient, SD = its effective SD: "each arm's SD"). A bounded influence function
+makes a trial's variance follow the deviation's bulk, not its tail, so the comparison tells
+whether the OLS gap is the tail (a design choice) or the structure.
+
 Model N = the first grid point (step 1–4) with power ≥ 0.8 over ``--trials`` virtual trials
 (Monte-Carlo SE of a power ≈ 0.009 at 2,000 trials). Reads the records from
 ``../shared/data/`` (never copied); prints only aggregates of ≥ 100 participants.
@@ -125,7 +134,38 @@ def map_posterior(path) -> None:
     save_posterior(path, draws, units=dict.fromkeys(draws, "see the structure file"))
 
 
-def model_n(exp, X, scale, grid, trials, seed, posterior=None) -> dict:
+def huber_sd(y, x0, age) -> float:
+    """The Huber ANCOVA's effective SD on (y, ln(AUC₀+1), age): the closed form's SD for
+    ``--analysis huber``."""
+    from tregsim.trial.robust import huber_regression
+
+    X = np.column_stack([np.ones_like(x0), x0 - x0.mean(), age - age.mean()])
+    fit = huber_regression(X[None], y[None], np.ones((1, y.size), bool))
+    return float(fit.effective_sd[0])
+
+
+def closed_form_huber(y0, y12, age, X):
+    """(Δ, effective SD control, N control SD, N each arm's SD) of the closed form for the
+    Huber ANCOVA: the records' month-12 participants as the control arm and their copy under
+    the effect as the treated arm, fitted together (Δ = the arm coefficient; "each arm's SD" =
+    that fit's effective SD); "control SD" = the control records' own effective SD."""
+    from tregsim.trial.robust import ancova_huber
+
+    x0 = np.log1p(y0)
+    sd_c = huber_sd(np.log1p(y12), x0, age)
+    two = lambda v: np.r_[v, v][None]  # noqa: E731
+    arm = np.r_[np.zeros(y12.size, bool), np.ones(y12.size, bool)][None]
+    y = np.r_[np.log1p(y12), np.log1p((1 + X) * y12)][None]
+    res = ancova_huber(y, arm, [two(x0), two(age)])
+    delta = float(res.estimate[0])
+    # SE² = s²·(1/n_t + 1/n_c) for a balanced arm orthogonal to the covariates
+    sd_pooled = float(res.se[0] / np.sqrt(2.0 / y12.size))
+    n_cf = n_per_arm_for_power(0.8, delta, sd_c, rho=0.0, n_covariates=2)
+    n_cf2 = n_per_arm_for_power(0.8, delta, sd_pooled, rho=0.0, n_covariates=2)
+    return delta, sd_pooled, n_cf, n_cf2
+
+
+def model_n(exp, X, scale, grid, trials, seed, posterior=None, test="ancova") -> dict:
     """``n``: the model's N per arm for 80 % power (None beyond the grid); ``delta``: the mean
     true effect on ln(AUC₁₂ + 1) of its virtual patients; ``resid_sd``: its control arms'
     month-12 ANCOVA residual SD within a trial (√ of the mean over trials of each trial's
@@ -137,7 +177,7 @@ def model_n(exp, X, scale, grid, trials, seed, posterior=None) -> dict:
             n_per_arm=grid,
             trials=trials,
             seed=seed,
-            tests=("ancova",),
+            tests=(test,),
             assurance=False,
             allocation="randomized",
             relative_effect=X,
@@ -165,31 +205,41 @@ def structure_setup() -> tuple:
     return R._curve_table(cfg, load_model(cfg.model), 12 * 30.4375 + 1.0), cfg.baseline_day
 
 
-def structure_n(setup, thetas, age, X, grid, trials, seed) -> dict:
+def structure_n(setup, thetas, age, X, grid, trials, seed, analysis="ols") -> dict:
     """The structure's own N per arm for 80 % power (None beyond ``grid``, a ``lo:hi:step``
     string; ``setup`` from :func:`structure_setup`): trials of ages drawn from ``age``
     (years), trial r with ``thetas[r % len]``
     (:func:`~tregsim.calibrate.variability.ancova_power_by_simulation`; one generator per N,
-    seeded from ``seed`` and N, so adding grid points leaves the others' power unchanged)."""
+    seeded from ``seed`` and N, so adding grid points leaves the others' power unchanged;
+    ``analysis = "huber"``: the same trials analysed by the Huber ANCOVA)."""
     from tregsim.calibrate import variability as V
+    from tregsim.trial.robust import ancova_trialnet_huber
 
     table, baseline_day = setup
     lo, hi, step = (int(v) for v in grid.split(":"))
     power = {}
     for n in range(lo, hi + 1, step):
         rng = np.random.default_rng([seed, n])
-        power[n] = float(
-            V.ancova_power_by_simulation(
-                table,
-                thetas,
-                age,
-                np.array([n]),
-                X,
-                rng,
-                n_trials=trials,
-                baseline_day=baseline_day,
-            )[0]
-        )
+        if analysis == "huber":
+            y, ages = V.simulate_two_arm_trials(
+                table, thetas, age, n, X, rng, n_trials=trials, baseline_day=baseline_day
+            )
+            arm = np.broadcast_to(np.r_[np.zeros(n, bool), np.ones(n, bool)], ages.shape)
+            res = ancova_trialnet_huber(y[:, :, 1], y[:, :, 0], ages, arm)
+            power[n] = float(np.mean(res.reject))
+        else:
+            power[n] = float(
+                V.ancova_power_by_simulation(
+                    table,
+                    thetas,
+                    age,
+                    np.array([n]),
+                    X,
+                    rng,
+                    n_trials=trials,
+                    baseline_day=baseline_day,
+                )[0]
+            )
         if power[n] >= 0.8:
             return {"n": n, "power": power[n]}
     return {"n": None, "power": power[hi]}
@@ -277,6 +327,13 @@ def main(argv=None) -> int:
         help="participant-bootstrap resamples of the records for the closed form's 95 %% "
         "interval (its own uncertainty: the records' Δ and residual SDs are estimates)",
     )
+    ap.add_argument(
+        "--analysis",
+        choices=("ols", "huber"),
+        default="ols",
+        help="the ANCOVA of both sides: OLS (TrialNet's, default) or Huber M-estimation "
+        "(tregsim.trial.robust; the closed form with the Huber fit's effective SD)",
+    )
     a = ap.parse_args(argv)
     if a.bootstrap < 0 or a.trials < 10:
         ap.error("--bootstrap must be ≥ 0 and --trials ≥ 10")
@@ -299,17 +356,25 @@ def main(argv=None) -> int:
         map_posterior(post)
         print("model parameters: the shipped posterior's MAP in every virtual trial")
     x0 = np.log1p(y0)
-    sd_c = ancova_resid_sd(np.log1p(y12), x0, age)
-    print(f"records: {y12.size} participants at months 0 and 12; control residual SD {sd_c:.4f}")
+    huber = a.analysis == "huber"
+    cf = closed_form_huber if huber else closed_form
+    sd_c = (huber_sd if huber else ancova_resid_sd)(np.log1p(y12), x0, age)
+    what_sd = "Huber effective SD" if huber else "residual SD"
+    print(
+        f"records: {y12.size} participants at months 0 and 12; control {what_sd} {sd_c:.4f}"
+        f" (analysis: {'Huber M-estimation' if huber else 'OLS'} ANCOVA)"
+    )
     grids = {0.2: "120:200:2", 0.3: "56:100:1", 0.5: "22:46:1"}
+    if huber:  # the robust fit needs fewer patients: start lower, same steps
+        grids = {0.2: "90:200:2", 0.3: "40:100:1", 0.5: "16:46:1"}
     rows = []
     boot = np.random.default_rng(a.seed).integers(0, y12.size, (a.bootstrap, y12.size))
     for X, grid in grids.items():
-        delta, sd_t, n_cf, n_cf2 = closed_form(y0, y12, age, X)
-        nb = np.array([closed_form(y0[b], y12[b], age[b], X)[3] for b in boot])
+        delta, sd_t, n_cf, n_cf2 = cf(y0, y12, age, X)
+        nb = np.array([cf(y0[b], y12[b], age[b], X)[3] for b in boot])
         lo, hi = np.quantile(nb, [0.025, 0.975]) if nb.size else (np.nan, np.nan)
         if thetas is not None:
-            n_auc = structure_n(setup, thetas, age, X, grid, a.trials, a.seed)["n"]
+            n_auc = structure_n(setup, thetas, age, X, grid, a.trials, a.seed, a.analysis)["n"]
             edge = {None: "beyond the grid", int(grid.split(":")[0]): "at the grid's start"}
             what = (
                 f"{n_auc} (ratio {n_auc / n_cf2:.2f} to each arm's SD, "
@@ -322,7 +387,7 @@ def main(argv=None) -> int:
                 f"95 % {lo:.0f}-{hi:.0f}); structure {what}",
                 flush=True,
             )
-            if n_auc not in edge:
+            if n_auc not in edge and not huber:
                 c = structure_components(setup, thetas, age, X, n_auc, a.trials, a.seed)
                 print(
                     f"  at {n_auc} per arm: model Δ {c['delta']:.4f} (records {delta:.4f}; "
@@ -334,14 +399,17 @@ def main(argv=None) -> int:
                     flush=True,
                 )
             continue
-        m_auc = model_n(exp, X, "auc", grid, a.trials, a.seed, post)
-        m_gm = model_n(exp, float(np.expm1(delta)), "auc_plus_1", grid, a.trials, a.seed, post)
+        test = "ancova_huber" if huber else "ancova"
+        m_auc = model_n(exp, X, "auc", grid, a.trials, a.seed, post, test)
+        m_gm = model_n(
+            exp, float(np.expm1(delta)), "auc_plus_1", grid, a.trials, a.seed, post, test
+        )
         n_auc, n_gm = m_auc["n"], m_gm["n"]
         rows.append(
             {
                 "effect_auc": f"+{100 * X:.0f}%",
                 "delta_ln_auc_plus_1": round(delta, 4),
-                "records_sd_treated": round(sd_t, 4),
+                ("records_sd_each_arm_huber" if huber else "records_sd_treated"): round(sd_t, 4),
                 "n_closed_form_control_sd": n_cf,
                 "n_closed_form_each_arm_sd": n_cf2,
                 "closed_form_each_arm_sd_95pct": f"{lo:.0f}-{hi:.0f}",

@@ -159,3 +159,59 @@ def test_late_tail_refuses_a_structure_without_the_t():
     assert (
         lo.config_mismatch("late_tail", SimpleNamespace(candidate="lincovariate+power+t")) is None
     )
+
+
+def test_huber_closed_form_takes_statsmodels_rlm_on_the_records_and_their_copy():
+    """Round 27's ``--analysis huber`` closed form: the control effective SD is statsmodels
+    RLM's SE over √((XᵀX)⁻¹) on (ln y₁₂+1 ~ ln y₀+1 + age); Δ is RLM's arm coefficient on the
+    records stacked with their copy under the effect, and "each arm's SD" its SE / √(2/n)."""
+    ss = _benchmark_module("sample_size_vs_closed_form")
+    g = np.random.default_rng(5)
+    n = 80
+    age = g.uniform(8, 40, n)
+    y0 = np.exp(g.normal(-0.6, 0.5, n))
+    y12 = np.exp(np.log(y0) - 0.4 + 0.3 * g.standard_t(3, n))
+    x0 = np.log1p(y0)
+    X = sm.add_constant(np.column_stack([x0, age]))
+    hub = sm.robust.norms.HuberT()
+    ref = sm.RLM(np.log1p(y12), X, M=hub).fit(tol=1e-13, maxiter=1000)
+    inv = np.linalg.inv(X.T @ X)
+    assert ss.huber_sd(np.log1p(y12), x0, age) == pytest.approx(
+        ref.bse[1] / np.sqrt(inv[1, 1]), rel=1e-6
+    )
+    delta, sd_pooled, n_cf, n_cf2 = ss.closed_form_huber(y0, y12, age, 0.3)
+    arm = np.r_[np.zeros(n), np.ones(n)]
+    X2 = sm.add_constant(np.column_stack([arm, np.r_[x0, x0], np.r_[age, age]]))
+    y2 = np.r_[np.log1p(y12), np.log1p(1.3 * y12)]
+    ref2 = sm.RLM(y2, X2, M=hub).fit(tol=1e-13, maxiter=1000)
+    assert delta == pytest.approx(ref2.params[1], rel=1e-6)
+    assert sd_pooled == pytest.approx(ref2.bse[1] / np.sqrt(2 / n), rel=1e-6)
+    assert n_cf2 >= n_cf  # the stretched treated copy only adds spread
+
+
+def test_structure_power_by_huber_analyses_the_same_trials():
+    """``structure_n(..., analysis="huber")`` simulates the very trials of
+    ``ancova_power_by_simulation`` (``simulate_two_arm_trials``, same generator): analysed by
+    the OLS ANCOVA of ``tregsim.trial.endpoints`` they give its power exactly, and by the
+    Huber ANCOVA the benchmark's power."""
+    from tregsim.trial.endpoints import ancova_trialnet
+    from tregsim.trial.robust import ancova_trialnet_huber
+
+    table = _table()
+    pool = np.linspace(8.0, 40.0, 30)
+    th = T_TRUTH | {"sigma_bio": 0.0}
+    n, trials = 15, 120
+    power = V.ancova_power_by_simulation(
+        table, th, pool, np.array([n]), 0.5, np.random.default_rng([9, n]), n_trials=trials
+    )[0]
+    y, ages = V.simulate_two_arm_trials(
+        table, th, pool, n, 0.5, np.random.default_rng([9, n]), n_trials=trials
+    )
+    arm = np.broadcast_to(np.r_[np.zeros(n, bool), np.ones(n, bool)], ages.shape)
+    ols = ancova_trialnet(y[:, :, 1], y[:, :, 0], ages, arm)
+    assert ols.reject.mean() == power
+    ss = _benchmark_module("sample_size_vs_closed_form")
+    got = ss.structure_n((table, 60.0), [th], pool, 0.5, f"{n}:{n}:1", trials, 9, "huber")
+    hub = ancova_trialnet_huber(y[:, :, 1], y[:, :, 0], ages, arm)
+    assert got["power"] == hub.reject.mean()
+    assert not np.array_equal(hub.p_value, ols.p_value)

@@ -1026,6 +1026,43 @@ def ou_paths(rng, shape: tuple, days: np.ndarray, sd: float, tau_days: float) ->
 
 
 # ------------------------------------------------------------------ model-based power
+def simulate_two_arm_trials(
+    table,
+    th: dict | list[dict],
+    age_pool: np.ndarray,
+    n_per_arm: int,
+    relative_effect: float,
+    rng: np.random.Generator,
+    *,
+    month: int = 12,
+    n_trials: int = 1000,
+    baseline_day: float = 60.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The virtual trials of :func:`ancova_power_by_simulation` at one N per arm: observed
+    AUC (nmol/L) at baseline and ``month``, shape (n_trials, 2·n_per_arm, 2), and the
+    patients' ages (years), (n_trials, 2·n_per_arm); the first n_per_arm patients of each
+    trial are the control arm, the rest treated (noise-free C-peptide at ``month`` times
+    1 + ``relative_effect``). Trial r takes structure r mod len(``th``)."""
+    thetas = [th] if isinstance(th, dict) else list(th)
+    if not thetas:
+        raise ValueError("simulate_two_arm_trials: th is an empty list of structures")
+    n = int(n_per_arm)
+    ages = rng.choice(np.asarray(age_pool, float), size=(n_trials, 2 * n))
+    y = np.empty((n_trials, 2 * n, 2))
+    for r in range(n_trials):
+        y[r] = simulate_observed(
+            table,
+            thetas[r % len(thetas)],
+            ages[r],
+            np.array([0, month]),
+            rng,
+            n_rep=1,
+            baseline_day=baseline_day,
+            treated_factor=np.r_[np.ones(n), np.full(n, 1 + relative_effect)],
+        )[0]
+    return y, ages
+
+
 def ancova_power_by_simulation(
     table,
     th: dict | list[dict],
@@ -1048,25 +1085,20 @@ def ancova_power_by_simulation(
     ``th``: one structure for every trial, or a list (e.g. posterior draws) of which trial r
     takes item r mod its length, so the power averages over the parameters' uncertainty.
     """
-    thetas = [th] if isinstance(th, dict) else list(th)
-    if not thetas:
-        raise ValueError("ancova_power_by_simulation: th is an empty list of structures")
     out = []
     for n in np.atleast_1d(n_per_arm):
         n = int(n)
-        ages = rng.choice(np.asarray(age_pool, float), size=(n_trials, 2 * n))
-        y = np.empty((n_trials, 2 * n, 2))
-        for r in range(n_trials):
-            y[r] = simulate_observed(
-                table,
-                thetas[r % len(thetas)],
-                ages[r],
-                np.array([0, month]),
-                rng,
-                n_rep=1,
-                baseline_day=baseline_day,
-                treated_factor=np.r_[np.ones(n), np.full(n, 1 + relative_effect)],
-            )[0]
+        y, ages = simulate_two_arm_trials(
+            table,
+            th,
+            age_pool,
+            n,
+            relative_effect,
+            rng,
+            month=month,
+            n_trials=n_trials,
+            baseline_day=baseline_day,
+        )
         arm = np.r_[np.zeros(n), np.ones(n)]
         x0 = np.log1p(y[:, :, 0])
         xm = np.log1p(y[:, :, 1])

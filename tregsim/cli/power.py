@@ -38,9 +38,10 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--tests",
         default="ancova,welch,ranksum,responder_0.2",
-        help="analyses, comma separated, from ancova,ancova_prognostic,welch,pooled_t,ranksum,"
-        "responder_0.2,no_decline; the first is primary (default ancova,welch,ranksum,"
-        "responder_0.2). ancova_prognostic adds each participant's mechanistic twin (predicted "
+        help="analyses, comma separated, from ancova,ancova_huber,ancova_prognostic,welch,"
+        "pooled_t,ranksum,responder_0.2,no_decline; the first is primary (default ancova,welch,"
+        "ranksum,responder_0.2). ancova_huber is the same ANCOVA by Huber M-estimation (robust "
+        "to far-off visits); ancova_prognostic adds each participant's mechanistic twin (predicted "
         "control outcome from the baseline MMTT, age and baseline day) as a covariate",
     )
     parser.add_argument(

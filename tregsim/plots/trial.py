@@ -111,6 +111,7 @@ def plot_power_curve(
     """
     names = {
         "ancova": "ANCOVA",
+        "ancova_huber": "ANCOVA (Huber)",
         "ancova_prognostic": "ANCOVA + twin",
         "welch": "Welch t",
         "pooled_t": "pooled t",

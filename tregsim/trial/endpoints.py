@@ -96,6 +96,39 @@ def _t_quantile(alpha, df):
         return np.where(df > 0, special.stdtrit(np.maximum(df, 1), 1.0 - alpha / 2.0), np.nan)
 
 
+@dataclass(frozen=True)
+class AncovaDesign:
+    """The design of R replicate trials' ANCOVA: ``X`` (R, n, p) = [1, arm, centred
+    covariates…], zero rows where a slot is not analysed; ``y`` (R, n) the outcome, 0 there;
+    ``mask`` (R, n) the analysed slots; patients analysed per trial (R,)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    n_used: np.ndarray
+    n_treatment: np.ndarray
+    n_control: np.ndarray
+
+
+def ancova_design(endpoint, arm, covariates=(), include=None) -> AncovaDesign:
+    """:class:`AncovaDesign` of ``endpoint`` (R, n) on ``arm`` (R, n) bool and ``covariates``
+    (list of (R, n)); a NaN anywhere or ``include`` False drops the slot. Covariates are
+    centred within each trial's analysed slots (the arm coefficient does not change, and the
+    normal equations stay well conditioned)."""
+    y, a, m, *xs = _prepare(endpoint, arm, include, *covariates)
+    R, n = y.shape
+    w = m.astype(float)
+    n_used = w.sum(axis=1)
+    n_t = (w * a).sum(axis=1)
+    cols = [np.ones((R, n)), a.astype(float)]
+    for x in xs:
+        x0 = np.where(m, x, 0.0)
+        mean = x0.sum(axis=1, keepdims=True) / np.maximum(n_used, 1)[:, None]
+        cols.append(np.where(m, x - mean, 0.0))
+    X = np.stack(cols, axis=-1) * w[:, :, None]
+    return AncovaDesign(X, np.where(m, y, 0.0), m, n_used, n_t, n_used - n_t)
+
+
 def ancova(
     endpoint: np.ndarray,
     arm: np.ndarray,
@@ -126,19 +159,10 @@ def ancova(
     equations ``XᵀX b = Xᵀy`` (a (R, p, p) stack), which leaves the arm coefficient unchanged
     and keeps the system well conditioned.
     """
-    y, a, m, *xs = _prepare(endpoint, arm, include, *covariates)
-    R, n = y.shape
-    w = m.astype(float)
-    n_used = w.sum(axis=1)
-    n_t = (w * a).sum(axis=1)
-    n_c = n_used - n_t
-    cols = [np.ones((R, n)), a.astype(float)]
-    for x in xs:
-        x0 = np.where(m, x, 0.0)
-        mean = x0.sum(axis=1, keepdims=True) / np.maximum(n_used, 1)[:, None]
-        cols.append(np.where(m, x - mean, 0.0))
-    X = np.stack(cols, axis=-1) * w[:, :, None]  # (R, n, p); excluded rows are zero
-    yw = np.where(m, y, 0.0)
+    d = ancova_design(endpoint, arm, covariates, include)
+    X, yw, m = d.X, d.y, d.mask
+    n_used, n_t, n_c = d.n_used, d.n_treatment, d.n_control
+    R = yw.shape[0]
     p = X.shape[-1]
     XtX = np.einsum("rni,rnj->rij", X, X)
     Xty = np.einsum("rni,rn->ri", X, yw)
@@ -450,7 +474,8 @@ def analyse_trials(
 ) -> dict[str, AnalysisResult]:
     """Run the named analyses on R trials; all arrays (R, n), C-peptide in nmol/L.
 
-    tests : any of ``"ancova"`` (primary, TrialNet), ``"ancova_prognostic"`` (the same plus
+    tests : any of ``"ancova"`` (primary, TrialNet), ``"ancova_huber"`` (the same by Huber
+    M-estimation: :mod:`tregsim.trial.robust`), ``"ancova_prognostic"`` (the same plus
     ``prognostic_ln_auc_plus_1``, each participant's twin-predicted control outcome from
     pre-randomization data: :mod:`tregsim.trial.prognostic`), ``"welch"``, ``"pooled_t"``
     (on ln(AUC+1)), ``"ranksum"`` (Mann–Whitney on AUC), ``"responder_0.2"``
@@ -462,6 +487,17 @@ def analyse_trials(
     for name in tests:
         if name == "ancova":
             out[name] = ancova_trialnet(
+                endpoint_auc_nmol_l,
+                baseline_auc_nmol_l,
+                age_years,
+                arm,
+                include=include,
+                alpha=alpha,
+            )
+        elif name == "ancova_huber":
+            from tregsim.trial.robust import ancova_trialnet_huber
+
+            out[name] = ancova_trialnet_huber(
                 endpoint_auc_nmol_l,
                 baseline_auc_nmol_l,
                 age_years,
@@ -504,7 +540,7 @@ def analyse_trials(
             raise ArgumentError(
                 f"unknown analysis {name!r}",
                 field="tests",
-                fix="use any of ancova, ancova_prognostic, welch, pooled_t, ranksum, "
+                fix="use any of ancova, ancova_huber, ancova_prognostic, welch, pooled_t, ranksum, "
                 "responder_0.2, no_decline",
             )
     return out

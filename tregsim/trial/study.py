@@ -25,6 +25,7 @@ from tregsim.results import SHIPPED, PosteriorArg, display_path
 
 TESTS = (
     "ancova",
+    "ancova_huber",
     "ancova_prognostic",
     "welch",
     "pooled_t",
@@ -303,11 +304,13 @@ class PowerStudy:
         return out
 
     def _curve_tests(self) -> list[str]:
-        """Tests drawn in ``power_curve.png``: the primary, and ``ancova_prognostic`` beside
-        ``ancova`` when both were run (the twin's gain at the same N)."""
+        """Tests drawn in ``power_curve.png``: the primary, and ``ancova_prognostic`` or
+        ``ancova_huber`` beside ``ancova`` when both were run (the twin's or the robust fit's
+        gain at the same N)."""
         out = [self.primary_test]
-        if "ancova_prognostic" in self.tests:
-            out += [t for t in ("ancova", "ancova_prognostic") if t in self.tests and t not in out]
+        for other in ("ancova_prognostic", "ancova_huber"):
+            if other in self.tests:
+                out += [t for t in ("ancova", other) if t in self.tests and t not in out]
         return out
 
     def report_lines(self) -> list[str]:
