@@ -21,6 +21,10 @@ time of one evaluation is the median over the five points.
         --prior-from calibration/posteriors/natural_history.nc --widen 3 \\
         --subset-from benchmarks/results/sbc_likelihood_t/sbc_sets_20261205.csv --out DIR
 
+Round 27 adds a third rule, ``refined``: the adaptive nodes with the half-rule check (a
+participant whose log-likelihood moves by more than ``ETA_REFINE_NATS`` between the rule and
+every other node is integrated again on 2n − 1 nodes); ``adaptive`` is round 26's rule.
+
 ``--accepting N``: instead the first N sets whose acceptance is ≥ 0.2 (the comparison group).
 Writes ``OUT/eta_nodes.csv`` (one row per set and point, appended as each set finishes) and
 ``OUT/eta_nodes.png`` (each set's error swing, fixed against adaptive, log axes).
@@ -77,7 +81,10 @@ def set_rows(k, *, config, rec, table, seed, priors, ref_nodes, n_eta) -> list[d
     r = dataclasses.replace(rec, y=y)
     rules = {
         "fixed": R.likelihood_for(config, table, r, n_eta=n_eta, adaptive_eta=False),
-        "adaptive": R.likelihood_for(config, table, r, n_eta=n_eta, adaptive_eta=True),
+        "adaptive": R.likelihood_for(
+            config, table, r, n_eta=n_eta, adaptive_eta=True, refine_eta=False
+        ),
+        "refined": R.likelihood_for(config, table, r, n_eta=n_eta, adaptive_eta=True),
     }
     ref = reference_likelihood(config, table, r, ref_nodes)
     rows = []
@@ -91,22 +98,25 @@ def set_rows(k, *, config, rec, table, seed, priors, ref_nodes, n_eta) -> list[d
             row["fixed_s"] = time.perf_counter() - t0
             row["fixed_error_nats"] = total - total_ref
             # independent_log_lik's own path for adaptive nodes, keeping the passes it ran
-            t0 = time.perf_counter()
-            zeta, lwz = rules["adaptive"].zeta_nodes(t)
-            _, _, ll, passes = rules["adaptive"]._adaptive_eta(t, zeta, lwz)
-            row["adaptive_s"] = time.perf_counter() - t0
-            row["adaptive_error_nats"] = float(ll.sum()) - total_ref
-            row["adaptive_passes"] = passes
+            for name in ("adaptive", "refined"):
+                t0 = time.perf_counter()
+                zeta, lwz = rules[name].zeta_nodes(t)
+                _, _, ll, passes = rules[name]._adaptive_eta(t, zeta, lwz)
+                row[f"{name}_s"] = time.perf_counter() - t0
+                row[f"{name}_error_nats"] = float(ll.sum()) - total_ref
+                row[f"{name}_passes"] = passes
         rows.append(row)
     return rows
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per set: each rule's error swing over the q shifts and largest |error| (nats), and the
-    median time of one evaluation (ms)."""
+    median time of one evaluation (ms); ``refined`` (round 27) is the adaptive rule with the
+    half-rule refinement (:data:`tregsim.calibrate.variability.ETA_REFINE_NATS`), ``adaptive``
+    round 26's rule without it."""
     g = df.groupby("set")
     out = pd.DataFrame({"omega_lambda": g["omega_lambda"].first()})
-    for name in ("fixed", "adaptive"):
+    for name in (n for n in ("fixed", "adaptive", "refined") if f"{n}_error_nats" in df):
         e = g[f"{name}_error_nats"]
         out[f"{name}_swing_nats"] = e.max() - e.min()
         out[f"{name}_max_abs_error_nats"] = g[f"{name}_error_nats"].apply(lambda s: s.abs().max())
@@ -265,6 +275,14 @@ def main(argv=None) -> int:
         f"{tab.fixed_ms.median():.1f} ms, adaptive {tab.adaptive_ms.median():.1f} ms (ratio "
         f"{(tab.adaptive_ms / tab.fixed_ms).median():.2f})"
     )
+    if "refined_swing_nats" in tab:
+        print(
+            f"refined adaptive (half-rule check, {V.ETA_REFINE_NATS} nats per participant): "
+            f"error swing median {tab.refined_swing_nats.median():.3f} nats; > 0.5 nats: "
+            f"{int((tab.refined_swing_nats > 0.5).sum())}; max {tab.refined_swing_nats.max():.2f}"
+            f"; one evaluation, median {tab.refined_ms.median():.1f} ms (ratio to fixed "
+            f"{(tab.refined_ms / tab.fixed_ms).median():.2f})"
+        )
     return 0
 
 

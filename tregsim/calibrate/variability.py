@@ -330,6 +330,9 @@ ETA_MAX_ZOOM = 4
 """At most this many re-centring passes of the adaptive η nodes after the first two."""
 ETA_NEGLIGIBLE_NATS = 15.0
 """A ζ node whose mass is this far below the participant's largest is not re-centred."""
+ETA_REFINE_NATS = 0.005
+"""Adaptive η: a participant whose log-likelihood moves by more than this between the rule
+and its half (every other node) is integrated again on 2n − 1 nodes (round 27)."""
 
 
 @dataclass
@@ -446,10 +449,14 @@ class StructureLikelihood:
         n_xi: int = 1,
         adaptive_zeta: bool = False,
         adaptive_eta: bool = False,
+        refine_eta: bool = True,
     ):
         self.table = table
         self.adaptive_zeta = bool(adaptive_zeta)
         self.adaptive_eta = bool(adaptive_eta)
+        # adaptive η only: participants whose rule and half rule differ by more than
+        # ETA_REFINE_NATS are integrated again on 2n − 1 nodes (False: round 26's rule)
+        self.refine_eta = bool(refine_eta)
         if self.adaptive_eta and int(n_xi) > 1:
             raise ValueError(
                 "adaptive eta nodes are implemented without a random effect on q (n_xi = 1)"
@@ -534,7 +541,10 @@ class StructureLikelihood:
         spacings or whose mean lies within 2 SD of the span's edge, at most
         :data:`ETA_MAX_ZOOM` times. Round 25 found the hard SBC datasets to be those where a
         participant's visits pin η more tightly than the fixed grid's spacing of 0.25
-        (docs/calibration.md, "Round 26: η nodes that follow each participant")."""
+        (docs/calibration.md, "Round 26: η nodes that follow each participant"). Then (round
+        27, ``refine_eta``) every other node gives each participant an error estimate, and
+        those above :data:`ETA_REFINE_NATS` get 2E − 1 nodes: the shape is then
+        (P, Z, 2E − 1), the others' midpoints weighted 0."""
         if not self.adaptive_eta:
             return self.eta[None, None, :], self._lwe[None, None, :]
         if th.get("sigma_bio", 0.0) > 0 or th.get("omega_q", 0.0) != 0:
@@ -545,8 +555,11 @@ class StructureLikelihood:
         return self._adaptive_eta(th, zeta, lwz)[:2]
 
     def _adaptive_eta(self, th: dict, zeta: np.ndarray, lwz: np.ndarray):
-        """:meth:`eta_nodes` when adaptive: (eta, lwe, per-participant log-likelihood on
-        them (P,), passes run)."""
+        """:meth:`eta_nodes` when adaptive: (eta, lwe, per-participant log-likelihood (P,),
+        passes run). With ``refine_eta`` a participant whose rule and half rule differ by more
+        than :data:`ETA_REFINE_NATS` is integrated on 2n − 1 nodes on the same span; the
+        nodes returned are then (P, Z, 2n − 1) for everyone, the others' midpoints with
+        weight 0 (log −inf), so that they are the rule the log-likelihood was taken on."""
         E = self.eta.size
         W = ETA_ADAPTIVE_HALF_WIDTH
         n0 = (E + 1) // 2
@@ -581,6 +594,28 @@ class StructureLikelihood:
             centre = np.where(redo, m, centre)
             width = np.where(redo, np.maximum(s, 0.5 * h), width)
             todo = redo.any(axis=1)
+        if self.refine_eta and E >= 5:
+            # The half rule (every other node, twice the spacing) as an error estimate:
+            # integrands with narrow bumps inside a wide SD (censored visits, a t deviation)
+            # are the ones two spacings per SD cannot resolve (round 26's sets 51 and 119).
+            half, _ = self.kernel_pass(th, zeta, lwz, eta[..., ::2], lwe[..., ::2] + np.log(2.0))
+            passes += 1
+            fine = np.abs(ll - half) > ETA_REFINE_NATS
+            if fine.any():
+                x2 = np.linspace(-W, W, 2 * E - 1)
+                eta2 = centre[..., None] + width[..., None] * x2
+                lwe2 = (
+                    -0.5 * eta2 * eta2
+                    + (np.log(width * (x2[1] - x2[0])) - _LOG_SQRT_2PI)[..., None]
+                )
+                ll2, _ = self.kernel_pass(th, zeta, lwz, eta2, lwe2, False, fine)
+                passes += 1
+                ll = np.where(fine, ll2, ll)
+                # the rule as used, on the 2n − 1 nodes: the others keep their n nodes (the
+                # even ones, twice the weight) and give the midpoints no weight
+                keep = np.full_like(lwe2, -np.inf)
+                keep[..., ::2] = lwe2[..., ::2] + np.log(2.0)
+                eta, lwe = eta2, np.where(fine[:, None, None], lwe2, keep)
         return eta, lwe, ll, passes
 
     def kernel_pass(self, th: dict, zeta, lwz, eta, lwe, moments: bool = False, todo=None):
