@@ -56,6 +56,11 @@ def test_manifest_hashes_inputs(tmp_path):
     json.dumps(m)
     assert len(m["inputs"]["model"]["sha256"]) == 64
     assert "numpy" in m["versions"]
+    # the machine, whose CPU shapes the last digits (docs/regression.md)
+    import platform
+
+    assert m["machine"]["machine"] == platform.machine()
+    assert set(m["machine"]) == {"machine", "cpu", "simd", "libc"}
     f.write_text("x = 2\n")
     m2 = build_manifest(command="cohort", seed=3, inputs={"model": f}, settings={"n": 10})
     assert identity(m) != identity(m2)

@@ -115,6 +115,24 @@ def package_versions(names: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
     return out
 
 
+def machine_info() -> dict[str, str]:
+    """The machine as it shapes the last digits of results: CPU model, the SIMD features glibc's
+    maths library and numpy dispatch on, the C library (round 27: those digits follow the CPU,
+    docs/regression.md)."""
+    cpu, flags = platform.processor() or "", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "model name" and not cpu:
+                cpu = val.strip()
+            elif key.strip() == "flags":
+                flags = set(val.split())
+                break
+    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f") if f in flags]
+    libc = " ".join(platform.libc_ver())
+    return {"machine": platform.machine(), "cpu": cpu, "simd": " ".join(simd), "libc": libc}
+
+
 def build_manifest(
     *,
     command: str,
@@ -147,6 +165,7 @@ def build_manifest(
         "settings": settings or {},
         "command_line": " ".join(portable_argv(argv if argv is not None else sys.argv)),
         "versions": package_versions(),
+        "machine": machine_info(),
         "git_commit": git_commit(),
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
