@@ -187,19 +187,26 @@ def ancova(
         s2 = np.where(ok, rss / np.maximum(df, 1), np.nan)
         se = np.sqrt(s2 * inv_11)
         est = np.where(ok, beta[:, 1], np.nan)
+    return t_result(est, se, df, ok, n_t, n_c, alpha)
+
+
+def t_result(est, se, df, ok, n_treatment, n_control, alpha: float) -> AnalysisResult:
+    """:class:`AnalysisResult` of an arm coefficient ``est`` (R,) with standard error ``se``
+    on ``df`` degrees of freedom: two-sided t-test and (1 − alpha) interval; trials not ``ok``
+    report NaN df."""
+    with np.errstate(invalid="ignore", divide="ignore"):
         t = est / se
-    pval = _t_two_sided(t, df)
     q = _t_quantile(alpha, df)
     return AnalysisResult(
         estimate=est,
         se=se,
         statistic=t,
         df=np.where(ok, df, np.nan),
-        p_value=pval,
+        p_value=_t_two_sided(t, df),
         ci_low=est - q * se,
         ci_high=est + q * se,
-        n_treatment=n_t,
-        n_control=n_c,
+        n_treatment=n_treatment,
+        n_control=n_control,
         alpha=alpha,
     )
 
@@ -485,19 +492,12 @@ def analyse_trials(
     ly = log1p_auc(endpoint_auc_nmol_l)
     resp = None
     for name in tests:
-        if name == "ancova":
-            out[name] = ancova_trialnet(
-                endpoint_auc_nmol_l,
-                baseline_auc_nmol_l,
-                age_years,
-                arm,
-                include=include,
-                alpha=alpha,
-            )
-        elif name == "ancova_huber":
-            from tregsim.trial.robust import ancova_trialnet_huber
-
-            out[name] = ancova_trialnet_huber(
+        if name in ("ancova", "ancova_huber"):
+            if name == "ancova":
+                fit = ancova_trialnet
+            else:
+                from tregsim.trial.robust import ancova_trialnet_huber as fit
+            out[name] = fit(
                 endpoint_auc_nmol_l,
                 baseline_auc_nmol_l,
                 age_years,

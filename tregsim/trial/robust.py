@@ -20,13 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tregsim.trial.endpoints import (
-    AnalysisResult,
-    _t_quantile,
-    _t_two_sided,
-    ancova_design,
-    log1p_auc,
-)
+from tregsim.trial.endpoints import AnalysisResult, ancova_design, log1p_auc, t_result
 
 __all__ = ["HUBER_C", "HuberFit", "ancova_huber", "ancova_trialnet_huber", "huber_regression"]
 
@@ -170,20 +164,7 @@ def ancova_huber(
     with np.errstate(invalid="ignore", divide="ignore"):
         est = np.where(ok, fit.beta[:, 1], np.nan)
         se = np.where(ok, fit.effective_sd * np.sqrt(inv_11), np.nan)
-        t = est / se
-    q = _t_quantile(alpha, df)
-    return AnalysisResult(
-        estimate=est,
-        se=se,
-        statistic=t,
-        df=np.where(ok, df, np.nan),
-        p_value=_t_two_sided(t, df),
-        ci_low=est - q * se,
-        ci_high=est + q * se,
-        n_treatment=d.n_treatment,
-        n_control=d.n_control,
-        alpha=alpha,
-    )
+    return t_result(est, se, df, ok, d.n_treatment, d.n_control, alpha)
 
 
 def ancova_trialnet_huber(
