@@ -2,7 +2,7 @@
 a loop (what a user would write instead), same machine, same run.
 
 R trials of 2·N patients (t(3) deviations on the ln(AUC + 1) scale, arm + baseline + age);
-the batched IRLS (:func:`tregsim.trial.robust.ancova_huber`) on all of them, the loop on
+the batched IRLS (:func:`tregsim.trial.endpoints.ancova_huber`) on all of them, the loop on
 ``--loop-trials`` of them (extrapolated), and the largest difference of the arm coefficient
 between the two on the looped trials.
 
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import statsmodels.api as sm
 
-    from tregsim.trial.robust import ancova_huber
+    from tregsim.trial.endpoints import ancova_huber
 
     rng = np.random.default_rng(a.seed)
     R, n = a.trials, 2 * a.n_per_arm

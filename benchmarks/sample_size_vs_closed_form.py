@@ -50,7 +50,7 @@ residual SDs re-estimated): the precision with which the records fix the N the m
 compared against.
 
 ``--analysis huber`` (round 27) runs the same ANCOVA by Huber M-estimation
-(:mod:`tregsim.trial.robust`, statsmodels' ``RLM`` defaults) on both sides: the model's
+(:func:`tregsim.trial.endpoints.ancova_huber`, statsmodels' ``RLM`` defaults) on both sides: the model's
 virtual trials are analysed with it, and the closed form takes the Huber fit's own effective
 SD (the per-observation SD its H1 covariance implies) in place of the residual SD, from the
 records (control) and from the records stacked with their copy under the effect (Δ = that
@@ -149,7 +149,7 @@ def closed_form_huber(y0, y12, age, X):
     Huber ANCOVA: the records' month-12 participants as the control arm and their copy under
     the effect as the treated arm, fitted together (Δ = the arm coefficient; "each arm's SD" =
     that fit's effective SD); "control SD" = the control records' own effective SD."""
-    from tregsim.trial.robust import ancova_huber
+    from tregsim.trial.endpoints import ancova_huber
 
     x0 = np.log1p(y0)
     sd_c = huber_sd(np.log1p(y12), x0, age)
@@ -213,7 +213,7 @@ def structure_n(setup, thetas, age, X, grid, trials, seed, analysis="ols") -> di
     seeded from ``seed`` and N, so adding grid points leaves the others' power unchanged;
     ``analysis = "huber"``: the same trials analysed by the Huber ANCOVA)."""
     from tregsim.calibrate import variability as V
-    from tregsim.trial.robust import ancova_trialnet_huber
+    from tregsim.trial.endpoints import ancova_trialnet_huber
 
     table, baseline_day = setup
     lo, hi, step = (int(v) for v in grid.split(":"))
@@ -332,7 +332,7 @@ def main(argv=None) -> int:
         choices=("ols", "huber"),
         default="ols",
         help="the ANCOVA of both sides: OLS (TrialNet's, default) or Huber M-estimation "
-        "(tregsim.trial.robust; the closed form with the Huber fit's effective SD)",
+        "(tregsim.trial.endpoints.ancova_huber; the closed form with the Huber fit's effective SD)",
     )
     a = ap.parse_args(argv)
     if a.bootstrap < 0 or a.trials < 10:

@@ -194,8 +194,7 @@ def test_structure_power_by_huber_analyses_the_same_trials():
     ``ancova_power_by_simulation`` (``simulate_two_arm_trials``, same generator): analysed by
     the OLS ANCOVA of ``tregsim.trial.endpoints`` they give its power exactly, and by the
     Huber ANCOVA the benchmark's power."""
-    from tregsim.trial.endpoints import ancova_trialnet
-    from tregsim.trial.robust import ancova_trialnet_huber
+    from tregsim.trial.endpoints import ancova_trialnet, ancova_trialnet_huber
 
     table = _table()
     pool = np.linspace(8.0, 40.0, 30)

@@ -1,4 +1,4 @@
-"""The Huber M-estimation ANCOVA (``tregsim.trial.robust``) against statsmodels' ``RLM``, its
+"""The Huber M-estimation ANCOVA (``tregsim.trial.robust``, ``endpoints.ancova_huber``) against statsmodels' ``RLM``, its
 asymptotic efficiency under a Student-t deviation against the integral that defines it, its
 level, and its place among a power study's analyses."""
 
@@ -11,7 +11,8 @@ from scipy import integrate, stats
 
 from tregsim.errors import ArgumentError
 from tregsim.trial import endpoints as ep
-from tregsim.trial.robust import HUBER_C, ancova_huber, ancova_trialnet_huber, huber_regression
+from tregsim.trial.endpoints import ancova_huber, ancova_trialnet_huber
+from tregsim.trial.robust import HUBER_C, huber_regression
 
 
 def _trials(rng, R, n, df_t: float | None = 3.0, effect=0.0):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from scipy import special, stats
 
+from tregsim.trial.robust import HUBER_C, huber_regression
 from tregsim.units import RESPONDER_THRESHOLD_NMOL_L
 
 
@@ -226,6 +227,55 @@ def ancova_trialnet(
     ``result.ratio`` is the ratio of adjusted geometric means of (AUC+1), treatment / control.
     """
     return ancova(
+        log1p_auc(endpoint_auc_nmol_l),
+        arm,
+        [log1p_auc(baseline_auc_nmol_l), age_years],
+        include=include,
+        alpha=alpha,
+    )
+
+
+def ancova_huber(
+    endpoint: np.ndarray,
+    arm: np.ndarray,
+    covariates: list[np.ndarray] | tuple[np.ndarray, ...] = (),
+    *,
+    include: np.ndarray | None = None,
+    alpha: float = 0.05,
+    c: float = HUBER_C,
+) -> AnalysisResult:
+    """The robust counterpart of :func:`tregsim.trial.endpoints.ancova`: Huber M-estimate of
+    ``y = b0 + b1·arm + Σ c_j·x_j + e`` for R trials (arrays (R, n); see the module), the
+    arm coefficient's SE from Huber's H1 covariance, a two-sided t-test on n − p degrees of
+    freedom and its (1 − alpha) interval."""
+    d = ancova_design(endpoint, arm, covariates, include)
+    fit = huber_regression(d.X, d.y, d.mask, c=c)
+    R, _, p = d.X.shape
+    df = d.n_used - p
+    ok = (d.n_treatment >= 1) & (d.n_control >= 1) & (df >= 1) & np.isfinite(fit.beta[:, 1])
+    XtX = np.einsum("rni,rnj->rij", d.X, d.X)
+    XtX = np.where(ok[:, None, None], XtX, np.eye(p))
+    e1 = np.zeros((R, p, 1))
+    e1[:, 1, 0] = 1.0
+    inv_11 = np.linalg.solve(XtX, e1)[:, 1, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = np.where(ok, fit.beta[:, 1], np.nan)
+        se = np.where(ok, fit.effective_sd * np.sqrt(inv_11), np.nan)
+    return t_result(est, se, df, ok, d.n_treatment, d.n_control, alpha)
+
+
+def ancova_trialnet_huber(
+    endpoint_auc_nmol_l: np.ndarray,
+    baseline_auc_nmol_l: np.ndarray,
+    age_years: np.ndarray,
+    arm: np.ndarray,
+    *,
+    include: np.ndarray | None = None,
+    alpha: float = 0.05,
+) -> AnalysisResult:
+    """The TrialNet ANCOVA (ln(AUC+1) on arm, ln(baseline AUC+1), age; C-peptide in nmol/L,
+    age in years; arrays (R, n)) by Huber M-estimation: :func:`ancova_huber`."""
+    return ancova_huber(
         log1p_auc(endpoint_auc_nmol_l),
         arm,
         [log1p_auc(baseline_auc_nmol_l), age_years],
@@ -482,7 +532,7 @@ def analyse_trials(
     """Run the named analyses on R trials; all arrays (R, n), C-peptide in nmol/L.
 
     tests : any of ``"ancova"`` (primary, TrialNet), ``"ancova_huber"`` (the same by Huber
-    M-estimation: :mod:`tregsim.trial.robust`), ``"ancova_prognostic"`` (the same plus
+    M-estimation: :func:`ancova_huber`), ``"ancova_prognostic"`` (the same plus
     ``prognostic_ln_auc_plus_1``, each participant's twin-predicted control outcome from
     pre-randomization data: :mod:`tregsim.trial.prognostic`), ``"welch"``, ``"pooled_t"``
     (on ln(AUC+1)), ``"ranksum"`` (Mann–Whitney on AUC), ``"responder_0.2"``
@@ -493,10 +543,7 @@ def analyse_trials(
     resp = None
     for name in tests:
         if name in ("ancova", "ancova_huber"):
-            if name == "ancova":
-                fit = ancova_trialnet
-            else:
-                from tregsim.trial.robust import ancova_trialnet_huber as fit
+            fit = ancova_trialnet if name == "ancova" else ancova_trialnet_huber
             out[name] = fit(
                 endpoint_auc_nmol_l,
                 baseline_auc_nmol_l,

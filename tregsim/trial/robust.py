@@ -1,4 +1,4 @@
-"""Huber M-estimation ANCOVA for many replicate trials at once.
+"""Huber M-estimation of many regressions at once (the robust ANCOVA's estimator).
 
 Under a heavy-tailed within-patient deviation (the records' Student-t with ν ≈ 3,
 docs/calibration.md) the OLS ANCOVA's variance follows the deviation's variance, which a few
@@ -10,8 +10,9 @@ by iteratively reweighted least squares on a (R, n, p) stack of designs. The tes
 coefficient uses a t reference with n − p degrees of freedom (statsmodels reports z; t is the
 conservative choice at trial sizes).
 
-Arrays follow :mod:`tregsim.trial.endpoints`: ``(R, n)`` replicate trials × patient slots,
-NaN or ``include = False`` drops a slot.
+The analysis built on it, with its test and interval, is
+:func:`tregsim.trial.endpoints.ancova_huber` (``tests = ("ancova_huber",)``). Arrays are
+``(R, n)`` replicate trials × patient slots.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tregsim.trial.endpoints import AnalysisResult, ancova_design, log1p_auc, t_result
-
-__all__ = ["HUBER_C", "HuberFit", "ancova_huber", "ancova_trialnet_huber", "huber_regression"]
+__all__ = ["HUBER_C", "HuberFit", "huber_regression"]
 
 HUBER_C = 1.345
 """Huber's tuning constant: 95 % asymptotic efficiency relative to OLS at the normal."""
@@ -135,53 +134,4 @@ def huber_regression(
         effective_sd=np.where(nan, np.nan, eff),
         iterations=iters,
         converged=ok & done,
-    )
-
-
-def ancova_huber(
-    endpoint: np.ndarray,
-    arm: np.ndarray,
-    covariates: list[np.ndarray] | tuple[np.ndarray, ...] = (),
-    *,
-    include: np.ndarray | None = None,
-    alpha: float = 0.05,
-    c: float = HUBER_C,
-) -> AnalysisResult:
-    """The robust counterpart of :func:`tregsim.trial.endpoints.ancova`: Huber M-estimate of
-    ``y = b0 + b1·arm + Σ c_j·x_j + e`` for R trials (arrays (R, n); see the module), the
-    arm coefficient's SE from Huber's H1 covariance, a two-sided t-test on n − p degrees of
-    freedom and its (1 − alpha) interval."""
-    d = ancova_design(endpoint, arm, covariates, include)
-    fit = huber_regression(d.X, d.y, d.mask, c=c)
-    R, _, p = d.X.shape
-    df = d.n_used - p
-    ok = (d.n_treatment >= 1) & (d.n_control >= 1) & (df >= 1) & np.isfinite(fit.beta[:, 1])
-    XtX = np.einsum("rni,rnj->rij", d.X, d.X)
-    XtX = np.where(ok[:, None, None], XtX, np.eye(p))
-    e1 = np.zeros((R, p, 1))
-    e1[:, 1, 0] = 1.0
-    inv_11 = np.linalg.solve(XtX, e1)[:, 1, 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        est = np.where(ok, fit.beta[:, 1], np.nan)
-        se = np.where(ok, fit.effective_sd * np.sqrt(inv_11), np.nan)
-    return t_result(est, se, df, ok, d.n_treatment, d.n_control, alpha)
-
-
-def ancova_trialnet_huber(
-    endpoint_auc_nmol_l: np.ndarray,
-    baseline_auc_nmol_l: np.ndarray,
-    age_years: np.ndarray,
-    arm: np.ndarray,
-    *,
-    include: np.ndarray | None = None,
-    alpha: float = 0.05,
-) -> AnalysisResult:
-    """The TrialNet ANCOVA (ln(AUC+1) on arm, ln(baseline AUC+1), age; C-peptide in nmol/L,
-    age in years; arrays (R, n)) by Huber M-estimation: :func:`ancova_huber`."""
-    return ancova_huber(
-        log1p_auc(endpoint_auc_nmol_l),
-        arm,
-        [log1p_auc(baseline_auc_nmol_l), age_years],
-        include=include,
-        alpha=alpha,
     )
